@@ -1,0 +1,272 @@
+//! The edits a proxy makes when it forwards a message (RFC 3261 §16.6),
+//! written as splices over the original bytes: every header the proxy does not
+//! touch, and the body, leave byte for byte as they arrived. Caller identity
+//! (From, P-Asserted-Identity), location (Geolocation, PIDF-LO bodies) and
+//! priority (Resource-Priority) are therefore never re-serialised.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::error::{Error, ErrorKind};
+use crate::header::HeaderName;
+use crate::message::Message;
+
+#[derive(Clone, Copy, Debug)]
+struct Splice {
+    /// Delete `start..end` of the original...
+    start: usize,
+    end: usize,
+    /// ...and write `arena[ins_start..ins_end]` in its place.
+    ins_start: usize,
+    ins_end: usize,
+}
+
+/// A set of edits to one message. Build it, then [`write_to`](Self::write_to)
+/// or [`to_bytes`](Self::to_bytes). Each edit applies to the message as
+/// received (popping the top Via and pushing a new one are independent).
+#[derive(Debug)]
+pub struct Edit<'m> {
+    msg: &'m Message,
+    splices: Vec<Splice>,
+    arena: Vec<u8>,
+}
+
+fn check_value(v: &[u8], name: HeaderName) -> Result<(), Error> {
+    match v.iter().position(|&b| b == b'\r' || b == b'\n' || b == 0) {
+        Some(p) => Err(Error::new(ErrorKind::BadHeaderValue(name), p)),
+        None if v.is_empty() => Err(Error::new(ErrorKind::BadHeaderValue(name), 0)),
+        None => Ok(()),
+    }
+}
+
+impl<'m> Edit<'m> {
+    /// Start editing `msg`.
+    pub fn new(msg: &'m Message) -> Self {
+        Self { msg, splices: Vec::new(), arena: Vec::new() }
+    }
+
+    fn splice(&mut self, start: usize, end: usize, parts: &[&[u8]]) {
+        let ins_start = self.arena.len();
+        for p in parts {
+            self.arena.extend_from_slice(p);
+        }
+        self.splices.push(Splice { start, end, ins_start, ins_end: self.arena.len() });
+    }
+
+    /// Add a Via value on top (`SIP/2.0/UDP gw.example.net;branch=z9hG4bK...`).
+    pub fn push_via(&mut self, value: &[u8]) -> Result<&mut Self, Error> {
+        check_value(value, HeaderName::Via)?;
+        let at = self.msg.header(HeaderName::Via).map_or(self.msg.header_section().0, |h| h.line_start);
+        self.splice(at, at, &[b"Via: ", value, b"\r\n"]);
+        Ok(self)
+    }
+
+    /// Remove the top Via value (a response leaving the proxy, §16.7 step 3).
+    pub fn pop_via(&mut self) -> &mut Self {
+        self.remove_first_value(HeaderName::Via)
+    }
+
+    /// Remove the top Route value (loose routing past this proxy, §16.4).
+    pub fn remove_first_route(&mut self) -> &mut Self {
+        self.remove_first_value(HeaderName::Route)
+    }
+
+    /// Add a Record-Route value on top (`<sip:gw.example.net;lr>`).
+    pub fn add_record_route(&mut self, value: &[u8]) -> Result<&mut Self, Error> {
+        check_value(value, HeaderName::RecordRoute)?;
+        let at = self
+            .msg
+            .header(HeaderName::RecordRoute)
+            .map_or(self.msg.header_section().1, |h| h.line_start);
+        self.splice(at, at, &[b"Record-Route: ", value, b"\r\n"]);
+        Ok(self)
+    }
+
+    /// Set Max-Forwards to `n`, adding the header if it is absent.
+    pub fn set_max_forwards(&mut self, n: u8) -> &mut Self {
+        let mut digits = [0u8; 3];
+        let text = fmt_u8(n, &mut digits);
+        match self.msg.header(HeaderName::MaxForwards) {
+            Some(h) => {
+                let v = h.value_offset;
+                self.splice(v, v + h.value.len(), &[text]);
+            }
+            None => {
+                let at = self.msg.header_section().1;
+                self.splice(at, at, &[b"Max-Forwards: ", text, b"\r\n"]);
+            }
+        }
+        self
+    }
+
+    /// §16.6 step 3: decrement Max-Forwards, or add `Max-Forwards: 70` if
+    /// absent. A value that is already 0 is left alone: the proxy answers 483
+    /// instead of forwarding, and an unparsable one was refused by validation.
+    pub fn decrement_max_forwards(&mut self) -> &mut Self {
+        match self.msg.max_forwards() {
+            Ok(Some(0)) | Err(_) => self,
+            Ok(Some(n)) => self.set_max_forwards(n - 1),
+            Ok(None) => self.set_max_forwards(70),
+        }
+    }
+
+    /// Replace the Request-URI (retargeting to a trunk).
+    pub fn set_request_uri(&mut self, uri: &[u8]) -> Result<&mut Self, Error> {
+        if uri.iter().any(|&b| b <= b' ' || b == 0x7f) || uri.is_empty() {
+            return Err(Error::new(ErrorKind::BadRequestUri, 0));
+        }
+        if let Some(s) = self.msg.request_uri_span() {
+            self.splice(s.start as usize, s.end as usize, &[uri]);
+        }
+        Ok(self)
+    }
+
+    /// Add Content-Length if the message has none (a UDP message without it
+    /// must carry it on a stream transport).
+    pub fn ensure_content_length(&mut self) -> &mut Self {
+        if self.msg.content_length().is_none() {
+            let mut digits = [0u8; 10];
+            let text = fmt_u32(self.msg.body().len() as u32, &mut digits);
+            let at = self.msg.header_section().1;
+            self.splice(at, at, &[b"Content-Length: ", text, b"\r\n"]);
+        }
+        self
+    }
+
+    fn remove_first_value(&mut self, name: HeaderName) -> &mut Self {
+        let Some(h) = self.msg.header(name) else {
+            return self;
+        };
+        let mut values = h.values();
+        match (values.next(), values.next()) {
+            (Some((first, _)), Some((second, _))) => self.splice(first, second, &[]),
+            _ => self.splice(h.line_start, h.line_end, &[]),
+        }
+        self
+    }
+
+    fn sorted(&self) -> Vec<Splice> {
+        let mut s = self.splices.clone();
+        s.sort_by_key(|s| (s.start, s.end));
+        s
+    }
+
+    /// Length of the edited message.
+    pub fn len(&self) -> usize {
+        let src = self.msg.as_bytes().len();
+        self.splices.iter().fold(src, |n, s| n + (s.ins_end - s.ins_start) - (s.end - s.start))
+    }
+
+    /// Whether the edited message is empty (never, for a parsed message).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Append the edited message to `out`.
+    pub fn write_to(&self, out: &mut impl BufMut) {
+        let src: &[u8] = self.msg.as_bytes();
+        let mut pos = 0;
+        for s in self.sorted() {
+            if s.start < pos {
+                // Overlapping edits of the same bytes: the first one wins.
+                continue;
+            }
+            out.put_slice(src.get(pos..s.start).unwrap_or_default());
+            out.put_slice(self.arena.get(s.ins_start..s.ins_end).unwrap_or_default());
+            pos = s.end;
+        }
+        out.put_slice(src.get(pos..).unwrap_or_default());
+    }
+
+    /// The edited message as a new buffer.
+    pub fn to_bytes(&self) -> Bytes {
+        if self.splices.is_empty() {
+            return self.msg.as_bytes().clone();
+        }
+        let mut out = BytesMut::with_capacity(self.len());
+        self.write_to(&mut out);
+        out.freeze()
+    }
+}
+
+fn fmt_u8(n: u8, buf: &mut [u8; 3]) -> &[u8] {
+    let mut i = 3;
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + n % 10;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+fn fmt_u32(n: u32, buf: &mut [u8; 10]) -> &[u8] {
+    let mut i = 10;
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MSG: &[u8] = b"INVITE sip:999@gw SIP/2.0\r\n\
+Via: SIP/2.0/UDP a;branch=z9hG4bK1, SIP/2.0/UDP b;branch=z9hG4bK2\r\n\
+Route: <sip:gw;lr>\r\n\
+Route: <sip:next;lr>\r\n\
+Max-Forwards: 10\r\n\
+Geolocation: <cid:loc@example.net>\r\n\
+Content-Length: 2\r\n\
+\r\nxy";
+
+    #[test]
+    fn proxy_edits() {
+        let m = Message::parse(Bytes::from_static(MSG)).unwrap();
+        let mut e = Edit::new(&m);
+        e.push_via(b"SIP/2.0/UDP gw;branch=z9hG4bKgw").unwrap();
+        e.remove_first_route().decrement_max_forwards();
+        e.add_record_route(b"<sip:gw;lr>").unwrap();
+        e.set_request_uri(b"sip:999@trunk").unwrap();
+        let out = e.to_bytes();
+        assert_eq!(out.len(), e.len());
+        let expected = b"INVITE sip:999@trunk SIP/2.0\r\n\
+Via: SIP/2.0/UDP gw;branch=z9hG4bKgw\r\n\
+Via: SIP/2.0/UDP a;branch=z9hG4bK1, SIP/2.0/UDP b;branch=z9hG4bK2\r\n\
+Route: <sip:next;lr>\r\n\
+Max-Forwards: 9\r\n\
+Geolocation: <cid:loc@example.net>\r\n\
+Content-Length: 2\r\n\
+Record-Route: <sip:gw;lr>\r\n\
+\r\nxy";
+        assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(expected));
+    }
+
+    #[test]
+    fn pop_from_a_list_and_add_missing() {
+        let m = Message::parse(Bytes::from_static(
+            b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1 , SIP/2.0/UDP b\r\n\r\nbody",
+        ))
+        .unwrap();
+        let out = Edit::new(&m).pop_via().ensure_content_length().decrement_max_forwards().to_bytes();
+        assert_eq!(
+            &out[..],
+            b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP b\r\nContent-Length: 4\r\nMax-Forwards: 70\r\n\r\nbody"
+        );
+    }
+
+    #[test]
+    fn rejects_header_injection() {
+        let m = Message::parse(Bytes::from_static(MSG)).unwrap();
+        assert!(Edit::new(&m).push_via(b"x\r\nEvil: 1").is_err());
+        assert!(Edit::new(&m).set_request_uri(b"sip:a b").is_err());
+        assert_eq!(Edit::new(&m).to_bytes(), *m.as_bytes());
+    }
+}

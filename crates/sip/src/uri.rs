@@ -1,0 +1,506 @@
+//! SIP, SIPS and tel URIs (RFC 3261 §19.1, RFC 3966), and opaque absolute
+//! URIs of any other scheme (`urn:service:sos`, `http:` ...).
+//!
+//! Views borrow the message; nothing is unescaped eagerly. `%HH` escapes are
+//! checked for form at parse time and decoded on demand by [`unescape`].
+
+use core::fmt;
+use std::net::Ipv4Addr;
+
+use crate::error::{Error, ErrorKind};
+use crate::scan::{
+    escapes_ok, is_hostname, is_ipv6, is_scheme, is_tel_number, is_uri_header, is_uri_param,
+    is_userinfo, parse_u32,
+};
+
+/// A parsed URI.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Uri<'a> {
+    /// `sip:` or `sips:`.
+    Sip(SipUri<'a>),
+    /// `tel:` (RFC 3966).
+    Tel(TelUri<'a>),
+    /// Any other absolute URI, kept opaque: `scheme ":" rest`.
+    Other {
+        /// The scheme, as written.
+        scheme: &'a [u8],
+        /// Everything after the colon.
+        rest: &'a [u8],
+    },
+}
+
+/// The host part of a SIP URI or Via sent-by.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Host<'a> {
+    /// A host name (not validated against DNS rules beyond the character set).
+    Domain(&'a [u8]),
+    /// A dotted-quad IPv4 address.
+    Ipv4(Ipv4Addr),
+    /// An IPv6 reference: the text between `[` and `]`. Kept as text because
+    /// RFC 5118 §4.10 asks elements to tolerate forms (`2001:db8:::192.0.2.1`)
+    /// that a strict address parser refuses.
+    Ipv6(&'a [u8]),
+}
+
+/// A `sip:` or `sips:` URI.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct SipUri<'a> {
+    /// `true` for `sips:`.
+    pub secure: bool,
+    /// The user part, still escaped (may hold `;`, `?`, `/` ... per `user-unreserved`).
+    pub user: Option<&'a [u8]>,
+    /// The password, still escaped.
+    pub password: Option<&'a [u8]>,
+    /// The host.
+    pub host: Host<'a>,
+    /// The port, if written.
+    pub port: Option<u16>,
+    /// URI parameters, without the leading `;` (empty if none).
+    pub params: &'a [u8],
+    /// URI headers, without the leading `?`.
+    pub headers: Option<&'a [u8]>,
+}
+
+/// A `tel:` URI.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct TelUri<'a> {
+    /// The telephone-subscriber number, with any visual separators.
+    pub number: &'a [u8],
+    /// Parameters, without the leading `;`.
+    pub params: &'a [u8],
+}
+
+impl<'a> Uri<'a> {
+    /// Parse a URI. `offset` is where `s` starts in the message (for errors).
+    pub fn parse(s: &'a [u8], offset: usize) -> Result<Self, Error> {
+        let bad = |at: usize| Error::new(ErrorKind::BadRequestUri, offset + at);
+        let colon = memchr::memchr(b':', s).ok_or_else(|| bad(0))?;
+        let (scheme, rest) = (s.get(..colon).unwrap_or_default(), s.get(colon + 1..).unwrap_or_default());
+        let rest_off = offset + colon + 1;
+        if scheme.eq_ignore_ascii_case(b"sip") {
+            SipUri::parse_rest(rest, false, rest_off).map(Uri::Sip)
+        } else if scheme.eq_ignore_ascii_case(b"sips") {
+            SipUri::parse_rest(rest, true, rest_off).map(Uri::Sip)
+        } else if scheme.eq_ignore_ascii_case(b"tel") {
+            TelUri::parse_rest(rest, rest_off).map(Uri::Tel)
+        } else {
+            let valid_scheme = scheme.first().is_some_and(u8::is_ascii_alphabetic)
+                && scheme.iter().all(|&b| is_scheme(b));
+            if !valid_scheme {
+                return Err(bad(0));
+            }
+            if rest.is_empty() {
+                return Err(bad(colon + 1));
+            }
+            if let Some(p) = rest.iter().position(|&b| b <= b' ' || b == 0x7f || b == b'<' || b == b'>' || b == b'"') {
+                return Err(bad(colon + 1 + p));
+            }
+            Ok(Uri::Other { scheme, rest })
+        }
+    }
+
+    /// The scheme as written.
+    pub fn scheme(&self) -> &'a [u8] {
+        match self {
+            Uri::Sip(u) if u.secure => b"sips",
+            Uri::Sip(_) => b"sip",
+            Uri::Tel(_) => b"tel",
+            Uri::Other { scheme, .. } => scheme,
+        }
+    }
+
+    /// The parameters of a SIP or tel URI (empty for other schemes).
+    pub fn params(&self) -> Params<'a> {
+        match self {
+            Uri::Sip(u) => Params::new(u.params),
+            Uri::Tel(t) => Params::new(t.params),
+            Uri::Other { .. } => Params::new(b""),
+        }
+    }
+}
+
+impl<'a> SipUri<'a> {
+    fn parse_rest(s: &'a [u8], secure: bool, offset: usize) -> Result<Self, Error> {
+        let bad = |at: usize| Error::new(ErrorKind::BadRequestUri, offset + at);
+        // userinfo: everything before the first '@' (neither params nor headers
+        // may hold a bare '@').
+        let (user, password, host_start) = match memchr::memchr(b'@', s) {
+            Some(at) => {
+                let info = s.get(..at).unwrap_or_default();
+                if let Some(p) = info.iter().position(|&b| !is_userinfo(b) && b != b':') {
+                    return Err(bad(p));
+                }
+                if !escapes_ok(info) {
+                    return Err(bad(0));
+                }
+                let (user, password) = match memchr::memchr(b':', info) {
+                    Some(c) => (info.get(..c).unwrap_or_default(), info.get(c + 1..)),
+                    None => (info, None),
+                };
+                if user.is_empty() {
+                    return Err(bad(0));
+                }
+                (Some(user), password, at + 1)
+            }
+            None => (None, None, 0),
+        };
+        let after = s.get(host_start..).unwrap_or_default();
+        let (host, port, used) = parse_hostport(after).map_err(|p| bad(host_start + p))?;
+        let mut i = host_start + used;
+        let mut params: &[u8] = b"";
+        let mut headers = None;
+        if s.get(i) == Some(&b';') {
+            let start = i + 1;
+            i = start;
+            while let Some(&b) = s.get(i) {
+                if b == b'?' {
+                    break;
+                }
+                if !(is_uri_param(b) || b == b';' || b == b'=') {
+                    return Err(bad(i));
+                }
+                i += 1;
+            }
+            params = s.get(start..i).unwrap_or_default();
+            if !escapes_ok(params) || Params::new(params).any(|(name, _)| name.is_empty()) {
+                return Err(bad(start));
+            }
+        }
+        if s.get(i) == Some(&b'?') {
+            let h = s.get(i + 1..).unwrap_or_default();
+            if let Some(p) = h.iter().position(|&b| !is_uri_header(b)) {
+                return Err(bad(i + 1 + p));
+            }
+            if !escapes_ok(h) {
+                return Err(bad(i + 1));
+            }
+            headers = Some(h);
+            i = s.len();
+        }
+        if i != s.len() {
+            return Err(bad(i));
+        }
+        Ok(Self { secure, user, password, host, port, params, headers })
+    }
+
+    /// Look up a URI parameter by name (case-insensitive). `Some(None)` for a
+    /// parameter without a value (`;lr`).
+    pub fn param(&self, name: &str) -> Option<Option<&'a [u8]>> {
+        Params::new(self.params).get(name)
+    }
+}
+
+impl<'a> TelUri<'a> {
+    fn parse_rest(s: &'a [u8], offset: usize) -> Result<Self, Error> {
+        let bad = |at: usize| Error::new(ErrorKind::BadRequestUri, offset + at);
+        let end = memchr::memchr(b';', s).unwrap_or(s.len());
+        let number = s.get(..end).unwrap_or_default();
+        if number.is_empty() || !number.iter().all(|&b| is_tel_number(b)) {
+            return Err(bad(0));
+        }
+        let params = s.get(end + 1..).unwrap_or_default();
+        if let Some(p) = params.iter().position(|&b| !(is_uri_param(b) || b == b';' || b == b'=')) {
+            return Err(bad(end + 1 + p));
+        }
+        if s.get(end) == Some(&b';') && Params::new(params).any(|(name, _)| name.is_empty()) {
+            return Err(bad(end + 1));
+        }
+        Ok(Self { number, params })
+    }
+}
+
+/// Parse `host [":" port]` at the start of `s`; returns the host, the port and
+/// how many bytes were used. The error is the offset of the fault.
+pub(crate) fn parse_hostport(s: &[u8]) -> Result<(Host<'_>, Option<u16>, usize), usize> {
+    let (host, mut i) = parse_host(s)?;
+    let mut port = None;
+    if s.get(i) == Some(&b':') {
+        let digits = s.get(i + 1..).unwrap_or_default();
+        let n = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+        let p = parse_u32(digits.get(..n).unwrap_or_default(), u32::from(u16::MAX)).ok_or(i + 1)?;
+        port = Some(p as u16);
+        i += 1 + n;
+    }
+    Ok((host, port, i))
+}
+
+/// Parse a host (IPv6 reference, IPv4 address or host name) at the start of `s`.
+pub(crate) fn parse_host(s: &[u8]) -> Result<(Host<'_>, usize), usize> {
+    if s.first() == Some(&b'[') {
+        let close = memchr::memchr(b']', s).ok_or(0usize)?;
+        let inner = s.get(1..close).unwrap_or_default();
+        if inner.len() < 2 || !inner.iter().all(|&b| is_ipv6(b)) || !inner.contains(&b':') {
+            return Err(1);
+        }
+        return Ok((Host::Ipv6(inner), close + 1));
+    }
+    let n = s.iter().take_while(|&&b| is_hostname(b)).count();
+    let name = s.get(..n).unwrap_or_default();
+    if name.is_empty() || name.starts_with(b".") || name.starts_with(b"-") {
+        return Err(0);
+    }
+    if name.iter().all(|b| b.is_ascii_digit() || *b == b'.') {
+        // Looks numeric: it must be a dotted quad.
+        let text = core::str::from_utf8(name).map_err(|_| 0usize)?;
+        let ip: Ipv4Addr = text.parse().map_err(|_| 0usize)?;
+        return Ok((Host::Ipv4(ip), n));
+    }
+    Ok((Host::Domain(name), n))
+}
+
+/// Iterator over `;`-separated parameters: `(name, Option<value>)`, each trimmed
+/// of white space. Works for URI parameters and header parameters alike
+/// (quoted values are kept whole, quotes included).
+#[derive(Clone, Debug)]
+pub struct Params<'a> {
+    rest: &'a [u8],
+    done: bool,
+}
+
+impl<'a> Params<'a> {
+    /// Parameters of `s` (without the leading `;`).
+    pub fn new(s: &'a [u8]) -> Self {
+        Self { rest: s, done: s.is_empty() }
+    }
+
+    /// Look up by name, case-insensitively.
+    pub fn get(self, name: &str) -> Option<Option<&'a [u8]>> {
+        let mut this = self;
+        this.find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
+    }
+}
+
+impl<'a> Iterator for Params<'a> {
+    type Item = (&'a [u8], Option<&'a [u8]>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let mut quoted = false;
+        let mut escaped = false;
+        let mut end = self.rest.len();
+        let mut eq = None;
+        for (i, &b) in self.rest.iter().enumerate() {
+            if quoted {
+                match b {
+                    _ if escaped => escaped = false,
+                    b'\\' => escaped = true,
+                    b'"' => quoted = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => quoted = true,
+                b'=' if eq.is_none() => eq = Some(i),
+                b';' => {
+                    end = i;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let item = self.rest.get(..end).unwrap_or_default();
+        match self.rest.get(end + 1..) {
+            Some(r) => self.rest = r,
+            None => self.done = true,
+        }
+        Some(match eq {
+            Some(e) => (
+                crate::scan::trim_lws(item.get(..e).unwrap_or_default()),
+                Some(crate::scan::trim_lws(item.get(e + 1..).unwrap_or_default())),
+            ),
+            None => (crate::scan::trim_lws(item), None),
+        })
+    }
+}
+
+/// Decode `%HH` escapes on the fly. Malformed escapes pass through literally.
+pub fn unescape(s: &[u8]) -> Unescape<'_> {
+    Unescape { s, i: 0 }
+}
+
+/// Iterator returned by [`unescape`].
+#[derive(Clone, Debug)]
+pub struct Unescape<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl Iterator for Unescape<'_> {
+    type Item = u8;
+
+    fn next(&mut self) -> Option<u8> {
+        let b = *self.s.get(self.i)?;
+        if b == b'%' {
+            if let (Some(h), Some(l)) = (self.s.get(self.i + 1), self.s.get(self.i + 2)) {
+                if let (Some(h), Some(l)) = (hex(*h), hex(*l)) {
+                    self.i += 3;
+                    return Some(h << 4 | l);
+                }
+            }
+        }
+        self.i += 1;
+        Some(b)
+    }
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+struct Lossy<'a>(&'a [u8]);
+
+impl fmt::Debug for Lossy<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self.0))
+    }
+}
+
+impl fmt::Debug for Host<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Domain(d) => write!(f, "Domain({:?})", Lossy(d)),
+            Host::Ipv4(a) => write!(f, "Ipv4({a})"),
+            Host::Ipv6(a) => write!(f, "Ipv6({:?})", Lossy(a)),
+        }
+    }
+}
+
+impl fmt::Display for Host<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Domain(d) => f.write_str(&String::from_utf8_lossy(d)),
+            Host::Ipv4(a) => write!(f, "{a}"),
+            Host::Ipv6(a) => write!(f, "[{}]", String::from_utf8_lossy(a)),
+        }
+    }
+}
+
+impl fmt::Debug for SipUri<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SipUri")
+            .field("secure", &self.secure)
+            .field("user", &self.user.map(Lossy))
+            .field("password", &self.password.map(Lossy))
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("params", &Lossy(self.params))
+            .field("headers", &self.headers.map(Lossy))
+            .finish()
+    }
+}
+
+impl fmt::Debug for TelUri<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TelUri")
+            .field("number", &Lossy(self.number))
+            .field("params", &Lossy(self.params))
+            .finish()
+    }
+}
+
+impl fmt::Debug for Uri<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Uri::Sip(u) => u.fmt(f),
+            Uri::Tel(t) => t.fmt(f),
+            Uri::Other { scheme, rest } => {
+                write!(f, "Other({:?}:{:?})", Lossy(scheme), Lossy(rest))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sip(s: &str) -> SipUri<'_> {
+        match Uri::parse(s.as_bytes(), 0).unwrap() {
+            Uri::Sip(u) => u,
+            other => panic!("not sip: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn sip_uris() {
+        let u = sip("sip:alice:pw@example.com:5070;transport=udp;lr?Subject=hi&X=1");
+        assert_eq!(u.user, Some(&b"alice"[..]));
+        assert_eq!(u.password, Some(&b"pw"[..]));
+        assert_eq!(u.host, Host::Domain(b"example.com"));
+        assert_eq!(u.port, Some(5070));
+        assert_eq!(u.param("TRANSPORT"), Some(Some(&b"udp"[..])));
+        assert_eq!(u.param("lr"), Some(None));
+        assert_eq!(u.headers, Some(&b"Subject=hi&X=1"[..]));
+        let u = sip("sips:192.0.2.1");
+        assert!(u.secure);
+        assert_eq!(u.host, Host::Ipv4(Ipv4Addr::new(192, 0, 2, 1)));
+    }
+
+    #[test]
+    fn rfc4475_uri_cases() {
+        // §3.1.1.9: ';' in the user part belongs to the userinfo.
+        let u = sip("sip:user;par=u%40example.net@example.com");
+        assert_eq!(u.user, Some(&b"user;par=u%40example.net"[..]));
+        assert_eq!(u.host, Host::Domain(b"example.com"));
+        assert!(u.params.is_empty());
+        let decoded: Vec<u8> = unescape(u.user.unwrap()).collect();
+        assert_eq!(decoded, b"user;par=u@example.net");
+        // §3.1.1.2: '?' and ',' in the user part, ':' splits the password.
+        let u = sip("sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com");
+        assert_eq!(u.user, Some(&b"1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*"[..]));
+        assert!(u.headers.is_none());
+        // escaped NUL does not truncate.
+        let u = sip("sip:%00bob@example.com");
+        assert_eq!(unescape(u.user.unwrap()).collect::<Vec<_>>(), b"\0bob");
+    }
+
+    #[test]
+    fn ipv6() {
+        let u = sip("sip:[2001:db8::10]:5070");
+        assert_eq!(u.host, Host::Ipv6(b"2001:db8::10"));
+        assert_eq!(u.port, Some(5070));
+        // RFC 5118 §4.3: the 5070 inside the brackets is not a port.
+        let u = sip("sip:user@[2001:db8::10:5070]");
+        assert_eq!(u.host, Host::Ipv6(b"2001:db8::10:5070"));
+        assert_eq!(u.port, None);
+        // §4.10: tolerate the three-colon form.
+        assert!(Uri::parse(b"sip:user@[2001:db8:::192.0.2.1]", 0).is_ok());
+        // §4.2: unbracketed IPv6 is an error.
+        assert!(Uri::parse(b"sip:2001:db8::10", 0).is_err());
+    }
+
+    #[test]
+    fn other_schemes() {
+        assert_eq!(
+            Uri::parse(b"urn:service:sos.fire", 0).unwrap(),
+            Uri::Other { scheme: b"urn", rest: b"service:sos.fire" }
+        );
+        let t = match Uri::parse(b"tel:+44-20-7946-0999;phone-context=example.com", 0).unwrap() {
+            Uri::Tel(t) => t,
+            _ => panic!(),
+        };
+        assert_eq!(t.number, b"+44-20-7946-0999");
+        assert_eq!(Params::new(t.params).get("phone-context"), Some(Some(&b"example.com"[..])));
+        assert!(Uri::parse(b"soap.beep://192.0.2.103:3002", 0).is_ok());
+        assert!(Uri::parse(b"nobodyKnowsThisScheme:totallyopaquecontent", 0).is_ok());
+        for bad in [&b"sip:"[..], b"sip:@host", b"sip:host;;lr", b"sip:host:99999", b"sip:ho st", b"1x:y", b"urn:", b":x", b"sip:a%4@h", b"tel:"] {
+            assert!(Uri::parse(bad, 0).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn params_iter() {
+        let p: Vec<_> = Params::new(b" tag = 1918 ; lr ;x=\"a;b\"").collect();
+        assert_eq!(p, vec![(&b"tag"[..], Some(&b"1918"[..])), (b"lr", None), (b"x", Some(b"\"a;b\""))]);
+        assert_eq!(Params::new(b"").count(), 0);
+        assert_eq!(Params::new(b";").count(), 2);
+    }
+}

@@ -1,0 +1,229 @@
+//! What a proxy checks before acting on a message (RFC 3261 §16.3, §8.2, §18.3).
+//!
+//! The outcome is a [`Verdict`]: accept, answer the request with a status, or
+//! drop a response. Policy that needs configuration or routing state (483 for
+//! Max-Forwards 0, 416 for a scheme the proxy does not route, 420 for
+//! Proxy-Require, loop detection) belongs to `lifeline-proxy`, not here.
+
+use bytes::Bytes;
+
+use crate::error::{Error, ErrorKind};
+use crate::header::HeaderName;
+use crate::message::{dup_bit, Message, Method};
+use crate::typed::{NameAddr, Via};
+use crate::uri::Uri;
+
+/// What to do with a message off the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Well-formed: hand it to the proxy.
+    Accept,
+    /// A malformed request: answer with `error.status()` (400, 413, 501, 505).
+    Reply(Error),
+    /// A malformed response (or garbage that is not a request): never answered,
+    /// dropped and counted.
+    Drop(Error),
+}
+
+impl Verdict {
+    /// The status to answer with, if any.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Verdict::Reply(e) => Some(e.status()),
+            _ => None,
+        }
+    }
+
+    /// The error behind a reply or drop.
+    pub fn error(&self) -> Option<Error> {
+        match self {
+            Verdict::Accept => None,
+            Verdict::Reply(e) | Verdict::Drop(e) => Some(*e),
+        }
+    }
+}
+
+/// What the first line of some bytes looks like, read without parsing: enough
+/// to know whether a broken message is a request (answer it) or a response
+/// (drop it), and to name it in logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sniff<'a> {
+    /// Starts with a token and a space: a request with this method.
+    Request(&'a [u8]),
+    /// Starts with `SIP/`: a response.
+    Response,
+    /// Neither (empty, keep-alive CRLFs, or noise).
+    Unknown,
+}
+
+/// Look at the start of `data` (after any leading CRLFs).
+pub fn sniff(data: &[u8]) -> Sniff<'_> {
+    let start = data.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(data.len());
+    let rest = data.get(start..).unwrap_or_default();
+    if rest.get(..4).is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/")) {
+        return Sniff::Response;
+    }
+    let n = rest.iter().position(|&b| !crate::scan::is_token(b)).unwrap_or(rest.len());
+    match (rest.get(..n), rest.get(n)) {
+        (Some(m), Some(b' ')) if n > 0 => Sniff::Request(m),
+        _ => Sniff::Unknown,
+    }
+}
+
+/// Parse a datagram and validate it. The message comes back whenever it
+/// parsed, so a reply can be built from it.
+pub fn check_datagram(datagram: Bytes) -> (Option<Message>, Verdict) {
+    let is_request = matches!(sniff(&datagram), Sniff::Request(_));
+    match Message::parse(datagram) {
+        // A request with an unreadable start line still gets its 400 if the
+        // caller can find a Via to answer; responses and noise are dropped.
+        Err(e) if is_request => (None, Verdict::Reply(e)),
+        Err(e) => (None, Verdict::Drop(e)),
+        Ok(m) => {
+            let v = match validate(&m) {
+                Ok(()) => Verdict::Accept,
+                Err(e) if m.is_request() => Verdict::Reply(e),
+                Err(e) => Verdict::Drop(e),
+            };
+            (Some(m), v)
+        }
+    }
+}
+
+/// Check a parsed message: the mandatory headers are present once each, the
+/// version is SIP/2.0, every header a proxy reads parses (all Via values, From,
+/// To, CSeq, Max-Forwards, Contact, Route, Record-Route), the CSeq method equals
+/// the request method, and the Request-URI is usable.
+pub fn validate(m: &Message) -> Result<(), Error> {
+    let request = m.is_request();
+    if !m.version().eq_ignore_ascii_case(b"SIP/2.0") {
+        return Err(Error::new(ErrorKind::UnsupportedVersion, 0));
+    }
+    let ix = &m.index;
+    for (name, present) in [
+        (HeaderName::Via, ix.via.is_some()),
+        (HeaderName::From, ix.from.is_some()),
+        (HeaderName::To, ix.to.is_some()),
+        (HeaderName::CallId, ix.call_id.is_some()),
+        (HeaderName::CSeq, ix.cseq.is_some()),
+    ] {
+        if !present {
+            return Err(Error::new(ErrorKind::MissingHeader(name), m.header_section().0));
+        }
+    }
+    for name in [
+        HeaderName::From,
+        HeaderName::To,
+        HeaderName::CallId,
+        HeaderName::CSeq,
+        HeaderName::MaxForwards,
+        HeaderName::ContentType,
+    ] {
+        if ix.duplicates & dup_bit(name) != 0 {
+            let at = m.headers().filter(|h| h.name == name).nth(1).map_or(0, |h| h.line_start);
+            return Err(Error::new(ErrorKind::DuplicateHeader(name), at));
+        }
+    }
+
+    let cseq = m.cseq()?;
+    if let (Some(method), Some(bytes)) = (m.method(), m.method_bytes()) {
+        if cseq.method != bytes {
+            let kind = if method == Method::Other {
+                ErrorKind::UnknownMethodMismatch
+            } else {
+                ErrorKind::MethodMismatch
+            };
+            let at = m.header(HeaderName::CSeq).map_or(0, |h| h.value_offset);
+            return Err(Error::new(kind, at));
+        }
+    }
+
+    if request {
+        if let Some(uri) = m.request_uri() {
+            let uri = uri.map_err(|e| Error::new(ErrorKind::BadRequestUri, e.offset()))?;
+            if let Uri::Sip(sip) = uri {
+                if sip.headers.is_some() {
+                    let at = m.request_uri_span().map_or(0, |s| s.start as usize);
+                    return Err(Error::new(ErrorKind::RequestUriHeaders, at));
+                }
+            }
+        }
+    }
+
+    let call_id = m.call_id().unwrap_or_default();
+    if call_id.is_empty() || call_id.iter().any(|&b| b <= b' ' || b == 0x7f) {
+        let at = m.header(HeaderName::CallId).map_or(0, |h| h.value_offset);
+        return Err(Error::new(ErrorKind::BadHeaderValue(HeaderName::CallId), at));
+    }
+    m.max_forwards()?;
+    m.from()?;
+    m.to()?;
+    if let Some(ct) = m.content_type() {
+        ct?;
+    }
+    for (off, v) in m.values(HeaderName::Via) {
+        Via::parse(v, off)?;
+    }
+    for (off, v) in m.values(HeaderName::Contact) {
+        if v != b"*" {
+            NameAddr::parse(v, off, HeaderName::Contact)?;
+        }
+    }
+    for name in [HeaderName::Route, HeaderName::RecordRoute] {
+        for (off, v) in m.values(name) {
+            NameAddr::parse(v, off, name)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verdict(s: &str) -> Verdict {
+        check_datagram(Bytes::copy_from_slice(s.replace('\n', "\r\n").as_bytes())).1
+    }
+
+    const OK: &str = "OPTIONS sip:gw.example.net SIP/2.0
+Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1
+From: <sip:probe@example.net>;tag=1
+To: <sip:gw.example.net>
+Call-ID: abc
+CSeq: 7 OPTIONS
+
+";
+
+    #[test]
+    fn accept_and_reject() {
+        assert_eq!(verdict(OK), Verdict::Accept);
+        let v = verdict(&OK.replace("CSeq: 7 OPTIONS", "CSeq: 7 INVITE"));
+        assert_eq!(v.status(), Some(400));
+        let v = verdict(&OK.replace("SIP/2.0\n", "SIP/3.0\n"));
+        assert_eq!(v.status(), Some(505));
+        let v = verdict(&OK.replace("Call-ID: abc\n", ""));
+        assert_eq!(v.error().unwrap().kind(), ErrorKind::MissingHeader(HeaderName::CallId));
+        let v = verdict(&OK.replace("Call-ID: abc\n", "Call-ID: abc\ni: def\n"));
+        assert_eq!(v.error().unwrap().kind(), ErrorKind::DuplicateHeader(HeaderName::CallId));
+        let v = verdict(&OK.replace("CSeq: 7", "Max-Forwards: 300\nCSeq: 7"));
+        assert_eq!(v.status(), Some(400));
+        let v = verdict(&OK.replace("sip:gw.example.net SIP", "sip:gw.example.net?Route=x SIP"));
+        assert_eq!(v.error().unwrap().kind(), ErrorKind::RequestUriHeaders);
+    }
+
+    #[test]
+    fn responses_are_dropped() {
+        let resp = "SIP/2.0 200 OK
+Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1
+From: <sip:probe@example.net>;tag=1
+To: <sip:gw.example.net>;tag=2
+Call-ID: abc
+CSeq: 7 OPTIONS
+
+";
+        assert_eq!(verdict(resp), Verdict::Accept);
+        assert!(matches!(verdict(&resp.replace("CSeq: 7", "CSeq: 99999999999")), Verdict::Drop(_)));
+        assert!(matches!(verdict("SIP/2.0 2000 OK\n\n"), Verdict::Drop(_)));
+        assert!(matches!(verdict("\n\n"), Verdict::Drop(_)));
+    }
+}
