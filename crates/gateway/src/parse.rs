@@ -26,15 +26,20 @@ pub(crate) struct Report {
 
 pub(crate) fn check(path: &Path, data: Vec<u8>) -> Report {
     let sniffed = match sniff(&data) {
-        Sniff::Request(m) => (Some("request"), Some(String::from_utf8_lossy(m).into_owned())),
+        Sniff::Request(m) => (
+            Some("request"),
+            Some(String::from_utf8_lossy(m).into_owned()),
+        ),
         Sniff::Response => (Some("response"), None),
         Sniff::Unknown => (None, None),
     };
     let (msg, verdict) = check_datagram(Bytes::from(data));
     let (kind, method) = match &msg {
-        Some(m) if m.is_request() => {
-            (Some("request"), m.method_bytes().map(|b| String::from_utf8_lossy(b).into_owned()))
-        }
+        Some(m) if m.is_request() => (
+            Some("request"),
+            m.method_bytes()
+                .map(|b| String::from_utf8_lossy(b).into_owned()),
+        ),
         Some(_) => (Some("response"), None),
         None => sniffed,
     };
@@ -81,7 +86,11 @@ pub(crate) fn run(files: &[PathBuf], json: bool) -> ExitCode {
                 (Some(k), None, None) => k.to_string(),
                 (None, _, None) => "unreadable".to_string(),
             };
-            let why = report.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default();
+            let why = report
+                .error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default();
             format!("{}\t{verdict}\t{what}{why}", report.file)
         };
         if writeln!(out, "{line}").is_err() {

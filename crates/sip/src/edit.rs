@@ -41,7 +41,11 @@ fn check_value(v: &[u8], name: HeaderName) -> Result<(), Error> {
 impl<'m> Edit<'m> {
     /// Start editing `msg`.
     pub fn new(msg: &'m Message) -> Self {
-        Self { msg, splices: Vec::new(), arena: Vec::new() }
+        Self {
+            msg,
+            splices: Vec::new(),
+            arena: Vec::new(),
+        }
     }
 
     fn splice(&mut self, start: usize, end: usize, parts: &[&[u8]]) {
@@ -49,13 +53,21 @@ impl<'m> Edit<'m> {
         for p in parts {
             self.arena.extend_from_slice(p);
         }
-        self.splices.push(Splice { start, end, ins_start, ins_end: self.arena.len() });
+        self.splices.push(Splice {
+            start,
+            end,
+            ins_start,
+            ins_end: self.arena.len(),
+        });
     }
 
     /// Add a Via value on top (`SIP/2.0/UDP gw.example.net;branch=z9hG4bK...`).
     pub fn push_via(&mut self, value: &[u8]) -> Result<&mut Self, Error> {
         check_value(value, HeaderName::Via)?;
-        let at = self.msg.header(HeaderName::Via).map_or(self.msg.header_section().0, |h| h.line_start);
+        let at = self
+            .msg
+            .header(HeaderName::Via)
+            .map_or(self.msg.header_section().0, |h| h.line_start);
         self.splice(at, at, &[b"Via: ", value, b"\r\n"]);
         Ok(self)
     }
@@ -153,7 +165,9 @@ impl<'m> Edit<'m> {
     /// Length of the edited message.
     pub fn len(&self) -> usize {
         let src = self.msg.as_bytes().len();
-        self.splices.iter().fold(src, |n, s| n + (s.ins_end - s.ins_start) - (s.end - s.start))
+        self.splices.iter().fold(src, |n, s| {
+            n + (s.ins_end - s.ins_start) - (s.end - s.start)
+        })
     }
 
     /// Whether the edited message is empty (never, for a parsed message).
@@ -246,7 +260,10 @@ Geolocation: <cid:loc@example.net>\r\n\
 Content-Length: 2\r\n\
 Record-Route: <sip:gw;lr>\r\n\
 \r\nxy";
-        assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(expected));
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(expected)
+        );
     }
 
     #[test]
@@ -255,7 +272,11 @@ Record-Route: <sip:gw;lr>\r\n\
             b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1 , SIP/2.0/UDP b\r\n\r\nbody",
         ))
         .unwrap();
-        let out = Edit::new(&m).pop_via().ensure_content_length().decrement_max_forwards().to_bytes();
+        let out = Edit::new(&m)
+            .pop_via()
+            .ensure_content_length()
+            .decrement_max_forwards()
+            .to_bytes();
         assert_eq!(
             &out[..],
             b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP b\r\nContent-Length: 4\r\nMax-Forwards: 70\r\n\r\nbody"

@@ -132,7 +132,11 @@ pub struct Error {
 impl Error {
     pub(crate) const fn new(kind: ErrorKind, offset: usize) -> Self {
         // Messages are capped far below 4 GiB; saturate rather than wrap.
-        let offset = if offset > u32::MAX as usize { u32::MAX } else { offset as u32 };
+        let offset = if offset > u32::MAX as usize {
+            u32::MAX
+        } else {
+            offset as u32
+        };
         Self { kind, offset }
     }
 
@@ -156,7 +160,10 @@ impl Error {
     pub(crate) const fn in_header(self, name: HeaderName) -> Self {
         match self.kind {
             ErrorKind::UnterminatedQuote | ErrorKind::EmptyParameter => self,
-            _ => Self { kind: ErrorKind::BadHeaderValue(name), offset: self.offset },
+            _ => Self {
+                kind: ErrorKind::BadHeaderValue(name),
+                offset: self.offset,
+            },
         }
     }
 }

@@ -48,7 +48,13 @@ impl Default for StreamFramer {
 impl StreamFramer {
     /// A framer that refuses messages longer than `max_message` octets (413).
     pub fn new(max_message: usize) -> Self {
-        Self { buf: BytesMut::new(), max_message, scanned: 0, pending: None, failed: None }
+        Self {
+            buf: BytesMut::new(),
+            max_message,
+            scanned: 0,
+            pending: None,
+            failed: None,
+        }
     }
 
     /// Append received bytes.
@@ -128,7 +134,8 @@ impl StreamFramer {
 /// The Content-Length of a complete header block (start line through the
 /// empty line), checked for duplicates and form.
 fn content_length(head: &[u8]) -> Result<u32, Error> {
-    let line_end = memchr::memmem::find(head, b"\r\n").ok_or(Error::new(ErrorKind::Unterminated, 0))?;
+    let line_end =
+        memchr::memmem::find(head, b"\r\n").ok_or(Error::new(ErrorKind::Unterminated, 0))?;
     let mut pos = line_end + 2;
     let mut found = None;
     loop {
@@ -209,7 +216,10 @@ mod tests {
 
         let mut f = StreamFramer::default();
         f.extend(b"INVITE sip:a SIP/2.0\r\nTo: x\r\n\r\n");
-        assert_eq!(f.next_frame().unwrap_err().kind(), ErrorKind::MissingContentLength);
+        assert_eq!(
+            f.next_frame().unwrap_err().kind(),
+            ErrorKind::MissingContentLength
+        );
 
         let mut f = StreamFramer::new(100);
         f.extend(&[b'a'; 101]);

@@ -37,7 +37,13 @@ fn exercise(m: &Message) {
     for r in m.routes().chain(m.record_routes()).flatten() {
         let _ = r.uri().params().count();
     }
-    let _ = (m.cseq(), m.from().map(|f| f.tag()), m.to(), m.max_forwards(), m.content_type());
+    let _ = (
+        m.cseq(),
+        m.from().map(|f| f.tag()),
+        m.to(),
+        m.max_forwards(),
+        m.content_type(),
+    );
     assert_eq!(m.body().len(), m.as_bytes().len() - m.body_offset());
 }
 
@@ -48,7 +54,12 @@ pub fn stream_framing(data: &[u8]) {
         return;
     };
     let whole = frame_all(data, &[data.len().max(1)]);
-    let sizes = [usize::from(seed % 7) + 1, usize::from(seed / 7 % 13) + 1, 1, 64];
+    let sizes = [
+        usize::from(seed % 7) + 1,
+        usize::from(seed / 7 % 13) + 1,
+        1,
+        64,
+    ];
     let chunked = frame_all(data, &sizes);
     assert_eq!(whole, chunked);
 }
@@ -105,11 +116,17 @@ pub fn roundtrip(data: &[u8]) {
         return;
     }
     let mut e = Edit::new(&m);
-    e.push_via(b"SIP/2.0/UDP 192.0.2.254:5060;branch=z9hG4bKfuzz").expect("valid via");
-    e.pop_via().remove_first_route().decrement_max_forwards().ensure_content_length();
-    e.add_record_route(b"<sip:192.0.2.254;lr>").expect("valid rr");
+    e.push_via(b"SIP/2.0/UDP 192.0.2.254:5060;branch=z9hG4bKfuzz")
+        .expect("valid via");
+    e.pop_via()
+        .remove_first_route()
+        .decrement_max_forwards()
+        .ensure_content_length();
+    e.add_record_route(b"<sip:192.0.2.254;lr>")
+        .expect("valid rr");
     if m.is_request() {
-        e.set_request_uri(b"sip:trunk.example.net").expect("valid uri");
+        e.set_request_uri(b"sip:trunk.example.net")
+            .expect("valid uri");
     }
     let out = e.to_bytes();
     assert_eq!(out.len(), e.len());
@@ -118,11 +135,26 @@ pub fn roundtrip(data: &[u8]) {
     let untouched = |h: &crate::Header<'_>| {
         !matches!(
             h.name,
-            HeaderName::Via | HeaderName::Route | HeaderName::RecordRoute | HeaderName::MaxForwards | HeaderName::ContentLength
+            HeaderName::Via
+                | HeaderName::Route
+                | HeaderName::RecordRoute
+                | HeaderName::MaxForwards
+                | HeaderName::ContentLength
         )
     };
-    let before: Vec<_> = m.headers().filter(untouched).map(|h| (h.raw_name, h.value)).collect();
-    let after: Vec<_> = edited.headers().filter(untouched).map(|h| (h.raw_name, h.value)).collect();
+    let before: Vec<_> = m
+        .headers()
+        .filter(untouched)
+        .map(|h| (h.raw_name, h.value))
+        .collect();
+    let after: Vec<_> = edited
+        .headers()
+        .filter(untouched)
+        .map(|h| (h.raw_name, h.value))
+        .collect();
     assert_eq!(before, after);
-    assert_eq!(edited.top_via().ok().and_then(|v| v.branch()), Some(&b"z9hG4bKfuzz"[..]));
+    assert_eq!(
+        edited.top_via().ok().and_then(|v| v.branch()),
+        Some(&b"z9hG4bKfuzz"[..])
+    );
 }

@@ -224,7 +224,10 @@ pub(crate) fn scan_header(buf: &[u8], pos: usize) -> Result<Scanned<'_>, Error> 
         _ => {}
     }
     // Name: a token, then optional SP/HT, then ':'.
-    let name_len = rest.iter().position(|&b| !is_token(b)).unwrap_or(rest.len());
+    let name_len = rest
+        .iter()
+        .position(|&b| !is_token(b))
+        .unwrap_or(rest.len());
     if name_len == 0 {
         return Err(Error::new(ErrorKind::BadHeaderName, pos));
     }
@@ -266,8 +269,14 @@ pub(crate) fn scan_header(buf: &[u8], pos: usize) -> Result<Scanned<'_>, Error> 
             Some(b' ' | b'\t') => i = cr + 3, // folded continuation
             _ => {
                 let raw_value = rest.get(value_start..cr).unwrap_or_default();
-                let lead = raw_value.iter().position(|&b| !is_lws(b)).unwrap_or(raw_value.len());
-                let trail = raw_value.iter().rposition(|&b| !is_lws(b)).map_or(lead, |p| p + 1);
+                let lead = raw_value
+                    .iter()
+                    .position(|&b| !is_lws(b))
+                    .unwrap_or(raw_value.len());
+                let trail = raw_value
+                    .iter()
+                    .rposition(|&b| !is_lws(b))
+                    .map_or(lead, |p| p + 1);
                 return Ok(Scanned::Header(Header {
                     name: HeaderName::from_bytes(raw_name),
                     raw_name,
@@ -326,7 +335,12 @@ impl<'a> Iterator for Headers<'a> {
 /// Each item is trimmed of white space; empty items are yielded (so a
 /// grammar check can reject them).
 pub fn split_values(value: &[u8], offset: usize) -> Values<'_> {
-    Values { value, pos: 0, offset, done: value.is_empty() }
+    Values {
+        value,
+        pos: 0,
+        offset,
+        done: value.is_empty(),
+    }
 }
 
 /// Iterator returned by [`split_values`]: `(offset, item)` pairs.
@@ -375,8 +389,14 @@ impl<'a> Iterator for Values<'a> {
         self.pos = end + 1;
         let item = self.value.get(start..end).unwrap_or_default();
         let lead = item.iter().position(|&b| !is_lws(b)).unwrap_or(item.len());
-        let trail = item.iter().rposition(|&b| !is_lws(b)).map_or(lead, |p| p + 1);
-        Some((self.offset + start + lead, item.get(lead..trail).unwrap_or_default()))
+        let trail = item
+            .iter()
+            .rposition(|&b| !is_lws(b))
+            .map_or(lead, |p| p + 1);
+        Some((
+            self.offset + start + lead,
+            item.get(lead..trail).unwrap_or_default(),
+        ))
     }
 }
 
@@ -391,7 +411,10 @@ mod tests {
         assert_eq!(HeaderName::from_bytes(b"ViA"), HeaderName::Via);
         assert_eq!(HeaderName::from_bytes(b"call-id"), HeaderName::CallId);
         assert_eq!(HeaderName::from_bytes(b"i"), HeaderName::CallId);
-        assert_eq!(HeaderName::from_bytes(b"MaX-fOrWaRdS"), HeaderName::MaxForwards);
+        assert_eq!(
+            HeaderName::from_bytes(b"MaX-fOrWaRdS"),
+            HeaderName::MaxForwards
+        );
         assert_eq!(HeaderName::from_bytes(b"C%6Fntact"), HeaderName::Other);
         assert_eq!(HeaderName::from_bytes(b"q"), HeaderName::Other);
         assert_eq!(HeaderName::Via.compact(), Some(b'v'));
@@ -419,11 +442,26 @@ mod tests {
 
     #[test]
     fn bad_lines() {
-        assert_eq!(one(b"Foobar roobar\r\n").unwrap_err().kind(), ErrorKind::MissingColon);
-        assert_eq!(one(b"Via\x01: x\r\n").unwrap_err().kind(), ErrorKind::BadHeaderName);
-        assert_eq!(one(b": x\r\n").unwrap_err().kind(), ErrorKind::BadHeaderName);
-        assert_eq!(one(b"Via: a\nb\r\n").unwrap_err().kind(), ErrorKind::BareLineEnd);
-        assert_eq!(one(b"Via: a\rb\r\n").unwrap_err().kind(), ErrorKind::BareLineEnd);
+        assert_eq!(
+            one(b"Foobar roobar\r\n").unwrap_err().kind(),
+            ErrorKind::MissingColon
+        );
+        assert_eq!(
+            one(b"Via\x01: x\r\n").unwrap_err().kind(),
+            ErrorKind::BadHeaderName
+        );
+        assert_eq!(
+            one(b": x\r\n").unwrap_err().kind(),
+            ErrorKind::BadHeaderName
+        );
+        assert_eq!(
+            one(b"Via: a\nb\r\n").unwrap_err().kind(),
+            ErrorKind::BareLineEnd
+        );
+        assert_eq!(
+            one(b"Via: a\rb\r\n").unwrap_err().kind(),
+            ErrorKind::BareLineEnd
+        );
         assert_eq!(one(b"Via: a").unwrap_err().kind(), ErrorKind::Unterminated);
     }
 

@@ -21,7 +21,10 @@ pub(crate) struct Span {
 impl Span {
     pub(crate) fn new(start: usize, end: usize) -> Self {
         // Callers stay below MAX_MESSAGE, so these fit.
-        Self { start: start as u32, end: end as u32 }
+        Self {
+            start: start as u32,
+            end: end as u32,
+        }
     }
     pub(crate) fn range(self) -> core::ops::Range<usize> {
         self.start as usize..self.end as usize
@@ -115,8 +118,17 @@ impl Method {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum StartLine {
-    Request { method: Method, method_span: Span, uri: Span, version: Span },
-    Response { code: u16, reason: Span, version: Span },
+    Request {
+        method: Method,
+        method_span: Span,
+        uri: Span,
+        version: Span,
+    },
+    Response {
+        code: u16,
+        reason: Span,
+        version: Span,
+    },
 }
 
 /// Where the headers a proxy needs on every message sit, found in the single
@@ -190,7 +202,8 @@ impl Message {
         let b: &[u8] = &buf;
 
         // Start line.
-        let line_end = memchr::memchr2(b'\r', b'\n', b).ok_or(Error::new(ErrorKind::Unterminated, b.len()))?;
+        let line_end =
+            memchr::memchr2(b'\r', b'\n', b).ok_or(Error::new(ErrorKind::Unterminated, b.len()))?;
         if b.get(line_end) != Some(&b'\r') || b.get(line_end + 1) != Some(&b'\n') {
             return Err(Error::new(ErrorKind::BareLineEnd, line_end));
         }
@@ -221,7 +234,11 @@ impl Message {
             None => available,
         };
         let end = body_start + body_len;
-        let buf = if end < buf.len() { buf.slice(..end) } else { buf };
+        let buf = if end < buf.len() {
+            buf.slice(..end)
+        } else {
+            buf
+        };
         Ok(Self {
             buf,
             start,
@@ -271,9 +288,10 @@ impl Message {
     /// The parsed Request-URI, `None` for a response.
     pub fn request_uri(&self) -> Option<Result<Uri<'_>, Error>> {
         match self.start {
-            StartLine::Request { uri, .. } => {
-                Some(Uri::parse(self.buf.get(uri.range()).unwrap_or_default(), uri.start as usize))
-            }
+            StartLine::Request { uri, .. } => Some(Uri::parse(
+                self.buf.get(uri.range()).unwrap_or_default(),
+                uri.start as usize,
+            )),
             StartLine::Response { .. } => None,
         }
     }
@@ -311,7 +329,11 @@ impl Message {
 
     /// Every header field, in order.
     pub fn headers(&self) -> Headers<'_> {
-        Headers::new(&self.buf, self.headers_start as usize, self.headers_end as usize)
+        Headers::new(
+            &self.buf,
+            self.headers_start as usize,
+            self.headers_end as usize,
+        )
     }
 
     /// Offset of the first header line and of the empty line ending the headers.
@@ -322,10 +344,18 @@ impl Message {
     /// Every value of the header `name`, split at commas for list headers,
     /// as `(offset, value)` pairs.
     pub fn values(&self, name: HeaderName) -> impl Iterator<Item = (usize, &[u8])> + '_ {
-        self.headers().filter(move |h| h.name == name).flat_map(move |h| {
-            let whole = if name.is_list() { None } else { Some((h.value_offset, h.value)) };
-            whole.into_iter().chain(name.is_list().then(|| h.values()).into_iter().flatten())
-        })
+        self.headers()
+            .filter(move |h| h.name == name)
+            .flat_map(move |h| {
+                let whole = if name.is_list() {
+                    None
+                } else {
+                    Some((h.value_offset, h.value))
+                };
+                whole
+                    .into_iter()
+                    .chain(name.is_list().then(|| h.values()).into_iter().flatten())
+            })
     }
 
     /// The first header named `name` (its whole value, not split).
@@ -341,13 +371,16 @@ impl Message {
     /// The top Via value.
     pub fn top_via(&self) -> Result<Via<'_>, Error> {
         let (v, off) = self.span(self.index.via).ok_or(missing(HeaderName::Via))?;
-        let (off, first) = crate::header::split_values(v, off).next().unwrap_or((off, v));
+        let (off, first) = crate::header::split_values(v, off)
+            .next()
+            .unwrap_or((off, v));
         Via::parse(first, off)
     }
 
     /// Every Via value, top first.
     pub fn vias(&self) -> impl Iterator<Item = Result<Via<'_>, Error>> + '_ {
-        self.values(HeaderName::Via).map(|(off, v)| Via::parse(v, off))
+        self.values(HeaderName::Via)
+            .map(|(off, v)| Via::parse(v, off))
     }
 
     /// The Call-ID.
@@ -357,13 +390,17 @@ impl Message {
 
     /// The CSeq.
     pub fn cseq(&self) -> Result<CSeq<'_>, Error> {
-        let (v, off) = self.span(self.index.cseq).ok_or(missing(HeaderName::CSeq))?;
+        let (v, off) = self
+            .span(self.index.cseq)
+            .ok_or(missing(HeaderName::CSeq))?;
         CSeq::parse(v, off)
     }
 
     /// The From header.
     pub fn from(&self) -> Result<NameAddr<'_>, Error> {
-        let (v, off) = self.span(self.index.from).ok_or(missing(HeaderName::From))?;
+        let (v, off) = self
+            .span(self.index.from)
+            .ok_or(missing(HeaderName::From))?;
         NameAddr::parse(v, off, HeaderName::From)
     }
 
@@ -377,9 +414,10 @@ impl Message {
     pub fn max_forwards(&self) -> Result<Option<u8>, Error> {
         match self.span(self.index.max_forwards) {
             None => Ok(None),
-            Some((v, off)) => parse_u32(v, 255)
-                .map(|n| Some(n as u8))
-                .ok_or(Error::new(ErrorKind::BadHeaderValue(HeaderName::MaxForwards), off)),
+            Some((v, off)) => parse_u32(v, 255).map(|n| Some(n as u8)).ok_or(Error::new(
+                ErrorKind::BadHeaderValue(HeaderName::MaxForwards),
+                off,
+            )),
         }
     }
 
@@ -390,12 +428,14 @@ impl Message {
 
     /// The Content-Type.
     pub fn content_type(&self) -> Option<Result<ContentType<'_>, Error>> {
-        self.span(self.index.content_type).map(|(v, off)| ContentType::parse(v, off))
+        self.span(self.index.content_type)
+            .map(|(v, off)| ContentType::parse(v, off))
     }
 
     /// The Route values, top first.
     pub fn routes(&self) -> impl Iterator<Item = Result<NameAddr<'_>, Error>> + '_ {
-        self.values(HeaderName::Route).map(|(off, v)| NameAddr::parse(v, off, HeaderName::Route))
+        self.values(HeaderName::Route)
+            .map(|(off, v)| NameAddr::parse(v, off, HeaderName::Route))
     }
 
     /// The Record-Route values, top first.
@@ -444,7 +484,10 @@ fn index_header(index: &mut Index, h: &Header<'_>) -> Result<(), Error> {
         HeaderName::ContentLength => {
             // Framing depends on it: any doubt is an error (RFC 4475 §3.3.9).
             if index.content_length.is_some() {
-                return Err(Error::new(ErrorKind::DuplicateHeader(HeaderName::ContentLength), h.line_start));
+                return Err(Error::new(
+                    ErrorKind::DuplicateHeader(HeaderName::ContentLength),
+                    h.line_start,
+                ));
             }
             let n = parse_u32(h.value, u32::MAX)
                 .ok_or(Error::new(ErrorKind::BadContentLength, h.value_offset))?;
@@ -462,16 +505,27 @@ fn index_header(index: &mut Index, h: &Header<'_>) -> Result<(), Error> {
 }
 
 fn parse_start_line(line: &[u8]) -> Result<StartLine, Error> {
-    if line.len() >= 4 && line.get(..4).is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/")) {
+    if line.len() >= 4
+        && line
+            .get(..4)
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/"))
+    {
         return parse_status_line(line);
     }
     let bad = |at: usize| Error::new(ErrorKind::BadStartLine, at);
-    let m_len = line.iter().position(|&b| !is_token(b)).unwrap_or(line.len());
+    let m_len = line
+        .iter()
+        .position(|&b| !is_token(b))
+        .unwrap_or(line.len());
     if m_len == 0 || line.get(m_len) != Some(&b' ') {
         return Err(bad(m_len));
     }
     let uri_start = m_len + 1;
-    let uri_len = line.get(uri_start..).unwrap_or_default().iter().position(|&b| b == b' ');
+    let uri_len = line
+        .get(uri_start..)
+        .unwrap_or_default()
+        .iter()
+        .position(|&b| b == b' ');
     let Some(uri_len) = uri_len else {
         return Err(bad(line.len()));
     };
@@ -498,7 +552,9 @@ fn parse_status_line(line: &[u8]) -> Result<StartLine, Error> {
     let v_len = line.iter().position(|&b| b == b' ').unwrap_or(line.len());
     check_version(line.get(..v_len).unwrap_or_default(), 0)?;
     let code = line.get(v_len + 1..v_len + 4).unwrap_or_default();
-    let valid = code.len() == 3 && code.iter().all(u8::is_ascii_digit) && line.get(v_len + 4) == Some(&b' ');
+    let valid = code.len() == 3
+        && code.iter().all(u8::is_ascii_digit)
+        && line.get(v_len + 4) == Some(&b' ');
     let code = if valid { parse_u32(code, 699) } else { None };
     let code = match code {
         Some(c) if c >= 100 => c as u16,
@@ -520,7 +576,10 @@ fn check_version(v: &[u8], at: usize) -> Result<(), Error> {
         return Err(bad);
     }
     let dot = rest.iter().position(|&b| b == b'.').ok_or(bad)?;
-    let (major, minor) = (rest.get(..dot).unwrap_or_default(), rest.get(dot + 1..).unwrap_or_default());
+    let (major, minor) = (
+        rest.get(..dot).unwrap_or_default(),
+        rest.get(dot + 1..).unwrap_or_default(),
+    );
     if major.is_empty() || minor.is_empty() || !major.iter().chain(minor).all(u8::is_ascii_digit) {
         return Err(bad);
     }
@@ -568,13 +627,19 @@ l: 4\r\n\
         assert_eq!(m.to().unwrap().tag(), None);
         assert_eq!(m.max_forwards().unwrap(), Some(70));
         assert_eq!(&m.body()[..], b"body");
-        assert!(m.as_bytes().ends_with(b"\r\n\r\nbody"), "trailing octets dropped");
+        assert!(
+            m.as_bytes().ends_with(b"\r\n\r\nbody"),
+            "trailing octets dropped"
+        );
         assert_eq!(m.headers().count(), 8);
     }
 
     #[test]
     fn responses() {
-        let m = Message::parse(Bytes::from_static(b"SIP/2.0 100 \r\nVia: SIP/2.0/UDP h\r\n\r\n")).unwrap();
+        let m = Message::parse(Bytes::from_static(
+            b"SIP/2.0 100 \r\nVia: SIP/2.0/UDP h\r\n\r\n",
+        ))
+        .unwrap();
         assert_eq!(m.status(), Some(100));
         assert_eq!(m.reason(), Some(&b""[..]));
         let e = Message::parse(Bytes::from_static(b"SIP/2.0 4294967301 big\r\n\r\n")).unwrap_err();
@@ -592,10 +657,22 @@ l: 4\r\n\
             (b"INVITE sip:a@b\r\n\r\n", ErrorKind::BadStartLine),
             (b"INVITE sip:a@b SIP/2.0\n\r\n", ErrorKind::BareLineEnd),
             (b"\r\n\r\n", ErrorKind::Empty),
-            (b"INVITE sip:a@b SIP/2.0\r\nl: 10\r\n\r\nshort", ErrorKind::ContentLengthExceedsBody),
-            (b"INVITE sip:a@b SIP/2.0\r\nl: -1\r\n\r\n", ErrorKind::BadContentLength),
-            (b"INVITE sip:a@b SIP/2.0\r\nl: 1\r\nContent-Length: 1\r\n\r\nx", ErrorKind::DuplicateHeader(HeaderName::ContentLength)),
-            (b"INVITE sip:a@b SIP/2.0\r\nTo: x\r\n", ErrorKind::Unterminated),
+            (
+                b"INVITE sip:a@b SIP/2.0\r\nl: 10\r\n\r\nshort",
+                ErrorKind::ContentLengthExceedsBody,
+            ),
+            (
+                b"INVITE sip:a@b SIP/2.0\r\nl: -1\r\n\r\n",
+                ErrorKind::BadContentLength,
+            ),
+            (
+                b"INVITE sip:a@b SIP/2.0\r\nl: 1\r\nContent-Length: 1\r\n\r\nx",
+                ErrorKind::DuplicateHeader(HeaderName::ContentLength),
+            ),
+            (
+                b"INVITE sip:a@b SIP/2.0\r\nTo: x\r\n",
+                ErrorKind::Unterminated,
+            ),
         ];
         for (input, kind) in cases {
             let e = Message::parse(Bytes::from_static(input)).unwrap_err();

@@ -35,7 +35,8 @@ pub struct Via<'a> {
 impl<'a> Via<'a> {
     /// Parse one Via value.
     pub fn parse(s: &'a [u8], offset: usize) -> Result<Self, Error> {
-        let err = |c: &Cursor<'_>| Error::new(ErrorKind::BadHeaderValue(HeaderName::Via), c.offset());
+        let err =
+            |c: &Cursor<'_>| Error::new(ErrorKind::BadHeaderValue(HeaderName::Via), c.offset());
         let mut c = Cursor::new(s, offset);
         let protocol = c.take_while(is_token);
         c.skip_lws();
@@ -72,7 +73,14 @@ impl<'a> Via<'a> {
         if !c.at_end() {
             return Err(err(&c));
         }
-        Ok(Self { protocol, version, transport, host, port, params })
+        Ok(Self {
+            protocol,
+            version,
+            transport,
+            host,
+            port,
+            params,
+        })
     }
 
     /// A parameter by name (case-insensitive); `Some(None)` if it has no value.
@@ -99,7 +107,8 @@ impl<'a> Via<'a> {
     /// `rport`: `None` if absent, `Some(None)` if present without a value.
     pub fn rport(&self) -> Option<Option<u16>> {
         self.param("rport").map(|v| {
-            v.and_then(|p| parse_u32(p, u32::from(u16::MAX))).map(|p| p as u16)
+            v.and_then(|p| parse_u32(p, u32::from(u16::MAX)))
+                .map(|p| p as u16)
         })
     }
 
@@ -131,7 +140,8 @@ fn parse_params<'a>(c: &mut Cursor<'a>, value_char: fn(u8) -> bool) -> Result<&'
         if c.eat(b'=') {
             c.skip_lws();
             let value = if c.peek() == Some(b'"') {
-                c.take_quoted().map_err(|at| Error::new(ErrorKind::UnterminatedQuote, at))?
+                c.take_quoted()
+                    .map_err(|at| Error::new(ErrorKind::UnterminatedQuote, at))?
             } else {
                 c.take_while(value_char)
             };
@@ -164,7 +174,8 @@ impl<'a> CSeq<'a> {
     /// Parse a CSeq value.
     pub fn parse(s: &'a [u8], offset: usize) -> Result<Self, Error> {
         let mut c = Cursor::new(s, offset);
-        let err = |c: &Cursor<'_>| Error::new(ErrorKind::BadHeaderValue(HeaderName::CSeq), c.offset());
+        let err =
+            |c: &Cursor<'_>| Error::new(ErrorKind::BadHeaderValue(HeaderName::CSeq), c.offset());
         let digits = c.take_while(|b| b.is_ascii_digit());
         let seq = parse_u32(digits, u32::MAX).ok_or_else(|| err(&c))?;
         if !c.skip_lws() {
@@ -210,7 +221,9 @@ impl<'a> NameAddr<'a> {
         let uri_text;
         let uri_offset;
         if c.peek() == Some(b'"') {
-            let q = c.take_quoted().map_err(|at| Error::new(ErrorKind::UnterminatedQuote, at))?;
+            let q = c
+                .take_quoted()
+                .map_err(|at| Error::new(ErrorKind::UnterminatedQuote, at))?;
             display_name = Some(q);
             c.skip_lws();
             if c.peek() != Some(b'<') {
@@ -275,12 +288,21 @@ impl<'a> NameAddr<'a> {
         if !c.at_end() {
             return Err(bad(c.offset()));
         }
-        Ok(Self { display_name, uri_text, uri_offset, bracketed, params })
+        Ok(Self {
+            display_name,
+            uri_text,
+            uri_offset,
+            bracketed,
+            params,
+        })
     }
 
     /// The URI, parsed (it was checked when the value was parsed).
     pub fn uri(&self) -> Uri<'a> {
-        Uri::parse(self.uri_text, self.uri_offset).unwrap_or(Uri::Other { scheme: b"", rest: self.uri_text })
+        Uri::parse(self.uri_text, self.uri_offset).unwrap_or(Uri::Other {
+            scheme: b"",
+            rest: self.uri_text,
+        })
     }
 
     /// A header parameter by name (case-insensitive).
@@ -310,7 +332,10 @@ impl<'a> ContentType<'a> {
     pub fn parse(s: &'a [u8], offset: usize) -> Result<Self, Error> {
         let mut c = Cursor::new(s, offset);
         let err = |c: &Cursor<'_>| {
-            Error::new(ErrorKind::BadHeaderValue(HeaderName::ContentType), c.offset())
+            Error::new(
+                ErrorKind::BadHeaderValue(HeaderName::ContentType),
+                c.offset(),
+            )
         };
         let media_type = c.take_while(is_token);
         c.skip_lws();
@@ -327,7 +352,11 @@ impl<'a> ContentType<'a> {
         if !c.at_end() {
             return Err(err(&c));
         }
-        Ok(Self { media_type, subtype, params })
+        Ok(Self {
+            media_type,
+            subtype,
+            params,
+        })
     }
 
     /// Whether this is `type/subtype` (case-insensitive).
@@ -339,7 +368,11 @@ impl<'a> ContentType<'a> {
     /// A parameter (e.g. `boundary`), with surrounding quotes removed.
     pub fn param(&self, name: &str) -> Option<&'a [u8]> {
         let v = Params::new(self.params).get(name)??;
-        Some(v.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\"")).unwrap_or(v))
+        Some(
+            v.strip_prefix(b"\"")
+                .and_then(|v| v.strip_suffix(b"\""))
+                .unwrap_or(v),
+        )
     }
 }
 
@@ -381,7 +414,13 @@ impl fmt::Debug for NameAddr<'_> {
 
 impl fmt::Debug for ContentType<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ContentType({:?}/{:?};{:?})", Lossy(self.media_type), Lossy(self.subtype), Lossy(self.params))
+        write!(
+            f,
+            "ContentType({:?}/{:?};{:?})",
+            Lossy(self.media_type),
+            Lossy(self.subtype),
+            Lossy(self.params)
+        )
     }
 }
 
@@ -391,15 +430,27 @@ mod tests {
 
     #[test]
     fn via_with_lws_everywhere() {
-        let v = Via::parse(b"SIP  /   2.0\r\n /UDP\r\n    192.0.2.2;branch=390skdjuw", 0).unwrap();
+        let v = Via::parse(
+            b"SIP  /   2.0\r\n /UDP\r\n    192.0.2.2;branch=390skdjuw",
+            0,
+        )
+        .unwrap();
         assert_eq!(v.transport, b"UDP");
         assert_eq!(v.host, Host::Ipv4([192, 0, 2, 2].into()));
         assert_eq!(v.branch(), Some(&b"390skdjuw"[..]));
         assert!(!v.is_rfc3261_branch());
-        let v = Via::parse(b"SIP  / 2.0  / TCP     spindle.example.com   ;\r\n  branch  =   z9hG4bK9ikj8", 0).unwrap();
+        let v = Via::parse(
+            b"SIP  / 2.0  / TCP     spindle.example.com   ;\r\n  branch  =   z9hG4bK9ikj8",
+            0,
+        )
+        .unwrap();
         assert_eq!(v.branch(), Some(&b"z9hG4bK9ikj8"[..]));
         assert!(v.is_rfc3261_branch());
-        let v = Via::parse(b"SIP/2.0/UDP [2001:db8::9:1]:6050;received=[2001:db8::9:255];rport", 0).unwrap();
+        let v = Via::parse(
+            b"SIP/2.0/UDP [2001:db8::9:1]:6050;received=[2001:db8::9:255];rport",
+            0,
+        )
+        .unwrap();
         assert_eq!(v.host, Host::Ipv6(b"2001:db8::9:1"));
         assert_eq!(v.port, Some(6050));
         assert_eq!(v.received(), Some(&b"[2001:db8::9:255]"[..]));
@@ -420,7 +471,11 @@ mod tests {
             b"SIP/2.0/UDP host;branch=",
             b"SIP/2.0/UDP host garbage",
         ] {
-            assert!(Via::parse(bad, 0).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                Via::parse(bad, 0).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
@@ -434,19 +489,38 @@ mod tests {
 
     #[test]
     fn name_addrs() {
-        let n = NameAddr::parse(br#""J Rosenberg \\\""       <sip:jdrosen@example.com>
+        let n = NameAddr::parse(
+            br#""J Rosenberg \\\""       <sip:jdrosen@example.com>
   ;
-  tag = 98asjd8"#, 0, HeaderName::From)
+  tag = 98asjd8"#,
+            0,
+            HeaderName::From,
+        )
         .unwrap();
         assert_eq!(n.display_name, Some(&br#""J Rosenberg \\\"""#[..]));
         assert_eq!(n.uri_text, b"sip:jdrosen@example.com");
         assert_eq!(n.tag(), Some(&b"98asjd8"[..]));
-        let n = NameAddr::parse(b"caller<sip:caller@example.com>;tag=323", 0, HeaderName::From).unwrap();
+        let n = NameAddr::parse(
+            b"caller<sip:caller@example.com>;tag=323",
+            0,
+            HeaderName::From,
+        )
+        .unwrap();
         assert_eq!(n.display_name, Some(&b"caller"[..]));
-        let n = NameAddr::parse(b"sip:user@example.com;tag=1;unknownparam", 0, HeaderName::Contact).unwrap();
+        let n = NameAddr::parse(
+            b"sip:user@example.com;tag=1;unknownparam",
+            0,
+            HeaderName::Contact,
+        )
+        .unwrap();
         assert_eq!(n.uri_text, b"sip:user@example.com");
         assert_eq!(n.param("unknownparam"), Some(None));
-        let n = NameAddr::parse(b"token1~` token2'+_ token3*%!.- <sip:mundane@example.com>;tag=_token~1'+`*%!-.", 0, HeaderName::From).unwrap();
+        let n = NameAddr::parse(
+            b"token1~` token2'+_ token3*%!.- <sip:mundane@example.com>;tag=_token~1'+`*%!-.",
+            0,
+            HeaderName::From,
+        )
+        .unwrap();
         assert_eq!(n.display_name, Some(&b"token1~` token2'+_ token3*%!.-"[..]));
         assert_eq!(n.tag(), Some(&b"_token~1'+`*%!-."[..]));
         let n = NameAddr::parse(b"isbn:2983792873", 0, HeaderName::To).unwrap();
@@ -464,7 +538,11 @@ mod tests {
             b"<sip:a@b",
             b"<sip:a@b> junk",
         ] {
-            assert!(NameAddr::parse(bad, 0, HeaderName::To).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                NameAddr::parse(bad, 0, HeaderName::To).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

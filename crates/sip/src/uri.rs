@@ -75,7 +75,10 @@ impl<'a> Uri<'a> {
     pub fn parse(s: &'a [u8], offset: usize) -> Result<Self, Error> {
         let bad = |at: usize| Error::new(ErrorKind::BadRequestUri, offset + at);
         let colon = memchr::memchr(b':', s).ok_or_else(|| bad(0))?;
-        let (scheme, rest) = (s.get(..colon).unwrap_or_default(), s.get(colon + 1..).unwrap_or_default());
+        let (scheme, rest) = (
+            s.get(..colon).unwrap_or_default(),
+            s.get(colon + 1..).unwrap_or_default(),
+        );
         let rest_off = offset + colon + 1;
         if scheme.eq_ignore_ascii_case(b"sip") {
             SipUri::parse_rest(rest, false, rest_off).map(Uri::Sip)
@@ -92,7 +95,10 @@ impl<'a> Uri<'a> {
             if rest.is_empty() {
                 return Err(bad(colon + 1));
             }
-            if let Some(p) = rest.iter().position(|&b| b <= b' ' || b == 0x7f || b == b'<' || b == b'>' || b == b'"') {
+            if let Some(p) = rest
+                .iter()
+                .position(|&b| b <= b' ' || b == 0x7f || b == b'<' || b == b'>' || b == b'"')
+            {
                 return Err(bad(colon + 1 + p));
             }
             Ok(Uri::Other { scheme, rest })
@@ -180,7 +186,15 @@ impl<'a> SipUri<'a> {
         if i != s.len() {
             return Err(bad(i));
         }
-        Ok(Self { secure, user, password, host, port, params, headers })
+        Ok(Self {
+            secure,
+            user,
+            password,
+            host,
+            port,
+            params,
+            headers,
+        })
     }
 
     /// Look up a URI parameter by name (case-insensitive). `Some(None)` for a
@@ -199,7 +213,10 @@ impl<'a> TelUri<'a> {
             return Err(bad(0));
         }
         let params = s.get(end + 1..).unwrap_or_default();
-        if let Some(p) = params.iter().position(|&b| !(is_uri_param(b) || b == b';' || b == b'=')) {
+        if let Some(p) = params
+            .iter()
+            .position(|&b| !(is_uri_param(b) || b == b';' || b == b'='))
+        {
             return Err(bad(end + 1 + p));
         }
         if s.get(end) == Some(&b';') && Params::new(params).any(|(name, _)| name.is_empty()) {
@@ -260,13 +277,17 @@ pub struct Params<'a> {
 impl<'a> Params<'a> {
     /// Parameters of `s` (without the leading `;`).
     pub fn new(s: &'a [u8]) -> Self {
-        Self { rest: s, done: s.is_empty() }
+        Self {
+            rest: s,
+            done: s.is_empty(),
+        }
     }
 
     /// Look up by name, case-insensitively.
     pub fn get(self, name: &str) -> Option<Option<&'a [u8]>> {
         let mut this = self;
-        this.find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
+        this.find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
     }
 }
 
@@ -455,7 +476,10 @@ mod tests {
         assert_eq!(decoded, b"user;par=u@example.net");
         // §3.1.1.2: '?' and ',' in the user part, ':' splits the password.
         let u = sip("sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com");
-        assert_eq!(u.user, Some(&b"1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*"[..]));
+        assert_eq!(
+            u.user,
+            Some(&b"1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*"[..])
+        );
         assert!(u.headers.is_none());
         // escaped NUL does not truncate.
         let u = sip("sip:%00bob@example.com");
@@ -481,25 +505,53 @@ mod tests {
     fn other_schemes() {
         assert_eq!(
             Uri::parse(b"urn:service:sos.fire", 0).unwrap(),
-            Uri::Other { scheme: b"urn", rest: b"service:sos.fire" }
+            Uri::Other {
+                scheme: b"urn",
+                rest: b"service:sos.fire"
+            }
         );
         let t = match Uri::parse(b"tel:+44-20-7946-0999;phone-context=example.com", 0).unwrap() {
             Uri::Tel(t) => t,
             _ => panic!(),
         };
         assert_eq!(t.number, b"+44-20-7946-0999");
-        assert_eq!(Params::new(t.params).get("phone-context"), Some(Some(&b"example.com"[..])));
+        assert_eq!(
+            Params::new(t.params).get("phone-context"),
+            Some(Some(&b"example.com"[..]))
+        );
         assert!(Uri::parse(b"soap.beep://192.0.2.103:3002", 0).is_ok());
         assert!(Uri::parse(b"nobodyKnowsThisScheme:totallyopaquecontent", 0).is_ok());
-        for bad in [&b"sip:"[..], b"sip:@host", b"sip:host;;lr", b"sip:host:99999", b"sip:ho st", b"1x:y", b"urn:", b":x", b"sip:a%4@h", b"tel:"] {
-            assert!(Uri::parse(bad, 0).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        for bad in [
+            &b"sip:"[..],
+            b"sip:@host",
+            b"sip:host;;lr",
+            b"sip:host:99999",
+            b"sip:ho st",
+            b"1x:y",
+            b"urn:",
+            b":x",
+            b"sip:a%4@h",
+            b"tel:",
+        ] {
+            assert!(
+                Uri::parse(bad, 0).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
     #[test]
     fn params_iter() {
         let p: Vec<_> = Params::new(b" tag = 1918 ; lr ;x=\"a;b\"").collect();
-        assert_eq!(p, vec![(&b"tag"[..], Some(&b"1918"[..])), (b"lr", None), (b"x", Some(b"\"a;b\""))]);
+        assert_eq!(
+            p,
+            vec![
+                (&b"tag"[..], Some(&b"1918"[..])),
+                (b"lr", None),
+                (b"x", Some(b"\"a;b\""))
+            ]
+        );
         assert_eq!(Params::new(b"").count(), 0);
         assert_eq!(Params::new(b";").count(), 2);
     }

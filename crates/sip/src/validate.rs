@@ -58,12 +58,21 @@ pub enum Sniff<'a> {
 
 /// Look at the start of `data` (after any leading CRLFs).
 pub fn sniff(data: &[u8]) -> Sniff<'_> {
-    let start = data.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(data.len());
+    let start = data
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(data.len());
     let rest = data.get(start..).unwrap_or_default();
-    if rest.get(..4).is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/")) {
+    if rest
+        .get(..4)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/"))
+    {
         return Sniff::Response;
     }
-    let n = rest.iter().position(|&b| !crate::scan::is_token(b)).unwrap_or(rest.len());
+    let n = rest
+        .iter()
+        .position(|&b| !crate::scan::is_token(b))
+        .unwrap_or(rest.len());
     match (rest.get(..n), rest.get(n)) {
         (Some(m), Some(b' ')) if n > 0 => Sniff::Request(m),
         _ => Sniff::Unknown,
@@ -108,7 +117,10 @@ pub fn validate(m: &Message) -> Result<(), Error> {
         (HeaderName::CSeq, ix.cseq.is_some()),
     ] {
         if !present {
-            return Err(Error::new(ErrorKind::MissingHeader(name), m.header_section().0));
+            return Err(Error::new(
+                ErrorKind::MissingHeader(name),
+                m.header_section().0,
+            ));
         }
     }
     for name in [
@@ -120,7 +132,11 @@ pub fn validate(m: &Message) -> Result<(), Error> {
         HeaderName::ContentType,
     ] {
         if ix.duplicates & dup_bit(name) != 0 {
-            let at = m.headers().filter(|h| h.name == name).nth(1).map_or(0, |h| h.line_start);
+            let at = m
+                .headers()
+                .filter(|h| h.name == name)
+                .nth(1)
+                .map_or(0, |h| h.line_start);
             return Err(Error::new(ErrorKind::DuplicateHeader(name), at));
         }
     }
@@ -153,7 +169,10 @@ pub fn validate(m: &Message) -> Result<(), Error> {
     let call_id = m.call_id().unwrap_or_default();
     if call_id.is_empty() || call_id.iter().any(|&b| b <= b' ' || b == 0x7f) {
         let at = m.header(HeaderName::CallId).map_or(0, |h| h.value_offset);
-        return Err(Error::new(ErrorKind::BadHeaderValue(HeaderName::CallId), at));
+        return Err(Error::new(
+            ErrorKind::BadHeaderValue(HeaderName::CallId),
+            at,
+        ));
     }
     m.max_forwards()?;
     m.from()?;
@@ -202,9 +221,15 @@ CSeq: 7 OPTIONS
         let v = verdict(&OK.replace("SIP/2.0\n", "SIP/3.0\n"));
         assert_eq!(v.status(), Some(505));
         let v = verdict(&OK.replace("Call-ID: abc\n", ""));
-        assert_eq!(v.error().unwrap().kind(), ErrorKind::MissingHeader(HeaderName::CallId));
+        assert_eq!(
+            v.error().unwrap().kind(),
+            ErrorKind::MissingHeader(HeaderName::CallId)
+        );
         let v = verdict(&OK.replace("Call-ID: abc\n", "Call-ID: abc\ni: def\n"));
-        assert_eq!(v.error().unwrap().kind(), ErrorKind::DuplicateHeader(HeaderName::CallId));
+        assert_eq!(
+            v.error().unwrap().kind(),
+            ErrorKind::DuplicateHeader(HeaderName::CallId)
+        );
         let v = verdict(&OK.replace("CSeq: 7", "Max-Forwards: 300\nCSeq: 7"));
         assert_eq!(v.status(), Some(400));
         let v = verdict(&OK.replace("sip:gw.example.net SIP", "sip:gw.example.net?Route=x SIP"));
@@ -222,7 +247,10 @@ CSeq: 7 OPTIONS
 
 ";
         assert_eq!(verdict(resp), Verdict::Accept);
-        assert!(matches!(verdict(&resp.replace("CSeq: 7", "CSeq: 99999999999")), Verdict::Drop(_)));
+        assert!(matches!(
+            verdict(&resp.replace("CSeq: 7", "CSeq: 99999999999")),
+            Verdict::Drop(_)
+        ));
         assert!(matches!(verdict("SIP/2.0 2000 OK\n\n"), Verdict::Drop(_)));
         assert!(matches!(verdict("\n\n"), Verdict::Drop(_)));
     }
