@@ -16,6 +16,8 @@
 //! - [`Edit`] makes a proxy's changes (push/pop Via, Record-Route, Route,
 //!   Max-Forwards, Request-URI) as splices, so every untouched header and the
 //!   body leave byte-identical.
+//! - [`MessageWriter`] writes new requests (probes, CANCEL) and responses
+//!   (copying Via, From, To, Call-ID and CSeq from the request as received).
 //! - [`Error`] is a kind, an offset and the SIP status it maps to; it never allocates.
 //!
 //! # What it does not do
@@ -27,14 +29,13 @@
 //!   the proxy, which knows what it supports.
 //! - No body parsing beyond Content-Type: SDP, PIDF-LO and multipart bodies are
 //!   opaque octets, forwarded untouched.
-//! - No building of messages from scratch yet (responses, probes): those arrive
-//!   with the proxy and health crates.
 //!
 //! No input may make it panic: wire data is never indexed without a bound
 //! checked on the same line, and the parser is fuzzed.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod build;
 mod edit;
 mod error;
 mod framing;
@@ -48,6 +49,7 @@ mod validate;
 #[doc(hidden)]
 pub mod fuzzing;
 
+pub use build::MessageWriter;
 pub use edit::Edit;
 pub use error::{Error, ErrorKind};
 pub use framing::{Frame, StreamFramer, DEFAULT_MAX_MESSAGE};
