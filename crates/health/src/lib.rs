@@ -1,7 +1,788 @@
-//! `lifeline-health`: one state machine per trunk (Up, Suspect, Down,
-//! Recovering) fed by OPTIONS probes and by live evidence from calls, and the
-//! selection of usable trunks in priority order. Pure: no IO, no clock.
+//! `lifeline-health`: deciding, within a fraction of a second, that a trunk is
+//! dead or hung — and, without flapping, that it is healthy again.
 //!
-//! This crate is being built; today it holds no logic. See
-//! `docs/ARCHITECTURE.md` for the design it follows.
+//! # What it does
+//!
+//! - One state machine per trunk ([`State`]: Up, Suspect, Down, Recovering)
+//!   with hysteresis (`down_after` failures, `up_after` successes) and a
+//!   bounded hold-down for trunks that flap. An operator's drain is a flag
+//!   beside the state, never a state.
+//! - Active evidence: an OPTIONS probe per trunk every `interval`, each with its
+//!   own `timeout`, a fresh branch per probe, responses matched by branch,
+//!   round-trip time tracked (last, EWMA, max). A trunk that turns Suspect is
+//!   probed at once.
+//! - Live evidence from the proxy ([`Outcome`]): attempt timeouts, transport
+//!   errors (ICMP unreachable, refused, reset) and 408/5xx count as failures;
+//!   answered calls as successes. While the gateway itself is overloaded
+//!   ([`Health::set_overloaded`]), timeouts prove nothing and are not counted.
+//! - Selection ([`Health::select`]): a route's trunks in priority order,
+//!   skipping Down, Recovering, drained and already-tried ones; an emergency
+//!   call that has run out of usable trunks still gets every remaining
+//!   (non-drained) trunk in order, never a refusal without trying.
+//! - Every state change is an [`Event`] with its [`Reason`].
+//!
+//! # What it does not do
+//!
+//! No sockets, no timers, no clock: the caller passes `now`, sends what
+//! [`Health::poll_transmit`] returns, feeds back responses and transport
+//! errors, and wakes at [`Health::poll_timeout`]. It does not route calls
+//! (`lifeline-proxy` does, asking [`Health::select`]), log, or keep history.
+//!
+//! The contract is quinn-proto's: `handle_*` / `report` in, `poll_*` out.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod config;
+#[doc(hidden)]
+pub mod fuzzing;
+mod state;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use lifeline_sip::{Error, HeaderName, Message, MessageWriter};
+
+pub use config::{AliveCodes, FlapDamping, ProbeConfig};
+use state::Counters;
+pub use state::State;
+
+/// Index of a trunk in a [`Health`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TrunkId(u32);
+
+impl TrunkId {
+    /// The position in the order trunks were added.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// What a call attempt (or a send) taught us about a trunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// The trunk processed the call: it rang, answered, or gave the callee's
+    /// own final answer (486, 603, 404 ...).
+    Answered,
+    /// No response at all within the attempt's failover timer.
+    Timeout,
+    /// 100 Trying, then no ringing or answer within the progress timeout.
+    ProgressTimeout,
+    /// A failover-class response (408, 500, 502, 503, 504 ...).
+    FailureResponse(u16),
+    /// The network refused: ICMP unreachable, TCP refused or reset.
+    TransportError(TransportError),
+}
+
+impl Outcome {
+    fn is_success(self) -> bool {
+        matches!(self, Outcome::Answered)
+    }
+
+    /// Timeouts say as much about a busy gateway as about the trunk.
+    fn is_timeout(self) -> bool {
+        matches!(self, Outcome::Timeout | Outcome::ProgressTimeout)
+    }
+}
+
+/// Kinds of transport failure reported by the gateway.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TransportError {
+    /// ICMP port unreachable (UDP `ECONNREFUSED`).
+    PortUnreachable,
+    /// ICMP host or network unreachable.
+    HostUnreachable,
+    /// TCP connection refused.
+    ConnectionRefused,
+    /// TCP connection reset.
+    ConnectionReset,
+    /// Any other send or connect failure.
+    Other,
+}
+
+/// Why a trunk changed state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// The trunk was just added (starts Up).
+    Added,
+    /// A probe was answered with a code that counts as alive.
+    ProbeAnswered(u16),
+    /// A probe was answered with a code that does not count as alive.
+    ProbeRejected(u16),
+    /// A probe went unanswered for `probe.timeout`.
+    ProbeTimeout,
+    /// Evidence from a live call (or a failed send).
+    Live(Outcome),
+}
+
+/// A state change or an administrative change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// Which trunk.
+    pub trunk: TrunkId,
+    /// When.
+    pub at: Instant,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// What an [`Event`] reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// Measured state changed.
+    State {
+        /// Before.
+        from: State,
+        /// After.
+        to: State,
+        /// The evidence that tipped it.
+        reason: Reason,
+    },
+    /// An operator drained the trunk (no new calls; still probed).
+    Drained,
+    /// An operator undrained the trunk.
+    Undrained,
+}
+
+/// An OPTIONS probe to send to a trunk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// The trunk to send it to (the gateway knows its address and transport).
+    pub trunk: TrunkId,
+    /// The whole SIP request.
+    pub payload: Bytes,
+}
+
+/// Probe round-trip times.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rtt {
+    /// The latest answered probe.
+    pub last: Option<Duration>,
+    /// Smoothed (EWMA, weight 1/8 as TCP's SRTT).
+    pub ewma: Option<Duration>,
+    /// The largest seen.
+    pub max: Option<Duration>,
+}
+
+impl Rtt {
+    fn record(&mut self, rtt: Duration) {
+        self.last = Some(rtt);
+        self.max = Some(self.max.map_or(rtt, |m| m.max(rtt)));
+        self.ewma = Some(match self.ewma {
+            None => rtt,
+            Some(e) => (e * 7 + rtt) / 8,
+        });
+    }
+}
+
+/// Counters for one trunk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Probes sent.
+    pub probes_sent: u64,
+    /// Probes answered (any code) in time.
+    pub probes_answered: u64,
+    /// Probes that timed out.
+    pub probe_timeouts: u64,
+    /// Live outcomes reported.
+    pub live_reports: u64,
+    /// Timeouts not counted because the gateway was overloaded.
+    pub ignored_while_overloaded: u64,
+}
+
+/// Where probes come from: the gateway's own identity on the trunk side.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Local {
+    /// The Via value without branch, e.g. `SIP/2.0/UDP 192.0.2.1:5060`.
+    pub via: String,
+    /// The From URI, e.g. `sip:lifeline@192.0.2.1`.
+    pub from_uri: String,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Probe {
+    seq: u32,
+    nonce: u32,
+    sent: Instant,
+}
+
+#[derive(Debug)]
+struct Trunk {
+    name: String,
+    target: String,
+    cfg: ProbeConfig,
+    state: State,
+    counters: Counters,
+    drained: bool,
+    since: Instant,
+    reason: Reason,
+    next_probe: Option<Instant>,
+    outstanding: VecDeque<Probe>,
+    seq: u32,
+    rtt: Rtt,
+    flaps: u32,
+    last_up: Option<Instant>,
+    hold_until: Option<Instant>,
+    stats: Stats,
+}
+
+/// A read-only view of one trunk's health.
+#[derive(Clone, Copy, Debug)]
+pub struct TrunkStatus<'a> {
+    /// The id.
+    pub id: TrunkId,
+    /// Its configured name.
+    pub name: &'a str,
+    /// Measured state.
+    pub state: State,
+    /// Administratively drained.
+    pub drained: bool,
+    /// Since when it has been in `state`.
+    pub since: Instant,
+    /// What put it there.
+    pub reason: Reason,
+    /// Probe round-trip times.
+    pub rtt: Rtt,
+    /// Consecutive failures so far.
+    pub consecutive_failures: u32,
+    /// Consecutive successes so far.
+    pub consecutive_successes: u32,
+    /// Probes sent and not yet answered or timed out.
+    pub probes_outstanding: usize,
+    /// Not before this instant may it come Up (flap hold-down).
+    pub held_until: Option<Instant>,
+    /// Counters.
+    pub stats: Stats,
+}
+
+impl TrunkStatus<'_> {
+    /// Takes new calls: usable state and not drained.
+    pub fn ready(&self) -> bool {
+        self.state.usable() && !self.drained
+    }
+}
+
+/// Timer entries; stale ones are skipped when they fire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Timer {
+    at: Instant,
+    trunk: u32,
+    /// `SEND` for "send the next probe", else the seq of the probe whose
+    /// timeout this is.
+    seq: u32,
+}
+
+const SEND: u32 = u32::MAX;
+const BRANCH_PREFIX: &[u8] = b"z9hG4bK-lh";
+
+/// splitmix64: a small seeded generator for probe nonces (no OS randomness
+/// in a pure crate; the gateway seeds it).
+#[derive(Clone, Debug)]
+struct Rng(u64);
+
+impl Rng {
+    fn next_u32(&mut self) -> u32 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 32) as u32
+    }
+}
+
+/// Health of every trunk.
+#[derive(Debug)]
+pub struct Health {
+    local: Local,
+    trunks: Vec<Trunk>,
+    timers: BinaryHeap<Reverse<Timer>>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    rng: Rng,
+    overloaded: bool,
+    scratch: String,
+}
+
+impl Health {
+    /// A health checker whose probes come from `local`. `seed` feeds the
+    /// probe nonces (the gateway passes OS randomness; tests a constant).
+    pub fn new(local: Local, seed: u64) -> Self {
+        Self {
+            local,
+            trunks: Vec::new(),
+            timers: BinaryHeap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            rng: Rng(seed),
+            overloaded: false,
+            scratch: String::new(),
+        }
+    }
+
+    /// Add a trunk probed at `target` (a SIP URI such as `sip:192.0.2.10:5060`).
+    /// It starts Up, and its first probe is due at `now`. Fails if `target` or
+    /// the local identity cannot form a valid OPTIONS request.
+    pub fn add_trunk(
+        &mut self,
+        now: Instant,
+        name: &str,
+        target: &str,
+        cfg: ProbeConfig,
+    ) -> Result<TrunkId, Error> {
+        let id = TrunkId(self.trunks.len() as u32);
+        let trunk = Trunk {
+            name: name.to_string(),
+            target: target.to_string(),
+            cfg,
+            state: State::Up,
+            counters: Counters::default(),
+            drained: false,
+            since: now,
+            reason: Reason::Added,
+            next_probe: None,
+            outstanding: VecDeque::new(),
+            seq: 0,
+            rtt: Rtt::default(),
+            flaps: 0,
+            last_up: None,
+            hold_until: None,
+            stats: Stats::default(),
+        };
+        // Prove the probe is well-formed before accepting the trunk.
+        let probe = build_probe(&mut self.scratch, &self.local, &trunk.target, id, 0, 0)?;
+        Message::parse(probe).and_then(|m| lifeline_sip::validate(&m))?;
+        self.trunks.push(trunk);
+        self.schedule_probe(id, now);
+        Ok(id)
+    }
+
+    /// Look a trunk up by name.
+    pub fn find(&self, name: &str) -> Option<TrunkId> {
+        self.trunks
+            .iter()
+            .position(|t| t.name == name)
+            .map(|i| TrunkId(i as u32))
+    }
+
+    /// How many trunks.
+    pub fn len(&self) -> usize {
+        self.trunks.len()
+    }
+
+    /// No trunks at all.
+    pub fn is_empty(&self) -> bool {
+        self.trunks.is_empty()
+    }
+
+    /// The health of one trunk.
+    pub fn trunk(&self, id: TrunkId) -> Option<TrunkStatus<'_>> {
+        let t = self.trunks.get(id.index())?;
+        Some(TrunkStatus {
+            id,
+            name: &t.name,
+            state: t.state,
+            drained: t.drained,
+            since: t.since,
+            reason: t.reason,
+            rtt: t.rtt,
+            consecutive_failures: t.counters.failures,
+            consecutive_successes: t.counters.successes,
+            probes_outstanding: t.outstanding.len(),
+            held_until: t.hold_until,
+            stats: t.stats,
+        })
+    }
+
+    /// Every trunk, in the order added.
+    pub fn trunks(&self) -> impl Iterator<Item = TrunkStatus<'_>> + '_ {
+        (0..self.trunks.len()).filter_map(|i| self.trunk(TrunkId(i as u32)))
+    }
+
+    /// Tell the checker whether the gateway itself is overloaded (socket drops
+    /// rising, event-loop lag). While it is, timeouts are not counted against
+    /// trunks: a busy gateway must not talk itself into "every trunk is down".
+    /// Transport errors and failure responses still count.
+    pub fn set_overloaded(&mut self, overloaded: bool) {
+        self.overloaded = overloaded;
+    }
+
+    /// Stop routing new calls to a trunk (maintenance). It keeps being probed.
+    pub fn drain(&mut self, now: Instant, id: TrunkId) {
+        self.set_drained(now, id, true);
+    }
+
+    /// Route calls to a drained trunk again (if its measured state allows).
+    pub fn undrain(&mut self, now: Instant, id: TrunkId) {
+        self.set_drained(now, id, false);
+    }
+
+    fn set_drained(&mut self, now: Instant, id: TrunkId, drained: bool) {
+        if let Some(t) = self.trunks.get_mut(id.index()) {
+            if t.drained != drained {
+                t.drained = drained;
+                let kind = if drained {
+                    EventKind::Drained
+                } else {
+                    EventKind::Undrained
+                };
+                self.events.push_back(Event {
+                    trunk: id,
+                    at: now,
+                    kind,
+                });
+            }
+        }
+    }
+
+    /// Live evidence from the proxy (or a transport error on any send).
+    pub fn report(&mut self, now: Instant, id: TrunkId, outcome: Outcome) {
+        let Some(t) = self.trunks.get_mut(id.index()) else {
+            return;
+        };
+        t.stats.live_reports += 1;
+        if outcome.is_timeout() && self.overloaded {
+            t.stats.ignored_while_overloaded += 1;
+            return;
+        }
+        self.apply(now, id, outcome.is_success(), Reason::Live(outcome));
+    }
+
+    /// Offer a response to the checker. Returns `true` if it answers one of
+    /// its probes (the caller should not pass it on), `false` otherwise.
+    pub fn handle_response(&mut self, now: Instant, msg: &Message) -> bool {
+        let Some(code) = msg.status() else {
+            return false;
+        };
+        let Some((trunk, seq, nonce)) = msg
+            .top_via()
+            .ok()
+            .and_then(|v| v.branch())
+            .and_then(parse_branch)
+        else {
+            return false;
+        };
+        let Some(t) = self.trunks.get_mut(trunk as usize) else {
+            return false;
+        };
+        if code < 200 {
+            return true; // provisional: keep waiting for the final response
+        }
+        let Some(pos) = t
+            .outstanding
+            .iter()
+            .position(|p| p.seq == seq && p.nonce == nonce)
+        else {
+            return true; // late (already timed out) or forged: ours, but no evidence
+        };
+        let Some(probe) = t.outstanding.remove(pos) else {
+            return true;
+        };
+        t.rtt.record(now.saturating_duration_since(probe.sent));
+        t.stats.probes_answered += 1;
+        let alive = t.cfg.alive.is_alive(code);
+        let reason = if alive {
+            Reason::ProbeAnswered(code)
+        } else {
+            Reason::ProbeRejected(code)
+        };
+        self.apply(now, TrunkId(trunk), alive, reason);
+        true
+    }
+
+    /// Fire every timer due at or before `now`: send due probes, count
+    /// unanswered ones as failures.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(Reverse(timer)) = self.timers.peek().copied() {
+            if timer.at > now {
+                break;
+            }
+            self.timers.pop();
+            let id = TrunkId(timer.trunk);
+            if timer.seq == SEND {
+                self.send_probe(now, id, timer.at);
+            } else {
+                self.probe_deadline(now, id, timer.seq);
+            }
+        }
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse(t)| t.at)
+    }
+
+    /// The next probe to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next state or administrative change.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Trunks for a call, in the order to try them: the route's trunks in
+    /// priority order that are usable (Up or Suspect), not drained and not
+    /// yet tried; then, for an emergency call only, the remaining non-drained
+    /// trunks (Down, Recovering) in order — an emergency call is never refused
+    /// without trying every trunk it may use.
+    pub fn select<'a>(
+        &'a self,
+        route: &'a [TrunkId],
+        tried: &'a [TrunkId],
+        emergency: bool,
+    ) -> Selection<'a> {
+        Selection {
+            health: self,
+            route,
+            tried,
+            emergency,
+            pos: 0,
+            fallback: false,
+        }
+    }
+
+    fn schedule_probe(&mut self, id: TrunkId, at: Instant) {
+        let Some(t) = self.trunks.get_mut(id.index()) else {
+            return;
+        };
+        if !t.cfg.enabled || t.next_probe.is_some_and(|n| n <= at) {
+            return;
+        }
+        t.next_probe = Some(at);
+        self.timers.push(Reverse(Timer {
+            at,
+            trunk: id.0,
+            seq: SEND,
+        }));
+    }
+
+    fn send_probe(&mut self, now: Instant, id: TrunkId, due: Instant) {
+        let nonce = self.rng.next_u32();
+        let Some(t) = self.trunks.get_mut(id.index()) else {
+            return;
+        };
+        if t.next_probe != Some(due) {
+            return; // superseded by an earlier probe
+        }
+        t.seq = t.seq.wrapping_add(1) % (SEND - 1);
+        let seq = t.seq;
+        let Ok(payload) = build_probe(&mut self.scratch, &self.local, &t.target, id, seq, nonce)
+        else {
+            return; // checked in add_trunk; cannot fail for the same inputs
+        };
+        t.outstanding.push_back(Probe {
+            seq,
+            nonce,
+            sent: now,
+        });
+        t.stats.probes_sent += 1;
+        // Keep the cadence, but never fire a burst to catch up after a stall.
+        let mut next = due + t.cfg.interval;
+        if next <= now {
+            next = now + t.cfg.interval;
+        }
+        t.next_probe = Some(next);
+        let deadline = now + t.cfg.timeout;
+        self.timers.push(Reverse(Timer {
+            at: deadline,
+            trunk: id.0,
+            seq,
+        }));
+        self.timers.push(Reverse(Timer {
+            at: next,
+            trunk: id.0,
+            seq: SEND,
+        }));
+        self.transmits.push_back(Transmit { trunk: id, payload });
+    }
+
+    fn probe_deadline(&mut self, now: Instant, id: TrunkId, seq: u32) {
+        let Some(t) = self.trunks.get_mut(id.index()) else {
+            return;
+        };
+        let Some(pos) = t.outstanding.iter().position(|p| p.seq == seq) else {
+            return; // answered in time
+        };
+        t.outstanding.remove(pos);
+        t.stats.probe_timeouts += 1;
+        if self.overloaded {
+            t.stats.ignored_while_overloaded += 1;
+            return;
+        }
+        self.apply(now, id, false, Reason::ProbeTimeout);
+    }
+
+    fn apply(&mut self, now: Instant, id: TrunkId, success: bool, reason: Reason) {
+        let Some(t) = self.trunks.get_mut(id.index()) else {
+            return;
+        };
+        let from = t.state;
+        let to = state::next(
+            from,
+            &mut t.counters,
+            success,
+            t.cfg.down_after,
+            t.cfg.up_after,
+            now,
+            t.hold_until,
+        );
+        if to == from {
+            return;
+        }
+        match to {
+            State::Down if from.usable() => {
+                // A Down soon after the last Up is a flap: hold it down longer each time.
+                let flapped = t
+                    .last_up
+                    .is_some_and(|up| now.saturating_duration_since(up) <= t.cfg.flap.window);
+                t.flaps = if flapped {
+                    t.flaps.saturating_add(1)
+                } else {
+                    0
+                };
+                let hold = t.cfg.flap.hold_for(t.flaps);
+                t.hold_until = (!hold.is_zero()).then(|| now + hold);
+            }
+            State::Up => {
+                t.last_up = Some(now);
+                t.hold_until = None;
+            }
+            _ => {}
+        }
+        t.state = to;
+        t.since = now;
+        t.reason = reason;
+        self.events.push_back(Event {
+            trunk: id,
+            at: now,
+            kind: EventKind::State { from, to, reason },
+        });
+        if to == State::Suspect {
+            // Confirm or clear the suspicion now rather than at the next interval.
+            self.schedule_probe(id, now);
+        }
+    }
+}
+
+/// Iterator returned by [`Health::select`].
+#[derive(Clone, Debug)]
+pub struct Selection<'a> {
+    health: &'a Health,
+    route: &'a [TrunkId],
+    tried: &'a [TrunkId],
+    emergency: bool,
+    pos: usize,
+    fallback: bool,
+}
+
+impl Iterator for Selection<'_> {
+    type Item = TrunkId;
+
+    fn next(&mut self) -> Option<TrunkId> {
+        loop {
+            let Some(&id) = self.route.get(self.pos) else {
+                if self.emergency && !self.fallback {
+                    self.fallback = true;
+                    self.pos = 0;
+                    continue;
+                }
+                return None;
+            };
+            self.pos += 1;
+            let Some(t) = self.health.trunks.get(id.index()) else {
+                continue;
+            };
+            if t.drained || self.tried.contains(&id) {
+                continue;
+            }
+            // First pass: usable trunks. Fallback pass: the others.
+            if t.state.usable() != self.fallback {
+                return Some(id);
+            }
+        }
+    }
+}
+
+fn build_probe(
+    scratch: &mut String,
+    local: &Local,
+    target: &str,
+    id: TrunkId,
+    seq: u32,
+    nonce: u32,
+) -> Result<Bytes, Error> {
+    let mut w = MessageWriter::request("OPTIONS", target.as_bytes())?;
+    let mut value = |f: &mut dyn FnMut(&mut String)| {
+        scratch.clear();
+        f(scratch);
+        scratch.as_bytes().to_vec()
+    };
+    let via = value(&mut |s| {
+        let _ = write!(
+            s,
+            "{};branch=z9hG4bK-lh{}.{}.{:08x}",
+            local.via, id.0, seq, nonce
+        );
+    });
+    let from = value(&mut |s| {
+        let _ = write!(s, "<{}>;tag=lh{:08x}", local.from_uri, nonce);
+    });
+    let to = value(&mut |s| {
+        let _ = write!(s, "<{target}>");
+    });
+    let call_id = value(&mut |s| {
+        let _ = write!(s, "lh{}.{}.{:08x}@lifeline", id.0, seq, nonce);
+    });
+    let cseq = value(&mut |s| {
+        let _ = write!(s, "{} OPTIONS", seq.max(1));
+    });
+    w.header(HeaderName::Via, &via)?;
+    w.header(HeaderName::MaxForwards, b"70")?;
+    w.header(HeaderName::From, &from)?;
+    w.header(HeaderName::To, &to)?;
+    w.header(HeaderName::CallId, &call_id)?;
+    w.header(HeaderName::CSeq, &cseq)?;
+    Ok(w.finish())
+}
+
+/// `z9hG4bK-lh<trunk>.<seq>.<nonce hex>` -> (trunk, seq, nonce).
+fn parse_branch(branch: &[u8]) -> Option<(u32, u32, u32)> {
+    let rest = branch.strip_prefix(BRANCH_PREFIX)?;
+    let text = std::str::from_utf8(rest).ok()?;
+    let mut parts = text.split('.');
+    let trunk = parts.next()?.parse().ok()?;
+    let seq = parts.next()?.parse().ok()?;
+    let nonce = u32::from_str_radix(parts.next()?, 16).ok()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    Some((trunk, seq, nonce))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn branches_round_trip() {
+        assert_eq!(
+            parse_branch(b"z9hG4bK-lh3.17.0000abcd"),
+            Some((3, 17, 0xabcd))
+        );
+        assert_eq!(parse_branch(b"z9hG4bK-lh3.17"), None);
+        assert_eq!(parse_branch(b"z9hG4bK-lh3.17.1.2"), None);
+        assert_eq!(parse_branch(b"z9hG4bKother"), None);
+    }
+
+    #[test]
+    fn flap_hold_is_bounded() {
+        let f = FlapDamping::default();
+        assert_eq!(f.hold_for(0), Duration::ZERO);
+        assert_eq!(f.hold_for(1), Duration::from_secs(1));
+        assert_eq!(f.hold_for(3), Duration::from_secs(4));
+        assert_eq!(f.hold_for(40), Duration::from_secs(30));
+    }
+}

@@ -1,0 +1,158 @@
+//! The per-trunk state machine and the rule that moves it.
+//!
+//! ```text
+//!            failure                 failure x (down_after - 1)
+//!   +----+ ----------> +---------+ ---------------------------> +------+
+//!   | Up |             | Suspect |                              | Down | <-+
+//!   +----+ <---------- +---------+                              +------+   |
+//!     ^      success                                 success |      ^      | failure
+//!     |                                                      v      |      |
+//!     |   success x (up_after - 1), hold-down over    +------------+ |      |
+//!     +-------------------------------------------- | Recovering | +------+
+//!                                                     +------------+
+//! ```
+//!
+//! The algorithm, in order (see [`next`]):
+//! 1. A success resets the failure count; a failure resets the success count.
+//! 2. Up or Suspect: `down_after` consecutive failures make the trunk Down;
+//!    fewer make it Suspect (still used, probed at once).
+//! 3. Down or Recovering: `up_after` consecutive successes make it Up, but not
+//!    before its flap hold-down has passed; fewer make it Recovering (not used).
+//! 4. Any failure while Recovering sends it back Down.
+//!
+//! Administrative drain is a separate flag, never a state: a drained trunk
+//! keeps being probed and keeps its measured state.
+
+use std::time::Instant;
+
+/// Measured health of a trunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Answering; takes traffic.
+    Up,
+    /// One or more recent failures, fewer than `down_after`; still takes traffic.
+    Suspect,
+    /// Failed; takes no traffic (but emergency calls still try it when no
+    /// usable trunk is left).
+    Down,
+    /// Answering again after Down, not yet trusted; takes no traffic.
+    Recovering,
+}
+
+impl State {
+    /// Whether a trunk in this state takes new calls.
+    pub fn usable(self) -> bool {
+        matches!(self, State::Up | State::Suspect)
+    }
+
+    /// Lower-case name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Up => "up",
+            State::Suspect => "suspect",
+            State::Down => "down",
+            State::Recovering => "recovering",
+        }
+    }
+}
+
+/// Consecutive-result counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Counters {
+    pub(crate) failures: u32,
+    pub(crate) successes: u32,
+}
+
+/// Apply one result. Returns the new state. `hold_until`: the trunk may not
+/// come Up before this instant.
+pub(crate) fn next(
+    state: State,
+    c: &mut Counters,
+    success: bool,
+    down_after: u32,
+    up_after: u32,
+    now: Instant,
+    hold_until: Option<Instant>,
+) -> State {
+    if success {
+        c.failures = 0;
+        c.successes = c.successes.saturating_add(1);
+        match state {
+            State::Up | State::Suspect => State::Up,
+            State::Down | State::Recovering => {
+                let held = hold_until.is_some_and(|h| now < h);
+                if c.successes >= up_after.max(1) && !held {
+                    State::Up
+                } else {
+                    State::Recovering
+                }
+            }
+        }
+    } else {
+        c.successes = 0;
+        c.failures = c.failures.saturating_add(1);
+        match state {
+            State::Up | State::Suspect if c.failures < down_after.max(1) => State::Suspect,
+            _ => State::Down,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hysteresis() {
+        let now = Instant::now();
+        let mut c = Counters::default();
+        let mut s = State::Up;
+        s = next(s, &mut c, false, 2, 3, now, None);
+        assert_eq!(s, State::Suspect);
+        s = next(s, &mut c, true, 2, 3, now, None);
+        assert_eq!(s, State::Up, "a success clears suspicion");
+        s = next(s, &mut c, false, 2, 3, now, None);
+        s = next(s, &mut c, false, 2, 3, now, None);
+        assert_eq!(s, State::Down);
+        s = next(s, &mut c, true, 2, 3, now, None);
+        s = next(s, &mut c, true, 2, 3, now, None);
+        assert_eq!(s, State::Recovering);
+        s = next(s, &mut c, false, 2, 3, now, None);
+        assert_eq!(s, State::Down, "one failure while recovering is enough");
+        for _ in 0..3 {
+            s = next(
+                s,
+                &mut c,
+                true,
+                2,
+                3,
+                now,
+                Some(now + std::time::Duration::from_secs(1)),
+            );
+        }
+        assert_eq!(s, State::Recovering, "held down");
+        s = next(
+            s,
+            &mut c,
+            true,
+            2,
+            3,
+            now + std::time::Duration::from_secs(1),
+            Some(now + std::time::Duration::from_secs(1)),
+        );
+        assert_eq!(s, State::Up);
+    }
+
+    #[test]
+    fn single_thresholds() {
+        let now = Instant::now();
+        let mut c = Counters::default();
+        assert_eq!(next(State::Up, &mut c, false, 1, 1, now, None), State::Down);
+        assert_eq!(next(State::Down, &mut c, true, 1, 1, now, None), State::Up);
+        assert_eq!(
+            next(State::Up, &mut c, false, 0, 0, now, None),
+            State::Down,
+            "0 means 1"
+        );
+    }
+}

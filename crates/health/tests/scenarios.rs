@@ -1,0 +1,448 @@
+//! Trunk health in virtual time: a simulated clock, trunks that answer probes
+//! (or not), and exact assertions on when each state change happens.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use lifeline_health::{
+    AliveCodes, EventKind, Health, Local, Outcome, ProbeConfig, Reason, State, TransportError,
+    TrunkId,
+};
+use lifeline_sip::{Message, MessageWriter};
+
+/// How a simulated trunk treats probes from `from` onwards.
+#[derive(Clone, Copy, Debug)]
+enum Behaviour {
+    /// Answer with `code` after `rtt`.
+    Answer { rtt: Duration, code: u16 },
+    /// Never answer (hung, or packets black-holed).
+    Silent,
+    /// Every send fails at once (ICMP port unreachable).
+    Icmp,
+}
+
+const fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+const OK: Behaviour = Behaviour::Answer {
+    rtt: ms(10),
+    code: 200,
+};
+
+struct Sim {
+    h: Health,
+    t0: Instant,
+    now: Instant,
+    /// Per trunk: (from, behaviour) changes, in time order.
+    script: Vec<Vec<(Duration, Behaviour)>>,
+    /// Responses in flight: (arrival, bytes).
+    in_flight: Vec<(Instant, Bytes)>,
+    /// (time since t0, trunk, from, to, reason)
+    changes: Vec<(Duration, TrunkId, State, State, Reason)>,
+    probes_sent: Vec<usize>,
+}
+
+impl Sim {
+    fn new() -> Self {
+        let t0 = Instant::now();
+        let local = Local {
+            via: "SIP/2.0/UDP 192.0.2.1:5060".into(),
+            from_uri: "sip:lifeline@192.0.2.1".into(),
+        };
+        Sim {
+            h: Health::new(local, 7),
+            t0,
+            now: t0,
+            script: vec![],
+            in_flight: vec![],
+            changes: vec![],
+            probes_sent: vec![],
+        }
+    }
+
+    fn trunk(&mut self, name: &str, cfg: ProbeConfig, behaviour: Behaviour) -> TrunkId {
+        let id = self
+            .h
+            .add_trunk(self.now, name, &format!("sip:{name}.example.net:5060"), cfg)
+            .unwrap();
+        self.script.push(vec![(Duration::ZERO, behaviour)]);
+        self.probes_sent.push(0);
+        id
+    }
+
+    /// From `at` (since t0) on, `trunk` behaves as `b`.
+    fn at(&mut self, at: Duration, trunk: TrunkId, b: Behaviour) {
+        self.script[trunk.index()].push((at, b));
+    }
+
+    fn behaviour(&self, trunk: TrunkId, now: Instant) -> Behaviour {
+        let since = now - self.t0;
+        self.script[trunk.index()]
+            .iter()
+            .rev()
+            .find(|(from, _)| *from <= since)
+            .map(|(_, b)| *b)
+            .unwrap()
+    }
+
+    /// Advance virtual time to `until` (since t0), processing every timer and
+    /// every response in order.
+    fn run_until(&mut self, until: Duration) {
+        let end = self.t0 + until;
+        loop {
+            let next_resp = self.in_flight.iter().map(|(t, _)| *t).min();
+            let next = [self.h.poll_timeout(), next_resp]
+                .into_iter()
+                .flatten()
+                .min();
+            let Some(next) = next.filter(|n| *n <= end) else {
+                break;
+            };
+            self.now = next;
+            // Responses first, then timers, as a gateway's loop would find them.
+            let (due, later): (Vec<_>, Vec<_>) =
+                self.in_flight.drain(..).partition(|(t, _)| *t <= next);
+            self.in_flight = later;
+            for (_, bytes) in due {
+                let m = Message::parse(bytes).unwrap();
+                assert!(
+                    self.h.handle_response(self.now, &m),
+                    "a probe response is recognised"
+                );
+            }
+            self.h.handle_timeout(self.now);
+            self.drain();
+        }
+        self.now = end;
+    }
+
+    fn drain(&mut self) {
+        while let Some(tx) = self.h.poll_transmit() {
+            self.probes_sent[tx.trunk.index()] += 1;
+            let probe = Message::parse(tx.payload).unwrap();
+            lifeline_sip::validate(&probe).unwrap();
+            match self.behaviour(tx.trunk, self.now) {
+                Behaviour::Answer { rtt, code } => {
+                    let resp = MessageWriter::response_to(&probe, code, "Whatever", Some(b"t"))
+                        .unwrap()
+                        .finish();
+                    self.in_flight.push((self.now + rtt, resp));
+                }
+                Behaviour::Silent => {}
+                Behaviour::Icmp => self.h.report(
+                    self.now,
+                    tx.trunk,
+                    Outcome::TransportError(TransportError::PortUnreachable),
+                ),
+            }
+        }
+        while let Some(ev) = self.h.poll_event() {
+            if let EventKind::State { from, to, reason } = ev.kind {
+                self.changes
+                    .push((ev.at - self.t0, ev.trunk, from, to, reason));
+            }
+        }
+    }
+
+    fn report(&mut self, at: Duration, trunk: TrunkId, outcome: Outcome) {
+        self.run_until(at);
+        self.h.report(self.now, trunk, outcome);
+        // A gateway re-arms its timer at poll_timeout() after every input.
+        self.h.handle_timeout(self.now);
+        self.drain();
+    }
+
+    fn state(&self, t: TrunkId) -> State {
+        self.h.trunk(t).unwrap().state
+    }
+
+    fn first_choice(&self, route: &[TrunkId], emergency: bool) -> Option<TrunkId> {
+        self.h.select(route, &[], emergency).next()
+    }
+}
+
+#[test]
+fn silent_trunk_is_down_exactly_when_the_rules_say() {
+    let mut s = Sim::new();
+    let a = s.trunk("primary", ProbeConfig::default(), OK);
+    // Probes go out at 0, 250, 500 ... and are answered 10 ms later. The trunk
+    // dies right after answering the 1000 ms probe.
+    s.at(ms(1010), a, Behaviour::Silent);
+    s.run_until(ms(3000));
+    // The 1250 probe times out at 1500 (Suspect; the 1500 probe goes out at
+    // once); that one times out at 1750: Down. Worst case from death to Down:
+    // down_after * interval + timeout - rtt = 2 * 250 + 250 - 10 = 740 ms.
+    assert_eq!(
+        s.changes,
+        vec![
+            (ms(1500), a, State::Up, State::Suspect, Reason::ProbeTimeout),
+            (
+                ms(1750),
+                a,
+                State::Suspect,
+                State::Down,
+                Reason::ProbeTimeout
+            ),
+        ]
+    );
+    let st = s.h.trunk(a).unwrap();
+    assert_eq!(st.rtt.last, Some(ms(10)));
+    assert_eq!(st.rtt.max, Some(ms(10)));
+    assert_eq!(s.probes_sent[0], 13, "one probe every 250 ms, 0..=3000");
+}
+
+#[test]
+fn icmp_errors_take_a_trunk_down_without_waiting_for_probes() {
+    // Probes disabled: live evidence alone.
+    let mut s = Sim::new();
+    let cfg = ProbeConfig {
+        enabled: false,
+        ..ProbeConfig::default()
+    };
+    let a = s.trunk("primary", cfg, OK);
+    let err = Outcome::TransportError(TransportError::PortUnreachable);
+    s.report(ms(300), a, err);
+    assert_eq!(s.state(a), State::Suspect);
+    s.report(ms(320), a, err);
+    assert_eq!(
+        s.changes,
+        vec![
+            (ms(300), a, State::Up, State::Suspect, Reason::Live(err)),
+            (ms(320), a, State::Suspect, State::Down, Reason::Live(err)),
+        ]
+    );
+    assert_eq!(s.probes_sent[0], 0);
+
+    // With probes on, the first call's ICMP makes the trunk Suspect and an
+    // immediate probe confirms it (its ICMP comes back at once): Down at the
+    // same instant.
+    let mut s = Sim::new();
+    let a = s.trunk("primary", ProbeConfig::default(), OK);
+    s.at(ms(260), a, Behaviour::Icmp);
+    s.report(ms(300), a, err);
+    assert_eq!(s.state(a), State::Down);
+    assert_eq!(s.changes.last().unwrap().0, ms(300));
+}
+
+#[test]
+fn failure_responses_and_timeouts_from_calls_count() {
+    let mut s = Sim::new();
+    let a = s.trunk("primary", ProbeConfig::default(), OK);
+    s.report(ms(100), a, Outcome::FailureResponse(503));
+    s.report(ms(101), a, Outcome::Answered);
+    assert_eq!(s.state(a), State::Up, "not consecutive");
+    s.report(ms(102), a, Outcome::Timeout);
+    // The Suspect probe is answered at 112: back Up.
+    s.run_until(ms(112));
+    assert_eq!(s.state(a), State::Up);
+    s.at(ms(113), a, Behaviour::Silent);
+    s.report(ms(120), a, Outcome::ProgressTimeout);
+    s.report(ms(121), a, Outcome::FailureResponse(503));
+    assert_eq!(s.state(a), State::Down);
+    assert_eq!(s.changes.last().unwrap().0, ms(121));
+}
+
+#[test]
+fn flapping_trunk_waits_for_up_after_and_is_held_down_longer() {
+    let mut s = Sim::new();
+    let a = s.trunk("primary", ProbeConfig::default(), OK);
+    let route = [a];
+    s.at(ms(1010), a, Behaviour::Silent); // Down at 1750 (see above)
+    s.at(ms(1990), a, OK); // back before the 2000 probe
+                           // Then it fails again soon after: a flap. Silent from 2520: the 2750 probe
+                           // times out at 3000 (Suspect), the 3000 probe at 3250 (Down), and the
+                           // trunk is held down for 1 s, until 4250.
+    s.at(ms(2520), a, Behaviour::Silent);
+    s.at(ms(3260), a, OK);
+    s.run_until(ms(2400));
+    assert_eq!(s.state(a), State::Recovering);
+    assert_eq!(s.first_choice(&route, false), None, "not trusted yet");
+    s.run_until(ms(2515));
+    // Answers at 2010, 2260 and 2510: up_after = 3.
+    let ups: Vec<_> = s
+        .changes
+        .iter()
+        .filter(|c| c.3 == State::Up)
+        .map(|c| c.0)
+        .collect();
+    assert_eq!(ups, vec![ms(2510)]);
+    assert_eq!(s.first_choice(&route, false), Some(a));
+    s.run_until(ms(5000));
+    let downs: Vec<_> = s
+        .changes
+        .iter()
+        .filter(|c| c.3 == State::Down)
+        .map(|c| c.0)
+        .collect();
+    assert_eq!(downs, vec![ms(1750), ms(3250)], "{:?}", s.changes);
+    // Answers at 3510, 3760 and 4010 would be enough, but the hold lasts to
+    // 4250: the 4250 probe's answer at 4260 brings it Up.
+    let ups: Vec<_> = s
+        .changes
+        .iter()
+        .filter(|c| c.3 == State::Up)
+        .map(|c| c.0)
+        .collect();
+    assert_eq!(ups, vec![ms(2510), ms(4260)]);
+}
+
+#[test]
+fn drained_trunks_are_probed_but_never_selected() {
+    let mut s = Sim::new();
+    let a = s.trunk("primary", ProbeConfig::default(), OK);
+    let b = s.trunk("backup", ProbeConfig::default(), OK);
+    let route = [a, b];
+    s.run_until(ms(100));
+    s.h.drain(s.now, a);
+    assert_eq!(s.h.poll_event().map(|e| e.kind), Some(EventKind::Drained));
+    let before = s.probes_sent[0];
+    s.run_until(ms(1100));
+    assert_eq!(
+        s.probes_sent[0],
+        before + 4,
+        "still probed: 250, 500, 750, 1000"
+    );
+    assert_eq!(s.state(a), State::Up, "measured health unaffected");
+    assert_eq!(s.h.select(&route, &[], false).collect::<Vec<_>>(), vec![b]);
+    // Even an emergency call with the backup down does not use a drained trunk.
+    s.at(ms(1100), b, Behaviour::Silent);
+    s.run_until(ms(2500));
+    assert_eq!(s.state(b), State::Down);
+    assert_eq!(s.h.select(&route, &[], true).collect::<Vec<_>>(), vec![b]);
+    s.h.undrain(s.now, a);
+    assert_eq!(s.first_choice(&route, false), Some(a));
+}
+
+#[test]
+fn selection_order_and_emergency_fallback() {
+    let mut s = Sim::new();
+    let cfg = ProbeConfig {
+        enabled: false,
+        ..ProbeConfig::default()
+    };
+    let a = s.trunk("a", cfg.clone(), OK);
+    let b = s.trunk("b", cfg.clone(), OK);
+    let c = s.trunk("c", cfg, OK);
+    let route = [a, b, c];
+    assert_eq!(
+        s.h.select(&route, &[], false).collect::<Vec<_>>(),
+        vec![a, b, c]
+    );
+    assert_eq!(
+        s.h.select(&route, &[a], false).collect::<Vec<_>>(),
+        vec![b, c]
+    );
+    let fail = Outcome::FailureResponse(503);
+    for t in [a, c] {
+        s.report(ms(10), t, fail);
+        s.report(ms(10), t, fail);
+    }
+    assert_eq!(s.h.select(&route, &[], false).collect::<Vec<_>>(), vec![b]);
+    // Emergency: usable trunks first, then the rest in priority order.
+    assert_eq!(
+        s.h.select(&route, &[], true).collect::<Vec<_>>(),
+        vec![b, a, c]
+    );
+    s.report(ms(10), b, fail);
+    s.report(ms(10), b, fail);
+    assert_eq!(
+        s.h.select(&route, &[], false).next(),
+        None,
+        "ordinary calls: nothing usable"
+    );
+    assert_eq!(
+        s.h.select(&route, &[], true).collect::<Vec<_>>(),
+        vec![a, b, c],
+        "emergency: try them all"
+    );
+    assert_eq!(
+        s.h.select(&route, &[a, b], true).collect::<Vec<_>>(),
+        vec![c]
+    );
+}
+
+#[test]
+fn overloaded_gateway_does_not_blame_trunks_for_timeouts() {
+    let mut s = Sim::new();
+    let a = s.trunk("primary", ProbeConfig::default(), Behaviour::Silent);
+    s.h.set_overloaded(true);
+    s.run_until(ms(2000));
+    s.report(ms(2001), a, Outcome::Timeout);
+    assert_eq!(s.state(a), State::Up);
+    let st = s.h.trunk(a).unwrap();
+    assert_eq!(
+        st.stats.probe_timeouts, 8,
+        "probes at 0..=1750 timed out by 2000"
+    );
+    assert_eq!(st.stats.ignored_while_overloaded, 9);
+    // A transport error is not the gateway's doing: it still counts.
+    s.report(
+        ms(2002),
+        a,
+        Outcome::TransportError(TransportError::ConnectionReset),
+    );
+    assert_eq!(s.state(a), State::Suspect);
+    s.h.set_overloaded(false);
+    s.run_until(ms(2500));
+    assert_eq!(s.state(a), State::Down);
+}
+
+#[test]
+fn which_probe_answers_count_as_alive_is_configurable() {
+    let mut s = Sim::new();
+    let any = s.trunk(
+        "any",
+        ProbeConfig::default(),
+        Behaviour::Answer {
+            rtt: ms(5),
+            code: 404,
+        },
+    );
+    let only = ProbeConfig {
+        alive: AliveCodes::Only(vec![200]),
+        ..ProbeConfig::default()
+    };
+    let strict = s.trunk(
+        "strict",
+        only,
+        Behaviour::Answer {
+            rtt: ms(5),
+            code: 404,
+        },
+    );
+    s.run_until(ms(1000));
+    assert_eq!(s.state(any), State::Up, "404 to OPTIONS: alive by default");
+    assert_eq!(s.state(strict), State::Down);
+    // The 0 ms probe's 404 arrives at 5 ms (Suspect), which sends the next
+    // probe at once; its 404 at 10 ms makes it Down.
+    let strict_changes: Vec<_> = s
+        .changes
+        .iter()
+        .filter(|c| c.1 == strict)
+        .map(|c| (c.0, c.3))
+        .collect();
+    assert_eq!(
+        strict_changes,
+        vec![(ms(5), State::Suspect), (ms(10), State::Down)]
+    );
+}
+
+#[test]
+fn events_follow_the_states() {
+    let mut s = Sim::new();
+    let a = s.trunk("primary", ProbeConfig::default(), OK);
+    s.at(ms(500), a, Behaviour::Silent);
+    s.at(ms(2000), a, OK);
+    s.at(ms(4000), a, Behaviour::Icmp);
+    s.at(ms(5000), a, OK);
+    s.run_until(ms(8000));
+    let mut state = State::Up;
+    for (_, _, from, to, _) in &s.changes {
+        assert_eq!(*from, state);
+        assert_ne!(from, to);
+        state = *to;
+    }
+    assert_eq!(state, s.state(a));
+    assert_eq!(state, State::Up);
+}
