@@ -1,0 +1,243 @@
+//! Proxy settings: timers, identity, trunks, routes, emergency classification.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use lifeline_health::ProbeConfig;
+
+/// The transport of a peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// UDP: unreliable, so transactions retransmit (timers A, E, G).
+    Udp,
+    /// TCP (or TLS): reliable, no retransmissions, zero linger timers.
+    Tcp,
+}
+
+impl Transport {
+    /// Whether the transport is reliable (RFC 3261 §17: no retransmission).
+    pub fn reliable(self) -> bool {
+        matches!(self, Transport::Tcp)
+    }
+
+    /// The Via transport token.
+    pub fn via_token(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+        }
+    }
+}
+
+/// Where a message comes from or goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Peer {
+    /// Socket address.
+    pub addr: SocketAddr,
+    /// Transport.
+    pub transport: Transport,
+}
+
+impl Peer {
+    /// A UDP peer.
+    pub fn udp(addr: SocketAddr) -> Self {
+        Self { addr, transport: Transport::Udp }
+    }
+}
+
+/// RFC 3261 timer values (§17.1.1.1, Table 4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timers {
+    /// Round-trip estimate (default 500 ms).
+    pub t1: Duration,
+    /// Maximum retransmit interval for non-INVITE requests and INVITE responses (4 s).
+    pub t2: Duration,
+    /// Maximum time a message stays in the network (5 s).
+    pub t4: Duration,
+    /// Timer C: how long a proxied INVITE may stay in Proceeding (default 180 s, > 3 min per §16.6).
+    pub timer_c: Duration,
+}
+
+impl Default for Timers {
+    fn default() -> Self {
+        Self {
+            t1: Duration::from_millis(500),
+            t2: Duration::from_secs(4),
+            t4: Duration::from_secs(5),
+            timer_c: Duration::from_secs(181),
+        }
+    }
+}
+
+impl Timers {
+    /// 64·T1: Timers B, F, H, J, L, M.
+    pub fn t1x64(&self) -> Duration {
+        self.t1 * 64
+    }
+}
+
+/// A trunk: a next-hop SIP server calls are sent to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrunkConfig {
+    /// Name used in routes, logs and metrics.
+    pub name: String,
+    /// Where to send.
+    pub peer: Peer,
+    /// Health probing settings.
+    pub probe: ProbeConfig,
+}
+
+/// What requests a route takes.
+#[derive(Clone, Debug)]
+pub enum RouteMatch {
+    /// Emergency calls (see [`EmergencyConfig`]).
+    Emergency,
+    /// Requests whose Request-URI (as written) matches the expression.
+    Uri(regex::Regex),
+    /// Everything.
+    Any,
+}
+
+/// A route: which requests, and the trunks to try in order.
+#[derive(Clone, Debug)]
+pub struct RouteConfig {
+    /// Name for logs and metrics.
+    pub name: String,
+    /// What it matches.
+    pub matches: RouteMatch,
+    /// Trunk names, in priority order.
+    pub trunks: Vec<String>,
+    /// No response at all from a trunk within this long: try the next one
+    /// (default 200 ms).
+    pub failover_after: Duration,
+    /// 100 Trying but no ringing or answer within this long: try the next
+    /// trunk (default 2 s).
+    pub progress_timeout: Duration,
+    /// Responses that move the call to the next trunk instead of being
+    /// relayed (default 408, 500, 502, 503, 504).
+    pub failover_codes: Vec<u16>,
+}
+
+impl RouteConfig {
+    /// A route with the default timers and failover codes.
+    pub fn new(name: &str, matches: RouteMatch, trunks: &[&str]) -> Self {
+        Self {
+            name: name.to_string(),
+            matches,
+            trunks: trunks.iter().map(|t| t.to_string()).collect(),
+            failover_after: Duration::from_millis(200),
+            progress_timeout: Duration::from_secs(2),
+            failover_codes: vec![408, 500, 502, 503, 504],
+        }
+    }
+}
+
+/// How emergency calls are recognised.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EmergencyConfig {
+    /// Dialled numbers that are emergency numbers (default 999, 112, 911).
+    /// `urn:service:sos` and its sub-services always count.
+    pub numbers: Vec<String>,
+    /// Treat `Resource-Priority: esnet.*` (RFC 7135) as emergency when the
+    /// request comes from one of these addresses.
+    pub trusted_resource_priority: Vec<IpAddr>,
+}
+
+impl Default for EmergencyConfig {
+    fn default() -> Self {
+        Self { numbers: vec!["999".into(), "112".into(), "911".into()], trusted_resource_priority: vec![] }
+    }
+}
+
+/// What the caller gets when every trunk failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AllFailed {
+    /// Status (default 503).
+    pub status: u16,
+    /// Reason phrase.
+    pub reason: String,
+    /// Retry-After seconds, if any (default 5).
+    pub retry_after: Option<u32>,
+}
+
+impl Default for AllFailed {
+    fn default() -> Self {
+        Self { status: 503, reason: "Service Unavailable".into(), retry_after: Some(5) }
+    }
+}
+
+/// The whole proxy configuration.
+#[derive(Clone, Debug)]
+pub struct ProxyConfig {
+    /// The host (IP or name) and port the gateway puts in Via and
+    /// Record-Route, and recognises in Route and Request-URIs as itself.
+    pub advertise: SocketAddr,
+    /// Other names the gateway answers to (host part only).
+    pub aliases: Vec<String>,
+    /// Transaction timers.
+    pub timers: Timers,
+    /// Trunks.
+    pub trunks: Vec<TrunkConfig>,
+    /// Routes, tried in order; the first that matches wins.
+    pub routes: Vec<RouteConfig>,
+    /// Emergency classification.
+    pub emergency: EmergencyConfig,
+    /// Response when every trunk failed.
+    pub all_failed: AllFailed,
+    /// How long a dialog's routing state is kept without a BYE (default 12 h).
+    pub dialog_max_age: Duration,
+    /// Seed for branches, tags and Record-Route tokens (the gateway passes
+    /// OS randomness; tests a constant).
+    pub seed: u64,
+}
+
+impl ProxyConfig {
+    /// A configuration with default timers and emergency numbers.
+    pub fn new(advertise: SocketAddr, trunks: Vec<TrunkConfig>, routes: Vec<RouteConfig>) -> Self {
+        Self {
+            advertise,
+            aliases: vec![],
+            timers: Timers::default(),
+            trunks,
+            routes,
+            emergency: EmergencyConfig::default(),
+            all_failed: AllFailed::default(),
+            dialog_max_age: Duration::from_secs(12 * 3600),
+            seed: 0x5eed,
+        }
+    }
+}
+
+/// A configuration the proxy cannot run with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    /// A route names a trunk that is not configured.
+    UnknownTrunk {
+        /// The route.
+        route: String,
+        /// The missing trunk.
+        trunk: String,
+    },
+    /// Two trunks share a name.
+    DuplicateTrunk(String),
+    /// A route lists no trunks.
+    EmptyRoute(String),
+    /// A status code outside 300-699 where a final failure is needed.
+    BadStatus(u16),
+    /// The local identity cannot form valid probes.
+    BadIdentity(String),
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::UnknownTrunk { route, trunk } => write!(f, "route {route:?} names unknown trunk {trunk:?}"),
+            Self::DuplicateTrunk(t) => write!(f, "trunk {t:?} is defined twice"),
+            Self::EmptyRoute(r) => write!(f, "route {r:?} lists no trunks"),
+            Self::BadStatus(s) => write!(f, "status {s} is not a final failure (300-699)"),
+            Self::BadIdentity(e) => write!(f, "local identity cannot form valid requests: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}

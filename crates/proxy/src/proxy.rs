@@ -1,0 +1,1560 @@
+//! The proxy core (RFC 3261 §16) with serial failover per call.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use lifeline_health::{Health, Local, Outcome, TransportError, TrunkId};
+use lifeline_sip::{
+    check_datagram, Edit, HeaderName, Host, Message, MessageWriter, Method, Uri, Verdict,
+};
+use slab::Slab;
+
+use crate::classify::{classify, select_route, EmergencyRule};
+use crate::config::{ConfigError, Peer, ProxyConfig, RouteConfig};
+use crate::events::{
+    AttemptFailure, CallFailure, CallInfo, CallRef, Event, Location, Transmit,
+};
+use crate::transaction::{
+    build_cancel, ClientEvent, ClientState, ClientTimer, ClientTxn, Kind, ServerState, ServerTimer,
+    ServerTxn,
+};
+
+const LOOP_PREFIX: &str = "z9hG4bK-lp";
+const ACK_PREFIX: &str = "z9hG4bK-la";
+
+/// Counters for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Requests received (including retransmissions).
+    pub requests: u64,
+    /// Responses received.
+    pub responses: u64,
+    /// Request retransmissions absorbed by server transactions.
+    pub retransmissions_absorbed: u64,
+    /// Responses dropped: malformed, stray, or matching no transaction.
+    pub responses_dropped: u64,
+    /// Requests refused with an error status.
+    pub requests_refused: u64,
+    /// Live server transactions.
+    pub server_transactions: usize,
+    /// Live client transactions.
+    pub client_transactions: usize,
+    /// Calls being set up or forwarded.
+    pub calls: usize,
+    /// Dialogs whose in-dialog requests the proxy routes.
+    pub dialogs: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Obj {
+    Server(usize),
+    Client(usize),
+    Call(usize),
+    Dialog(usize),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum ServerKey {
+    /// RFC 3261 §17.2.3: branch, sent-by, method (ACK matches INVITE).
+    Branch { branch: Bytes, sent_by: Bytes, method: Bytes },
+    /// RFC 2543 fallback: Request-URI, From tag, Call-ID, CSeq, top Via, method.
+    Legacy { uri: Bytes, from_tag: Bytes, call_id: Bytes, cseq: u32, via: Bytes, method: Bytes },
+}
+
+fn server_key(m: &Message, method_override: Option<&'static [u8]>) -> Option<ServerKey> {
+    let bytes = m.as_bytes();
+    let via = m.top_via().ok()?;
+    let method = Bytes::copy_from_slice(method_override.unwrap_or(m.method_bytes()?));
+    if via.is_rfc3261_branch() {
+        let mut sent_by = format!("{}", via.host).into_bytes();
+        if let Some(p) = via.port {
+            sent_by.extend_from_slice(format!(":{p}").as_bytes());
+        }
+        return Some(ServerKey::Branch {
+            branch: bytes.slice_ref(via.branch()?),
+            sent_by: Bytes::from(sent_by),
+            method,
+        });
+    }
+    let top = m.header(HeaderName::Via)?;
+    Some(ServerKey::Legacy {
+        uri: bytes.slice_ref(m.request_uri_bytes()?),
+        from_tag: m.from().ok()?.tag().map(|t| bytes.slice_ref(t)).unwrap_or_default(),
+        call_id: bytes.slice_ref(m.call_id()?),
+        cseq: m.cseq().ok()?.seq,
+        via: bytes.slice_ref(top.value),
+        method,
+    })
+}
+
+#[derive(Debug)]
+struct ServerEntry {
+    txn: ServerTxn,
+    key: ServerKey,
+    call: Option<usize>,
+    armed: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct ClientEntry {
+    txn: ClientTxn,
+    key: (Bytes, Bytes),
+    call: usize,
+    attempt: usize,
+    /// A CANCEL transaction (its responses are absorbed).
+    is_cancel: bool,
+    armed: Option<Instant>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AttemptState {
+    /// Sent, nothing heard.
+    Pending,
+    /// 100 Trying heard.
+    Trying,
+    /// 18x heard.
+    Ringing,
+    /// 2xx heard.
+    Answered,
+    /// Final non-2xx, transport error or timeout.
+    Done,
+    /// Given up by failover (still matched, CANCELled if it wakes up).
+    Abandoned,
+}
+
+#[derive(Debug)]
+struct Attempt {
+    trunk: Option<TrunkId>,
+    peer: Peer,
+    client: Option<usize>,
+    started: Instant,
+    state: AttemptState,
+    failover_at: Option<Instant>,
+    progress_at: Option<Instant>,
+    timer_c: Option<Instant>,
+    /// A CANCEL to send once a provisional arrives (RFC 3261 §9.1).
+    cancel_wanted: Option<Bytes>,
+    cancel_sent: bool,
+    dialog: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CallState {
+    Routing,
+    Connected,
+    Cancelled,
+    Finished,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Target {
+    Route(usize),
+    Fixed { peer: Peer, trunk: Option<TrunkId>, dialog: usize },
+}
+
+#[derive(Debug)]
+struct Call {
+    id: CallRef,
+    server: usize,
+    kind: Kind,
+    tracked: bool,
+    emergency: Option<EmergencyRule>,
+    target: Target,
+    tried: Vec<TrunkId>,
+    attempts: Vec<Attempt>,
+    state: CallState,
+    started: Instant,
+    to_tag: Bytes,
+    /// The BYE or other in-dialog request that ends this dialog.
+    ends_dialog: bool,
+    armed: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Dialog {
+    caller: Peer,
+    trunk: Peer,
+    trunk_id: Option<TrunkId>,
+    nonce: u32,
+    confirmed: bool,
+    expires: Instant,
+    armed: Option<Instant>,
+}
+
+/// splitmix64 for branches, tags and tokens.
+#[derive(Debug)]
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+struct ResolvedRoute {
+    cfg: RouteConfig,
+    trunks: Vec<TrunkId>,
+}
+
+impl std::fmt::Debug for ResolvedRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Route").field("name", &self.cfg.name).field("trunks", &self.trunks).finish()
+    }
+}
+
+/// The proxy: feed it datagrams (or stream frames), transport errors and
+/// timer wake-ups; drain what it wants sent and what happened.
+///
+/// It owns the trunks' [`Health`] (probes go out through
+/// [`poll_transmit`](Self::poll_transmit) like everything else, and answers to
+/// probes are recognised in [`handle_message`](Self::handle_message)).
+#[derive(Debug)]
+pub struct Proxy {
+    cfg: ProxyConfig,
+    routes: Vec<ResolvedRoute>,
+    trunk_peers: Vec<Peer>,
+    health: Health,
+    servers: Slab<ServerEntry>,
+    server_index: HashMap<ServerKey, usize>,
+    clients: Slab<ClientEntry>,
+    client_index: HashMap<(Bytes, Bytes), usize>,
+    calls: Slab<Call>,
+    dialogs: Slab<Dialog>,
+    timers: BinaryHeap<Reverse<(Instant, Obj)>>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    rng: Rng,
+    next_call: u64,
+    stats: Stats,
+    /// `host:port` as written in Via and Record-Route.
+    advertise: String,
+}
+
+impl Proxy {
+    /// Build a proxy. Fails if a route names an unknown trunk, a trunk is
+    /// defined twice, or the identity cannot form valid requests.
+    pub fn new(now: Instant, cfg: ProxyConfig) -> Result<Self, ConfigError> {
+        let advertise = match cfg.advertise {
+            SocketAddr::V4(a) => a.to_string(),
+            SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+        };
+        let local = Local { via: format!("SIP/2.0/UDP {advertise}"), from_uri: format!("sip:lifeline@{advertise}") };
+        let mut health = Health::new(local, cfg.seed ^ 0x4ea1);
+        let mut trunk_peers = Vec::new();
+        for (i, t) in cfg.trunks.iter().enumerate() {
+            if cfg.trunks.iter().take(i).any(|o| o.name == t.name) {
+                return Err(ConfigError::DuplicateTrunk(t.name.clone()));
+            }
+            let target = match t.peer.addr {
+                SocketAddr::V4(a) => format!("sip:{a}"),
+                SocketAddr::V6(a) => format!("sip:[{}]:{}", a.ip(), a.port()),
+            };
+            health
+                .add_trunk(now, &t.name, &target, t.probe.clone())
+                .map_err(|e| ConfigError::BadIdentity(e.to_string()))?;
+            trunk_peers.push(t.peer);
+        }
+        let mut routes = Vec::new();
+        for r in &cfg.routes {
+            if r.trunks.is_empty() {
+                return Err(ConfigError::EmptyRoute(r.name.clone()));
+            }
+            let trunks = r
+                .trunks
+                .iter()
+                .map(|name| {
+                    health.find(name).ok_or_else(|| ConfigError::UnknownTrunk {
+                        route: r.name.clone(),
+                        trunk: name.clone(),
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            routes.push(ResolvedRoute { cfg: r.clone(), trunks });
+        }
+        if !(300..=699).contains(&cfg.all_failed.status) {
+            return Err(ConfigError::BadStatus(cfg.all_failed.status));
+        }
+        let seed = cfg.seed;
+        Ok(Self {
+            cfg,
+            routes,
+            trunk_peers,
+            health,
+            servers: Slab::new(),
+            server_index: HashMap::new(),
+            clients: Slab::new(),
+            client_index: HashMap::new(),
+            calls: Slab::new(),
+            dialogs: Slab::new(),
+            timers: BinaryHeap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            rng: Rng(seed),
+            next_call: 1,
+            stats: Stats::default(),
+            advertise,
+        })
+    }
+
+    /// The trunks' health.
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// The trunks' health, to drain or undrain a trunk or report overload.
+    pub fn health_mut(&mut self) -> &mut Health {
+        &mut self.health
+    }
+
+    /// The peer a trunk is reached at.
+    pub fn trunk_peer(&self, trunk: TrunkId) -> Option<Peer> {
+        self.trunk_peers.get(trunk.index()).copied()
+    }
+
+    /// Route names, in configuration order, with their trunks.
+    pub fn routes(&self) -> impl Iterator<Item = (&str, &[TrunkId])> + '_ {
+        self.routes.iter().map(|r| (r.cfg.name.as_str(), r.trunks.as_slice()))
+    }
+
+    /// Counters and live sizes.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            server_transactions: self.servers.len(),
+            client_transactions: self.clients.len(),
+            calls: self.calls.len(),
+            dialogs: self.dialogs.len(),
+            ..self.stats
+        }
+    }
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        if let Some(t) = self.transmits.pop_front() {
+            return Some(t);
+        }
+        let probe = self.health.poll_transmit()?;
+        let peer = *self.trunk_peers.get(probe.trunk.index())?;
+        Some(Transmit { peer, payload: probe.payload, trunk: Some(probe.trunk) })
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        if let Some(e) = self.events.pop_front() {
+            return Some(e);
+        }
+        self.health.poll_event().map(Event::Trunk)
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let own = self.timers.peek().map(|Reverse((t, _))| *t);
+        [own, self.health.poll_timeout()].into_iter().flatten().min()
+    }
+
+    /// Fire every timer due at or before `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.health.handle_timeout(now);
+        while let Some(Reverse((at, obj))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            match obj {
+                Obj::Server(k) => {
+                    if self.servers.get(k).is_some_and(|e| e.armed == Some(at)) {
+                        self.servers[k].armed = None;
+                        self.server_timer(now, k);
+                    }
+                }
+                Obj::Client(k) => {
+                    if self.clients.get(k).is_some_and(|e| e.armed == Some(at)) {
+                        self.clients[k].armed = None;
+                        self.client_timer(now, k);
+                    }
+                }
+                Obj::Call(k) => {
+                    if self.calls.get(k).is_some_and(|c| c.armed == Some(at)) {
+                        self.calls[k].armed = None;
+                        self.call_timer(now, k);
+                    }
+                }
+                Obj::Dialog(k) => {
+                    if self.dialogs.get(k).is_some_and(|d| d.armed == Some(at)) {
+                        self.dialogs[k].armed = None;
+                        if self.dialogs[k].expires <= now {
+                            self.dialogs.remove(k);
+                        } else {
+                            self.arm_dialog(k);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A send to `trunk` failed (ICMP port or host unreachable, TCP refused or
+    /// reset). Every attempt waiting on that trunk fails over at once, and the
+    /// trunk's health hears of it.
+    pub fn handle_transport_error(&mut self, now: Instant, trunk: TrunkId, kind: TransportError) {
+        self.health.report(now, trunk, Outcome::TransportError(kind));
+        let mut hit = Vec::new();
+        for (ck, call) in &self.calls {
+            for (ai, a) in call.attempts.iter().enumerate() {
+                if a.trunk == Some(trunk) && matches!(a.state, AttemptState::Pending | AttemptState::Trying) {
+                    hit.push((ck, ai));
+                }
+            }
+        }
+        for (ck, ai) in hit {
+            if let Some(client) = self.calls[ck].attempts[ai].client {
+                if let Some(e) = self.clients.get_mut(client) {
+                    e.txn.on_transport_error();
+                }
+                self.remove_client(client);
+            }
+            self.fail_attempt(now, ck, ai, AttemptFailure::TransportError, None);
+        }
+    }
+
+    /// A message arrived from `from`: one UDP datagram, or one frame cut from
+    /// a stream by [`lifeline_sip::StreamFramer`].
+    pub fn handle_message(&mut self, now: Instant, from: Peer, data: Bytes) {
+        let (msg, verdict) = check_datagram(data);
+        match (msg, verdict) {
+            (Some(m), Verdict::Accept) => {
+                if m.is_request() {
+                    self.stats.requests += 1;
+                    self.handle_request(now, from, m);
+                } else {
+                    self.stats.responses += 1;
+                    self.handle_response(now, from, m);
+                }
+            }
+            (msg, Verdict::Reply(e)) => {
+                self.stats.requests += 1;
+                let is_ack = msg.as_ref().and_then(|m| m.method()) == Some(Method::Ack);
+                match msg {
+                    Some(m) if !is_ack && m.header(HeaderName::Via).is_some() => {
+                        self.reply_stateless(now, from, &m, e.status(), e.kind().reason_phrase(), "malformed");
+                    }
+                    _ => self.reject(now, from, None, "malformed"),
+                }
+            }
+            (_, Verdict::Drop(_)) | (None, Verdict::Accept) => {
+                self.stats.responses_dropped += 1;
+                self.reject(now, from, None, "malformed response");
+            }
+        }
+    }
+
+    fn reject(&mut self, at: Instant, from: Peer, status: Option<u16>, reason: &'static str) {
+        if status.is_some() {
+            self.stats.requests_refused += 1;
+        }
+        self.events.push_back(Event::Rejected { at, from, status, reason });
+    }
+
+    /// Answer a request outside any transaction (it failed validation).
+    fn reply_stateless(&mut self, now: Instant, from: Peer, m: &Message, status: u16, phrase: &str, why: &'static str) {
+        let tag = self.new_tag();
+        if let Ok(w) = MessageWriter::response_to(m, status, phrase, Some(&tag)) {
+            self.send(from, w.finish(), None);
+        }
+        self.reject(now, from, Some(status), why);
+    }
+
+    fn send(&mut self, peer: Peer, payload: Bytes, trunk: Option<TrunkId>) {
+        self.transmits.push_back(Transmit { peer, payload, trunk });
+    }
+
+    fn new_tag(&mut self) -> Bytes {
+        Bytes::from(format!("{:016x}", self.rng.next_u64()))
+    }
+
+    // ---------------------------------------------------------------- timers
+
+    fn arm(&mut self, obj: Obj, deadline: Option<Instant>) {
+        let Some(at) = deadline else {
+            return;
+        };
+        let armed = match obj {
+            Obj::Server(k) => self.servers.get_mut(k).map(|e| &mut e.armed),
+            Obj::Client(k) => self.clients.get_mut(k).map(|e| &mut e.armed),
+            Obj::Call(k) => self.calls.get_mut(k).map(|c| &mut c.armed),
+            Obj::Dialog(k) => self.dialogs.get_mut(k).map(|d| &mut d.armed),
+        };
+        let Some(armed) = armed else {
+            return;
+        };
+        if armed.is_some_and(|a| a <= at) {
+            return; // an earlier wake-up is queued; it re-arms
+        }
+        *armed = Some(at);
+        self.timers.push(Reverse((at, obj)));
+    }
+
+    fn arm_server(&mut self, k: usize) {
+        let d = self.servers.get(k).and_then(|e| e.txn.deadline());
+        self.arm(Obj::Server(k), d);
+    }
+
+    fn arm_client(&mut self, k: usize) {
+        let d = self.clients.get(k).and_then(|e| e.txn.deadline());
+        self.arm(Obj::Client(k), d);
+    }
+
+    fn arm_call(&mut self, k: usize) {
+        let d = self.calls.get(k).and_then(|c| {
+            c.attempts
+                .iter()
+                .flat_map(|a| [a.failover_at, a.progress_at, a.timer_c])
+                .flatten()
+                .min()
+        });
+        self.arm(Obj::Call(k), d);
+    }
+
+    fn arm_dialog(&mut self, k: usize) {
+        let d = self.dialogs.get(k).map(|d| d.expires);
+        self.arm(Obj::Dialog(k), d);
+    }
+
+    fn server_timer(&mut self, now: Instant, k: usize) {
+        let r = self.servers[k].txn.on_timer(now);
+        match r {
+            ServerTimer::Retransmit(bytes) => {
+                let peer = self.servers[k].txn.peer;
+                self.send(peer, bytes, None);
+            }
+            ServerTimer::AckTimeout | ServerTimer::Terminated => {
+                self.remove_server(k);
+                return;
+            }
+            ServerTimer::Idle => {}
+        }
+        self.arm_server(k);
+    }
+
+    fn remove_server(&mut self, k: usize) {
+        if !self.servers.contains(k) {
+            return;
+        }
+        let e = self.servers.remove(k);
+        if self.server_index.get(&e.key) == Some(&k) {
+            self.server_index.remove(&e.key);
+        }
+        if let Some(ck) = e.call {
+            self.maybe_finish_call(ck);
+        }
+    }
+
+    fn remove_client(&mut self, k: usize) {
+        if !self.clients.contains(k) {
+            return;
+        }
+        let e = self.clients.remove(k);
+        if self.client_index.get(&e.key) == Some(&k) {
+            self.client_index.remove(&e.key);
+        }
+        if let Some(call) = self.calls.get_mut(e.call) {
+            if !e.is_cancel {
+                if let Some(a) = call.attempts.get_mut(e.attempt) {
+                    if a.client == Some(k) {
+                        a.client = None;
+                    }
+                }
+            }
+        }
+        self.maybe_finish_call(e.call);
+    }
+
+    fn client_timer(&mut self, now: Instant, k: usize) {
+        let r = self.clients[k].txn.on_timer(now);
+        match r {
+            ClientTimer::Retransmit(bytes) => {
+                let e = &self.clients[k];
+                let (peer, trunk) = (e.txn.peer, self.calls.get(e.call).and_then(|c| c.attempts.get(e.attempt)).and_then(|a| a.trunk));
+                self.send(peer, bytes, trunk);
+            }
+            ClientTimer::Timeout => {
+                let (call, attempt, is_cancel) = (self.clients[k].call, self.clients[k].attempt, self.clients[k].is_cancel);
+                self.remove_client(k);
+                if !is_cancel && self.calls.contains(call) {
+                    let fixed = matches!(self.calls[call].target, Target::Fixed { .. });
+                    let reason = if fixed { AttemptFailure::TransactionTimeout } else { AttemptFailure::NoResponse };
+                    self.fail_attempt(now, call, attempt, reason, None);
+                }
+                return;
+            }
+            ClientTimer::Terminated => {
+                self.remove_client(k);
+                return;
+            }
+            ClientTimer::Idle => {}
+        }
+        self.arm_client(k);
+    }
+
+    fn call_timer(&mut self, now: Instant, ck: usize) {
+        let n = self.calls[ck].attempts.len();
+        for ai in 0..n {
+            let a = &mut self.calls[ck].attempts[ai];
+            if a.failover_at.is_some_and(|t| t <= now) {
+                a.failover_at = None;
+                self.abandon_attempt(now, ck, ai, AttemptFailure::NoResponse);
+            }
+            let a = &mut self.calls[ck].attempts[ai];
+            if a.progress_at.is_some_and(|t| t <= now) {
+                a.progress_at = None;
+                self.abandon_attempt(now, ck, ai, AttemptFailure::NoProgress);
+            }
+            let a = &mut self.calls[ck].attempts[ai];
+            if a.timer_c.is_some_and(|t| t <= now) {
+                // §16.6 step 11, Timer C: a call left ringing too long is cancelled.
+                a.timer_c = None;
+                self.cancel_attempt(now, ck, ai, Bytes::from_static(b"SIP;cause=408;text=\"Timer C\""));
+            }
+        }
+        if self.calls.contains(ck) {
+            self.arm_call(ck);
+        }
+    }
+
+    // -------------------------------------------------------------- requests
+
+    fn handle_request(&mut self, now: Instant, from: Peer, m: Message) {
+        let method = m.method().unwrap_or(Method::Other);
+        if method == Method::Ack {
+            self.handle_ack(now, from, m);
+            return;
+        }
+        let Some(key) = server_key(&m, None) else {
+            return;
+        };
+        if let Some(&k) = self.server_index.get(&key) {
+            // A retransmission: resend the last response.
+            self.stats.retransmissions_absorbed += 1;
+            if let Some(bytes) = self.servers[k].txn.on_retransmission() {
+                let peer = self.servers[k].txn.peer;
+                self.send(peer, bytes, None);
+            }
+            return;
+        }
+        let kind = if method == Method::Invite { Kind::Invite } else { Kind::NonInvite };
+        let sk = self.servers.insert(ServerEntry {
+            txn: ServerTxn::new(kind, m.clone(), from, self.cfg.timers),
+            key: key.clone(),
+            call: None,
+            armed: None,
+        });
+        self.server_index.insert(key, sk);
+        if kind == Kind::Invite {
+            // §16.2 / §17.2.1: a 100 Trying at once stops the caller's retransmissions.
+            self.respond(now, sk, 100, "Trying", None, &[]);
+        }
+        if method == Method::Cancel {
+            self.handle_cancel(now, sk, &m);
+            return;
+        }
+        self.route_request(now, sk, from, m);
+    }
+
+    fn handle_ack(&mut self, now: Instant, from: Peer, m: Message) {
+        // An ACK for a non-2xx final belongs to the INVITE server transaction.
+        if let Some(key) = server_key(&m, Some(b"INVITE")) {
+            if let Some(&k) = self.server_index.get(&key) {
+                if self.servers[k].txn.state == ServerState::Completed {
+                    self.servers[k].txn.on_ack(now);
+                    self.arm_server(k);
+                    return;
+                }
+                if self.servers[k].txn.state == ServerState::Confirmed {
+                    return; // retransmitted ACK
+                }
+            }
+        }
+        // An ACK for a 2xx travels end to end, statelessly, along the dialog.
+        let Some((dk, _)) = self.our_route(&m) else {
+            return;
+        };
+        let Some(target) = self.dialog_target(dk, from) else {
+            return;
+        };
+        if matches!(m.max_forwards(), Ok(Some(0))) {
+            return;
+        }
+        let branch = {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            self.cfg.seed.hash(&mut h);
+            m.top_via().ok().and_then(|v| v.branch()).hash(&mut h);
+            m.call_id().hash(&mut h);
+            format!("{ACK_PREFIX}{:016x}", h.finish())
+        };
+        let via = format!("SIP/2.0/{} {};branch={branch}", target.0.transport.via_token(), self.advertise);
+        let mut e = Edit::new(&m);
+        e.remove_first_route().decrement_max_forwards();
+        if e.push_via(via.as_bytes()).is_err() {
+            return;
+        }
+        if target.0.transport.reliable() {
+            e.ensure_content_length();
+        }
+        let out = e.to_bytes();
+        self.send(target.0, out, target.1);
+    }
+
+    /// If the top Route is this proxy's Record-Route with a dialog token,
+    /// the dialog key and nonce.
+    fn our_route(&self, m: &Message) -> Option<(usize, u32)> {
+        let route = m.routes().next()?.ok()?;
+        let Uri::Sip(u) = route.uri() else {
+            return None;
+        };
+        if !self.is_us(&u.host, u.port) {
+            return None;
+        }
+        let token = u.param("ll")??;
+        let text = std::str::from_utf8(token).ok()?;
+        let (k, n) = text.split_once('.')?;
+        let k: usize = k.parse().ok()?;
+        let n = u32::from_str_radix(n, 16).ok()?;
+        let d = self.dialogs.get(k)?;
+        (d.nonce == n).then_some((k, n))
+    }
+
+    /// Where an in-dialog request from `from` goes: the other side of the dialog.
+    fn dialog_target(&self, dk: usize, from: Peer) -> Option<(Peer, Option<TrunkId>)> {
+        let d = self.dialogs.get(dk)?;
+        if from.addr == d.caller.addr {
+            Some((d.trunk, d.trunk_id))
+        } else if from.addr == d.trunk.addr {
+            Some((d.caller, None))
+        } else {
+            None
+        }
+    }
+
+    fn is_us(&self, host: &Host<'_>, port: Option<u16>) -> bool {
+        let port_ok = port.unwrap_or(5060) == self.cfg.advertise.port();
+        let host_ok = match host {
+            Host::Ipv4(ip) => std::net::IpAddr::V4(*ip) == self.cfg.advertise.ip(),
+            Host::Ipv6(text) => std::str::from_utf8(text)
+                .ok()
+                .and_then(|t| t.parse::<std::net::Ipv6Addr>().ok())
+                .is_some_and(|ip| std::net::IpAddr::V6(ip) == self.cfg.advertise.ip()),
+            Host::Domain(d) => self.cfg.aliases.iter().any(|a| a.as_bytes().eq_ignore_ascii_case(d)),
+        };
+        host_ok && port_ok
+    }
+
+    fn route_request(&mut self, now: Instant, sk: usize, from: Peer, m: Message) {
+        let method = m.method().unwrap_or(Method::Other);
+        // In-dialog: our Record-Route token on top.
+        if let Some((dk, _)) = self.our_route(&m) {
+            if matches!(m.max_forwards(), Ok(Some(0))) {
+                self.respond(now, sk, 483, "Too Many Hops", None, &[]);
+                return;
+            }
+            let Some((peer, trunk)) = self.dialog_target(dk, from) else {
+                self.respond(now, sk, 403, "Forbidden", None, &[]);
+                return;
+            };
+            let ends = method == Method::Bye;
+            self.start_call(now, sk, &m, None, Target::Fixed { peer, trunk, dialog: dk }, ends);
+            return;
+        }
+        let uri = match m.request_uri() {
+            Some(Ok(u)) => u,
+            _ => return,
+        };
+        let to_us = match &uri {
+            Uri::Sip(u) => u.user.is_none() && self.is_us(&u.host, u.port),
+            _ => false,
+        };
+        let has_foreign_route = m.routes().next().is_some_and(|r| {
+            r.ok().is_none_or(|r| !matches!(r.uri(), Uri::Sip(u) if self.is_us(&u.host, u.port)))
+        });
+        if method == Method::Options && to_us && !has_foreign_route {
+            // Keep-alive from an originating network: answer as a UAS (§11).
+            self.respond(now, sk, 200, "OK", None, &[(HeaderName::Allow, b"INVITE, ACK, CANCEL, BYE, OPTIONS")]);
+            return;
+        }
+        if matches!(m.max_forwards(), Ok(Some(0))) {
+            self.respond(now, sk, 483, "Too Many Hops", None, &[]);
+            return;
+        }
+        let scheme_ok = match &uri {
+            Uri::Sip(_) | Uri::Tel(_) => true,
+            Uri::Other { scheme, .. } => scheme.eq_ignore_ascii_case(b"urn"),
+        };
+        if !scheme_ok {
+            self.respond(now, sk, 416, "Unsupported URI Scheme", None, &[]);
+            return;
+        }
+        if self.is_loop(&m) {
+            self.respond(now, sk, 482, "Loop Detected", None, &[]);
+            return;
+        }
+        let emergency = classify(&m, from.addr.ip(), &self.cfg.emergency);
+        if emergency.is_none() {
+            // §16.3 step 5. An emergency call is never refused over an
+            // option tag: it is forwarded, and the trunk decides.
+            if let Some(h) = m.header(HeaderName::ProxyRequire) {
+                let value = h.value.to_vec();
+                self.respond(now, sk, 420, "Bad Extension", None, &[(HeaderName::Unsupported, &value)]);
+                return;
+            }
+        }
+        let Some((ri, _)) = select_route(self.routes_cfg(), &m, emergency) else {
+            self.respond(now, sk, 404, "No Route", None, &[]);
+            if method == Method::Invite {
+                let call = self.new_call_ref();
+                self.events.push_back(Event::CallStarted { call, at: now, info: Box::new(call_info(&m, emergency, "", from)) });
+                self.events.push_back(Event::CallFailed { call, at: now, status: 404, reason: CallFailure::NoRoute });
+            }
+            return;
+        };
+        self.start_call(now, sk, &m, emergency, Target::Route(ri), false);
+    }
+
+    fn routes_cfg(&self) -> &[RouteConfig] {
+        // `routes` mirrors `cfg.routes` index for index.
+        &self.cfg.routes
+    }
+
+    fn new_call_ref(&mut self) -> CallRef {
+        let c = CallRef(self.next_call);
+        self.next_call += 1;
+        c
+    }
+
+    /// The loop-detection hash of RFC 3261 §16.6 step 8 over the fields a
+    /// spiral changes.
+    fn loop_hash(&self, m: &Message) -> u64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.cfg.seed.hash(&mut h);
+        m.request_uri_bytes().hash(&mut h);
+        m.call_id().hash(&mut h);
+        m.cseq().ok().map(|c| c.seq).hash(&mut h);
+        m.from().ok().and_then(|f| f.tag()).hash(&mut h);
+        m.to().ok().and_then(|t| t.tag()).hash(&mut h);
+        for (_, v) in m.values(HeaderName::ProxyRequire) {
+            v.hash(&mut h);
+        }
+        // Route values other than our own.
+        for r in m.routes().flatten() {
+            let ours = matches!(r.uri(), Uri::Sip(u) if self.is_us(&u.host, u.port));
+            if !ours {
+                r.uri_text.hash(&mut h);
+            }
+        }
+        h.finish()
+    }
+
+    /// §16.3 step 4: a Via of ours whose branch carries this request's loop
+    /// hash means the request came back unchanged.
+    fn is_loop(&self, m: &Message) -> bool {
+        let want = format!("{LOOP_PREFIX}{:016x}.", self.loop_hash(m));
+        m.vias().flatten().any(|v| {
+            self.is_us(&v.host, v.port) && v.branch().is_some_and(|b| b.starts_with(want.as_bytes()))
+        })
+    }
+
+    fn handle_cancel(&mut self, now: Instant, sk: usize, m: &Message) {
+        let invite = server_key(m, Some(b"INVITE")).and_then(|k| self.server_index.get(&k).copied());
+        let Some(ik) = invite else {
+            self.respond(now, sk, 481, "Call/Transaction Does Not Exist", None, &[]);
+            return;
+        };
+        self.respond(now, sk, 200, "OK", None, &[]);
+        let Some(ck) = self.servers[ik].call else {
+            return;
+        };
+        if !matches!(self.calls[ck].state, CallState::Routing) {
+            return;
+        }
+        self.calls[ck].state = CallState::Cancelled;
+        let call = self.calls[ck].id;
+        if self.calls[ck].tracked {
+            self.events.push_back(Event::CallCancelled { call, at: now });
+        }
+        let reason = m
+            .header(HeaderName::Reason)
+            .map(|h| m.as_bytes().slice_ref(h.value))
+            .unwrap_or_else(|| Bytes::from_static(b"SIP;cause=487;text=\"Request Terminated\""));
+        let mut any_provisional = false;
+        for ai in 0..self.calls[ck].attempts.len() {
+            let a = &self.calls[ck].attempts[ai];
+            if matches!(a.state, AttemptState::Trying | AttemptState::Ringing) {
+                any_provisional = true;
+            }
+            let a = &mut self.calls[ck].attempts[ai];
+            a.failover_at = None;
+            a.progress_at = None;
+            self.cancel_attempt(now, ck, ai, reason.clone());
+        }
+        if !any_provisional {
+            // Nothing downstream can answer the CANCEL yet: end it here.
+            self.respond(now, ik, 487, "Request Terminated", None, &[]);
+        }
+        self.maybe_finish_call(ck);
+    }
+
+    // ----------------------------------------------------------------- calls
+
+    fn start_call(&mut self, now: Instant, sk: usize, m: &Message, emergency: Option<EmergencyRule>, target: Target, ends_dialog: bool) {
+        let kind = self.servers[sk].txn.kind;
+        let tracked = kind == Kind::Invite && matches!(target, Target::Route(_));
+        let id = self.new_call_ref();
+        let to_tag = self.new_tag();
+        let ck = self.calls.insert(Call {
+            id,
+            server: sk,
+            kind,
+            tracked,
+            emergency,
+            target,
+            tried: Vec::new(),
+            attempts: Vec::new(),
+            state: CallState::Routing,
+            started: now,
+            to_tag,
+            ends_dialog,
+            armed: None,
+        });
+        self.servers[sk].call = Some(ck);
+        if tracked {
+            let route = match target {
+                Target::Route(ri) => self.routes.get(ri).map(|r| r.cfg.name.as_str()).unwrap_or(""),
+                Target::Fixed { .. } => "",
+            };
+            let info = call_info(m, emergency, route, self.servers[sk].txn.peer);
+            self.events.push_back(Event::CallStarted { call: id, at: now, info: Box::new(info) });
+        }
+        self.next_attempt(now, ck);
+    }
+
+    /// Try the next trunk, or finish the call if none is left.
+    fn next_attempt(&mut self, now: Instant, ck: usize) {
+        if self.calls[ck].state != CallState::Routing {
+            return;
+        }
+        let target = self.calls[ck].target;
+        let next = match target {
+            Target::Fixed { peer, trunk, .. } => {
+                if self.calls[ck].attempts.is_empty() {
+                    Some((peer, trunk))
+                } else {
+                    None
+                }
+            }
+            Target::Route(ri) => {
+                let call = &self.calls[ck];
+                let trunks = &self.routes[ri].trunks;
+                self.health
+                    .select(trunks, &call.tried, call.emergency.is_some())
+                    .next()
+                    .map(|t| (self.trunk_peers[t.index()], Some(t)))
+            }
+        };
+        match next {
+            Some((peer, trunk)) => self.start_attempt(now, ck, peer, trunk),
+            None => self.finish_failed(now, ck),
+        }
+    }
+
+    fn start_attempt(&mut self, now: Instant, ck: usize, peer: Peer, trunk: Option<TrunkId>) {
+        let sk = self.calls[ck].server;
+        let m = self.servers[sk].txn.request.clone();
+        let kind = self.calls[ck].kind;
+        let target = self.calls[ck].target;
+        let nonce = self.rng.next_u64() as u32;
+        let loop_hash = self.loop_hash(&m);
+        let branch = format!("{LOOP_PREFIX}{loop_hash:016x}.{nonce:08x}{:x}", self.calls[ck].attempts.len());
+        let via = format!("SIP/2.0/{} {};branch={branch}", peer.transport.via_token(), self.advertise);
+
+        // A dialog-creating INVITE gets our Record-Route with a token that
+        // names this attempt's dialog (caller flow, trunk).
+        let mut dialog = None;
+        let mut record_route = None;
+        if let Target::Route(_) = target {
+            if kind == Kind::Invite {
+                let dnonce = self.rng.next_u64() as u32;
+                let caller = self.servers[sk].txn.peer;
+                let dk = self.dialogs.insert(Dialog {
+                    caller,
+                    trunk: peer,
+                    trunk_id: trunk,
+                    nonce: dnonce,
+                    confirmed: false,
+                    expires: now + self.cfg.timers.t1x64() + self.cfg.timers.timer_c,
+                    armed: None,
+                });
+                self.arm_dialog(dk);
+                dialog = Some(dk);
+                record_route = Some(format!("<sip:{};lr;ll={dk}.{dnonce:08x}>", self.advertise));
+            }
+        }
+
+        let mut e = Edit::new(&m);
+        let top_is_us = m.routes().next().and_then(|r| r.ok()).is_some_and(|r| matches!(r.uri(), Uri::Sip(u) if self.is_us(&u.host, u.port)));
+        if top_is_us {
+            e.remove_first_route();
+        }
+        e.decrement_max_forwards();
+        let built = e.push_via(via.as_bytes()).is_ok()
+            && record_route.as_ref().is_none_or(|rr| e.add_record_route(rr.as_bytes()).is_ok());
+        if peer.transport.reliable() {
+            e.ensure_content_length();
+        }
+        let out = match (built, Message::parse(e.to_bytes())) {
+            (true, Ok(out)) => out,
+            _ => {
+                if let Some(dk) = dialog {
+                    self.dialogs.try_remove(dk);
+                }
+                self.respond(now, sk, 500, "Server Internal Error", None, &[]);
+                self.calls[ck].state = CallState::Finished;
+                self.maybe_finish_call(ck);
+                return;
+            }
+        };
+        let payload = out.as_bytes().clone();
+        let branch = Bytes::from(branch);
+        let method_key = Bytes::copy_from_slice(m.method_bytes().unwrap_or_default());
+        let ai = self.calls[ck].attempts.len();
+        let txn = ClientTxn::new(now, kind, out, peer, branch.clone(), self.cfg.timers);
+        let client = self.clients.insert(ClientEntry {
+            txn,
+            key: (branch.clone(), method_key.clone()),
+            call: ck,
+            attempt: ai,
+            is_cancel: false,
+            armed: None,
+        });
+        self.client_index.insert((branch, method_key), client);
+        let failover_at = match target {
+            Target::Route(ri) => Some(now + self.routes[ri].cfg.failover_after),
+            Target::Fixed { .. } => None,
+        };
+        let call = &mut self.calls[ck];
+        call.attempts.push(Attempt {
+            trunk,
+            peer,
+            client: Some(client),
+            started: now,
+            state: AttemptState::Pending,
+            failover_at,
+            progress_at: None,
+            timer_c: None,
+            cancel_wanted: None,
+            cancel_sent: false,
+            dialog,
+        });
+        if let Some(t) = trunk {
+            call.tried.push(t);
+            if call.tracked {
+                let attempt = call.attempts.len() as u32;
+                self.events.push_back(Event::AttemptStarted { call: call.id, at: now, trunk: t, attempt });
+            }
+        }
+        self.send(peer, payload, trunk);
+        self.arm_client(client);
+        self.arm_call(ck);
+    }
+
+    /// Give up an attempt that stays alive in the background (failover).
+    fn abandon_attempt(&mut self, now: Instant, ck: usize, ai: usize, why: AttemptFailure) {
+        let a = &mut self.calls[ck].attempts[ai];
+        if !matches!(a.state, AttemptState::Pending | AttemptState::Trying) {
+            return;
+        }
+        a.state = AttemptState::Abandoned;
+        a.failover_at = None;
+        a.progress_at = None;
+        if let Some(c) = a.client {
+            if let Some(e) = self.clients.get_mut(c) {
+                e.txn.mute();
+            }
+        }
+        let reason = match why {
+            AttemptFailure::NoProgress => Bytes::from_static(b"SIP;cause=408;text=\"no progress, trying another trunk\""),
+            _ => Bytes::from_static(b"SIP;cause=408;text=\"no response, trying another trunk\""),
+        };
+        self.cancel_attempt(now, ck, ai, reason);
+        self.report_failure(now, ck, ai, why);
+        self.next_attempt(now, ck);
+    }
+
+    /// An attempt failed for good (final response, transport error, timeout).
+    fn fail_attempt(&mut self, now: Instant, ck: usize, ai: usize, why: AttemptFailure, resp: Option<&Message>) {
+        let Some(a) = self.calls.get_mut(ck).and_then(|c| c.attempts.get_mut(ai)) else {
+            return;
+        };
+        let was_abandoned = a.state == AttemptState::Abandoned;
+        if matches!(a.state, AttemptState::Done | AttemptState::Answered) {
+            return;
+        }
+        a.state = AttemptState::Done;
+        a.failover_at = None;
+        a.progress_at = None;
+        a.timer_c = None;
+        if let Some(dk) = a.dialog.take() {
+            self.dialogs.try_remove(dk);
+        }
+        if was_abandoned {
+            return; // already reported and replaced
+        }
+        self.report_failure(now, ck, ai, why);
+        match self.calls[ck].state {
+            CallState::Routing => {
+                if let (Target::Fixed { .. }, Some(r)) = (self.calls[ck].target, resp) {
+                    // No alternative for an in-dialog request: relay the answer.
+                    self.relay(now, ck, r);
+                    self.calls[ck].state = CallState::Finished;
+                } else {
+                    self.next_attempt(now, ck);
+                }
+            }
+            CallState::Cancelled => {
+                let sk = self.calls[ck].server;
+                if self.servers.get(sk).is_some_and(|s| !s.txn.has_final()) && self.live_attempts(ck) == 0 {
+                    self.respond(now, sk, 487, "Request Terminated", None, &[]);
+                }
+            }
+            CallState::Connected | CallState::Finished => {}
+        }
+        self.maybe_finish_call(ck);
+    }
+
+    fn live_attempts(&self, ck: usize) -> usize {
+        self.calls[ck]
+            .attempts
+            .iter()
+            .filter(|a| matches!(a.state, AttemptState::Pending | AttemptState::Trying | AttemptState::Ringing))
+            .count()
+    }
+
+    fn report_failure(&mut self, now: Instant, ck: usize, ai: usize, why: AttemptFailure) {
+        let call = &self.calls[ck];
+        let a = &call.attempts[ai];
+        let Some(trunk) = a.trunk else {
+            return;
+        };
+        let outcome = match why {
+            AttemptFailure::NoResponse | AttemptFailure::TransactionTimeout => Outcome::Timeout,
+            AttemptFailure::NoProgress => Outcome::ProgressTimeout,
+            AttemptFailure::Response(c) => Outcome::FailureResponse(c),
+            AttemptFailure::TransportError => Outcome::TransportError(TransportError::Other),
+        };
+        // Transport errors were reported by handle_transport_error itself.
+        if why != AttemptFailure::TransportError {
+            self.health.report(now, trunk, outcome);
+        }
+        if call.tracked {
+            let ev = Event::AttemptFailed { call: call.id, at: now, trunk, reason: why, elapsed: now - a.started };
+            self.events.push_back(ev);
+        }
+    }
+
+    fn finish_failed(&mut self, now: Instant, ck: usize) {
+        let sk = self.calls[ck].server;
+        self.calls[ck].state = CallState::Finished;
+        if self.servers.get(sk).is_some_and(|s| !s.txn.has_final()) {
+            let af = self.cfg.all_failed.clone();
+            let retry = af.retry_after.map(|r| r.to_string());
+            let extra: Vec<(HeaderName, &[u8])> = retry.iter().map(|r| (HeaderName::RetryAfter, r.as_bytes())).collect();
+            let status = match self.calls[ck].target {
+                Target::Route(_) => af.status,
+                Target::Fixed { .. } => 408,
+            };
+            let phrase = if status == af.status { af.reason.as_str() } else { "Request Timeout" };
+            self.respond(now, sk, status, phrase, Some(ck), &extra);
+            let call = &self.calls[ck];
+            if call.tracked {
+                self.events.push_back(Event::CallFailed { call: call.id, at: now, status, reason: CallFailure::AllTrunksFailed });
+            }
+        }
+        self.maybe_finish_call(ck);
+    }
+
+    /// Send a CANCEL for an attempt now if it has had a provisional, else as
+    /// soon as one arrives.
+    fn cancel_attempt(&mut self, now: Instant, ck: usize, ai: usize, reason: Bytes) {
+        if self.calls[ck].kind != Kind::Invite {
+            return;
+        }
+        let a = &self.calls[ck].attempts[ai];
+        if a.cancel_sent {
+            return;
+        }
+        let Some(client) = a.client.filter(|c| self.clients.contains(*c)) else {
+            return;
+        };
+        let txn_state = self.clients[client].txn.state;
+        if !matches!(txn_state, ClientState::Calling | ClientState::Proceeding) {
+            return; // already final: nothing to cancel
+        }
+        let a = &mut self.calls[ck].attempts[ai];
+        if txn_state == ClientState::Calling {
+            // RFC 3261 §9.1: no CANCEL before a provisional response.
+            a.cancel_wanted = Some(reason);
+            return;
+        }
+        a.cancel_sent = true;
+        a.cancel_wanted = None;
+        a.timer_c = None;
+        let (peer, trunk) = (a.peer, a.trunk);
+        let invite = self.clients[client].txn.request.clone();
+        let Some(bytes) = build_cancel(&invite, Some(&reason)) else {
+            return;
+        };
+        let Ok(cancel) = Message::parse(bytes.clone()) else {
+            return;
+        };
+        let branch = self.clients[client].txn.branch.clone();
+        let key = (branch.clone(), Bytes::from_static(b"CANCEL"));
+        let txn = ClientTxn::new(now, Kind::NonInvite, cancel, peer, branch, self.cfg.timers);
+        let k = self.clients.insert(ClientEntry { txn, key: key.clone(), call: ck, attempt: ai, is_cancel: true, armed: None });
+        self.client_index.insert(key, k);
+        self.send(peer, bytes, trunk);
+        self.arm_client(k);
+    }
+
+    fn maybe_finish_call(&mut self, ck: usize) {
+        let Some(call) = self.calls.get(ck) else {
+            return;
+        };
+        let server_gone = !self.servers.contains(call.server);
+        let clients_gone = call.attempts.iter().all(|a| a.client.is_none())
+            && !self.clients.iter().any(|(_, e)| e.call == ck);
+        if server_gone && clients_gone {
+            let call = self.calls.remove(ck);
+            for a in call.attempts {
+                if let Some(dk) = a.dialog {
+                    if self.dialogs.get(dk).is_some_and(|d| !d.confirmed) {
+                        self.dialogs.remove(dk);
+                    }
+                }
+            }
+        }
+    }
+
+    // ------------------------------------------------------------- responses
+
+    fn handle_response(&mut self, now: Instant, from: Peer, m: Message) {
+        if self.health.handle_response(now, &m) {
+            return;
+        }
+        let key = match (m.top_via().ok().and_then(|v| v.branch()), m.cseq().ok()) {
+            (Some(b), Some(c)) => (m.as_bytes().slice_ref(b), Bytes::copy_from_slice(c.method)),
+            _ => {
+                self.stats.responses_dropped += 1;
+                return;
+            }
+        };
+        let Some(&k) = self.client_index.get(&key) else {
+            // A stray: no transaction (RFC 3261 §18.1.2). Dropped.
+            self.stats.responses_dropped += 1;
+            self.reject(now, from, None, "stray response");
+            return;
+        };
+        let code = m.status().unwrap_or(0);
+        let (ev, ack) = self.clients[k].txn.on_response(now, &m);
+        let (peer, call, attempt, is_cancel) = {
+            let e = &self.clients[k];
+            (e.txn.peer, e.call, e.attempt, e.is_cancel)
+        };
+        let trunk = self.calls.get(call).and_then(|c| c.attempts.get(attempt)).and_then(|a| a.trunk);
+        if let Some(ack) = ack {
+            self.send(peer, ack, trunk);
+        }
+        self.arm_client(k);
+        if is_cancel || ev == ClientEvent::Absorb || !self.calls.contains(call) {
+            return;
+        }
+        self.on_attempt_response(now, call, attempt, code, &m);
+    }
+
+    fn on_attempt_response(&mut self, now: Instant, ck: usize, ai: usize, code: u16, m: &Message) {
+        let state = self.calls[ck].attempts[ai].state;
+        let trunk = self.calls[ck].attempts[ai].trunk;
+        let call_id = self.calls[ck].id;
+        let tracked = self.calls[ck].tracked;
+        let kind = self.calls[ck].kind;
+        let progress_timeout = match self.calls[ck].target {
+            Target::Route(ri) => Some(self.routes[ri].cfg.progress_timeout),
+            Target::Fixed { .. } => None,
+        };
+
+        if state == AttemptState::Abandoned {
+            if tracked {
+                if let Some(t) = trunk {
+                    self.events.push_back(Event::LateResponse { call: call_id, at: now, trunk: t, status: code });
+                }
+            }
+            if code < 200 {
+                if let Some(reason) = self.calls[ck].attempts[ai].cancel_wanted.take() {
+                    self.calls[ck].attempts[ai].state = AttemptState::Abandoned;
+                    self.cancel_attempt(now, ck, ai, reason);
+                }
+            } else if code < 300 {
+                // §16.7 step 10: a 2xx is always forwarded, even a late one.
+                self.calls[ck].attempts[ai].state = AttemptState::Answered;
+                self.answered(now, ck, ai, m);
+            } else {
+                self.calls[ck].attempts[ai].state = AttemptState::Done;
+                if let Some(dk) = self.calls[ck].attempts[ai].dialog.take() {
+                    self.dialogs.try_remove(dk);
+                }
+            }
+            return;
+        }
+        if matches!(state, AttemptState::Done) {
+            if (200..300).contains(&code) {
+                self.answered(now, ck, ai, m);
+            }
+            return;
+        }
+
+        match code {
+            100 => {
+                let a = &mut self.calls[ck].attempts[ai];
+                if a.state == AttemptState::Pending {
+                    a.state = AttemptState::Trying;
+                    a.failover_at = None;
+                    if kind == Kind::Invite {
+                        a.progress_at = progress_timeout.map(|p| now + p);
+                        a.timer_c = Some(now + self.cfg.timers.timer_c);
+                    }
+                }
+                if let Some(reason) = a.cancel_wanted.take() {
+                    self.cancel_attempt(now, ck, ai, reason);
+                }
+                self.arm_call(ck);
+            }
+            101..=199 => {
+                let a = &mut self.calls[ck].attempts[ai];
+                let first_progress = matches!(a.state, AttemptState::Pending | AttemptState::Trying);
+                a.state = AttemptState::Ringing;
+                a.failover_at = None;
+                a.progress_at = None;
+                a.timer_c = Some(now + self.cfg.timers.timer_c);
+                if let Some(reason) = a.cancel_wanted.take() {
+                    self.cancel_attempt(now, ck, ai, reason);
+                }
+                if first_progress {
+                    if let Some(t) = trunk {
+                        self.health.report(now, t, Outcome::Answered);
+                    }
+                }
+                if self.calls[ck].state != CallState::Cancelled {
+                    self.relay(now, ck, m);
+                }
+                self.arm_call(ck);
+            }
+            200..=299 => {
+                let a = &mut self.calls[ck].attempts[ai];
+                let first = a.state != AttemptState::Answered;
+                a.state = AttemptState::Answered;
+                a.failover_at = None;
+                a.progress_at = None;
+                a.timer_c = None;
+                if first {
+                    if let Some(t) = trunk {
+                        self.health.report(now, t, Outcome::Answered);
+                    }
+                }
+                self.answered(now, ck, ai, m);
+            }
+            _ => {
+                let failover = match self.calls[ck].target {
+                    Target::Route(ri) => self.routes[ri].cfg.failover_codes.contains(&code),
+                    Target::Fixed { .. } => false,
+                };
+                if failover && self.calls[ck].state == CallState::Routing {
+                    self.fail_attempt(now, ck, ai, AttemptFailure::Response(code), Some(m));
+                    return;
+                }
+                // The callee's own answer (or any answer after a CANCEL): relay it.
+                let a = &mut self.calls[ck].attempts[ai];
+                let was_waiting = matches!(a.state, AttemptState::Pending | AttemptState::Trying);
+                a.state = AttemptState::Done;
+                a.failover_at = None;
+                a.progress_at = None;
+                a.timer_c = None;
+                if let Some(dk) = a.dialog.take() {
+                    self.dialogs.try_remove(dk);
+                }
+                if was_waiting && !failover {
+                    if let Some(t) = trunk {
+                        self.health.report(now, t, Outcome::Answered);
+                    }
+                }
+                match self.calls[ck].state {
+                    CallState::Cancelled => {
+                        if self.live_attempts(ck) == 0 {
+                            let sk = self.calls[ck].server;
+                            if self.servers.get(sk).is_some_and(|s| !s.txn.has_final()) {
+                                if code == 487 {
+                                    self.relay(now, ck, m);
+                                } else {
+                                    self.respond(now, sk, 487, "Request Terminated", Some(ck), &[]);
+                                }
+                            }
+                        }
+                    }
+                    CallState::Routing => {
+                        self.calls[ck].state = CallState::Finished;
+                        self.relay(now, ck, m);
+                        if tracked {
+                            self.events.push_back(Event::CallFailed { call: call_id, at: now, status: code, reason: CallFailure::Rejected });
+                        }
+                    }
+                    CallState::Connected | CallState::Finished => {}
+                }
+                if self.calls[ck].ends_dialog {
+                    self.end_dialog(ck);
+                }
+                self.maybe_finish_call(ck);
+            }
+        }
+    }
+
+    fn end_dialog(&mut self, ck: usize) {
+        if let Target::Fixed { dialog, .. } = self.calls[ck].target {
+            self.dialogs.try_remove(dialog);
+        }
+    }
+
+    /// A 2xx from attempt `ai`: forward it, connect the call, cancel the rest.
+    fn answered(&mut self, now: Instant, ck: usize, ai: usize, m: &Message) {
+        let first = self.calls[ck].state != CallState::Connected;
+        self.relay(now, ck, m);
+        if let Some(dk) = self.calls[ck].attempts[ai].dialog {
+            if let Some(d) = self.dialogs.get_mut(dk) {
+                d.confirmed = true;
+                d.expires = now + self.cfg.dialog_max_age;
+            }
+            self.arm_dialog(dk);
+        }
+        if self.calls[ck].ends_dialog {
+            self.end_dialog(ck);
+        }
+        if !first || matches!(self.calls[ck].state, CallState::Finished) && self.calls[ck].kind != Kind::Invite {
+            return;
+        }
+        self.calls[ck].state = CallState::Connected;
+        let call = &self.calls[ck];
+        if call.tracked {
+            if let Some(t) = call.attempts[ai].trunk {
+                self.events.push_back(Event::CallConnected { call: call.id, at: now, trunk: t, setup: now - call.started });
+            }
+        }
+        for other in 0..self.calls[ck].attempts.len() {
+            if other != ai {
+                let a = &mut self.calls[ck].attempts[other];
+                a.failover_at = None;
+                a.progress_at = None;
+                self.cancel_attempt(now, ck, other, Bytes::from_static(b"SIP;cause=200;text=\"Call completed elsewhere\""));
+            }
+        }
+        self.arm_call(ck);
+    }
+
+    /// Forward a response to the caller through the call's server transaction.
+    fn relay(&mut self, now: Instant, ck: usize, m: &Message) {
+        let sk = self.calls[ck].server;
+        let Some(s) = self.servers.get(sk) else {
+            return;
+        };
+        let peer = s.txn.peer;
+        let mut e = Edit::new(m);
+        e.pop_via();
+        if peer.transport.reliable() {
+            e.ensure_content_length();
+        }
+        let bytes = e.to_bytes();
+        let code = m.status().unwrap_or(500);
+        if let Some(out) = self.servers[sk].txn.send_response(now, code, bytes) {
+            self.send(peer, out, None);
+        }
+        self.arm_server(sk);
+    }
+
+    /// Send a locally generated response on server transaction `sk`.
+    fn respond(&mut self, now: Instant, sk: usize, code: u16, phrase: &str, ck: Option<usize>, extra: &[(HeaderName, &[u8])]) {
+        let Some(s) = self.servers.get(sk) else {
+            return;
+        };
+        let tag = match ck.and_then(|c| self.calls.get(c)) {
+            Some(c) => c.to_tag.clone(),
+            None => Bytes::from(format!("{:016x}", self.rng.next_u64())),
+        };
+        let Ok(mut w) = MessageWriter::response_to(&s.txn.request, code, phrase, Some(&tag)) else {
+            return;
+        };
+        for (name, value) in extra {
+            if w.header(*name, value).is_err() {
+                return;
+            }
+        }
+        let peer = s.txn.peer;
+        let bytes = w.finish();
+        if let Some(out) = self.servers[sk].txn.send_response(now, code, bytes) {
+            self.send(peer, out, None);
+        }
+        if code >= 300 && ck.is_none() && code != 487 {
+            self.stats.requests_refused += 1;
+            let from = self.servers[sk].txn.peer;
+            let reason = match code {
+                404 => "no route",
+                416 => "unsupported URI scheme",
+                420 => "bad extension",
+                481 => "no such transaction",
+                482 => "loop detected",
+                483 => "too many hops",
+                _ => "refused",
+            };
+            self.events.push_back(Event::Rejected { at: now, from, status: Some(code), reason });
+        }
+        self.arm_server(sk);
+    }
+}
+
+fn call_info(m: &Message, emergency: Option<EmergencyRule>, route: &str, source: Peer) -> CallInfo {
+    let b = m.as_bytes();
+    let from = m.from().ok();
+    let pidf_lo = m.content_type().and_then(|c| c.ok()).is_some_and(|ct| {
+        ct.is("application", "pidf+xml")
+            || (ct.media_type.eq_ignore_ascii_case(b"multipart")
+                && contains_ignore_case(&m.body(), b"application/pidf+xml"))
+    });
+    CallInfo {
+        call_id: m.call_id().map(|c| b.slice_ref(c)).unwrap_or_default(),
+        from_uri: from.map(|f| b.slice_ref(f.uri_text)).unwrap_or_default(),
+        from_display: from.and_then(|f| f.display_name).map(|d| b.slice_ref(d)),
+        asserted_identities: m.values(HeaderName::PAssertedIdentity).map(|(_, v)| b.slice_ref(v)).collect(),
+        dialled: m.request_uri_bytes().map(|u| b.slice_ref(u)).unwrap_or_default(),
+        emergency,
+        location: Location {
+            geolocation: m.values(HeaderName::Geolocation).map(|(_, v)| b.slice_ref(v)).collect(),
+            pidf_lo,
+        },
+        route: route.to_string(),
+        source,
+    }
+}
+
+fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
+}
+
