@@ -247,6 +247,8 @@ pub struct TrunkStatus<'a> {
     pub rtt: Rtt,
     /// Consecutive failures so far.
     pub consecutive_failures: u32,
+    /// Live failures (calls) not yet cleared by an answered call.
+    pub live_failures: u32,
     /// Consecutive successes so far.
     pub consecutive_successes: u32,
     /// Probes sent and not yet answered or timed out.
@@ -388,6 +390,7 @@ impl Health {
             reason: t.reason,
             rtt: t.rtt,
             consecutive_failures: t.counters.failures,
+            live_failures: t.counters.live_failures,
             consecutive_successes: t.counters.successes,
             probes_outstanding: t.outstanding.len(),
             held_until: t.hold_until,
@@ -446,7 +449,15 @@ impl Health {
             t.stats.ignored_while_overloaded += 1;
             return;
         }
-        self.apply(now, id, outcome.is_success(), Reason::Live(outcome));
+        self.apply(
+            now,
+            id,
+            state::Result {
+                success: outcome.is_success(),
+                live: true,
+            },
+            Reason::Live(outcome),
+        );
     }
 
     /// Offer a response to the checker. Returns `true` if it answers one of
@@ -487,7 +498,15 @@ impl Health {
         } else {
             Reason::ProbeRejected(code)
         };
-        self.apply(now, TrunkId(trunk), alive, reason);
+        self.apply(
+            now,
+            TrunkId(trunk),
+            state::Result {
+                success: alive,
+                live: false,
+            },
+            reason,
+        );
         true
     }
 
@@ -612,10 +631,18 @@ impl Health {
             t.stats.ignored_while_overloaded += 1;
             return;
         }
-        self.apply(now, id, false, Reason::ProbeTimeout);
+        self.apply(
+            now,
+            id,
+            state::Result {
+                success: false,
+                live: false,
+            },
+            Reason::ProbeTimeout,
+        );
     }
 
-    fn apply(&mut self, now: Instant, id: TrunkId, success: bool, reason: Reason) {
+    fn apply(&mut self, now: Instant, id: TrunkId, result: state::Result, reason: Reason) {
         let Some(t) = self.trunks.get_mut(id.index()) else {
             return;
         };
@@ -623,7 +650,7 @@ impl Health {
         let to = state::next(
             from,
             &mut t.counters,
-            success,
+            result,
             t.cfg.down_after,
             t.cfg.up_after,
             now,

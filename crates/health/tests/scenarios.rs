@@ -233,14 +233,29 @@ fn failure_responses_and_timeouts_from_calls_count() {
     s.report(ms(101), a, Outcome::Answered);
     assert_eq!(s.state(a), State::Up, "not consecutive");
     s.report(ms(102), a, Outcome::Timeout);
-    // The Suspect probe is answered at 112: back Up.
+    // The Suspect probe is answered at 112, but an answered OPTIONS does not
+    // clear a failed call: still Suspect.
     s.run_until(ms(112));
-    assert_eq!(s.state(a), State::Up);
-    s.at(ms(113), a, Behaviour::Silent);
+    assert_eq!(s.state(a), State::Suspect);
+    assert_eq!(s.h.trunk(a).unwrap().live_failures, 1);
     s.report(ms(120), a, Outcome::ProgressTimeout);
-    s.report(ms(121), a, Outcome::FailureResponse(503));
     assert_eq!(s.state(a), State::Down);
-    assert_eq!(s.changes.last().unwrap().0, ms(121));
+    assert_eq!(s.changes.last().unwrap().0, ms(120));
+}
+
+#[test]
+fn answered_calls_clear_live_failures() {
+    let mut s = Sim::new();
+    let a = s.trunk("primary", ProbeConfig::default(), OK);
+    s.report(ms(100), a, Outcome::Timeout);
+    s.report(ms(150), a, Outcome::Answered);
+    assert_eq!(s.state(a), State::Up);
+    s.report(ms(160), a, Outcome::FailureResponse(503));
+    assert_eq!(
+        s.state(a),
+        State::Suspect,
+        "one failure after an answered call"
+    );
 }
 
 #[test]

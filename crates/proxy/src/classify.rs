@@ -43,7 +43,9 @@ pub fn classify(msg: &Message, source: IpAddr, cfg: &EmergencyConfig) -> Option<
     }
     if cfg.trusted_resource_priority.contains(&source) {
         let esnet = msg.values(HeaderName::ResourcePriority).any(|(_, v)| {
-            v.len() > 6 && v.get(..6).is_some_and(|p| p.eq_ignore_ascii_case(b"esnet."))
+            v.len() > 6
+                && v.get(..6)
+                    .is_some_and(|p| p.eq_ignore_ascii_case(b"esnet."))
         });
         if esnet {
             return Some(EmergencyRule::ResourcePriority);
@@ -113,14 +115,21 @@ mod tests {
     }
 
     fn class(uri: &str) -> Option<EmergencyRule> {
-        classify(&req(uri, ""), [192, 0, 2, 1].into(), &EmergencyConfig::default())
+        classify(
+            &req(uri, ""),
+            [192, 0, 2, 1].into(),
+            &EmergencyConfig::default(),
+        )
     }
 
     #[test]
     fn sos_urns() {
         assert_eq!(class("urn:service:sos"), Some(EmergencyRule::SosUrn));
         assert_eq!(class("URN:Service:SOS.fire"), Some(EmergencyRule::SosUrn));
-        assert_eq!(class("urn:service:sos.animal-control"), Some(EmergencyRule::SosUrn));
+        assert_eq!(
+            class("urn:service:sos.animal-control"),
+            Some(EmergencyRule::SosUrn)
+        );
         assert_eq!(class("urn:service:sosx"), None);
         assert_eq!(class("urn:service:counseling"), None);
     }
@@ -128,11 +137,20 @@ mod tests {
     #[test]
     fn numbers() {
         assert_eq!(class("sip:999@gw.example.net"), Some(EmergencyRule::Number));
-        assert_eq!(class("sip:112@gw.example.net;user=phone"), Some(EmergencyRule::Number));
+        assert_eq!(
+            class("sip:112@gw.example.net;user=phone"),
+            Some(EmergencyRule::Number)
+        );
         assert_eq!(class("tel:911"), Some(EmergencyRule::Number));
-        assert_eq!(class("tel:9-1-1;phone-context=example.com"), Some(EmergencyRule::Number));
+        assert_eq!(
+            class("tel:9-1-1;phone-context=example.com"),
+            Some(EmergencyRule::Number)
+        );
         assert_eq!(class("sip:9%2099@gw"), Some(EmergencyRule::Number));
-        assert_eq!(class("sip:999;phone-context=+44@gw"), Some(EmergencyRule::Number));
+        assert_eq!(
+            class("sip:999;phone-context=+44@gw"),
+            Some(EmergencyRule::Number)
+        );
         assert_eq!(class("sip:9999@gw"), None);
         assert_eq!(class("sip:+44999@gw"), None);
         assert_eq!(class("sip:alice@gw"), None);
@@ -145,7 +163,10 @@ mod tests {
         let mut cfg = EmergencyConfig::default();
         assert_eq!(classify(&m, [192, 0, 2, 1].into(), &cfg), None);
         cfg.trusted_resource_priority.push([192, 0, 2, 1].into());
-        assert_eq!(classify(&m, [192, 0, 2, 1].into(), &cfg), Some(EmergencyRule::ResourcePriority));
+        assert_eq!(
+            classify(&m, [192, 0, 2, 1].into(), &cfg),
+            Some(EmergencyRule::ResourcePriority)
+        );
         assert_eq!(classify(&m, [192, 0, 2, 2].into(), &cfg), None);
         let m = req("sip:+441632960000@gw", "Resource-Priority: dsn.flash\r\n");
         assert_eq!(classify(&m, [192, 0, 2, 1].into(), &cfg), None);
@@ -155,7 +176,11 @@ mod tests {
     fn routes_in_order() {
         let routes = vec![
             RouteConfig::new("emergency", RouteMatch::Emergency, &["a"]),
-            RouteConfig::new("uk", RouteMatch::Uri(regex::Regex::new(r"^sip:\+44").unwrap()), &["b"]),
+            RouteConfig::new(
+                "uk",
+                RouteMatch::Uri(regex::Regex::new(r"^sip:\+44").unwrap()),
+                &["b"],
+            ),
             RouteConfig::new("default", RouteMatch::Any, &["c"]),
         ];
         let pick = |uri: &str| {
@@ -166,6 +191,9 @@ mod tests {
         assert_eq!(pick("urn:service:sos").as_deref(), Some("emergency"));
         assert_eq!(pick("sip:+441632960000@gw").as_deref(), Some("uk"));
         assert_eq!(pick("sip:+15550100@gw").as_deref(), Some("default"));
-        assert_eq!(select_route(&routes[..2], &req("sip:x@y", ""), None).map(|r| r.0), None);
+        assert_eq!(
+            select_route(&routes[..2], &req("sip:x@y", ""), None).map(|r| r.0),
+            None
+        );
     }
 }

@@ -41,7 +41,10 @@ pub struct Peer {
 impl Peer {
     /// A UDP peer.
     pub fn udp(addr: SocketAddr) -> Self {
-        Self { addr, transport: Transport::Udp }
+        Self {
+            addr,
+            transport: Transport::Udp,
+        }
     }
 }
 
@@ -145,7 +148,10 @@ pub struct EmergencyConfig {
 
 impl Default for EmergencyConfig {
     fn default() -> Self {
-        Self { numbers: vec!["999".into(), "112".into(), "911".into()], trusted_resource_priority: vec![] }
+        Self {
+            numbers: vec!["999".into(), "112".into(), "911".into()],
+            trusted_resource_priority: vec![],
+        }
     }
 }
 
@@ -162,7 +168,11 @@ pub struct AllFailed {
 
 impl Default for AllFailed {
     fn default() -> Self {
-        Self { status: 503, reason: "Service Unavailable".into(), retry_after: Some(5) }
+        Self {
+            status: 503,
+            reason: "Service Unavailable".into(),
+            retry_after: Some(5),
+        }
     }
 }
 
@@ -231,7 +241,9 @@ pub enum ConfigError {
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::UnknownTrunk { route, trunk } => write!(f, "route {route:?} names unknown trunk {trunk:?}"),
+            Self::UnknownTrunk { route, trunk } => {
+                write!(f, "route {route:?} names unknown trunk {trunk:?}")
+            }
             Self::DuplicateTrunk(t) => write!(f, "trunk {t:?} is defined twice"),
             Self::EmptyRoute(r) => write!(f, "route {r:?} lists no trunks"),
             Self::BadStatus(s) => write!(f, "status {s} is not a final failure (300-699)"),

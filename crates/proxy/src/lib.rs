@@ -49,8 +49,6 @@ pub use config::{
     AllFailed, ConfigError, EmergencyConfig, Peer, ProxyConfig, RouteConfig, RouteMatch, Timers,
     Transport, TrunkConfig,
 };
-pub use events::{
-    AttemptFailure, CallFailure, CallInfo, CallRef, Event, Location, Transmit,
-};
+pub use events::{AttemptFailure, CallFailure, CallInfo, CallRef, Event, Location, Transmit};
 pub use lifeline_health::{ProbeConfig, TransportError, TrunkId};
 pub use proxy::{Proxy, Stats};

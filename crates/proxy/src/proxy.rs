@@ -15,9 +15,7 @@ use slab::Slab;
 
 use crate::classify::{classify, select_route, EmergencyRule};
 use crate::config::{ConfigError, Peer, ProxyConfig, RouteConfig};
-use crate::events::{
-    AttemptFailure, CallFailure, CallInfo, CallRef, Event, Location, Transmit,
-};
+use crate::events::{AttemptFailure, CallFailure, CallInfo, CallRef, Event, Location, Transmit};
 use crate::transaction::{
     build_cancel, ClientEvent, ClientState, ClientTimer, ClientTxn, Kind, ServerState, ServerTimer,
     ServerTxn,
@@ -60,9 +58,20 @@ enum Obj {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum ServerKey {
     /// RFC 3261 §17.2.3: branch, sent-by, method (ACK matches INVITE).
-    Branch { branch: Bytes, sent_by: Bytes, method: Bytes },
+    Branch {
+        branch: Bytes,
+        sent_by: Bytes,
+        method: Bytes,
+    },
     /// RFC 2543 fallback: Request-URI, From tag, Call-ID, CSeq, top Via, method.
-    Legacy { uri: Bytes, from_tag: Bytes, call_id: Bytes, cseq: u32, via: Bytes, method: Bytes },
+    Legacy {
+        uri: Bytes,
+        from_tag: Bytes,
+        call_id: Bytes,
+        cseq: u32,
+        via: Bytes,
+        method: Bytes,
+    },
 }
 
 fn server_key(m: &Message, method_override: Option<&'static [u8]>) -> Option<ServerKey> {
@@ -83,7 +92,12 @@ fn server_key(m: &Message, method_override: Option<&'static [u8]>) -> Option<Ser
     let top = m.header(HeaderName::Via)?;
     Some(ServerKey::Legacy {
         uri: bytes.slice_ref(m.request_uri_bytes()?),
-        from_tag: m.from().ok()?.tag().map(|t| bytes.slice_ref(t)).unwrap_or_default(),
+        from_tag: m
+            .from()
+            .ok()?
+            .tag()
+            .map(|t| bytes.slice_ref(t))
+            .unwrap_or_default(),
         call_id: bytes.slice_ref(m.call_id()?),
         cseq: m.cseq().ok()?.seq,
         via: bytes.slice_ref(top.value),
@@ -153,7 +167,11 @@ enum CallState {
 #[derive(Clone, Copy, Debug)]
 enum Target {
     Route(usize),
-    Fixed { peer: Peer, trunk: Option<TrunkId>, dialog: usize },
+    Fixed {
+        peer: Peer,
+        trunk: Option<TrunkId>,
+        dialog: usize,
+    },
 }
 
 #[derive(Debug)]
@@ -171,6 +189,8 @@ struct Call {
     to_tag: Bytes,
     /// The BYE or other in-dialog request that ends this dialog.
     ends_dialog: bool,
+    /// Client transactions (attempts and CANCELs) still alive.
+    clients_live: u32,
     armed: Option<Instant>,
 }
 
@@ -206,7 +226,10 @@ struct ResolvedRoute {
 
 impl std::fmt::Debug for ResolvedRoute {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Route").field("name", &self.cfg.name).field("trunks", &self.trunks).finish()
+        f.debug_struct("Route")
+            .field("name", &self.cfg.name)
+            .field("trunks", &self.trunks)
+            .finish()
     }
 }
 
@@ -246,7 +269,10 @@ impl Proxy {
             SocketAddr::V4(a) => a.to_string(),
             SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
         };
-        let local = Local { via: format!("SIP/2.0/UDP {advertise}"), from_uri: format!("sip:lifeline@{advertise}") };
+        let local = Local {
+            via: format!("SIP/2.0/UDP {advertise}"),
+            from_uri: format!("sip:lifeline@{advertise}"),
+        };
         let mut health = Health::new(local, cfg.seed ^ 0x4ea1);
         let mut trunk_peers = Vec::new();
         for (i, t) in cfg.trunks.iter().enumerate() {
@@ -277,7 +303,10 @@ impl Proxy {
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            routes.push(ResolvedRoute { cfg: r.clone(), trunks });
+            routes.push(ResolvedRoute {
+                cfg: r.clone(),
+                trunks,
+            });
         }
         if !(300..=699).contains(&cfg.all_failed.status) {
             return Err(ConfigError::BadStatus(cfg.all_failed.status));
@@ -321,7 +350,9 @@ impl Proxy {
 
     /// Route names, in configuration order, with their trunks.
     pub fn routes(&self) -> impl Iterator<Item = (&str, &[TrunkId])> + '_ {
-        self.routes.iter().map(|r| (r.cfg.name.as_str(), r.trunks.as_slice()))
+        self.routes
+            .iter()
+            .map(|r| (r.cfg.name.as_str(), r.trunks.as_slice()))
     }
 
     /// Counters and live sizes.
@@ -342,7 +373,11 @@ impl Proxy {
         }
         let probe = self.health.poll_transmit()?;
         let peer = *self.trunk_peers.get(probe.trunk.index())?;
-        Some(Transmit { peer, payload: probe.payload, trunk: Some(probe.trunk) })
+        Some(Transmit {
+            peer,
+            payload: probe.payload,
+            trunk: Some(probe.trunk),
+        })
     }
 
     /// The next event.
@@ -356,7 +391,10 @@ impl Proxy {
     /// When [`handle_timeout`](Self::handle_timeout) must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let own = self.timers.peek().map(|Reverse((t, _))| *t);
-        [own, self.health.poll_timeout()].into_iter().flatten().min()
+        [own, self.health.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Fire every timer due at or before `now`.
@@ -404,11 +442,14 @@ impl Proxy {
     /// reset). Every attempt waiting on that trunk fails over at once, and the
     /// trunk's health hears of it.
     pub fn handle_transport_error(&mut self, now: Instant, trunk: TrunkId, kind: TransportError) {
-        self.health.report(now, trunk, Outcome::TransportError(kind));
+        self.health
+            .report(now, trunk, Outcome::TransportError(kind));
         let mut hit = Vec::new();
         for (ck, call) in &self.calls {
             for (ai, a) in call.attempts.iter().enumerate() {
-                if a.trunk == Some(trunk) && matches!(a.state, AttemptState::Pending | AttemptState::Trying) {
+                if a.trunk == Some(trunk)
+                    && matches!(a.state, AttemptState::Pending | AttemptState::Trying)
+                {
                     hit.push((ck, ai));
                 }
             }
@@ -443,7 +484,14 @@ impl Proxy {
                 let is_ack = msg.as_ref().and_then(|m| m.method()) == Some(Method::Ack);
                 match msg {
                     Some(m) if !is_ack && m.header(HeaderName::Via).is_some() => {
-                        self.reply_stateless(now, from, &m, e.status(), e.kind().reason_phrase(), "malformed");
+                        self.reply_stateless(
+                            now,
+                            from,
+                            &m,
+                            e.status(),
+                            e.kind().reason_phrase(),
+                            "malformed",
+                        );
                     }
                     _ => self.reject(now, from, None, "malformed"),
                 }
@@ -459,11 +507,24 @@ impl Proxy {
         if status.is_some() {
             self.stats.requests_refused += 1;
         }
-        self.events.push_back(Event::Rejected { at, from, status, reason });
+        self.events.push_back(Event::Rejected {
+            at,
+            from,
+            status,
+            reason,
+        });
     }
 
     /// Answer a request outside any transaction (it failed validation).
-    fn reply_stateless(&mut self, now: Instant, from: Peer, m: &Message, status: u16, phrase: &str, why: &'static str) {
+    fn reply_stateless(
+        &mut self,
+        now: Instant,
+        from: Peer,
+        m: &Message,
+        status: u16,
+        phrase: &str,
+        why: &'static str,
+    ) {
         let tag = self.new_tag();
         if let Ok(w) = MessageWriter::response_to(m, status, phrase, Some(&tag)) {
             self.send(from, w.finish(), None);
@@ -472,7 +533,11 @@ impl Proxy {
     }
 
     fn send(&mut self, peer: Peer, payload: Bytes, trunk: Option<TrunkId>) {
-        self.transmits.push_back(Transmit { peer, payload, trunk });
+        self.transmits.push_back(Transmit {
+            peer,
+            payload,
+            trunk,
+        });
     }
 
     fn new_tag(&mut self) -> Bytes {
@@ -565,6 +630,7 @@ impl Proxy {
             self.client_index.remove(&e.key);
         }
         if let Some(call) = self.calls.get_mut(e.call) {
+            call.clients_live = call.clients_live.saturating_sub(1);
             if !e.is_cancel {
                 if let Some(a) = call.attempts.get_mut(e.attempt) {
                     if a.client == Some(k) {
@@ -581,15 +647,29 @@ impl Proxy {
         match r {
             ClientTimer::Retransmit(bytes) => {
                 let e = &self.clients[k];
-                let (peer, trunk) = (e.txn.peer, self.calls.get(e.call).and_then(|c| c.attempts.get(e.attempt)).and_then(|a| a.trunk));
+                let (peer, trunk) = (
+                    e.txn.peer,
+                    self.calls
+                        .get(e.call)
+                        .and_then(|c| c.attempts.get(e.attempt))
+                        .and_then(|a| a.trunk),
+                );
                 self.send(peer, bytes, trunk);
             }
             ClientTimer::Timeout => {
-                let (call, attempt, is_cancel) = (self.clients[k].call, self.clients[k].attempt, self.clients[k].is_cancel);
+                let (call, attempt, is_cancel) = (
+                    self.clients[k].call,
+                    self.clients[k].attempt,
+                    self.clients[k].is_cancel,
+                );
                 self.remove_client(k);
                 if !is_cancel && self.calls.contains(call) {
                     let fixed = matches!(self.calls[call].target, Target::Fixed { .. });
-                    let reason = if fixed { AttemptFailure::TransactionTimeout } else { AttemptFailure::NoResponse };
+                    let reason = if fixed {
+                        AttemptFailure::TransactionTimeout
+                    } else {
+                        AttemptFailure::NoResponse
+                    };
                     self.fail_attempt(now, call, attempt, reason, None);
                 }
                 return;
@@ -620,7 +700,12 @@ impl Proxy {
             if a.timer_c.is_some_and(|t| t <= now) {
                 // §16.6 step 11, Timer C: a call left ringing too long is cancelled.
                 a.timer_c = None;
-                self.cancel_attempt(now, ck, ai, Bytes::from_static(b"SIP;cause=408;text=\"Timer C\""));
+                self.cancel_attempt(
+                    now,
+                    ck,
+                    ai,
+                    Bytes::from_static(b"SIP;cause=408;text=\"Timer C\""),
+                );
             }
         }
         if self.calls.contains(ck) {
@@ -648,7 +733,11 @@ impl Proxy {
             }
             return;
         }
-        let kind = if method == Method::Invite { Kind::Invite } else { Kind::NonInvite };
+        let kind = if method == Method::Invite {
+            Kind::Invite
+        } else {
+            Kind::NonInvite
+        };
         let sk = self.servers.insert(ServerEntry {
             txn: ServerTxn::new(kind, m.clone(), from, self.cfg.timers),
             key: key.clone(),
@@ -698,7 +787,11 @@ impl Proxy {
             m.call_id().hash(&mut h);
             format!("{ACK_PREFIX}{:016x}", h.finish())
         };
-        let via = format!("SIP/2.0/{} {};branch={branch}", target.0.transport.via_token(), self.advertise);
+        let via = format!(
+            "SIP/2.0/{} {};branch={branch}",
+            target.0.transport.via_token(),
+            self.advertise
+        );
         let mut e = Edit::new(&m);
         e.remove_first_route().decrement_max_forwards();
         if e.push_via(via.as_bytes()).is_err() {
@@ -750,7 +843,11 @@ impl Proxy {
                 .ok()
                 .and_then(|t| t.parse::<std::net::Ipv6Addr>().ok())
                 .is_some_and(|ip| std::net::IpAddr::V6(ip) == self.cfg.advertise.ip()),
-            Host::Domain(d) => self.cfg.aliases.iter().any(|a| a.as_bytes().eq_ignore_ascii_case(d)),
+            Host::Domain(d) => self
+                .cfg
+                .aliases
+                .iter()
+                .any(|a| a.as_bytes().eq_ignore_ascii_case(d)),
         };
         host_ok && port_ok
     }
@@ -768,7 +865,18 @@ impl Proxy {
                 return;
             };
             let ends = method == Method::Bye;
-            self.start_call(now, sk, &m, None, Target::Fixed { peer, trunk, dialog: dk }, ends);
+            self.start_call(
+                now,
+                sk,
+                &m,
+                None,
+                Target::Fixed {
+                    peer,
+                    trunk,
+                    dialog: dk,
+                },
+                ends,
+            );
             return;
         }
         let uri = match m.request_uri() {
@@ -780,11 +888,19 @@ impl Proxy {
             _ => false,
         };
         let has_foreign_route = m.routes().next().is_some_and(|r| {
-            r.ok().is_none_or(|r| !matches!(r.uri(), Uri::Sip(u) if self.is_us(&u.host, u.port)))
+            r.ok()
+                .is_none_or(|r| !matches!(r.uri(), Uri::Sip(u) if self.is_us(&u.host, u.port)))
         });
         if method == Method::Options && to_us && !has_foreign_route {
             // Keep-alive from an originating network: answer as a UAS (§11).
-            self.respond(now, sk, 200, "OK", None, &[(HeaderName::Allow, b"INVITE, ACK, CANCEL, BYE, OPTIONS")]);
+            self.respond(
+                now,
+                sk,
+                200,
+                "OK",
+                None,
+                &[(HeaderName::Allow, b"INVITE, ACK, CANCEL, BYE, OPTIONS")],
+            );
             return;
         }
         if matches!(m.max_forwards(), Ok(Some(0))) {
@@ -809,7 +925,14 @@ impl Proxy {
             // option tag: it is forwarded, and the trunk decides.
             if let Some(h) = m.header(HeaderName::ProxyRequire) {
                 let value = h.value.to_vec();
-                self.respond(now, sk, 420, "Bad Extension", None, &[(HeaderName::Unsupported, &value)]);
+                self.respond(
+                    now,
+                    sk,
+                    420,
+                    "Bad Extension",
+                    None,
+                    &[(HeaderName::Unsupported, &value)],
+                );
                 return;
             }
         }
@@ -817,8 +940,17 @@ impl Proxy {
             self.respond(now, sk, 404, "No Route", None, &[]);
             if method == Method::Invite {
                 let call = self.new_call_ref();
-                self.events.push_back(Event::CallStarted { call, at: now, info: Box::new(call_info(&m, emergency, "", from)) });
-                self.events.push_back(Event::CallFailed { call, at: now, status: 404, reason: CallFailure::NoRoute });
+                self.events.push_back(Event::CallStarted {
+                    call,
+                    at: now,
+                    info: Box::new(call_info(&m, emergency, "", from)),
+                });
+                self.events.push_back(Event::CallFailed {
+                    call,
+                    at: now,
+                    status: 404,
+                    reason: CallFailure::NoRoute,
+                });
             }
             return;
         };
@@ -864,12 +996,14 @@ impl Proxy {
     fn is_loop(&self, m: &Message) -> bool {
         let want = format!("{LOOP_PREFIX}{:016x}.", self.loop_hash(m));
         m.vias().flatten().any(|v| {
-            self.is_us(&v.host, v.port) && v.branch().is_some_and(|b| b.starts_with(want.as_bytes()))
+            self.is_us(&v.host, v.port)
+                && v.branch().is_some_and(|b| b.starts_with(want.as_bytes()))
         })
     }
 
     fn handle_cancel(&mut self, now: Instant, sk: usize, m: &Message) {
-        let invite = server_key(m, Some(b"INVITE")).and_then(|k| self.server_index.get(&k).copied());
+        let invite =
+            server_key(m, Some(b"INVITE")).and_then(|k| self.server_index.get(&k).copied());
         let Some(ik) = invite else {
             self.respond(now, sk, 481, "Call/Transaction Does Not Exist", None, &[]);
             return;
@@ -884,7 +1018,8 @@ impl Proxy {
         self.calls[ck].state = CallState::Cancelled;
         let call = self.calls[ck].id;
         if self.calls[ck].tracked {
-            self.events.push_back(Event::CallCancelled { call, at: now });
+            self.events
+                .push_back(Event::CallCancelled { call, at: now });
         }
         let reason = m
             .header(HeaderName::Reason)
@@ -910,7 +1045,15 @@ impl Proxy {
 
     // ----------------------------------------------------------------- calls
 
-    fn start_call(&mut self, now: Instant, sk: usize, m: &Message, emergency: Option<EmergencyRule>, target: Target, ends_dialog: bool) {
+    fn start_call(
+        &mut self,
+        now: Instant,
+        sk: usize,
+        m: &Message,
+        emergency: Option<EmergencyRule>,
+        target: Target,
+        ends_dialog: bool,
+    ) {
         let kind = self.servers[sk].txn.kind;
         let tracked = kind == Kind::Invite && matches!(target, Target::Route(_));
         let id = self.new_call_ref();
@@ -928,16 +1071,25 @@ impl Proxy {
             started: now,
             to_tag,
             ends_dialog,
+            clients_live: 0,
             armed: None,
         });
         self.servers[sk].call = Some(ck);
         if tracked {
             let route = match target {
-                Target::Route(ri) => self.routes.get(ri).map(|r| r.cfg.name.as_str()).unwrap_or(""),
+                Target::Route(ri) => self
+                    .routes
+                    .get(ri)
+                    .map(|r| r.cfg.name.as_str())
+                    .unwrap_or(""),
                 Target::Fixed { .. } => "",
             };
             let info = call_info(m, emergency, route, self.servers[sk].txn.peer);
-            self.events.push_back(Event::CallStarted { call: id, at: now, info: Box::new(info) });
+            self.events.push_back(Event::CallStarted {
+                call: id,
+                at: now,
+                info: Box::new(info),
+            });
         }
         self.next_attempt(now, ck);
     }
@@ -978,8 +1130,15 @@ impl Proxy {
         let target = self.calls[ck].target;
         let nonce = self.rng.next_u64() as u32;
         let loop_hash = self.loop_hash(&m);
-        let branch = format!("{LOOP_PREFIX}{loop_hash:016x}.{nonce:08x}{:x}", self.calls[ck].attempts.len());
-        let via = format!("SIP/2.0/{} {};branch={branch}", peer.transport.via_token(), self.advertise);
+        let branch = format!(
+            "{LOOP_PREFIX}{loop_hash:016x}.{nonce:08x}{:x}",
+            self.calls[ck].attempts.len()
+        );
+        let via = format!(
+            "SIP/2.0/{} {};branch={branch}",
+            peer.transport.via_token(),
+            self.advertise
+        );
 
         // A dialog-creating INVITE gets our Record-Route with a token that
         // names this attempt's dialog (caller flow, trunk).
@@ -1005,13 +1164,19 @@ impl Proxy {
         }
 
         let mut e = Edit::new(&m);
-        let top_is_us = m.routes().next().and_then(|r| r.ok()).is_some_and(|r| matches!(r.uri(), Uri::Sip(u) if self.is_us(&u.host, u.port)));
+        let top_is_us = m
+            .routes()
+            .next()
+            .and_then(|r| r.ok())
+            .is_some_and(|r| matches!(r.uri(), Uri::Sip(u) if self.is_us(&u.host, u.port)));
         if top_is_us {
             e.remove_first_route();
         }
         e.decrement_max_forwards();
         let built = e.push_via(via.as_bytes()).is_ok()
-            && record_route.as_ref().is_none_or(|rr| e.add_record_route(rr.as_bytes()).is_ok());
+            && record_route
+                .as_ref()
+                .is_none_or(|rr| e.add_record_route(rr.as_bytes()).is_ok());
         if peer.transport.reliable() {
             e.ensure_content_length();
         }
@@ -1041,6 +1206,7 @@ impl Proxy {
             armed: None,
         });
         self.client_index.insert((branch, method_key), client);
+        self.calls[ck].clients_live += 1;
         let failover_at = match target {
             Target::Route(ri) => Some(now + self.routes[ri].cfg.failover_after),
             Target::Fixed { .. } => None,
@@ -1063,7 +1229,12 @@ impl Proxy {
             call.tried.push(t);
             if call.tracked {
                 let attempt = call.attempts.len() as u32;
-                self.events.push_back(Event::AttemptStarted { call: call.id, at: now, trunk: t, attempt });
+                self.events.push_back(Event::AttemptStarted {
+                    call: call.id,
+                    at: now,
+                    trunk: t,
+                    attempt,
+                });
             }
         }
         self.send(peer, payload, trunk);
@@ -1086,7 +1257,9 @@ impl Proxy {
             }
         }
         let reason = match why {
-            AttemptFailure::NoProgress => Bytes::from_static(b"SIP;cause=408;text=\"no progress, trying another trunk\""),
+            AttemptFailure::NoProgress => {
+                Bytes::from_static(b"SIP;cause=408;text=\"no progress, trying another trunk\"")
+            }
             _ => Bytes::from_static(b"SIP;cause=408;text=\"no response, trying another trunk\""),
         };
         self.cancel_attempt(now, ck, ai, reason);
@@ -1095,7 +1268,14 @@ impl Proxy {
     }
 
     /// An attempt failed for good (final response, transport error, timeout).
-    fn fail_attempt(&mut self, now: Instant, ck: usize, ai: usize, why: AttemptFailure, resp: Option<&Message>) {
+    fn fail_attempt(
+        &mut self,
+        now: Instant,
+        ck: usize,
+        ai: usize,
+        why: AttemptFailure,
+        resp: Option<&Message>,
+    ) {
         let Some(a) = self.calls.get_mut(ck).and_then(|c| c.attempts.get_mut(ai)) else {
             return;
         };
@@ -1126,7 +1306,9 @@ impl Proxy {
             }
             CallState::Cancelled => {
                 let sk = self.calls[ck].server;
-                if self.servers.get(sk).is_some_and(|s| !s.txn.has_final()) && self.live_attempts(ck) == 0 {
+                if self.servers.get(sk).is_some_and(|s| !s.txn.has_final())
+                    && self.live_attempts(ck) == 0
+                {
                     self.respond(now, sk, 487, "Request Terminated", None, &[]);
                 }
             }
@@ -1139,7 +1321,12 @@ impl Proxy {
         self.calls[ck]
             .attempts
             .iter()
-            .filter(|a| matches!(a.state, AttemptState::Pending | AttemptState::Trying | AttemptState::Ringing))
+            .filter(|a| {
+                matches!(
+                    a.state,
+                    AttemptState::Pending | AttemptState::Trying | AttemptState::Ringing
+                )
+            })
             .count()
     }
 
@@ -1160,7 +1347,13 @@ impl Proxy {
             self.health.report(now, trunk, outcome);
         }
         if call.tracked {
-            let ev = Event::AttemptFailed { call: call.id, at: now, trunk, reason: why, elapsed: now - a.started };
+            let ev = Event::AttemptFailed {
+                call: call.id,
+                at: now,
+                trunk,
+                reason: why,
+                elapsed: now - a.started,
+            };
             self.events.push_back(ev);
         }
     }
@@ -1171,16 +1364,28 @@ impl Proxy {
         if self.servers.get(sk).is_some_and(|s| !s.txn.has_final()) {
             let af = self.cfg.all_failed.clone();
             let retry = af.retry_after.map(|r| r.to_string());
-            let extra: Vec<(HeaderName, &[u8])> = retry.iter().map(|r| (HeaderName::RetryAfter, r.as_bytes())).collect();
+            let extra: Vec<(HeaderName, &[u8])> = retry
+                .iter()
+                .map(|r| (HeaderName::RetryAfter, r.as_bytes()))
+                .collect();
             let status = match self.calls[ck].target {
                 Target::Route(_) => af.status,
                 Target::Fixed { .. } => 408,
             };
-            let phrase = if status == af.status { af.reason.as_str() } else { "Request Timeout" };
+            let phrase = if status == af.status {
+                af.reason.as_str()
+            } else {
+                "Request Timeout"
+            };
             self.respond(now, sk, status, phrase, Some(ck), &extra);
             let call = &self.calls[ck];
             if call.tracked {
-                self.events.push_back(Event::CallFailed { call: call.id, at: now, status, reason: CallFailure::AllTrunksFailed });
+                self.events.push_back(Event::CallFailed {
+                    call: call.id,
+                    at: now,
+                    status,
+                    reason: CallFailure::AllTrunksFailed,
+                });
             }
         }
         self.maybe_finish_call(ck);
@@ -1223,8 +1428,16 @@ impl Proxy {
         let branch = self.clients[client].txn.branch.clone();
         let key = (branch.clone(), Bytes::from_static(b"CANCEL"));
         let txn = ClientTxn::new(now, Kind::NonInvite, cancel, peer, branch, self.cfg.timers);
-        let k = self.clients.insert(ClientEntry { txn, key: key.clone(), call: ck, attempt: ai, is_cancel: true, armed: None });
+        let k = self.clients.insert(ClientEntry {
+            txn,
+            key: key.clone(),
+            call: ck,
+            attempt: ai,
+            is_cancel: true,
+            armed: None,
+        });
         self.client_index.insert(key, k);
+        self.calls[ck].clients_live += 1;
         self.send(peer, bytes, trunk);
         self.arm_client(k);
     }
@@ -1234,8 +1447,7 @@ impl Proxy {
             return;
         };
         let server_gone = !self.servers.contains(call.server);
-        let clients_gone = call.attempts.iter().all(|a| a.client.is_none())
-            && !self.clients.iter().any(|(_, e)| e.call == ck);
+        let clients_gone = call.clients_live == 0;
         if server_gone && clients_gone {
             let call = self.calls.remove(ck);
             for a in call.attempts {
@@ -1273,7 +1485,11 @@ impl Proxy {
             let e = &self.clients[k];
             (e.txn.peer, e.call, e.attempt, e.is_cancel)
         };
-        let trunk = self.calls.get(call).and_then(|c| c.attempts.get(attempt)).and_then(|a| a.trunk);
+        let trunk = self
+            .calls
+            .get(call)
+            .and_then(|c| c.attempts.get(attempt))
+            .and_then(|a| a.trunk);
         if let Some(ack) = ack {
             self.send(peer, ack, trunk);
         }
@@ -1298,7 +1514,12 @@ impl Proxy {
         if state == AttemptState::Abandoned {
             if tracked {
                 if let Some(t) = trunk {
-                    self.events.push_back(Event::LateResponse { call: call_id, at: now, trunk: t, status: code });
+                    self.events.push_back(Event::LateResponse {
+                        call: call_id,
+                        at: now,
+                        trunk: t,
+                        status: code,
+                    });
                 }
             }
             if code < 200 {
@@ -1343,7 +1564,8 @@ impl Proxy {
             }
             101..=199 => {
                 let a = &mut self.calls[ck].attempts[ai];
-                let first_progress = matches!(a.state, AttemptState::Pending | AttemptState::Trying);
+                let first_progress =
+                    matches!(a.state, AttemptState::Pending | AttemptState::Trying);
                 a.state = AttemptState::Ringing;
                 a.failover_at = None;
                 a.progress_at = None;
@@ -1416,7 +1638,12 @@ impl Proxy {
                         self.calls[ck].state = CallState::Finished;
                         self.relay(now, ck, m);
                         if tracked {
-                            self.events.push_back(Event::CallFailed { call: call_id, at: now, status: code, reason: CallFailure::Rejected });
+                            self.events.push_back(Event::CallFailed {
+                                call: call_id,
+                                at: now,
+                                status: code,
+                                reason: CallFailure::Rejected,
+                            });
                         }
                     }
                     CallState::Connected | CallState::Finished => {}
@@ -1449,14 +1676,22 @@ impl Proxy {
         if self.calls[ck].ends_dialog {
             self.end_dialog(ck);
         }
-        if !first || matches!(self.calls[ck].state, CallState::Finished) && self.calls[ck].kind != Kind::Invite {
+        if !first
+            || matches!(self.calls[ck].state, CallState::Finished)
+                && self.calls[ck].kind != Kind::Invite
+        {
             return;
         }
         self.calls[ck].state = CallState::Connected;
         let call = &self.calls[ck];
         if call.tracked {
             if let Some(t) = call.attempts[ai].trunk {
-                self.events.push_back(Event::CallConnected { call: call.id, at: now, trunk: t, setup: now - call.started });
+                self.events.push_back(Event::CallConnected {
+                    call: call.id,
+                    at: now,
+                    trunk: t,
+                    setup: now - call.started,
+                });
             }
         }
         for other in 0..self.calls[ck].attempts.len() {
@@ -1464,7 +1699,12 @@ impl Proxy {
                 let a = &mut self.calls[ck].attempts[other];
                 a.failover_at = None;
                 a.progress_at = None;
-                self.cancel_attempt(now, ck, other, Bytes::from_static(b"SIP;cause=200;text=\"Call completed elsewhere\""));
+                self.cancel_attempt(
+                    now,
+                    ck,
+                    other,
+                    Bytes::from_static(b"SIP;cause=200;text=\"Call completed elsewhere\""),
+                );
             }
         }
         self.arm_call(ck);
@@ -1491,7 +1731,15 @@ impl Proxy {
     }
 
     /// Send a locally generated response on server transaction `sk`.
-    fn respond(&mut self, now: Instant, sk: usize, code: u16, phrase: &str, ck: Option<usize>, extra: &[(HeaderName, &[u8])]) {
+    fn respond(
+        &mut self,
+        now: Instant,
+        sk: usize,
+        code: u16,
+        phrase: &str,
+        ck: Option<usize>,
+        extra: &[(HeaderName, &[u8])],
+    ) {
         let Some(s) = self.servers.get(sk) else {
             return;
         };
@@ -1524,7 +1772,12 @@ impl Proxy {
                 483 => "too many hops",
                 _ => "refused",
             };
-            self.events.push_back(Event::Rejected { at: now, from, status: Some(code), reason });
+            self.events.push_back(Event::Rejected {
+                at: now,
+                from,
+                status: Some(code),
+                reason,
+            });
         }
         self.arm_server(sk);
     }
@@ -1542,11 +1795,20 @@ fn call_info(m: &Message, emergency: Option<EmergencyRule>, route: &str, source:
         call_id: m.call_id().map(|c| b.slice_ref(c)).unwrap_or_default(),
         from_uri: from.map(|f| b.slice_ref(f.uri_text)).unwrap_or_default(),
         from_display: from.and_then(|f| f.display_name).map(|d| b.slice_ref(d)),
-        asserted_identities: m.values(HeaderName::PAssertedIdentity).map(|(_, v)| b.slice_ref(v)).collect(),
-        dialled: m.request_uri_bytes().map(|u| b.slice_ref(u)).unwrap_or_default(),
+        asserted_identities: m
+            .values(HeaderName::PAssertedIdentity)
+            .map(|(_, v)| b.slice_ref(v))
+            .collect(),
+        dialled: m
+            .request_uri_bytes()
+            .map(|u| b.slice_ref(u))
+            .unwrap_or_default(),
         emergency,
         location: Location {
-            geolocation: m.values(HeaderName::Geolocation).map(|(_, v)| b.slice_ref(v)).collect(),
+            geolocation: m
+                .values(HeaderName::Geolocation)
+                .map(|(_, v)| b.slice_ref(v))
+                .collect(),
             pidf_lo,
         },
         route: route.to_string(),
@@ -1555,6 +1817,6 @@ fn call_info(m: &Message, emergency: Option<EmergencyRule>, route: &str, source:
 }
 
 fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
+    hay.windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
 }
-

@@ -172,7 +172,14 @@ pub(crate) struct ClientTxn {
 
 impl ClientTxn {
     /// Start a transaction; the caller sends `request` now.
-    pub(crate) fn new(now: Instant, kind: Kind, request: Message, peer: Peer, branch: Bytes, timers: Timers) -> Self {
+    pub(crate) fn new(
+        now: Instant,
+        kind: Kind,
+        request: Message,
+        peer: Peer,
+        branch: Bytes,
+        timers: Timers,
+    ) -> Self {
         let reliable = peer.transport.reliable();
         Self {
             kind,
@@ -198,7 +205,14 @@ impl ClientTxn {
 
     /// The earliest instant a timer is due.
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        [self.retransmit.map(|r| r.0), self.timeout_at, self.linger_until].into_iter().flatten().min()
+        [
+            self.retransmit.map(|r| r.0),
+            self.timeout_at,
+            self.linger_until,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn linger(&mut self, now: Instant, d: Duration) {
@@ -209,7 +223,11 @@ impl ClientTxn {
 
     /// A response matched this transaction. Returns whether to pass it up and,
     /// for INVITE, the ACK to send (non-2xx finals, §17.1.1.3).
-    pub(crate) fn on_response(&mut self, now: Instant, resp: &Message) -> (ClientEvent, Option<Bytes>) {
+    pub(crate) fn on_response(
+        &mut self,
+        now: Instant,
+        resp: &Message,
+    ) -> (ClientEvent, Option<Bytes>) {
         let Some(code) = resp.status() else {
             return (ClientEvent::Absorb, None);
         };
@@ -230,7 +248,11 @@ impl ClientTxn {
                 }
                 _ => {
                     self.state = ClientState::Completed;
-                    let d = if reliable { Duration::ZERO } else { Duration::from_secs(32) };
+                    let d = if reliable {
+                        Duration::ZERO
+                    } else {
+                        Duration::from_secs(32)
+                    };
                     self.linger(now, d); // Timer D
                     self.ack = build_ack(&self.request, resp);
                     (ClientEvent::PassUp, self.ack.clone())
@@ -243,7 +265,11 @@ impl ClientTxn {
             }
             (Kind::Invite, ClientState::Accepted) => {
                 // 2xx retransmissions go up so the caller can ACK them (RFC 6026).
-                let ev = if (200..300).contains(&code) { ClientEvent::PassUp } else { ClientEvent::Absorb };
+                let ev = if (200..300).contains(&code) {
+                    ClientEvent::PassUp
+                } else {
+                    ClientEvent::Absorb
+                };
                 (ev, None)
             }
             (Kind::NonInvite, ClientState::Calling | ClientState::Proceeding) => {
@@ -255,12 +281,18 @@ impl ClientTxn {
                     }
                 } else {
                     self.state = ClientState::Completed;
-                    let k = if reliable { Duration::ZERO } else { self.timers.t4 };
+                    let k = if reliable {
+                        Duration::ZERO
+                    } else {
+                        self.timers.t4
+                    };
                     self.linger(now, k); // Timer K
                 }
                 (ClientEvent::PassUp, None)
             }
-            (Kind::NonInvite, ClientState::Completed | ClientState::Accepted) => (ClientEvent::Absorb, None),
+            (Kind::NonInvite, ClientState::Completed | ClientState::Accepted) => {
+                (ClientEvent::Absorb, None)
+            }
         }
     }
 
@@ -313,14 +345,17 @@ impl ClientTxn {
 pub(crate) fn build_ack(invite: &Message, resp: &Message) -> Option<Bytes> {
     let mut w = MessageWriter::request("ACK", invite.request_uri_bytes()?).ok()?;
     let via = invite.header(HeaderName::Via)?;
-    let top = lifeline_sip::split_values(via.value, via.value_offset).next()?.1;
+    let top = lifeline_sip::split_values(via.value, via.value_offset)
+        .next()?
+        .1;
     w.header(HeaderName::Via, top).ok()?;
     w.header(HeaderName::MaxForwards, b"70").ok()?;
     copy(&mut w, invite, HeaderName::From)?;
     copy(&mut w, resp, HeaderName::To)?;
     copy(&mut w, invite, HeaderName::CallId)?;
     let cseq = invite.cseq().ok()?;
-    w.header(HeaderName::CSeq, format!("{} ACK", cseq.seq).as_bytes()).ok()?;
+    w.header(HeaderName::CSeq, format!("{} ACK", cseq.seq).as_bytes())
+        .ok()?;
     for h in invite.headers().filter(|h| h.name == HeaderName::Route) {
         w.raw_header(h.raw_name, h.value).ok()?;
     }
@@ -332,14 +367,17 @@ pub(crate) fn build_ack(invite: &Message, resp: &Message) -> Option<Bytes> {
 pub(crate) fn build_cancel(invite: &Message, reason: Option<&[u8]>) -> Option<Bytes> {
     let mut w = MessageWriter::request("CANCEL", invite.request_uri_bytes()?).ok()?;
     let via = invite.header(HeaderName::Via)?;
-    let top = lifeline_sip::split_values(via.value, via.value_offset).next()?.1;
+    let top = lifeline_sip::split_values(via.value, via.value_offset)
+        .next()?
+        .1;
     w.header(HeaderName::Via, top).ok()?;
     w.header(HeaderName::MaxForwards, b"70").ok()?;
     copy(&mut w, invite, HeaderName::From)?;
     copy(&mut w, invite, HeaderName::To)?;
     copy(&mut w, invite, HeaderName::CallId)?;
     let cseq = invite.cseq().ok()?;
-    w.header(HeaderName::CSeq, format!("{} CANCEL", cseq.seq).as_bytes()).ok()?;
+    w.header(HeaderName::CSeq, format!("{} CANCEL", cseq.seq).as_bytes())
+        .ok()?;
     for h in invite.headers().filter(|h| h.name == HeaderName::Route) {
         w.raw_header(h.raw_name, h.value).ok()?;
     }
@@ -502,7 +540,14 @@ impl ServerTxn {
     }
 
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        [self.retransmit.map(|r| r.0), self.ack_deadline, self.linger_until].into_iter().flatten().min()
+        [
+            self.retransmit.map(|r| r.0),
+            self.ack_deadline,
+            self.linger_until,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Whether a final response has been sent.
@@ -516,20 +561,27 @@ impl ServerTxn {
         let reliable = self.peer.transport.reliable();
         match (self.kind, self.state) {
             (_, ServerState::Proceeding) if code < 200 => {}
-            (Kind::Invite, ServerState::Proceeding | ServerState::Accepted) if (200..300).contains(&code) => {
+            (Kind::Invite, ServerState::Proceeding | ServerState::Accepted)
+                if (200..300).contains(&code) =>
+            {
                 self.state = ServerState::Accepted;
                 self.linger_until = Some(now + self.timers.t1x64()); // Timer L
             }
             (Kind::Invite, ServerState::Proceeding) => {
                 self.state = ServerState::Completed;
                 if !reliable {
-                    self.retransmit = Some((now + self.timers.t1, self.timers.t1)); // Timer G
+                    self.retransmit = Some((now + self.timers.t1, self.timers.t1));
+                    // Timer G
                 }
                 self.ack_deadline = Some(now + self.timers.t1x64()); // Timer H
             }
             (Kind::NonInvite, ServerState::Proceeding) => {
                 self.state = ServerState::Completed;
-                let j = if reliable { Duration::ZERO } else { self.timers.t1x64() };
+                let j = if reliable {
+                    Duration::ZERO
+                } else {
+                    self.timers.t1x64()
+                };
                 self.linger_until = Some(now + j); // Timer J
             }
             _ => return None,
@@ -552,7 +604,11 @@ impl ServerTxn {
             self.state = ServerState::Confirmed;
             self.retransmit = None;
             self.ack_deadline = None;
-            let i = if self.peer.transport.reliable() { Duration::ZERO } else { self.timers.t4 };
+            let i = if self.peer.transport.reliable() {
+                Duration::ZERO
+            } else {
+                self.timers.t4
+            };
             self.linger_until = Some(now + i); // Timer I
         }
     }
@@ -604,14 +660,24 @@ mod tests {
     }
 
     fn peer() -> Peer {
-        Peer { addr: "192.0.2.10:5060".parse().unwrap(), transport: Transport::Udp }
+        Peer {
+            addr: "192.0.2.10:5060".parse().unwrap(),
+            transport: Transport::Udp,
+        }
     }
 
     #[test]
     fn invite_client_retransmits_then_times_out() {
         let t0 = Instant::now();
         let timers = Timers::default();
-        let mut tx = ClientTxn::new(t0, Kind::Invite, invite(), peer(), Bytes::from_static(b"z9hG4bKgw1"), timers);
+        let mut tx = ClientTxn::new(
+            t0,
+            Kind::Invite,
+            invite(),
+            peer(),
+            Bytes::from_static(b"z9hG4bKgw1"),
+            timers,
+        );
         let mut sends = vec![];
         let now = loop {
             let now = tx.deadline().unwrap();
@@ -622,14 +688,24 @@ mod tests {
             }
         };
         // Timer A: 500 ms doubling; Timer B at 64*T1 = 32 s.
-        assert_eq!(sends, vec![ms(500), ms(1500), ms(3500), ms(7500), ms(15500), ms(31500)]);
+        assert_eq!(
+            sends,
+            vec![ms(500), ms(1500), ms(3500), ms(7500), ms(15500), ms(31500)]
+        );
         assert_eq!(now - t0, Duration::from_secs(32));
     }
 
     #[test]
     fn invite_client_acks_non_2xx_and_absorbs_retransmissions() {
         let t0 = Instant::now();
-        let mut tx = ClientTxn::new(t0, Kind::Invite, invite(), peer(), Bytes::new(), Timers::default());
+        let mut tx = ClientTxn::new(
+            t0,
+            Kind::Invite,
+            invite(),
+            peer(),
+            Bytes::new(),
+            Timers::default(),
+        );
         assert_eq!(tx.on_response(t0, &resp(100)).0, ClientEvent::PassUp);
         assert_eq!(tx.state, ClientState::Proceeding);
         assert_eq!(tx.deadline(), None, "no Timer A/B in Proceeding");
@@ -647,13 +723,24 @@ mod tests {
         let (ev, again) = tx.on_response(t0 + ms(10), &resp(503));
         assert_eq!(ev, ClientEvent::Absorb);
         assert!(again.is_some(), "ACK resent");
-        assert_eq!(tx.on_timer(t0 + Duration::from_secs(32)), ClientTimer::Terminated, "Timer D");
+        assert_eq!(
+            tx.on_timer(t0 + Duration::from_secs(32)),
+            ClientTimer::Terminated,
+            "Timer D"
+        );
     }
 
     #[test]
     fn invite_client_passes_2xx_retransmissions() {
         let t0 = Instant::now();
-        let mut tx = ClientTxn::new(t0, Kind::Invite, invite(), peer(), Bytes::new(), Timers::default());
+        let mut tx = ClientTxn::new(
+            t0,
+            Kind::Invite,
+            invite(),
+            peer(),
+            Bytes::new(),
+            Timers::default(),
+        );
         assert_eq!(tx.on_response(t0, &resp(200)), (ClientEvent::PassUp, None));
         assert_eq!(tx.on_response(t0, &resp(200)), (ClientEvent::PassUp, None));
         assert_eq!(tx.on_response(t0, &resp(180)), (ClientEvent::Absorb, None));
@@ -663,7 +750,14 @@ mod tests {
     #[test]
     fn non_invite_client_caps_at_t2() {
         let t0 = Instant::now();
-        let mut tx = ClientTxn::new(t0, Kind::NonInvite, invite(), peer(), Bytes::new(), Timers::default());
+        let mut tx = ClientTxn::new(
+            t0,
+            Kind::NonInvite,
+            invite(),
+            peer(),
+            Bytes::new(),
+            Timers::default(),
+        );
         let mut sends = vec![];
         while let Some(d) = tx.deadline() {
             match tx.on_timer(d) {
@@ -672,30 +766,66 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
-        assert_eq!(&sends[..6], &[ms(500), ms(1500), ms(3500), ms(7500), ms(11500), ms(15500)]);
+        assert_eq!(
+            &sends[..6],
+            &[ms(500), ms(1500), ms(3500), ms(7500), ms(11500), ms(15500)]
+        );
     }
 
     #[test]
     fn invite_server_retransmits_final_until_ack() {
         let t0 = Instant::now();
         let mut st = ServerTxn::new(Kind::Invite, invite(), peer(), Timers::default());
-        assert!(st.send_response(t0, 100, Bytes::from_static(b"100")).is_some());
+        assert!(st
+            .send_response(t0, 100, Bytes::from_static(b"100"))
+            .is_some());
         assert_eq!(st.on_retransmission(), Some(Bytes::from_static(b"100")));
-        assert!(st.send_response(t0, 503, Bytes::from_static(b"503")).is_some());
-        assert!(st.send_response(t0, 500, Bytes::from_static(b"500")).is_none(), "one final only");
-        assert_eq!(st.on_timer(t0 + ms(500)), ServerTimer::Retransmit(Bytes::from_static(b"503")));
-        assert_eq!(st.on_timer(t0 + ms(1500)), ServerTimer::Retransmit(Bytes::from_static(b"503")));
+        assert!(st
+            .send_response(t0, 503, Bytes::from_static(b"503"))
+            .is_some());
+        assert!(
+            st.send_response(t0, 500, Bytes::from_static(b"500"))
+                .is_none(),
+            "one final only"
+        );
+        assert_eq!(
+            st.on_timer(t0 + ms(500)),
+            ServerTimer::Retransmit(Bytes::from_static(b"503"))
+        );
+        assert_eq!(
+            st.on_timer(t0 + ms(1500)),
+            ServerTimer::Retransmit(Bytes::from_static(b"503"))
+        );
         st.on_ack(t0 + ms(1600));
         assert_eq!(st.state, ServerState::Confirmed);
-        assert_eq!(st.on_timer(t0 + ms(1600) + Duration::from_secs(5)), ServerTimer::Terminated, "Timer I = T4");
+        assert_eq!(
+            st.on_timer(t0 + ms(1600) + Duration::from_secs(5)),
+            ServerTimer::Terminated,
+            "Timer I = T4"
+        );
     }
 
     #[test]
     fn invite_server_gives_up_without_ack() {
         let t0 = Instant::now();
-        let mut st = ServerTxn::new(Kind::Invite, invite(), Peer { transport: Transport::Tcp, ..peer() }, Timers::default());
+        let mut st = ServerTxn::new(
+            Kind::Invite,
+            invite(),
+            Peer {
+                transport: Transport::Tcp,
+                ..peer()
+            },
+            Timers::default(),
+        );
         st.send_response(t0, 486, Bytes::from_static(b"486"));
-        assert_eq!(st.deadline(), Some(t0 + Duration::from_secs(32)), "reliable: no Timer G, Timer H only");
-        assert_eq!(st.on_timer(t0 + Duration::from_secs(32)), ServerTimer::AckTimeout);
+        assert_eq!(
+            st.deadline(),
+            Some(t0 + Duration::from_secs(32)),
+            "reliable: no Timer G, Timer H only"
+        );
+        assert_eq!(
+            st.on_timer(t0 + Duration::from_secs(32)),
+            ServerTimer::AckTimeout
+        );
     }
 }
