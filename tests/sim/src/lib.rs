@@ -231,6 +231,11 @@ impl CallerCall {
     }
 }
 
+/// A packet in flight: (arrival, sequence, from, to, bytes).
+type InFlight = (Instant, u64, SocketAddr, SocketAddr, Bytes);
+/// A scripted trunk response: (due, sequence, trunk, INVITE branch, status).
+type TrunkAction = (Instant, u64, String, Bytes, u16);
+
 /// The whole simulation.
 #[derive(Debug)]
 pub struct Sim {
@@ -247,9 +252,9 @@ pub struct Sim {
     /// The caller.
     pub caller: Caller,
     /// In flight: (arrival, seq, from, to, bytes).
-    in_flight: BinaryHeap<Reverse<(Instant, u64, SocketAddr, SocketAddr, Bytes)>>,
+    in_flight: BinaryHeap<Reverse<InFlight>>,
     /// Scripted trunk responses: (due, seq, trunk, branch, status).
-    trunk_actions: BinaryHeap<Reverse<(Instant, u64, String, Bytes, u16)>>,
+    trunk_actions: BinaryHeap<Reverse<TrunkAction>>,
     seq: u64,
     /// What happened.
     pub trace: Trace,
