@@ -25,6 +25,13 @@ fn bench_fixture(c: &mut Criterion, group: &str, bytes: &'static [u8]) {
         b.iter(|| common::lifeline_validate(black_box(&buf)))
     });
     g.bench_function("rsip", |b| b.iter(|| common::rsip(black_box(bytes))));
+    // Parse alone, to show where the time goes.
+    g.bench_function("lifeline/parse", |b| {
+        b.iter(|| common::lifeline_parse(black_box(&buf)))
+    });
+    g.bench_function("rsip/parse", |b| {
+        b.iter(|| common::rsip_parse(black_box(bytes)))
+    });
     g.finish();
 }
 

@@ -3,8 +3,8 @@
 //! allocator; it lives in this binary, not in `count_parse`, so that the
 //! instruction counts taken from `count_parse` carry no counting overhead.
 //!
-//! Usage: `count_allocs <lifeline|lifeline-validate|rsip> <fixture> [iterations]`
-//! (fixture names as for `count_parse`). One warm-up message is not counted;
+//! Usage: `count_allocs <parser> <fixture> [iterations]`
+//! (parser and fixture names as for `count_parse`). One warm-up message is not counted;
 //! the output is allocations (and bytes) per message over the next
 //! `iterations` (default 1000).
 
@@ -69,9 +69,7 @@ fn main() -> ExitCode {
             }
         },
         _ => {
-            eprintln!(
-                "usage: count_allocs <lifeline|lifeline-validate|rsip> <fixture> [iterations]"
-            );
+            eprintln!("usage: count_allocs <parser> <fixture> [iterations]");
             return ExitCode::from(2);
         }
     };
@@ -84,7 +82,10 @@ fn main() -> ExitCode {
         Some(match parser.as_str() {
             "lifeline" => common::lifeline(black_box(buf)),
             "lifeline-validate" => common::lifeline_validate(black_box(buf)),
+            "lifeline-parse" => common::lifeline_parse(black_box(buf)),
+            "lifeline-key" => common::lifeline_key(black_box(buf)),
             "rsip" => common::rsip(black_box(bytes)),
+            "rsip-parse" => common::rsip_parse(black_box(bytes)),
             _ => return None,
         })
     };

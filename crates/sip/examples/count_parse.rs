@@ -12,8 +12,11 @@
 //! Instructions per message = (total(1001) - total(1)) / 1000, which cancels
 //! process start-up and the first message's one-off costs.
 //!
-//! Usage: `count_parse <lifeline|lifeline-validate|rsip> <fixture> <iterations>`
-//! where `<fixture>` is `emergency-invite` (the 999 form both parsers accept),
+//! Usage: `count_parse <parser> <fixture> <iterations>` where `<parser>` is
+//! `lifeline` (parse + header scan + transaction key), `lifeline-validate`
+//! (the same plus `validate`), `rsip` (the same work through rsip), or one
+//! step alone: `lifeline-parse`, `lifeline-key` (parse + key), `rsip-parse`;
+//! and `<fixture>` is `emergency-invite` (the 999 form both parsers accept),
 //! `emergency-invite-urn`, `ringing-180`, or a path to a message file.
 //!
 //! This binary has no counting allocator, so the instruction counts are not
@@ -30,7 +33,7 @@ mod common;
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [parser, fixture, iterations] = args.as_slice() else {
-        eprintln!("usage: count_parse <lifeline|lifeline-validate|rsip> <fixture> <iterations>");
+        eprintln!("usage: count_parse <parser> <fixture> <iterations>");
         return ExitCode::from(2);
     };
     let Some(bytes) = load(fixture) else {
@@ -47,7 +50,10 @@ fn main() -> ExitCode {
         sum = sum.wrapping_add(match parser.as_str() {
             "lifeline" => common::lifeline(black_box(&buf)),
             "lifeline-validate" => common::lifeline_validate(black_box(&buf)),
+            "lifeline-parse" => common::lifeline_parse(black_box(&buf)),
+            "lifeline-key" => common::lifeline_key(black_box(&buf)),
             "rsip" => common::rsip(black_box(bytes)),
+            "rsip-parse" => common::rsip_parse(black_box(bytes)),
             other => {
                 eprintln!("unknown parser {other:?}");
                 return ExitCode::from(2);

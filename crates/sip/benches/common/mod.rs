@@ -12,6 +12,8 @@
 //!
 //! `lifeline_validate` adds [`lifeline_sip::validate`] (every Via, From, To,
 //! Contact, Route, Record-Route value parsed; mandatory headers checked).
+//! `*_parse` do step 1 only and `lifeline_key` steps 1 and 3, to show where
+//! the instructions go.
 
 // Each includer uses a different subset.
 #![allow(dead_code)]
@@ -61,12 +63,29 @@ pub(crate) fn lifeline_validate(buf: &Bytes) -> usize {
     lifeline_scan_and_key(&m)
 }
 
+/// lifeline, step 1 only: parse.
+pub(crate) fn lifeline_parse(buf: &Bytes) -> usize {
+    let m = Message::parse(buf.clone()).expect("lifeline parses the fixture");
+    black_box(&m);
+    m.as_bytes().len()
+}
+
+/// lifeline, steps 1 and 3: parse and extract the key, no header scan.
+pub(crate) fn lifeline_key(buf: &Bytes) -> usize {
+    let m = Message::parse(buf.clone()).expect("lifeline parses the fixture");
+    lifeline_key_of(&m)
+}
+
 fn lifeline_scan_and_key(m: &Message) -> usize {
     let mut n = 0;
     for h in m.headers() {
         black_box((h.name, h.raw_name, h.value));
         n += h.raw_name.len() + h.value.len();
     }
+    n + lifeline_key_of(m)
+}
+
+fn lifeline_key_of(m: &Message) -> usize {
     let via = m.top_via().expect("top Via parses");
     let branch = via.branch().expect("top Via has a branch");
     let cseq = m.cseq().expect("CSeq parses");
@@ -75,7 +94,14 @@ fn lifeline_scan_and_key(m: &Message) -> usize {
     let to = m.to().expect("To parses");
     let key = (branch, cseq.seq, cseq.method, call_id, from.tag(), to.tag());
     black_box(&key);
-    n + branch.len() + call_id.len() + cseq.method.len()
+    branch.len() + call_id.len() + cseq.method.len()
+}
+
+/// rsip, step 1 only: parse.
+pub(crate) fn rsip_parse(buf: &[u8]) -> usize {
+    let m = rsip::SipMessage::try_from(buf).expect("rsip parses the fixture");
+    black_box(&m);
+    m.body().len()
 }
 
 /// rsip: parse, scan all headers, extract the same transaction key through
