@@ -153,7 +153,7 @@ struct Attempt {
     /// A CANCEL to send once a provisional arrives (RFC 3261 §9.1).
     cancel_wanted: Option<Bytes>,
     cancel_sent: bool,
-    dialog: Option<usize>,
+    dialog: Option<DialogRef>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -170,14 +170,16 @@ enum Target {
     Fixed {
         peer: Peer,
         trunk: Option<TrunkId>,
-        dialog: usize,
+        dialog: DialogRef,
     },
 }
 
 #[derive(Debug)]
 struct Call {
     id: CallRef,
-    server: usize,
+    /// The server transaction, until it ends (slab keys are reused: never
+    /// keep a key past the entry's removal).
+    server: Option<usize>,
     kind: Kind,
     tracked: bool,
     emergency: Option<EmergencyRule>,
@@ -193,6 +195,9 @@ struct Call {
     clients_live: u32,
     armed: Option<Instant>,
 }
+
+/// A dialog's slab key and nonce: a key alone may have been reused.
+type DialogRef = (usize, u32);
 
 #[derive(Debug)]
 struct Dialog {
@@ -617,6 +622,11 @@ impl Proxy {
             self.server_index.remove(&e.key);
         }
         if let Some(ck) = e.call {
+            if let Some(c) = self.calls.get_mut(ck) {
+                if c.server == Some(k) {
+                    c.server = None;
+                }
+            }
             self.maybe_finish_call(ck);
         }
     }
@@ -855,7 +865,7 @@ impl Proxy {
     fn route_request(&mut self, now: Instant, sk: usize, from: Peer, m: Message) {
         let method = m.method().unwrap_or(Method::Other);
         // In-dialog: our Record-Route token on top.
-        if let Some((dk, _)) = self.our_route(&m) {
+        if let Some((dk, dn)) = self.our_route(&m) {
             if matches!(m.max_forwards(), Ok(Some(0))) {
                 self.respond(now, sk, 483, "Too Many Hops", None, &[]);
                 return;
@@ -873,7 +883,7 @@ impl Proxy {
                 Target::Fixed {
                     peer,
                     trunk,
-                    dialog: dk,
+                    dialog: (dk, dn),
                 },
                 ends,
             );
@@ -1060,7 +1070,7 @@ impl Proxy {
         let to_tag = self.new_tag();
         let ck = self.calls.insert(Call {
             id,
-            server: sk,
+            server: Some(sk),
             kind,
             tracked,
             emergency,
@@ -1124,7 +1134,9 @@ impl Proxy {
     }
 
     fn start_attempt(&mut self, now: Instant, ck: usize, peer: Peer, trunk: Option<TrunkId>) {
-        let sk = self.calls[ck].server;
+        let Some(sk) = self.calls[ck].server else {
+            return;
+        };
         let m = self.servers[sk].txn.request.clone();
         let kind = self.calls[ck].kind;
         let target = self.calls[ck].target;
@@ -1158,7 +1170,7 @@ impl Proxy {
                     armed: None,
                 });
                 self.arm_dialog(dk);
-                dialog = Some(dk);
+                dialog = Some((dk, dnonce));
                 record_route = Some(format!("<sip:{};lr;ll={dk}.{dnonce:08x}>", self.advertise));
             }
         }
@@ -1183,8 +1195,8 @@ impl Proxy {
         let out = match (built, Message::parse(e.to_bytes())) {
             (true, Ok(out)) => out,
             _ => {
-                if let Some(dk) = dialog {
-                    self.dialogs.try_remove(dk);
+                if let Some(d) = dialog {
+                    self.drop_dialog(d);
                 }
                 self.respond(now, sk, 500, "Server Internal Error", None, &[]);
                 self.calls[ck].state = CallState::Finished;
@@ -1287,8 +1299,8 @@ impl Proxy {
         a.failover_at = None;
         a.progress_at = None;
         a.timer_c = None;
-        if let Some(dk) = a.dialog.take() {
-            self.dialogs.try_remove(dk);
+        if let Some(d) = a.dialog.take() {
+            self.drop_dialog(d);
         }
         if was_abandoned {
             return; // already reported and replaced
@@ -1305,11 +1317,10 @@ impl Proxy {
                 }
             }
             CallState::Cancelled => {
-                let sk = self.calls[ck].server;
-                if self.servers.get(sk).is_some_and(|s| !s.txn.has_final())
-                    && self.live_attempts(ck) == 0
-                {
-                    self.respond(now, sk, 487, "Request Terminated", None, &[]);
+                if let Some(sk) = self.unanswered_server(ck) {
+                    if self.live_attempts(ck) == 0 {
+                        self.respond(now, sk, 487, "Request Terminated", Some(ck), &[]);
+                    }
                 }
             }
             CallState::Connected | CallState::Finished => {}
@@ -1358,10 +1369,18 @@ impl Proxy {
         }
     }
 
+    /// The call's server transaction, if it is still waiting for a final response.
+    fn unanswered_server(&self, ck: usize) -> Option<usize> {
+        let sk = self.calls.get(ck)?.server?;
+        self.servers
+            .get(sk)
+            .is_some_and(|s| !s.txn.has_final())
+            .then_some(sk)
+    }
+
     fn finish_failed(&mut self, now: Instant, ck: usize) {
-        let sk = self.calls[ck].server;
         self.calls[ck].state = CallState::Finished;
-        if self.servers.get(sk).is_some_and(|s| !s.txn.has_final()) {
+        if let Some(sk) = self.unanswered_server(ck) {
             let af = self.cfg.all_failed.clone();
             let retry = af.retry_after.map(|r| r.to_string());
             let extra: Vec<(HeaderName, &[u8])> = retry
@@ -1425,6 +1444,8 @@ impl Proxy {
         let Ok(cancel) = Message::parse(bytes.clone()) else {
             return;
         };
+        self.clients[client].txn.on_cancel_sent(now);
+        self.arm_client(client);
         let branch = self.clients[client].txn.branch.clone();
         let key = (branch.clone(), Bytes::from_static(b"CANCEL"));
         let txn = ClientTxn::new(now, Kind::NonInvite, cancel, peer, branch, self.cfg.timers);
@@ -1446,13 +1467,17 @@ impl Proxy {
         let Some(call) = self.calls.get(ck) else {
             return;
         };
-        let server_gone = !self.servers.contains(call.server);
+        let server_gone = call.server.is_none();
         let clients_gone = call.clients_live == 0;
         if server_gone && clients_gone {
             let call = self.calls.remove(ck);
             for a in call.attempts {
-                if let Some(dk) = a.dialog {
-                    if self.dialogs.get(dk).is_some_and(|d| !d.confirmed) {
+                if let Some((dk, n)) = a.dialog {
+                    if self
+                        .dialogs
+                        .get(dk)
+                        .is_some_and(|d| d.nonce == n && !d.confirmed)
+                    {
                         self.dialogs.remove(dk);
                     }
                 }
@@ -1533,8 +1558,8 @@ impl Proxy {
                 self.answered(now, ck, ai, m);
             } else {
                 self.calls[ck].attempts[ai].state = AttemptState::Done;
-                if let Some(dk) = self.calls[ck].attempts[ai].dialog.take() {
-                    self.dialogs.try_remove(dk);
+                if let Some(d) = self.calls[ck].attempts[ai].dialog.take() {
+                    self.drop_dialog(d);
                 }
             }
             return;
@@ -1613,8 +1638,8 @@ impl Proxy {
                 a.failover_at = None;
                 a.progress_at = None;
                 a.timer_c = None;
-                if let Some(dk) = a.dialog.take() {
-                    self.dialogs.try_remove(dk);
+                if let Some(d) = a.dialog.take() {
+                    self.drop_dialog(d);
                 }
                 if was_waiting && !failover {
                     if let Some(t) = trunk {
@@ -1624,8 +1649,7 @@ impl Proxy {
                 match self.calls[ck].state {
                     CallState::Cancelled => {
                         if self.live_attempts(ck) == 0 {
-                            let sk = self.calls[ck].server;
-                            if self.servers.get(sk).is_some_and(|s| !s.txn.has_final()) {
+                            if let Some(sk) = self.unanswered_server(ck) {
                                 if code == 487 {
                                     self.relay(now, ck, m);
                                 } else {
@@ -1658,7 +1682,14 @@ impl Proxy {
 
     fn end_dialog(&mut self, ck: usize) {
         if let Target::Fixed { dialog, .. } = self.calls[ck].target {
-            self.dialogs.try_remove(dialog);
+            self.drop_dialog(dialog);
+        }
+    }
+
+    /// Remove a dialog if the key still names it.
+    fn drop_dialog(&mut self, (dk, nonce): DialogRef) {
+        if self.dialogs.get(dk).is_some_and(|d| d.nonce == nonce) {
+            self.dialogs.remove(dk);
         }
     }
 
@@ -1666,12 +1697,12 @@ impl Proxy {
     fn answered(&mut self, now: Instant, ck: usize, ai: usize, m: &Message) {
         let first = self.calls[ck].state != CallState::Connected;
         self.relay(now, ck, m);
-        if let Some(dk) = self.calls[ck].attempts[ai].dialog {
-            if let Some(d) = self.dialogs.get_mut(dk) {
+        if let Some((dk, n)) = self.calls[ck].attempts[ai].dialog {
+            if let Some(d) = self.dialogs.get_mut(dk).filter(|d| d.nonce == n) {
                 d.confirmed = true;
                 d.expires = now + self.cfg.dialog_max_age;
+                self.arm_dialog(dk);
             }
-            self.arm_dialog(dk);
         }
         if self.calls[ck].ends_dialog {
             self.end_dialog(ck);
@@ -1712,7 +1743,9 @@ impl Proxy {
 
     /// Forward a response to the caller through the call's server transaction.
     fn relay(&mut self, now: Instant, ck: usize, m: &Message) {
-        let sk = self.calls[ck].server;
+        let Some(sk) = self.calls[ck].server else {
+            return;
+        };
         let Some(s) = self.servers.get(sk) else {
             return;
         };

@@ -323,6 +323,17 @@ impl ClientTxn {
         ClientTimer::Idle
     }
 
+    /// A CANCEL was sent for this INVITE (RFC 3261 §9.1): if no final response
+    /// arrives within 64·T1, the transaction is given up.
+    pub(crate) fn on_cancel_sent(&mut self, now: Instant) {
+        if self.kind == Kind::Invite
+            && matches!(self.state, ClientState::Calling | ClientState::Proceeding)
+        {
+            let guard = now + self.timers.t1x64();
+            self.timeout_at = Some(self.timeout_at.map_or(guard, |t| t.min(guard)));
+        }
+    }
+
     /// The transport failed for this transaction's peer (§17.1.1.2, §17.1.2.2):
     /// the transaction ends at once.
     pub(crate) fn on_transport_error(&mut self) -> bool {

@@ -16,6 +16,9 @@
 //! It does no IO and reads no clock except once, for the origin of virtual
 //! time (`Instant` has no constructor).
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::net::SocketAddr;
@@ -653,6 +656,13 @@ impl Sim {
         self.send(me, gw, bytes);
         self.flush();
         call_id
+    }
+
+    /// Deliver arbitrary bytes to the gateway as if sent by `from`.
+    pub fn inject(&mut self, from: SocketAddr, bytes: Bytes) {
+        let gw = self.gateway;
+        self.send(from, gw, bytes);
+        self.flush();
     }
 
     /// Send the INVITE of `call_id` again (a caller retransmission).
