@@ -9,6 +9,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod admin;
+mod metrics;
 mod parse;
 
 /// lifeline: a SIP edge gateway for emergency calls.
