@@ -360,6 +360,30 @@ impl Health {
         Ok(id)
     }
 
+    /// Change where a trunk is probed and how (a configuration reload). Its
+    /// measured state is kept; the new cadence starts with a probe at `now`.
+    pub fn reconfigure(
+        &mut self,
+        now: Instant,
+        id: TrunkId,
+        target: &str,
+        cfg: ProbeConfig,
+    ) -> Result<(), Error> {
+        let probe = build_probe(&mut self.scratch, &self.local, target, id, 0, 0)?;
+        Message::parse(probe).and_then(|m| lifeline_sip::validate(&m))?;
+        let Some(t) = self.trunks.get_mut(id.index()) else {
+            return Ok(());
+        };
+        let changed = t.cfg != cfg || t.target != target;
+        t.target = target.to_string();
+        t.cfg = cfg;
+        if changed {
+            t.next_probe = None;
+            self.schedule_probe(id, now);
+        }
+        Ok(())
+    }
+
     /// Look a trunk up by name.
     pub fn find(&self, name: &str) -> Option<TrunkId> {
         self.trunks

@@ -4,6 +4,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -164,9 +165,11 @@ enum CallState {
     Finished,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 enum Target {
-    Route(usize),
+    /// The route, as configured when the call started (a reload does not
+    /// change calls in progress).
+    Route(Arc<ResolvedRoute>),
     Fixed {
         peer: Peer,
         trunk: Option<TrunkId>,
@@ -247,7 +250,7 @@ impl std::fmt::Debug for ResolvedRoute {
 #[derive(Debug)]
 pub struct Proxy {
     cfg: ProxyConfig,
-    routes: Vec<ResolvedRoute>,
+    routes: Vec<Arc<ResolvedRoute>>,
     trunk_peers: Vec<Peer>,
     health: Health,
     servers: Slab<ServerEntry>,
@@ -264,6 +267,11 @@ pub struct Proxy {
     stats: Stats,
     /// `host:port` as written in Via and Record-Route.
     advertise: String,
+    /// New calls are taken (false while shutting down).
+    accepting: bool,
+    /// Trunks configured before a reload and absent from the new
+    /// configuration: drained, never selected.
+    retired: Vec<TrunkId>,
 }
 
 impl Proxy {
@@ -284,10 +292,7 @@ impl Proxy {
             if cfg.trunks.iter().take(i).any(|o| o.name == t.name) {
                 return Err(ConfigError::DuplicateTrunk(t.name.clone()));
             }
-            let target = match t.peer.addr {
-                SocketAddr::V4(a) => format!("sip:{a}"),
-                SocketAddr::V6(a) => format!("sip:[{}]:{}", a.ip(), a.port()),
-            };
+            let target = trunk_target(t.peer.addr);
             health
                 .add_trunk(now, &t.name, &target, t.probe.clone())
                 .map_err(|e| ConfigError::BadIdentity(e.to_string()))?;
@@ -308,10 +313,10 @@ impl Proxy {
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            routes.push(ResolvedRoute {
+            routes.push(Arc::new(ResolvedRoute {
                 cfg: r.clone(),
                 trunks,
-            });
+            }));
         }
         if !(300..=699).contains(&cfg.all_failed.status) {
             return Err(ConfigError::BadStatus(cfg.all_failed.status));
@@ -335,7 +340,109 @@ impl Proxy {
             next_call: 1,
             stats: Stats::default(),
             advertise,
+            accepting: true,
+            retired: Vec::new(),
         })
+    }
+
+    /// Stop (or resume) taking new calls: while not accepting, requests that
+    /// would start a call are answered 503 with Retry-After, so the upstream
+    /// network moves them to another gateway; in-dialog requests, CANCEL, ACK
+    /// and calls in progress carry on. For a graceful shutdown.
+    pub fn set_accepting(&mut self, accepting: bool) {
+        self.accepting = accepting;
+    }
+
+    /// Whether nothing is in progress: no call, no transaction (dialogs of
+    /// answered calls may remain; they need no timers).
+    pub fn is_idle(&self) -> bool {
+        self.calls.is_empty() && self.servers.is_empty() && self.clients.is_empty()
+    }
+
+    /// Apply a new configuration without dropping calls. Calls in progress
+    /// keep the route they started with; trunks keep their measured health
+    /// (matched by name); trunks no longer configured are retired (drained).
+    /// The advertised address cannot change (the sockets are bound to it).
+    pub fn reload(&mut self, now: Instant, cfg: ProxyConfig) -> Result<(), ConfigError> {
+        if cfg.advertise != self.cfg.advertise {
+            return Err(ConfigError::BadIdentity(
+                "the advertised address cannot change on reload".into(),
+            ));
+        }
+        for (i, t) in cfg.trunks.iter().enumerate() {
+            if cfg.trunks.iter().take(i).any(|o| o.name == t.name) {
+                return Err(ConfigError::DuplicateTrunk(t.name.clone()));
+            }
+        }
+        if !(300..=699).contains(&cfg.all_failed.status) {
+            return Err(ConfigError::BadStatus(cfg.all_failed.status));
+        }
+        for r in &cfg.routes {
+            if r.trunks.is_empty() {
+                return Err(ConfigError::EmptyRoute(r.name.clone()));
+            }
+            if let Some(missing) = r
+                .trunks
+                .iter()
+                .find(|n| !cfg.trunks.iter().any(|t| &t.name == *n))
+            {
+                return Err(ConfigError::UnknownTrunk {
+                    route: r.name.clone(),
+                    trunk: missing.clone(),
+                });
+            }
+        }
+        // Trunks: update in place, add new ones, retire the missing.
+        for t in &cfg.trunks {
+            let target = trunk_target(t.peer.addr);
+            match self.health.find(&t.name) {
+                Some(id) => {
+                    self.health
+                        .reconfigure(now, id, &target, t.probe.clone())
+                        .map_err(|e| ConfigError::BadIdentity(e.to_string()))?;
+                    if let Some(p) = self.trunk_peers.get_mut(id.index()) {
+                        *p = t.peer;
+                    }
+                    if let Some(pos) = self.retired.iter().position(|r| *r == id) {
+                        self.retired.remove(pos);
+                        self.health.undrain(now, id);
+                    }
+                }
+                None => {
+                    self.health
+                        .add_trunk(now, &t.name, &target, t.probe.clone())
+                        .map_err(|e| ConfigError::BadIdentity(e.to_string()))?;
+                    self.trunk_peers.push(t.peer);
+                }
+            }
+        }
+        let ids: Vec<TrunkId> = self.health.trunks().map(|t| t.id).collect();
+        for id in ids {
+            let name = self
+                .health
+                .trunk(id)
+                .map(|t| t.name.to_string())
+                .unwrap_or_default();
+            if !cfg.trunks.iter().any(|t| t.name == name) && !self.retired.contains(&id) {
+                self.retired.push(id);
+                self.health.drain(now, id);
+            }
+        }
+        let mut routes = Vec::new();
+        for r in &cfg.routes {
+            let trunks = r
+                .trunks
+                .iter()
+                .filter_map(|n| self.health.find(n))
+                .collect();
+            routes.push(Arc::new(ResolvedRoute {
+                cfg: r.clone(),
+                trunks,
+            }));
+        }
+        self.routes = routes;
+        self.cfg = cfg;
+        Ok(())
     }
 
     /// The trunks' health.
@@ -474,6 +581,19 @@ impl Proxy {
     /// a stream by [`lifeline_sip::StreamFramer`].
     pub fn handle_message(&mut self, now: Instant, from: Peer, data: Bytes) {
         let (msg, verdict) = check_datagram(data);
+        self.handle_checked(now, from, msg, verdict);
+    }
+
+    /// Like [`handle_message`](Self::handle_message), for a message already
+    /// parsed and validated with [`lifeline_sip::check_datagram`] — the
+    /// gateway does that on its IO threads, so the core thread only routes.
+    pub fn handle_checked(
+        &mut self,
+        now: Instant,
+        from: Peer,
+        msg: Option<Message>,
+        verdict: Verdict,
+    ) {
         match (msg, verdict) {
             (Some(m), Verdict::Accept) => {
                 if m.is_request() {
@@ -913,6 +1033,18 @@ impl Proxy {
             );
             return;
         }
+        if !self.accepting {
+            let retry = self.cfg.all_failed.retry_after.unwrap_or(5).to_string();
+            self.respond(
+                now,
+                sk,
+                503,
+                "Shutting Down",
+                None,
+                &[(HeaderName::RetryAfter, retry.as_bytes())],
+            );
+            return;
+        }
         if matches!(m.max_forwards(), Ok(Some(0))) {
             self.respond(now, sk, 483, "Too Many Hops", None, &[]);
             return;
@@ -964,7 +1096,8 @@ impl Proxy {
             }
             return;
         };
-        self.start_call(now, sk, &m, emergency, Target::Route(ri), false);
+        let route = Target::Route(self.routes[ri].clone());
+        self.start_call(now, sk, &m, emergency, route, false);
     }
 
     fn routes_cfg(&self) -> &[RouteConfig] {
@@ -1086,15 +1219,11 @@ impl Proxy {
         });
         self.servers[sk].call = Some(ck);
         if tracked {
-            let route = match target {
-                Target::Route(ri) => self
-                    .routes
-                    .get(ri)
-                    .map(|r| r.cfg.name.as_str())
-                    .unwrap_or(""),
-                Target::Fixed { .. } => "",
+            let route = match &self.calls[ck].target {
+                Target::Route(r) => r.cfg.name.clone(),
+                Target::Fixed { .. } => String::new(),
             };
-            let info = call_info(m, emergency, route, self.servers[sk].txn.peer);
+            let info = call_info(m, emergency, &route, self.servers[sk].txn.peer);
             self.events.push_back(Event::CallStarted {
                 call: id,
                 at: now,
@@ -1109,18 +1238,17 @@ impl Proxy {
         if self.calls[ck].state != CallState::Routing {
             return;
         }
-        let target = self.calls[ck].target;
-        let next = match target {
-            Target::Fixed { peer, trunk, .. } => {
+        let next = match &self.calls[ck].target {
+            &Target::Fixed { peer, trunk, .. } => {
                 if self.calls[ck].attempts.is_empty() {
                     Some((peer, trunk))
                 } else {
                     None
                 }
             }
-            Target::Route(ri) => {
+            Target::Route(r) => {
                 let call = &self.calls[ck];
-                let trunks = &self.routes[ri].trunks;
+                let trunks = &r.trunks;
                 self.health
                     .select(trunks, &call.tried, call.emergency.is_some())
                     .next()
@@ -1139,7 +1267,7 @@ impl Proxy {
         };
         let m = self.servers[sk].txn.request.clone();
         let kind = self.calls[ck].kind;
-        let target = self.calls[ck].target;
+        let target = self.calls[ck].target.clone();
         let nonce = self.rng.next_u64() as u32;
         let loop_hash = self.loop_hash(&m);
         let branch = format!(
@@ -1220,7 +1348,7 @@ impl Proxy {
         self.client_index.insert((branch, method_key), client);
         self.calls[ck].clients_live += 1;
         let failover_at = match target {
-            Target::Route(ri) => Some(now + self.routes[ri].cfg.failover_after),
+            Target::Route(r) => Some(now + r.cfg.failover_after),
             Target::Fixed { .. } => None,
         };
         let call = &mut self.calls[ck];
@@ -1308,7 +1436,7 @@ impl Proxy {
         self.report_failure(now, ck, ai, why);
         match self.calls[ck].state {
             CallState::Routing => {
-                if let (Target::Fixed { .. }, Some(r)) = (self.calls[ck].target, resp) {
+                if let (Target::Fixed { .. }, Some(r)) = (&self.calls[ck].target, resp) {
                     // No alternative for an in-dialog request: relay the answer.
                     self.relay(now, ck, r);
                     self.calls[ck].state = CallState::Finished;
@@ -1531,8 +1659,8 @@ impl Proxy {
         let call_id = self.calls[ck].id;
         let tracked = self.calls[ck].tracked;
         let kind = self.calls[ck].kind;
-        let progress_timeout = match self.calls[ck].target {
-            Target::Route(ri) => Some(self.routes[ri].cfg.progress_timeout),
+        let progress_timeout = match &self.calls[ck].target {
+            Target::Route(r) => Some(r.cfg.progress_timeout),
             Target::Fixed { .. } => None,
         };
 
@@ -1623,8 +1751,8 @@ impl Proxy {
                 self.answered(now, ck, ai, m);
             }
             _ => {
-                let failover = match self.calls[ck].target {
-                    Target::Route(ri) => self.routes[ri].cfg.failover_codes.contains(&code),
+                let failover = match &self.calls[ck].target {
+                    Target::Route(r) => r.cfg.failover_codes.contains(&code),
                     Target::Fixed { .. } => false,
                 };
                 if failover && self.calls[ck].state == CallState::Routing {
@@ -1803,6 +1931,7 @@ impl Proxy {
                 481 => "no such transaction",
                 482 => "loop detected",
                 483 => "too many hops",
+                503 => "shutting down",
                 _ => "refused",
             };
             self.events.push_back(Event::Rejected {
@@ -1813,6 +1942,14 @@ impl Proxy {
             });
         }
         self.arm_server(sk);
+    }
+}
+
+/// The SIP URI a trunk is probed at.
+fn trunk_target(addr: SocketAddr) -> String {
+    match addr {
+        SocketAddr::V4(a) => format!("sip:{a}"),
+        SocketAddr::V6(a) => format!("sip:[{}]:{}", a.ip(), a.port()),
     }
 }
 

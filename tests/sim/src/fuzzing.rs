@@ -153,7 +153,15 @@ pub fn run(data: &[u8]) {
                     .get(usize::from(arg) * 13 % s.trace.packets.len().max(1))
                     .cloned()
                 {
-                    if p.to == s.gateway {
+                    // An INVITE copy after its final response is a new
+                    // transaction, not a duplicate: a UAC does not send one.
+                    let answered_invite = p.from == s.caller_addr()
+                        && p.summary() == "INVITE"
+                        && s.caller
+                            .calls
+                            .get(&p.call_id())
+                            .is_some_and(|c| c.final_status().is_some());
+                    if p.to == s.gateway && !answered_invite {
                         s.inject(p.from, p.bytes);
                     }
                 }

@@ -201,7 +201,7 @@ pub struct Trunk {
 #[derive(Debug)]
 pub struct Caller {
     node: Node,
-    calls: HashMap<String, CallerCall>,
+    pub(crate) calls: HashMap<String, CallerCall>,
     counter: u32,
 }
 

@@ -418,3 +418,64 @@ fn ten_thousand_concurrent_calls() {
     );
     assert_eq!(st.dialogs, 10_000, "answered dialogs stay until BYE");
 }
+
+#[test]
+fn reload_keeps_calls_in_progress_and_health() {
+    let ringing = TrunkScript {
+        invite: vec![(ms(0), 100), (ms(10), 180), (ms(3000), 200)],
+        answer_options: true,
+    };
+    let mut s = sim(ringing, TrunkScript::answering());
+    let before = s.call("sip:999@127.0.10.1", "", None);
+    s.run_for(ms(100));
+    // New configuration: a third trunk first in the emergency route.
+    let mut cfg = config();
+    cfg.trunks.push(TrunkConfig {
+        name: "third".into(),
+        peer: Peer::udp("127.0.30.3:5060".parse().unwrap()),
+        probe: ProbeConfig::default(),
+    });
+    cfg.routes[0].trunks = vec!["backup".into(), "primary".into()];
+    let now = s.now;
+    s.proxy.reload(now, cfg.clone()).unwrap();
+    let after = s.call("sip:999@127.0.10.1", "", None);
+    s.run_for(ms(4000));
+    assert_eq!(
+        s.caller_call(&before).final_status(),
+        Some(200),
+        "the ringing call completes on the primary"
+    );
+    assert_eq!(s.trace.find(gw(), p(), "INVITE").count(), 1);
+    assert_eq!(s.caller_call(&after).final_status(), Some(200));
+    assert_eq!(
+        s.trace.find(gw(), b(), "INVITE").count(),
+        1,
+        "the new call takes the new route"
+    );
+    assert!(s.proxy.health().find("third").is_some());
+    // A bad configuration is refused and the old one stays.
+    cfg.routes[0].trunks = vec!["nonexistent".into()];
+    assert!(s.proxy.reload(now, cfg).is_err());
+    let third = s.call("sip:999@127.0.10.1", "", None);
+    s.run_for(ms(100));
+    assert_eq!(s.caller_call(&third).final_status(), Some(200));
+}
+
+#[test]
+fn shutting_down_refuses_new_calls_and_finishes_the_rest() {
+    let ringing = TrunkScript {
+        invite: vec![(ms(0), 100), (ms(10), 180), (ms(500), 200)],
+        answer_options: true,
+    };
+    let mut s = sim(ringing, TrunkScript::answering());
+    let live = s.call("sip:999@127.0.10.1", "", None);
+    s.run_for(ms(50));
+    s.proxy.set_accepting(false);
+    let refused = s.call("sip:999@127.0.10.1", "", None);
+    s.run_for(ms(600));
+    assert_eq!(s.caller_call(&refused).final_status(), Some(503));
+    assert_eq!(s.caller_call(&live).final_status(), Some(200));
+    s.bye(&live);
+    s.run_for(ms(40_000));
+    assert!(s.proxy.is_idle());
+}
