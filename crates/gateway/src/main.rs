@@ -3,6 +3,8 @@
 //! Subcommands:
 //! - `lifeline parse [--json] FILE...`: would the gateway accept each message,
 //!   and if not, what would it answer (or would it drop it), and why.
+//! - `lifeline check-config FILE`: load a configuration the way the daemon
+//!   does and print every error in it (exit 0 if it is usable, 1 if not).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,6 +12,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod admin;
+mod config;
 mod metrics;
 mod parse;
 
@@ -33,6 +36,12 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Check a configuration file: print `FILE: ok (N trunks, M routes)` and
+    /// exit 0, or print every error with its line, column and key and exit 1.
+    CheckConfig {
+        /// The YAML configuration file.
+        file: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -46,5 +55,6 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Parse { json, files } => parse::run(&files, json),
+        Command::CheckConfig { file } => config::check_config(&file),
     }
 }
