@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 
 mod admin;
 mod config;
+mod engine;
 mod metrics;
 mod parse;
 

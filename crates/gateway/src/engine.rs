@@ -1,0 +1,919 @@
+//! The event loop: the pure proxy core on real sockets.
+//!
+//! ```text
+//!  IO runtime (tokio, N-1 threads)                 core thread (one)
+//!  ------------------------------                  -----------------
+//!  UDP listener   --recv--> parse+validate --+
+//!  UDP per trunk  --recv--> parse+validate --+--> bounded channel --> Proxy::handle_checked
+//!     (connected: ICMP errors -> trunk)       |                        Proxy::handle_timeout
+//!  TCP connections --frame--> parse+validate -+                        poll_transmit -> send
+//!  admin HTTP --------- commands -------------+                        poll_event -> metrics,
+//!                                                                        journal, logs
+//! ```
+//!
+//! Parsing and validation — most of the per-message cost — run on the IO
+//! threads; the core thread owns every transaction and the trunks' health,
+//! so failover decisions are made in one place, in order, with one view of
+//! each trunk. (Sharding transactions across cores would need the trunks'
+//! health shared between shards, and a trunk that one shard sees failing
+//! must stop taking new calls from every shard at once.)
+//!
+//! Each UDP trunk gets its own socket, bound to the listening address (so
+//! Via and Record-Route stay the same) and `connect`ed to the trunk: the
+//! kernel then reports ICMP port/host unreachable for that trunk as an error
+//! on that socket, which becomes live evidence at once — the failover a
+//! killed trunk costs is the time to the next send, not a timer.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use lifeline_proxy::{Event, Peer, Proxy, ProxyConfig, Transport, TransportError, TrunkId};
+use lifeline_sip::{check_datagram, Message, StreamFramer, Verdict};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::runtime::Runtime;
+
+/// Socket buffer size asked of the kernel (the kernel may cap it at
+/// `net.core.rmem_max` / `wmem_max`): large, so bursts wait in the kernel
+/// rather than being dropped at our socket.
+pub(crate) const SOCKET_BUFFER: usize = 8 * 1024 * 1024;
+/// Inputs queued for the core thread before new ones are dropped.
+pub(crate) const INPUT_QUEUE: usize = 64 * 1024;
+/// Largest stream message accepted.
+pub(crate) const MAX_STREAM_MESSAGE: usize = 64 * 1024;
+
+/// What reaches the core thread.
+pub(crate) enum Input {
+    /// A message, already parsed and validated on an IO thread.
+    Message {
+        from: Peer,
+        msg: Option<Message>,
+        verdict: Verdict,
+    },
+    /// A send to (or receive from) a trunk failed.
+    TransportError {
+        trunk: TrunkId,
+        kind: TransportError,
+    },
+    /// Run a closure against the proxy (admin commands, status, tests).
+    Call(Box<dyn FnOnce(&mut Proxy, Instant) + Send>),
+    /// Apply a new configuration.
+    Reload(
+        Box<ProxyConfig>,
+        crossbeam_channel::Sender<Result<(), String>>,
+    ),
+    /// Stop taking new calls, finish the rest, then stop.
+    Shutdown { grace: Duration },
+}
+
+impl std::fmt::Debug for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Input::Message { from, verdict, .. } => write!(f, "Message({from:?}, {verdict:?})"),
+            Input::TransportError { trunk, kind } => {
+                write!(f, "TransportError({trunk:?}, {kind:?})")
+            }
+            Input::Call(_) => f.write_str("Call"),
+            Input::Reload(..) => f.write_str("Reload"),
+            Input::Shutdown { grace } => write!(f, "Shutdown({grace:?})"),
+        }
+    }
+}
+
+/// Counters kept by the IO side.
+#[derive(Debug, Default)]
+pub(crate) struct IoStats {
+    /// Inputs dropped because the core's queue was full.
+    pub(crate) queue_drops: AtomicU64,
+    /// Sends that failed (other than to trunks, which count as evidence).
+    pub(crate) send_errors: AtomicU64,
+    /// Datagrams received.
+    pub(crate) received: AtomicU64,
+    /// Messages sent.
+    pub(crate) sent: AtomicU64,
+}
+
+/// Observers of the proxy's events (metrics, journal, logs, the demo).
+pub(crate) type EventSink = Box<dyn FnMut(&Event, Instant, &Proxy) + Send>;
+
+/// Called on the core thread every `housekeeping` tick.
+pub(crate) type Tick = Box<dyn FnMut(&mut Proxy, Instant, &IoStats) + Send>;
+
+fn udp_socket(bind: SocketAddr, connect: Option<SocketAddr>) -> io::Result<UdpSocket> {
+    let s = Socket::new(Domain::for_address(bind), Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    #[cfg(unix)]
+    s.set_reuse_port(true)?;
+    // Best effort: the kernel caps these silently.
+    let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = s.set_send_buffer_size(SOCKET_BUFFER);
+    s.bind(&bind.into())?;
+    if let Some(peer) = connect {
+        s.connect(&peer.into())?;
+    }
+    s.set_nonblocking(true)?;
+    Ok(s.into())
+}
+
+fn transport_error(e: &io::Error) -> Option<TransportError> {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => Some(TransportError::PortUnreachable),
+        io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => {
+            Some(TransportError::HostUnreachable)
+        }
+        io::ErrorKind::ConnectionReset => Some(TransportError::ConnectionReset),
+        _ => None,
+    }
+}
+
+/// Where the core sends.
+#[derive(Debug)]
+pub(crate) struct Outbound {
+    /// UDP listening sockets.
+    listeners: Vec<(SocketAddr, Arc<UdpSocket>)>,
+    /// Connected UDP socket per trunk (by TrunkId index), when the trunk is UDP.
+    trunk_sockets: Mutex<Vec<Option<Arc<UdpSocket>>>>,
+    /// TCP connections by peer address: a channel to the connection's writer.
+    tcp: Arc<Mutex<HashMap<SocketAddr, tokio::sync::mpsc::UnboundedSender<Bytes>>>>,
+    rt: tokio::runtime::Handle,
+    input: Sender<Input>,
+    stats: Arc<IoStats>,
+}
+
+impl Outbound {
+    /// Send one message. A failure to reach a trunk is returned as evidence.
+    fn send(
+        &self,
+        peer: Peer,
+        payload: Bytes,
+        trunk: Option<TrunkId>,
+    ) -> Option<(TrunkId, TransportError)> {
+        self.stats.sent.fetch_add(1, Ordering::Relaxed);
+        match peer.transport {
+            Transport::Udp => {
+                let connected = trunk.and_then(|t| {
+                    self.trunk_sockets
+                        .lock()
+                        .ok()?
+                        .get(t.index())
+                        .cloned()
+                        .flatten()
+                });
+                let r = match &connected {
+                    Some(s) => s.send(&payload).map(|_| ()),
+                    None => match self.listener_for(peer.addr) {
+                        Some(s) => s.send_to(&payload, peer.addr).map(|_| ()),
+                        None => Err(io::Error::new(
+                            io::ErrorKind::AddrNotAvailable,
+                            "no UDP listener",
+                        )),
+                    },
+                };
+                match r {
+                    Ok(()) => None,
+                    Err(e) => {
+                        let ev = trunk.zip(transport_error(&e));
+                        if ev.is_none() {
+                            self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(peer = %peer.addr, error = %e, "send failed");
+                        }
+                        ev
+                    }
+                }
+            }
+            Transport::Tcp => {
+                self.send_tcp(peer.addr, payload, trunk);
+                None
+            }
+        }
+    }
+
+    fn listener_for(&self, to: SocketAddr) -> Option<&Arc<UdpSocket>> {
+        self.listeners
+            .iter()
+            .find(|(l, _)| l.is_ipv4() == to.is_ipv4())
+            .or_else(|| self.listeners.first())
+            .map(|(_, s)| s)
+    }
+
+    fn send_tcp(&self, addr: SocketAddr, payload: Bytes, trunk: Option<TrunkId>) {
+        let Ok(mut conns) = self.tcp.lock() else {
+            return;
+        };
+        if let Some(tx) = conns.get(&addr) {
+            if tx.send(payload.clone()).is_ok() {
+                return;
+            }
+            conns.remove(&addr);
+        }
+        let Some(trunk) = trunk else {
+            // A caller's connection is gone: nothing to send on.
+            self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        // Connect to the trunk; queue this message for the new connection.
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let _ = tx.send(payload);
+        conns.insert(addr, tx);
+        let (input, stats, tcp) = (self.input.clone(), self.stats.clone(), self.tcp.clone());
+        self.rt.spawn(async move {
+            match tokio::net::TcpStream::connect(addr).await {
+                Ok(stream) => {
+                    let _ = stream.set_nodelay(true);
+                    run_tcp(stream, addr, rx, input, stats, tcp, Some(trunk)).await;
+                }
+                Err(e) => {
+                    if let Ok(mut c) = tcp.lock() {
+                        c.remove(&addr);
+                    }
+                    let kind = transport_error(&e).unwrap_or(TransportError::ConnectionRefused);
+                    let _ = input.try_send(Input::TransportError { trunk, kind });
+                }
+            }
+        });
+    }
+}
+
+/// Deliver one received datagram (or stream frame) to the core.
+fn deliver(input: &Sender<Input>, stats: &IoStats, from: Peer, data: Bytes) {
+    stats.received.fetch_add(1, Ordering::Relaxed);
+    let (msg, verdict) = check_datagram(data);
+    if let Err(TrySendError::Full(_)) = input.try_send(Input::Message { from, msg, verdict }) {
+        stats.queue_drops.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+async fn recv_udp(
+    socket: tokio::net::UdpSocket,
+    input: Sender<Input>,
+    stats: Arc<IoStats>,
+    trunk: Option<(TrunkId, SocketAddr)>,
+) {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    loop {
+        buf.clear();
+        buf.reserve(64 * 1024);
+        let r = match trunk {
+            Some((_, peer)) => socket.recv_buf(&mut buf).await.map(|n| (n, peer)),
+            None => socket.recv_buf_from(&mut buf).await,
+        };
+        match r {
+            Ok((_, from)) => {
+                let data = buf.split().freeze();
+                deliver(
+                    &input,
+                    &stats,
+                    Peer {
+                        addr: from,
+                        transport: Transport::Udp,
+                    },
+                    data,
+                );
+            }
+            Err(e) => match (trunk, transport_error(&e)) {
+                (Some((t, _)), Some(kind)) => {
+                    if input
+                        .try_send(Input::TransportError { trunk: t, kind })
+                        .is_err()
+                    {
+                        stats.queue_drops.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                _ => {
+                    tracing::debug!(error = %e, "UDP receive error");
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            },
+        }
+    }
+}
+
+async fn run_tcp(
+    stream: tokio::net::TcpStream,
+    addr: SocketAddr,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Bytes>,
+    input: Sender<Input>,
+    stats: Arc<IoStats>,
+    tcp: Arc<Mutex<HashMap<SocketAddr, tokio::sync::mpsc::UnboundedSender<Bytes>>>>,
+    trunk: Option<TrunkId>,
+) {
+    let (mut rd, mut wr) = stream.into_split();
+    let writer = tokio::spawn(async move {
+        while let Some(b) = rx.recv().await {
+            if wr.write_all(&b).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut framer = StreamFramer::new(MAX_STREAM_MESSAGE);
+    let mut buf = vec![0u8; 16 * 1024];
+    let peer = Peer {
+        addr,
+        transport: Transport::Tcp,
+    };
+    let error = loop {
+        let n = match rd.read(&mut buf).await {
+            Ok(0) => break None,
+            Ok(n) => n,
+            Err(e) => break transport_error(&e),
+        };
+        framer.extend(buf.get(..n).unwrap_or_default());
+        loop {
+            match framer.next_frame() {
+                Ok(Some(lifeline_sip::Frame::Message(m))) => deliver(&input, &stats, peer, m),
+                Ok(Some(lifeline_sip::Frame::KeepAlive)) => {
+                    // RFC 5626: answer a CRLFCRLF ping with a CRLF pong.
+                    if let Ok(c) = tcp.lock() {
+                        if let Some(tx) = c.get(&addr) {
+                            let _ = tx.send(Bytes::from_static(b"\r\n"));
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::info!(peer = %addr, error = %e, "closing stream: framing error");
+                    writer.abort();
+                    if let Ok(mut c) = tcp.lock() {
+                        c.remove(&addr);
+                    }
+                    return;
+                }
+            }
+        }
+    };
+    writer.abort();
+    if let Ok(mut c) = tcp.lock() {
+        c.remove(&addr);
+    }
+    if let (Some(t), Some(kind)) = (trunk, error) {
+        let _ = input.try_send(Input::TransportError { trunk: t, kind });
+    }
+}
+
+async fn accept_tcp(
+    listener: tokio::net::TcpListener,
+    input: Sender<Input>,
+    stats: Arc<IoStats>,
+    tcp: Arc<Mutex<HashMap<SocketAddr, tokio::sync::mpsc::UnboundedSender<Bytes>>>>,
+    accepting: Arc<AtomicBool>,
+) {
+    loop {
+        let Ok((stream, addr)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        if !accepting.load(Ordering::Relaxed) {
+            continue; // shutting down: no new connections
+        }
+        let _ = stream.set_nodelay(true);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        if let Ok(mut c) = tcp.lock() {
+            c.insert(addr, tx);
+        }
+        let (input, stats, tcp) = (input.clone(), stats.clone(), tcp.clone());
+        tokio::spawn(run_tcp(stream, addr, rx, input, stats, tcp, None));
+    }
+}
+
+/// What the gateway listens on, once bound.
+#[derive(Clone, Debug)]
+pub(crate) struct Bound {
+    /// UDP listening addresses (actual ports).
+    pub(crate) udp: Vec<SocketAddr>,
+    /// TCP listening addresses (actual ports).
+    pub(crate) tcp: Vec<SocketAddr>,
+}
+
+/// A running gateway's handle: send inputs, learn addresses, wait for it.
+#[derive(Debug)]
+pub(crate) struct Gateway {
+    pub(crate) bound: Bound,
+    pub(crate) input: Sender<Input>,
+    pub(crate) stats: Arc<IoStats>,
+    core: Option<std::thread::JoinHandle<()>>,
+    rt: Option<Runtime>,
+    accepting: Arc<AtomicBool>,
+}
+
+/// How to start a gateway.
+pub(crate) struct Options {
+    /// (transport, address) to listen on; port 0 picks a free port.
+    pub(crate) listen: Vec<(Transport, SocketAddr)>,
+    /// Address put in Via/Record-Route; `None`: the first listener's.
+    pub(crate) advertise: Option<SocketAddr>,
+    /// Builds the proxy configuration once the advertised address is known.
+    pub(crate) proxy_config: Box<dyn FnOnce(SocketAddr) -> ProxyConfig + Send>,
+    /// IO threads (tokio workers).
+    pub(crate) io_threads: usize,
+    /// Event observers.
+    pub(crate) sinks: Vec<EventSink>,
+    /// Periodic work on the core thread.
+    pub(crate) ticks: Vec<Tick>,
+    /// How often `ticks` run.
+    pub(crate) tick_every: Duration,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("listen", &self.listen)
+            .field("io_threads", &self.io_threads)
+            .finish()
+    }
+}
+
+impl Gateway {
+    /// Bind every socket and start the IO runtime and the core thread.
+    pub(crate) fn start(opts: Options) -> io::Result<Gateway> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(opts.io_threads.max(1))
+            .thread_name("lifeline-io")
+            .enable_all()
+            .build()?;
+        let (tx, rx) = crossbeam_channel::bounded(INPUT_QUEUE);
+        let stats = Arc::new(IoStats::default());
+        let accepting = Arc::new(AtomicBool::new(true));
+        let tcp_conns = Arc::new(Mutex::new(HashMap::new()));
+
+        // Bind UDP first: trunk sockets share its port.
+        let mut udp = Vec::new();
+        let mut listeners = Vec::new();
+        for (t, addr) in &opts.listen {
+            if *t == Transport::Udp {
+                let s = udp_socket(*addr, None)?;
+                let local = s.local_addr()?;
+                udp.push(local);
+                listeners.push((local, Arc::new(s)));
+            }
+        }
+        let mut tcp = Vec::new();
+        let mut tcp_listeners = Vec::new();
+        for (t, addr) in &opts.listen {
+            if *t == Transport::Tcp {
+                // A TCP listener on port 0 takes the UDP listener's port if there is one.
+                let addr = if addr.port() == 0 {
+                    udp.iter()
+                        .find(|u| u.ip() == addr.ip())
+                        .copied()
+                        .unwrap_or(*addr)
+                } else {
+                    *addr
+                };
+                let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+                s.set_reuse_address(true)?;
+                s.bind(&addr.into())?;
+                s.listen(1024)?;
+                s.set_nonblocking(true)?;
+                let l: std::net::TcpListener = s.into();
+                tcp.push(l.local_addr()?);
+                tcp_listeners.push(l);
+            }
+        }
+        let advertise = opts
+            .advertise
+            .map(|a| {
+                if a.port() == 0 {
+                    SocketAddr::new(
+                        a.ip(),
+                        udp.first().or(tcp.first()).map_or(5060, |b| b.port()),
+                    )
+                } else {
+                    a
+                }
+            })
+            .or_else(|| udp.first().or(tcp.first()).copied())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "nothing to listen on"))?;
+        let cfg = (opts.proxy_config)(advertise);
+        let now = Instant::now();
+        let proxy = Proxy::new(now, cfg.clone())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+
+        // A connected socket per UDP trunk, on the UDP listener's address.
+        let mut trunk_sockets = Vec::new();
+        for t in &cfg.trunks {
+            let sock = match (
+                t.peer.transport,
+                listeners
+                    .iter()
+                    .find(|(l, _)| l.is_ipv4() == t.peer.addr.is_ipv4()),
+            ) {
+                (Transport::Udp, Some((local, _))) => {
+                    Some(Arc::new(udp_socket(*local, Some(t.peer.addr))?))
+                }
+                _ => None,
+            };
+            trunk_sockets.push(sock);
+        }
+
+        {
+            let _guard = rt.enter();
+            for (_, s) in &listeners {
+                let sock = tokio::net::UdpSocket::from_std(s.try_clone()?)?;
+                rt.spawn(recv_udp(sock, tx.clone(), stats.clone(), None));
+            }
+            for (i, s) in trunk_sockets.iter().enumerate() {
+                let id = cfg
+                    .trunks
+                    .get(i)
+                    .and_then(|t| Some((proxy.health().find(&t.name)?, t.peer.addr)));
+                if let (Some(s), Some((id, addr))) = (s, id) {
+                    let sock = tokio::net::UdpSocket::from_std(s.try_clone()?)?;
+                    rt.spawn(recv_udp(sock, tx.clone(), stats.clone(), Some((id, addr))));
+                }
+            }
+            for l in tcp_listeners {
+                let l = tokio::net::TcpListener::from_std(l)?;
+                rt.spawn(accept_tcp(
+                    l,
+                    tx.clone(),
+                    stats.clone(),
+                    tcp_conns.clone(),
+                    accepting.clone(),
+                ));
+            }
+        }
+
+        let out = Outbound {
+            listeners,
+            trunk_sockets: Mutex::new(trunk_sockets),
+            tcp: tcp_conns,
+            rt: rt.handle().clone(),
+            input: tx.clone(),
+            stats: stats.clone(),
+        };
+        let core_accepting = accepting.clone();
+        let core_stats = stats.clone();
+        let (sinks, ticks, tick_every) = (opts.sinks, opts.ticks, opts.tick_every);
+        let core = std::thread::Builder::new()
+            .name("lifeline-core".into())
+            .spawn(move || {
+                core_loop(
+                    proxy,
+                    rx,
+                    out,
+                    sinks,
+                    ticks,
+                    tick_every,
+                    core_accepting,
+                    core_stats,
+                );
+            })?;
+        Ok(Gateway {
+            bound: Bound { udp, tcp },
+            input: tx,
+            stats,
+            core: Some(core),
+            rt: Some(rt),
+            accepting,
+        })
+    }
+
+    /// Ask for a graceful stop and wait for it.
+    pub(crate) fn shutdown(mut self, grace: Duration) {
+        self.accepting.store(false, Ordering::Relaxed);
+        let _ = self.input.send(Input::Shutdown { grace });
+        self.join();
+    }
+
+    /// Wait for the core thread to finish (after a Shutdown input).
+    pub(crate) fn join(&mut self) {
+        if let Some(core) = self.core.take() {
+            let _ = core.join();
+        }
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_timeout(Duration::from_secs(1));
+        }
+    }
+
+    /// Run `f` on the core thread and wait for its answer.
+    pub(crate) fn with_proxy<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Proxy, Instant) -> R + Send + 'static,
+    ) -> Option<R> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.input
+            .send(Input::Call(Box::new(move |p, now| {
+                let _ = tx.send(f(p, now));
+            })))
+            .ok()?;
+        rx.recv_timeout(Duration::from_secs(5)).ok()
+    }
+
+    /// Stop taking new connections (TCP) — the core is told separately.
+    pub(crate) fn stop_accepting(&self) {
+        self.accepting.store(false, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if self.core.is_some() {
+            let _ = self.input.send(Input::Shutdown {
+                grace: Duration::ZERO,
+            });
+            self.join();
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn core_loop(
+    mut proxy: Proxy,
+    rx: Receiver<Input>,
+    out: Outbound,
+    mut sinks: Vec<EventSink>,
+    mut ticks: Vec<Tick>,
+    tick_every: Duration,
+    accepting: Arc<AtomicBool>,
+    stats: Arc<IoStats>,
+) {
+    let mut next_tick = Instant::now();
+    let mut draining: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        let deadline = [proxy.poll_timeout(), Some(next_tick)]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(now);
+        let first = if deadline > now {
+            match rx.recv_timeout(deadline - now) {
+                Ok(i) => Some(i),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        } else {
+            rx.try_recv().ok()
+        };
+        let now = Instant::now();
+        // Take what is queued, in order, up to a batch, then run timers.
+        let mut input = first;
+        let mut n = 0;
+        while let Some(i) = input.take() {
+            match i {
+                Input::Message { from, msg, verdict } => {
+                    proxy.handle_checked(now, from, msg, verdict)
+                }
+                Input::TransportError { trunk, kind } => {
+                    tracing::debug!(?trunk, ?kind, "transport error");
+                    proxy.handle_transport_error(now, trunk, kind);
+                }
+                Input::Call(f) => f(&mut proxy, now),
+                Input::Reload(cfg, reply) => {
+                    let r = proxy.reload(now, *cfg).map_err(|e| e.to_string());
+                    let _ = reply.send(r);
+                }
+                Input::Shutdown { grace } => {
+                    accepting.store(false, Ordering::Relaxed);
+                    proxy.set_accepting(false);
+                    draining = Some(now + grace);
+                }
+            }
+            flush(&mut proxy, &out, &mut sinks, now);
+            n += 1;
+            if n < 256 {
+                input = rx.try_recv().ok();
+            }
+        }
+        proxy.handle_timeout(now);
+        flush(&mut proxy, &out, &mut sinks, now);
+        if now >= next_tick {
+            for t in &mut ticks {
+                t(&mut proxy, now, &stats);
+            }
+            flush(&mut proxy, &out, &mut sinks, now);
+            next_tick = now + tick_every;
+        }
+        if let Some(until) = draining {
+            if proxy.is_idle() || now >= until {
+                return;
+            }
+        }
+    }
+}
+
+fn flush(proxy: &mut Proxy, out: &Outbound, sinks: &mut [EventSink], now: Instant) {
+    loop {
+        let mut any = false;
+        while let Some(t) = proxy.poll_transmit() {
+            any = true;
+            if let Some((trunk, kind)) = out.send(t.peer, t.payload, t.trunk) {
+                proxy.handle_transport_error(now, trunk, kind);
+            }
+        }
+        while let Some(ev) = proxy.poll_event() {
+            any = true;
+            for s in sinks.iter_mut() {
+                s(&ev, now, proxy);
+            }
+        }
+        if !any {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The engine over real loopback sockets: trunks are plain UDP sockets
+    //! answering like a UAS, driven by threads; nothing is timed, only counted
+    //! and ordered.
+
+    use super::*;
+    use lifeline_proxy::{ProbeConfig, RouteConfig, RouteMatch, TrunkConfig};
+    use lifeline_sip::{HeaderName, MessageWriter};
+
+    /// A UAS on a loopback socket answering OPTIONS 200 and INVITE 100/180/200
+    /// (or `code`), until the socket is dropped.
+    struct Uas {
+        addr: SocketAddr,
+        stop: Arc<AtomicBool>,
+        invites: Arc<AtomicU64>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    }
+
+    impl Uas {
+        fn start(code: u16) -> Uas {
+            let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+            sock.set_read_timeout(Some(Duration::from_millis(20)))
+                .unwrap();
+            let addr = sock.local_addr().unwrap();
+            let stop = Arc::new(AtomicBool::new(false));
+            let invites = Arc::new(AtomicU64::new(0));
+            let (s2, i2) = (stop.clone(), invites.clone());
+            let thread = std::thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                while !s2.load(Ordering::Relaxed) {
+                    let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                        continue;
+                    };
+                    let Ok(m) = Message::parse(Bytes::copy_from_slice(&buf[..n])) else {
+                        continue;
+                    };
+                    if m.status().is_some() {
+                        continue;
+                    }
+                    let reply = |code: u16| {
+                        let mut w =
+                            MessageWriter::response_to(&m, code, "X", Some(b"uas")).unwrap();
+                        if (180..300).contains(&code) {
+                            for h in m.headers().filter(|h| h.name == HeaderName::RecordRoute) {
+                                w.raw_header(h.raw_name, h.value).unwrap();
+                            }
+                            w.header(HeaderName::Contact, format!("<sip:uas@{addr}>").as_bytes())
+                                .unwrap();
+                        }
+                        w.finish()
+                    };
+                    match m.method_bytes().unwrap_or_default() {
+                        b"INVITE" => {
+                            i2.fetch_add(1, Ordering::Relaxed);
+                            let codes: &[u16] = if code == 200 {
+                                &[100, 180, 200]
+                            } else {
+                                &[code]
+                            };
+                            for c in codes {
+                                sock.send_to(&reply(*c), from).unwrap();
+                            }
+                        }
+                        b"ACK" => {}
+                        _ => {
+                            sock.send_to(&reply(200), from).unwrap();
+                        }
+                    }
+                }
+            });
+            Uas {
+                addr,
+                stop,
+                invites,
+                thread: Some(thread),
+            }
+        }
+
+        /// Close the socket: later datagrams get ICMP port unreachable.
+        fn kill(&mut self) {
+            self.stop.store(true, Ordering::Relaxed);
+            if let Some(t) = self.thread.take() {
+                t.join().unwrap();
+            }
+        }
+    }
+
+    impl Drop for Uas {
+        fn drop(&mut self) {
+            self.kill();
+        }
+    }
+
+    fn gateway(primary: SocketAddr, backup: SocketAddr) -> Gateway {
+        Gateway::start(Options {
+            listen: vec![(Transport::Udp, "127.0.0.1:0".parse().unwrap())],
+            advertise: None,
+            proxy_config: Box::new(move |adv| {
+                let t = |n: &str, a| TrunkConfig {
+                    name: n.into(),
+                    peer: Peer::udp(a),
+                    probe: ProbeConfig::default(),
+                };
+                ProxyConfig::new(
+                    adv,
+                    vec![t("primary", primary), t("backup", backup)],
+                    vec![RouteConfig::new(
+                        "emergency",
+                        RouteMatch::Any,
+                        &["primary", "backup"],
+                    )],
+                )
+            }),
+            io_threads: 1,
+            sinks: vec![],
+            ticks: vec![],
+            tick_every: Duration::from_millis(100),
+        })
+        .unwrap()
+    }
+
+    fn invite(caller: SocketAddr, n: u32) -> String {
+        format!(
+            "INVITE sip:999@gw SIP/2.0\r\nVia: SIP/2.0/UDP {caller};branch=z9hG4bKc{n}\r\nMax-Forwards: 70\r\nFrom: <sip:+441632960001@orig>;tag=c{n}\r\nTo: <sip:999@gw>\r\nCall-ID: e2e-{n}\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        )
+    }
+
+    /// Place a call and wait for its final status.
+    fn call(sock: &UdpSocket, gw: SocketAddr, n: u32) -> Option<u16> {
+        let me = sock.local_addr().unwrap();
+        sock.send_to(invite(me, n).as_bytes(), gw).unwrap();
+        let mut buf = [0u8; 65536];
+        for _ in 0..200 {
+            let Ok(len) = sock.recv(&mut buf) else {
+                continue;
+            };
+            let m = Message::parse(Bytes::copy_from_slice(&buf[..len])).ok()?;
+            if m.call_id() != Some(format!("e2e-{n}").as_bytes()) {
+                continue;
+            }
+            if let Some(code) = m.status().filter(|c| *c >= 200) {
+                return Some(code);
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn calls_go_through_and_a_killed_primary_fails_over() {
+        let mut primary = Uas::start(200);
+        let backup = Uas::start(200);
+        let gw = gateway(primary.addr, backup.addr);
+        let gw_addr = gw.bound.udp[0];
+        let caller = UdpSocket::bind("127.0.0.1:0").unwrap();
+        caller
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        for n in 0..5 {
+            assert_eq!(call(&caller, gw_addr, n), Some(200));
+        }
+        assert_eq!(primary.invites.load(Ordering::Relaxed), 5);
+        primary.kill();
+        for n in 5..10 {
+            assert_eq!(
+                call(&caller, gw_addr, n),
+                Some(200),
+                "call {n} after the kill"
+            );
+        }
+        assert_eq!(backup.invites.load(Ordering::Relaxed), 5);
+        let state = gw.with_proxy(|p, _| {
+            let id = p.health().find("primary").unwrap();
+            p.health().trunk(id).unwrap().state
+        });
+        assert_eq!(
+            state,
+            Some(lifeline_health::State::Down),
+            "ICMP made it Down"
+        );
+        gw.shutdown(Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_503_trunk_fails_over() {
+        let primary = Uas::start(503);
+        let backup = Uas::start(200);
+        let gw = gateway(primary.addr, backup.addr);
+        let caller = UdpSocket::bind("127.0.0.1:0").unwrap();
+        caller
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        assert_eq!(call(&caller, gw.bound.udp[0], 1), Some(200));
+        assert_eq!(primary.invites.load(Ordering::Relaxed), 1);
+        assert_eq!(backup.invites.load(Ordering::Relaxed), 1);
+        gw.shutdown(Duration::from_secs(1));
+    }
+}
