@@ -1,0 +1,378 @@
+//! The on-disk format: segment files of checksummed, length-prefixed records.
+//!
+//! ```text
+//! segment  = header record*
+//! header   = "LLJRNL" version:u8 flags:u8 first_seq:u64le        (16 bytes)
+//! record   = len:u32le crc:u32le payload[len]
+//! crc      = crc32c(len:u32le ++ payload)        (Castagnoli, as in iSCSI/ext4)
+//! payload  = postcard((seq:u64, JournalRecord))  (version 1)
+//! ```
+//!
+//! A segment is named `journal-<first_seq, 20 digits>-<unix seconds>.log` so
+//! that a plain sort by name is the order of its records. Sequence numbers
+//! start at 1 and increase by one per record across segments.
+//!
+//! Reading (see [`parse_segment`]): a frame whose length is zero or above
+//! [`MAX_RECORD`], that runs past the end of the file, whose checksum does not
+//! match or whose payload does not decode is bad. From a bad frame the reader
+//! *resynchronises*: it scans forward byte by byte for the next offset where a
+//! whole frame checks out (length, checksum, decoding, and a sequence number
+//! above the last good one). If there is one, the bytes skipped are reported
+//! as [`Issue::Corrupt`] and reading goes on from there; if there is none, the
+//! rest of the file is a torn tail ([`Issue::TornTail`]), which is what a crash
+//! or power loss in the middle of a write leaves behind. Nothing before a bad
+//! frame is ever dropped, and a corrupt journal never panics the reader.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::record::JournalRecord;
+
+/// Magic bytes at the start of every segment.
+pub const MAGIC: &[u8; 6] = b"LLJRNL";
+/// The format version this crate writes (and the only one it reads).
+pub const FORMAT_VERSION: u8 = 1;
+/// Size of the segment header.
+pub const HEADER_LEN: usize = 16;
+/// Size of a record's frame header (length and checksum).
+pub const FRAME_HEADER_LEN: usize = 8;
+/// The largest payload accepted (a call record is a few hundred bytes).
+pub const MAX_RECORD: u32 = 1 << 20;
+
+/// Segment file name prefix and suffix.
+const PREFIX: &str = "journal-";
+const SUFFIX: &str = ".log";
+
+/// The name of a segment whose first record has `first_seq`, created at
+/// `unix_secs`.
+pub fn segment_name(first_seq: u64, unix_secs: u64) -> String {
+    format!("{PREFIX}{first_seq:020}-{unix_secs}{SUFFIX}")
+}
+
+/// `(first_seq, unix_secs)` from a segment file name, if it is one.
+pub fn parse_segment_name(name: &str) -> Option<(u64, u64)> {
+    let rest = name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?;
+    let (seq, ts) = rest.split_once('-')?;
+    Some((seq.parse().ok()?, ts.parse().ok()?))
+}
+
+/// The segment header bytes.
+pub fn encode_header(first_seq: u64) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    h[..6].copy_from_slice(MAGIC);
+    h[6] = FORMAT_VERSION;
+    h[7] = 0;
+    h[8..].copy_from_slice(&first_seq.to_le_bytes());
+    h
+}
+
+/// Append one framed record to `out`. Fails only if the record does not
+/// encode or is larger than [`MAX_RECORD`].
+pub fn encode_frame(seq: u64, record: &JournalRecord, out: &mut Vec<u8>) -> Result<(), String> {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; FRAME_HEADER_LEN]);
+    let res = postcard::to_extend(&(seq, record), std::mem::take(out));
+    *out = match res {
+        Ok(v) => v,
+        Err(e) => return Err(format!("record {seq} does not encode: {e}")),
+    };
+    let len = out.len() - start - FRAME_HEADER_LEN;
+    let Ok(len32) = u32::try_from(len) else {
+        out.truncate(start);
+        return Err(format!("record {seq} is {len} bytes"));
+    };
+    if len32 > MAX_RECORD {
+        out.truncate(start);
+        return Err(format!("record {seq} is {len} bytes, over {MAX_RECORD}"));
+    }
+    let len_bytes = len32.to_le_bytes();
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&len_bytes), &out[start + FRAME_HEADER_LEN..]);
+    out[start..start + 4].copy_from_slice(&len_bytes);
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    Ok(())
+}
+
+/// Something wrong found while reading a journal. Reading goes on past all
+/// of them; they are reported, never fatal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Issue {
+    /// The end of a segment is not a whole record: what a crash during a
+    /// write leaves. The bytes from `offset` on were skipped.
+    TornTail {
+        /// The segment.
+        path: PathBuf,
+        /// Where the partial record starts.
+        offset: u64,
+        /// How many bytes were skipped.
+        bytes: u64,
+    },
+    /// Bytes in the middle of a segment that are not a valid record, followed
+    /// by valid records again: skipped.
+    Corrupt {
+        /// The segment.
+        path: PathBuf,
+        /// Where the bad bytes start.
+        offset: u64,
+        /// How many bytes were skipped to the next valid record.
+        bytes: u64,
+    },
+    /// A file that is not a segment of a version this reader knows (bad
+    /// magic, short header, other version): skipped whole.
+    BadHeader {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A file that could not be read.
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        error: String,
+    },
+    /// A record whose sequence number was not above the one before it (a
+    /// record written twice after a write error was retried): skipped.
+    Duplicate {
+        /// The segment.
+        path: PathBuf,
+        /// Its offset.
+        offset: u64,
+        /// Its sequence number.
+        seq: u64,
+    },
+}
+
+impl Issue {
+    /// Whether this is only the torn tail a crash leaves (expected after
+    /// kill -9 or power loss; nothing that was durable is missing).
+    pub fn is_torn_tail(&self) -> bool {
+        matches!(self, Issue::TornTail { .. })
+    }
+}
+
+impl fmt::Display for Issue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Issue::TornTail {
+                path,
+                offset,
+                bytes,
+            } => write!(
+                f,
+                "{}: torn final record at offset {offset} ({bytes} bytes skipped; expected after a crash)",
+                path.display()
+            ),
+            Issue::Corrupt {
+                path,
+                offset,
+                bytes,
+            } => write!(
+                f,
+                "{}: corrupt data at offset {offset} ({bytes} bytes skipped, reading resumed after them)",
+                path.display()
+            ),
+            Issue::BadHeader { path, reason } => {
+                write!(f, "{}: not read: {reason}", path.display())
+            }
+            Issue::Unreadable { path, error } => {
+                write!(f, "{}: cannot read: {error}", path.display())
+            }
+            Issue::Duplicate { path, offset, seq } => write!(
+                f,
+                "{}: record {seq} at offset {offset} repeats an earlier one (skipped)",
+                path.display()
+            ),
+        }
+    }
+}
+
+/// A record read back, with where it was.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Its sequence number.
+    pub seq: u64,
+    /// Its offset in its segment.
+    pub offset: u64,
+    /// The record.
+    pub record: JournalRecord,
+}
+
+/// Everything in one segment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Segment {
+    /// The first sequence number, from the header (0 if the header is bad).
+    pub first_seq: u64,
+    /// The good records, in file order.
+    pub entries: Vec<Entry>,
+    /// What was wrong.
+    pub issues: Vec<Issue>,
+    /// Where the last good record ends (a writer continuing would append here).
+    pub valid_len: u64,
+}
+
+/// Try to read one frame at `pos`: `(seq, record, frame length)`.
+fn frame_at(data: &[u8], pos: usize) -> Option<(u64, JournalRecord, usize)> {
+    let header = data.get(pos..pos.checked_add(FRAME_HEADER_LEN)?)?;
+    let len_bytes: [u8; 4] = header.get(..4)?.try_into().ok()?;
+    let crc_bytes: [u8; 4] = header.get(4..8)?.try_into().ok()?;
+    let len = u32::from_le_bytes(len_bytes);
+    if len == 0 || len > MAX_RECORD {
+        return None;
+    }
+    let start = pos + FRAME_HEADER_LEN;
+    let payload = data.get(start..start.checked_add(len as usize)?)?;
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&len_bytes), payload);
+    if crc != u32::from_le_bytes(crc_bytes) {
+        return None;
+    }
+    let (seq, record): (u64, JournalRecord) = match postcard::from_bytes(payload) {
+        Ok(v) => v,
+        Err(_) => return None,
+    };
+    Some((seq, record, FRAME_HEADER_LEN + len as usize))
+}
+
+/// Parse a whole segment held in memory. Never panics, whatever `data` is.
+pub fn parse_segment(path: &Path, data: &[u8]) -> Segment {
+    let mut seg = Segment::default();
+    let bad = |reason: String| Issue::BadHeader {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let Some(header) = data.get(..HEADER_LEN) else {
+        seg.issues.push(bad(format!(
+            "{} bytes, shorter than a segment header (created just before a crash?)",
+            data.len()
+        )));
+        return seg;
+    };
+    if header.get(..6) != Some(MAGIC.as_slice()) {
+        seg.issues
+            .push(bad("not a lifeline journal segment (bad magic)".into()));
+        return seg;
+    }
+    let version = header.get(6).copied().unwrap_or(0);
+    if version != FORMAT_VERSION {
+        seg.issues.push(bad(format!(
+            "format version {version}; this build reads version {FORMAT_VERSION}"
+        )));
+        return seg;
+    }
+    let mut first = [0u8; 8];
+    if let Some(b) = header.get(8..16) {
+        first.copy_from_slice(b);
+    }
+    seg.first_seq = u64::from_le_bytes(first);
+    let mut pos = HEADER_LEN;
+    seg.valid_len = pos as u64;
+    let mut last_seq: Option<u64> = None;
+    while pos < data.len() {
+        match frame_at(data, pos) {
+            Some((seq, record, len)) => {
+                if last_seq.is_some_and(|l| seq <= l) {
+                    seg.issues.push(Issue::Duplicate {
+                        path: path.to_path_buf(),
+                        offset: pos as u64,
+                        seq,
+                    });
+                } else {
+                    last_seq = Some(seq);
+                    seg.entries.push(Entry {
+                        seq,
+                        offset: pos as u64,
+                        record,
+                    });
+                }
+                pos += len;
+                seg.valid_len = pos as u64;
+            }
+            None => {
+                // Resynchronise: the next offset holding a whole valid frame
+                // with a later sequence number.
+                let next = (pos + 1..data.len()).find(|&p| {
+                    frame_at(data, p).is_some_and(|(seq, _, _)| last_seq.is_none_or(|l| seq > l))
+                });
+                match next {
+                    Some(p) => {
+                        seg.issues.push(Issue::Corrupt {
+                            path: path.to_path_buf(),
+                            offset: pos as u64,
+                            bytes: (p - pos) as u64,
+                        });
+                        pos = p;
+                    }
+                    None => {
+                        seg.issues.push(Issue::TornTail {
+                            path: path.to_path_buf(),
+                            offset: pos as u64,
+                            bytes: (data.len() - pos) as u64,
+                        });
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    seg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{TrunkChange, TrunkRecord, WallTime};
+
+    fn rec(i: i64) -> JournalRecord {
+        JournalRecord::Trunk(TrunkRecord {
+            at: WallTime(i),
+            trunk: "primary".into(),
+            change: TrunkChange::Drained,
+        })
+    }
+
+    #[test]
+    fn names_round_trip_and_sort() {
+        let a = segment_name(9, 1_700_000_000);
+        let b = segment_name(10, 1_600_000_000);
+        assert_eq!(parse_segment_name(&a), Some((9, 1_700_000_000)));
+        assert!(a < b, "names sort by first sequence number");
+        assert_eq!(parse_segment_name("journal-x-1.log"), None);
+        assert_eq!(parse_segment_name("other.log"), None);
+    }
+
+    #[test]
+    fn frames_round_trip() {
+        let mut data = encode_header(1).to_vec();
+        for i in 1..=3 {
+            encode_frame(i as u64, &rec(i), &mut data).unwrap();
+        }
+        let seg = parse_segment(Path::new("s"), &data);
+        assert!(seg.issues.is_empty(), "{:?}", seg.issues);
+        assert_eq!(seg.first_seq, 1);
+        let seqs: Vec<u64> = seg.entries.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [1, 2, 3]);
+        assert_eq!(seg.valid_len, data.len() as u64);
+    }
+
+    #[test]
+    fn bad_headers_are_reported() {
+        for (data, what) in [
+            (b"LLJ".to_vec(), "shorter"),
+            (
+                b"XXXXXX\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00".to_vec(),
+                "magic",
+            ),
+            (
+                b"LLJRNL\x09\x00\x00\x00\x00\x00\x00\x00\x00\x00".to_vec(),
+                "version 9",
+            ),
+        ] {
+            let seg = parse_segment(Path::new("s"), &data);
+            assert!(seg.entries.is_empty());
+            match &seg.issues[..] {
+                [Issue::BadHeader { reason, .. }] => assert!(reason.contains(what), "{reason}"),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+}

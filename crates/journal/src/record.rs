@@ -1,0 +1,466 @@
+//! What the journal holds: one record per finished call, one per trunk state
+//! change or drain, and one per late answer on a call already journaled.
+//!
+//! Records are plain data with serde derives. On disk they are encoded with
+//! postcard (see [`crate::format`]); in `lifeline report --format json` with
+//! serde_json. Field order is part of the on-disk format: changing a struct
+//! means a new [`FORMAT_VERSION`](crate::format::FORMAT_VERSION); adding a
+//! variant at the end of an enum does not.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// A wall-clock time: microseconds since the Unix epoch (UTC).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct WallTime(pub i64);
+
+impl WallTime {
+    /// From a `SystemTime` (saturating far outside ±292,000 years).
+    pub fn from_system(t: SystemTime) -> Self {
+        match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => Self(i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
+            Err(e) => Self(-i64::try_from(e.duration().as_micros()).unwrap_or(i64::MAX)),
+        }
+    }
+
+    /// As a `SystemTime`.
+    pub fn to_system(self) -> SystemTime {
+        let d = Duration::from_micros(self.0.unsigned_abs());
+        if self.0 >= 0 {
+            UNIX_EPOCH + d
+        } else {
+            UNIX_EPOCH - d
+        }
+    }
+
+    /// This time plus a (journal) duration.
+    pub fn plus(self, d: Micros) -> Self {
+        Self(
+            self.0
+                .saturating_add(i64::try_from(d.0).unwrap_or(i64::MAX)),
+        )
+    }
+
+    /// RFC 3339 in UTC with milliseconds, e.g. `2023-06-25T10:00:00.123Z`.
+    pub fn rfc3339(self) -> String {
+        match jiff::Timestamp::from_microsecond(self.0) {
+            Ok(ts) => ts.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+            Err(_) => format!("@{}us", self.0),
+        }
+    }
+}
+
+/// A duration in microseconds.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Micros(pub u64);
+
+impl Micros {
+    /// From a `Duration` (saturating).
+    pub fn from_duration(d: Duration) -> Self {
+        Self(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    }
+
+    /// As a `Duration`.
+    pub fn to_duration(self) -> Duration {
+        Duration::from_micros(self.0)
+    }
+
+    /// Whole milliseconds (rounded down) as a float with 0.1 ms precision.
+    pub fn millis(self) -> f64 {
+        (self.0 / 100) as f64 / 10.0
+    }
+}
+
+/// One journal record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JournalRecord {
+    /// A call ended (or was evicted while still in progress).
+    Call(Box<CallRecord>),
+    /// A trunk changed state or was drained / undrained.
+    Trunk(TrunkRecord),
+    /// A response arrived on a call already journaled: a 2xx after the
+    /// caller was told the call failed, or after the caller cancelled.
+    Late(LateRecord),
+}
+
+impl JournalRecord {
+    /// The time the record is filed under: a call's start, a trunk event's
+    /// or a late response's time.
+    pub fn time(&self) -> WallTime {
+        match self {
+            JournalRecord::Call(c) => c.started,
+            JournalRecord::Trunk(t) => t.at,
+            JournalRecord::Late(l) => l.at,
+        }
+    }
+}
+
+/// Why a call counted as an emergency call (mirrors
+/// `lifeline_proxy::EmergencyRule`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EmergencyRule {
+    /// `urn:service:sos` or a sub-service.
+    SosUrn,
+    /// A configured emergency number.
+    Number,
+    /// `Resource-Priority: esnet.*` from a trusted peer.
+    ResourcePriority,
+}
+
+impl EmergencyRule {
+    /// Name as in logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SosUrn => "sos-urn",
+            Self::Number => "number",
+            Self::ResourcePriority => "resource-priority",
+        }
+    }
+}
+
+impl From<lifeline_proxy::EmergencyRule> for EmergencyRule {
+    fn from(r: lifeline_proxy::EmergencyRule) -> Self {
+        match r {
+            lifeline_proxy::EmergencyRule::SosUrn => Self::SosUrn,
+            lifeline_proxy::EmergencyRule::Number => Self::Number,
+            lifeline_proxy::EmergencyRule::ResourcePriority => Self::ResourcePriority,
+        }
+    }
+}
+
+/// Who called: everything needed to call the person back. Header values are
+/// kept as received (invalid UTF-8, which valid SIP never carries, is
+/// replaced by U+FFFD).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Caller {
+    /// The From URI.
+    pub from_uri: String,
+    /// The From display name, as written, if any.
+    pub from_display: Option<String>,
+    /// Every P-Asserted-Identity value, in order.
+    pub asserted_identities: Vec<String>,
+}
+
+/// Where the caller said they are (RFC 6442).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocationRecord {
+    /// Geolocation header values, as received.
+    pub geolocation: Vec<String>,
+    /// Whether the body carried a PIDF-LO part.
+    pub pidf_lo: bool,
+}
+
+impl LocationRecord {
+    /// Whether any location was provided.
+    pub fn present(&self) -> bool {
+        !self.geolocation.is_empty() || self.pidf_lo
+    }
+
+    /// A short reference for tables: the Geolocation values, then `pidf-lo`.
+    pub fn reference(&self) -> String {
+        let mut parts: Vec<&str> = self.geolocation.iter().map(String::as_str).collect();
+        if self.pidf_lo {
+            parts.push("pidf-lo");
+        }
+        parts.join(" ")
+    }
+}
+
+/// How one attempt on a trunk ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AttemptResult {
+    /// The call was answered through this attempt.
+    Connected,
+    /// No response at all within the failover timer.
+    NoResponse,
+    /// 100 Trying, then nothing within the progress timeout.
+    NoProgress,
+    /// A failover-class response (408, 5xx ...).
+    Response(u16),
+    /// ICMP unreachable, refused or reset.
+    TransportError,
+    /// The transaction timed out (Timer B/F).
+    TransactionTimeout,
+    /// The callee's side answered with a final non-2xx, relayed to the caller.
+    Rejected(u16),
+    /// Still in progress when the caller cancelled.
+    Cancelled,
+    /// Still in progress when the call was journaled (no result seen).
+    Unknown,
+}
+
+impl AttemptResult {
+    /// Short text for tables and CSV: `connected`, `503`, `no-response` ...
+    pub fn describe(self) -> String {
+        match self {
+            Self::Connected => "connected".into(),
+            Self::NoResponse => "no-response".into(),
+            Self::NoProgress => "no-progress".into(),
+            Self::Response(s) => s.to_string(),
+            Self::TransportError => "transport-error".into(),
+            Self::TransactionTimeout => "transaction-timeout".into(),
+            Self::Rejected(s) => format!("rejected-{s}"),
+            Self::Cancelled => "cancelled".into(),
+            Self::Unknown => "unknown".into(),
+        }
+    }
+
+    /// Whether this attempt was given up on and the call moved on (or failed).
+    pub fn is_failover_class(self) -> bool {
+        matches!(
+            self,
+            Self::NoResponse
+                | Self::NoProgress
+                | Self::Response(_)
+                | Self::TransportError
+                | Self::TransactionTimeout
+        )
+    }
+
+    pub(crate) fn from_failure(f: lifeline_proxy::AttemptFailure) -> Self {
+        use lifeline_proxy::AttemptFailure as F;
+        match f {
+            F::NoResponse => Self::NoResponse,
+            F::NoProgress => Self::NoProgress,
+            F::Response(s) => Self::Response(s),
+            F::TransportError => Self::TransportError,
+            F::TransactionTimeout => Self::TransactionTimeout,
+        }
+    }
+}
+
+/// One attempt of a call on a trunk.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    /// The trunk's name.
+    pub trunk: String,
+    /// 1 for the first attempt, 2 for the first failover ...
+    pub attempt: u32,
+    /// When it started, from the call's start.
+    pub offset: Micros,
+    /// How it ended.
+    pub result: AttemptResult,
+    /// How long it lasted, when known (failed attempts, the connected one).
+    pub elapsed: Option<Micros>,
+    /// A response that arrived after the attempt was given up, if any.
+    pub late_status: Option<u16>,
+}
+
+/// Why a call did not connect (mirrors `lifeline_proxy::CallFailure`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailReason {
+    /// Every trunk the call could use failed.
+    AllTrunksFailed,
+    /// No route matched.
+    NoRoute,
+    /// The callee's side answered with a final non-2xx.
+    Rejected,
+}
+
+impl FailReason {
+    /// Name for tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AllTrunksFailed => "all-trunks-failed",
+            Self::NoRoute => "no-route",
+            Self::Rejected => "rejected",
+        }
+    }
+}
+
+impl From<lifeline_proxy::CallFailure> for FailReason {
+    fn from(f: lifeline_proxy::CallFailure) -> Self {
+        match f {
+            lifeline_proxy::CallFailure::AllTrunksFailed => Self::AllTrunksFailed,
+            lifeline_proxy::CallFailure::NoRoute => Self::NoRoute,
+            lifeline_proxy::CallFailure::Rejected => Self::Rejected,
+        }
+    }
+}
+
+/// How a call ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CallOutcome {
+    /// Answered through a trunk.
+    Connected {
+        /// The trunk's name.
+        trunk: String,
+    },
+    /// Did not connect; the caller got `status`.
+    Failed {
+        /// The final status sent to the caller.
+        status: u16,
+        /// Why.
+        reason: FailReason,
+    },
+    /// The caller cancelled before an answer.
+    Cancelled,
+    /// The gateway stopped tracking the call before it ended (too many calls
+    /// in progress, or shutdown): outcome unknown.
+    Unfinished,
+}
+
+impl CallOutcome {
+    /// Short text for tables and CSV.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Connected { trunk } => format!("connected via {trunk}"),
+            Self::Failed { status, reason } => format!("failed {status} ({})", reason.as_str()),
+            Self::Cancelled => "cancelled by caller".into(),
+            Self::Unfinished => "outcome unknown (not tracked to the end)".into(),
+        }
+    }
+
+    /// Whether the call connected.
+    pub fn connected(&self) -> bool {
+        matches!(self, Self::Connected { .. })
+    }
+}
+
+/// One call, from INVITE to outcome.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallRecord {
+    /// When the INVITE arrived.
+    pub started: WallTime,
+    /// When the outcome was known.
+    pub ended: WallTime,
+    /// The SIP Call-ID.
+    pub call_id: String,
+    /// Who called.
+    pub caller: Caller,
+    /// The Request-URI as dialled.
+    pub dialled: String,
+    /// Why it is an emergency call, if it is.
+    pub emergency: Option<EmergencyRule>,
+    /// Location references.
+    pub location: LocationRecord,
+    /// The route that took it (empty if none matched).
+    pub route: String,
+    /// Where it came from, e.g. `udp:192.0.2.7:5060`.
+    pub source: String,
+    /// Every attempt, in order.
+    pub attempts: Vec<AttemptRecord>,
+    /// How it ended.
+    pub outcome: CallOutcome,
+    /// From the INVITE's arrival to the 2xx, if connected.
+    pub setup: Option<Micros>,
+}
+
+impl CallRecord {
+    /// Whether the call was an emergency call.
+    pub fn is_emergency(&self) -> bool {
+        self.emergency.is_some()
+    }
+
+    /// Trunks tried, with why each failed: `primary:no-response backup:503`.
+    pub fn attempts_summary(&self) -> String {
+        let parts: Vec<String> = self
+            .attempts
+            .iter()
+            .map(|a| {
+                let mut s = format!("{}:{}", a.trunk, a.result.describe());
+                if let Some(l) = a.late_status {
+                    s.push_str(&format!("(late {l})"));
+                }
+                s
+            })
+            .collect();
+        parts.join(" ")
+    }
+}
+
+/// Measured trunk state (mirrors `lifeline_health::State`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrunkState {
+    /// Takes traffic.
+    Up,
+    /// Recent failures; still takes traffic.
+    Suspect,
+    /// Failed; takes no traffic.
+    Down,
+    /// Answering again, not yet trusted.
+    Recovering,
+}
+
+impl TrunkState {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Up => "up",
+            Self::Suspect => "suspect",
+            Self::Down => "down",
+            Self::Recovering => "recovering",
+        }
+    }
+}
+
+impl From<lifeline_health::State> for TrunkState {
+    fn from(s: lifeline_health::State) -> Self {
+        match s {
+            lifeline_health::State::Up => Self::Up,
+            lifeline_health::State::Suspect => Self::Suspect,
+            lifeline_health::State::Down => Self::Down,
+            lifeline_health::State::Recovering => Self::Recovering,
+        }
+    }
+}
+
+/// What happened to a trunk.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrunkChange {
+    /// Measured state changed.
+    State {
+        /// Before.
+        from: TrunkState,
+        /// After.
+        to: TrunkState,
+        /// The evidence that tipped it, as text (`live: no response`,
+        /// `probe timeout`, `probe answered 200` ...).
+        reason: String,
+    },
+    /// An operator drained it.
+    Drained,
+    /// An operator undrained it.
+    Undrained,
+}
+
+/// A trunk state change or drain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrunkRecord {
+    /// When.
+    pub at: WallTime,
+    /// The trunk's name.
+    pub trunk: String,
+    /// What happened.
+    pub change: TrunkChange,
+}
+
+/// A response on a call that had already been journaled (its record written
+/// as failed, cancelled or unfinished).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LateRecord {
+    /// When it arrived.
+    pub at: WallTime,
+    /// The call's Call-ID.
+    pub call_id: String,
+    /// The call's start (to find its record).
+    pub started: WallTime,
+    /// Through which trunk.
+    pub trunk: String,
+    /// The status (200 ... 299 when the call connected after all).
+    pub status: u16,
+    /// Whether the call was connected by it (the 2xx was forwarded).
+    pub connected: bool,
+}
