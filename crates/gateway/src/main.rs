@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 
 mod admin;
 mod config;
+mod demo;
 mod engine;
 mod metrics;
 mod parse;
@@ -27,6 +28,23 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The whole story in one command, on loopback: a gateway, two trunks and
+    /// a caller placing emergency calls; the primary trunk fails and comes
+    /// back; failover and failback are timed. Exit 0 if no call failed.
+    Demo {
+        /// How long to run, in seconds.
+        #[arg(long, default_value_t = 20)]
+        duration: u64,
+        /// Calls per second.
+        #[arg(long, default_value_t = 20)]
+        rate: u32,
+        /// How the primary trunk fails.
+        #[arg(long, value_enum, default_value = "kill")]
+        fault: demo::Fault,
+        /// How long each answered call lasts before the caller hangs up, in ms.
+        #[arg(long, default_value_t = 1000)]
+        hold_ms: u64,
+    },
     /// Check SIP messages the way the gateway checks them off the wire (each
     /// file is one UDP datagram). Exit 0 if every file is accepted, 1 if not.
     Parse {
@@ -55,6 +73,12 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
+        Command::Demo { duration, rate, fault, hold_ms } => demo::run(demo::DemoOptions {
+            duration: std::time::Duration::from_secs(duration.max(5)),
+            rate: rate.clamp(1, 2000),
+            fault,
+            hold: std::time::Duration::from_millis(hold_ms),
+        }),
         Command::Parse { json, files } => parse::run(&files, json),
         Command::CheckConfig { file } => config::check_config(&file),
     }

@@ -70,6 +70,12 @@ pub struct FlapDamping {
     pub hold: Duration,
     /// Upper bound of the hold-down (default 30 s).
     pub max_hold: Duration,
+    /// A trunk taken Down by failed calls that probes cannot see (503s,
+    /// stalls, INVITEs unanswered while OPTIONS are answered) is not brought
+    /// back by answered probes alone before this long (default 5 s) — unless
+    /// probes start failing too, which shows the outage is one probes can
+    /// measure. Zero turns it off.
+    pub live_hold: Duration,
 }
 
 impl Default for FlapDamping {
@@ -78,6 +84,7 @@ impl Default for FlapDamping {
             window: Duration::from_secs(30),
             hold: Duration::from_secs(1),
             max_hold: Duration::from_secs(30),
+            live_hold: Duration::from_secs(5),
         }
     }
 }

@@ -224,7 +224,10 @@ struct Trunk {
     rtt: Rtt,
     flaps: u32,
     last_up: Option<Instant>,
+    /// Flap hold-down: not Up before this.
     hold_until: Option<Instant>,
+    /// Hold-down for an outage probes did not see (see `FlapDamping::live_hold`).
+    live_hold_until: Option<Instant>,
     stats: Stats,
 }
 
@@ -350,6 +353,7 @@ impl Health {
             flaps: 0,
             last_up: None,
             hold_until: None,
+            live_hold_until: None,
             stats: Stats::default(),
         };
         // Prove the probe is well-formed before accepting the trunk.
@@ -417,7 +421,7 @@ impl Health {
             live_failures: t.counters.live_failures,
             consecutive_successes: t.counters.successes,
             probes_outstanding: t.outstanding.len(),
-            held_until: t.hold_until,
+            held_until: t.hold_until.max(t.live_hold_until),
             stats: t.stats,
         })
     }
@@ -671,6 +675,11 @@ impl Health {
             return;
         };
         let from = t.state;
+        if !result.success && !result.live && !from.usable() {
+            // Probes fail too: the outage is one probes can see, so probes
+            // may also be trusted to see its end.
+            t.live_hold_until = None;
+        }
         let to = state::next(
             from,
             &mut t.counters,
@@ -678,7 +687,7 @@ impl Health {
             t.cfg.down_after,
             t.cfg.up_after,
             now,
-            t.hold_until,
+            t.hold_until.max(t.live_hold_until),
         );
         if to == from {
             return;
@@ -696,10 +705,23 @@ impl Health {
                 };
                 let hold = t.cfg.flap.hold_for(t.flaps);
                 t.hold_until = (!hold.is_zero()).then(|| now + hold);
+                // Calls failed in a way probes cannot show (503s, stalls,
+                // INVITEs unanswered while OPTIONS are): answered probes alone
+                // do not bring it back before `live_hold`, unless probes start
+                // failing too.
+                let unseen = matches!(
+                    reason,
+                    Reason::Live(
+                        Outcome::FailureResponse(_) | Outcome::ProgressTimeout | Outcome::Timeout
+                    )
+                );
+                let live_hold = t.cfg.flap.live_hold;
+                t.live_hold_until = (unseen && !live_hold.is_zero()).then(|| now + live_hold);
             }
             State::Up => {
                 t.last_up = Some(now);
                 t.hold_until = None;
+                t.live_hold_until = None;
             }
             _ => {}
         }

@@ -461,3 +461,46 @@ fn events_follow_the_states() {
     assert_eq!(state, s.state(a));
     assert_eq!(state, State::Up);
 }
+
+#[test]
+fn failed_calls_probes_cannot_see_hold_the_trunk_down() {
+    // The trunk answers OPTIONS throughout but rejects calls with 503.
+    let mut s = Sim::new();
+    let a = s.trunk("primary", ProbeConfig::default(), OK);
+    s.report(ms(100), a, Outcome::FailureResponse(503)); // Suspect; probe at 100, answered at 110
+    s.report(ms(120), a, Outcome::FailureResponse(503)); // Down, held for live_hold = 5 s
+    assert_eq!(s.state(a), State::Down);
+    s.run_until(ms(6000));
+    // Probes go out at 100 + 250k and are answered 10 ms later; the first
+    // answer after 120 + 5000 ms is the 5350 probe's, at 5360.
+    let ups: Vec<_> = s
+        .changes
+        .iter()
+        .filter(|c| c.3 == State::Up)
+        .map(|c| c.0)
+        .collect();
+    assert_eq!(ups, vec![ms(5360)]);
+}
+
+#[test]
+fn an_outage_probes_also_see_is_not_held() {
+    // Calls time out and so do probes (a hung trunk): when it recovers,
+    // answered probes bring it back without the live hold.
+    let mut s = Sim::new();
+    let a = s.trunk("primary", ProbeConfig::default(), OK);
+    s.at(ms(90), a, Behaviour::Silent);
+    s.at(ms(1000), a, OK);
+    s.report(ms(100), a, Outcome::Timeout); // Suspect; probe at 100 (unanswered)
+    s.report(ms(120), a, Outcome::Timeout); // Down
+    s.run_until(ms(3000));
+    // The 100 probe times out at 350: probes see the outage. Probes at
+    // 350 and 600 go unanswered; 850 too (silent until 1000); answers to the
+    // 1100, 1350 and 1600 probes at 1110, 1360, 1610: Up at 1610.
+    let ups: Vec<_> = s
+        .changes
+        .iter()
+        .filter(|c| c.3 == State::Up)
+        .map(|c| c.0)
+        .collect();
+    assert_eq!(ups, vec![ms(1610)]);
+}

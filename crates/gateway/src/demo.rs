@@ -1,0 +1,514 @@
+//! `lifeline demo`: the whole story in one command, on loopback.
+//!
+//! It starts the gateway, two trunks (real UAS on loopback sockets, answering
+//! OPTIONS and calls) and a caller placing emergency calls — to 999 and to
+//! `urn:service:sos`, each with SDP and a PIDF-LO location — at a steady
+//! rate. A few seconds in, the primary trunk fails (killed, hung, or
+//! answering 503); later it comes back. What happens is printed as it
+//! happens, and a summary at the end.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use lifeline_proxy::{
+    AttemptFailure, Event, Peer, ProbeConfig, ProxyConfig, RouteConfig, RouteMatch, Transport,
+    TrunkConfig, TrunkId,
+};
+use lifeline_sip::{HeaderName, Message, MessageWriter};
+
+use crate::engine::{Gateway, Options};
+
+/// How the primary trunk fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Fault {
+    /// The process dies: its port answers ICMP port unreachable.
+    Kill,
+    /// The process hangs: packets vanish, nothing answers.
+    Hang,
+    /// It answers every call with 503 Service Unavailable.
+    #[value(name = "503")]
+    Reject503,
+}
+
+/// Demo settings.
+#[derive(Clone, Debug)]
+pub(crate) struct DemoOptions {
+    pub(crate) duration: Duration,
+    pub(crate) rate: u32,
+    pub(crate) fault: Fault,
+    pub(crate) hold: Duration,
+}
+
+const NORMAL: u8 = 0;
+const HANG: u8 = 1;
+const REJECT: u8 = 2;
+
+/// A trunk: a UAS on a loopback socket.
+struct Trunk {
+    addr: SocketAddr,
+    mode: Arc<AtomicU8>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Trunk {
+    fn start(bind: SocketAddr, name: &'static str) -> std::io::Result<Trunk> {
+        let sock = UdpSocket::bind(bind)?;
+        sock.set_read_timeout(Some(Duration::from_millis(20)))?;
+        let addr = sock.local_addr()?;
+        let mode = Arc::new(AtomicU8::new(NORMAL));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (m, s) = (mode.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("demo-{name}"))
+            .spawn(move || uas(sock, addr, m, s))?;
+        Ok(Trunk {
+            addr,
+            mode,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    fn kill(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Trunk {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn uas(sock: UdpSocket, me: SocketAddr, mode: Arc<AtomicU8>, stop: Arc<AtomicBool>) {
+    let mut buf = vec![0u8; 65536];
+    while !stop.load(Ordering::Relaxed) {
+        let Ok((n, from)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        let mode = mode.load(Ordering::Relaxed);
+        if mode == HANG {
+            continue;
+        }
+        let Ok(m) = Message::parse(Bytes::copy_from_slice(buf.get(..n).unwrap_or_default())) else {
+            continue;
+        };
+        if m.status().is_some() {
+            continue;
+        }
+        let reply = |code: u16, reason: &str| -> Option<Bytes> {
+            let mut w = MessageWriter::response_to(&m, code, reason, Some(b"psap")).ok()?;
+            if (180..300).contains(&code) {
+                for h in m.headers().filter(|h| h.name == HeaderName::RecordRoute) {
+                    w.raw_header(h.raw_name, h.value).ok()?;
+                }
+                w.header(HeaderName::Contact, format!("<sip:psap@{me}>").as_bytes())
+                    .ok()?;
+            }
+            Some(w.finish())
+        };
+        let out: Vec<Bytes> = match m.method_bytes().unwrap_or_default() {
+            b"INVITE" if mode == REJECT => reply(503, "Service Unavailable").into_iter().collect(),
+            b"INVITE" => [(100, "Trying"), (180, "Ringing"), (200, "OK")]
+                .iter()
+                .filter_map(|(c, r)| reply(*c, r))
+                .collect(),
+            b"ACK" => vec![],
+            _ => reply(200, "OK").into_iter().collect(),
+        };
+        for b in out {
+            let _ = sock.send_to(&b, from);
+        }
+    }
+}
+
+const BODY: &str = "--demo-boundary\r\nContent-Type: application/sdp\r\n\r\nv=0\r\no=caller 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 49170 RTP/AVP 0\r\n\r\n--demo-boundary\r\nContent-Type: application/pidf+xml\r\nContent-ID: <loc@caller.example>\r\n\r\n<?xml version=\"1.0\"?><presence xmlns=\"urn:ietf:params:xml:ns:pidf\" xmlns:gp=\"urn:ietf:params:xml:ns:pidf:geopriv10\" xmlns:gml=\"http://www.opengis.net/gml\" entity=\"pres:caller@example.net\"><tuple id=\"t\"><status><gp:geopriv><gp:location-info><gml:Point srsName=\"urn:ogc:def:crs:EPSG::4326\"><gml:pos>51.5034 -0.1276</gml:pos></gml:Point></gp:location-info></gp:geopriv></status></tuple></presence>\r\n--demo-boundary--\r\n";
+
+#[derive(Debug)]
+struct CallState {
+    invite: Message,
+    started: Instant,
+    final_status: Option<u16>,
+    bye_at: Option<Instant>,
+    bye: Option<String>,
+}
+
+/// What the demo saw, for the summary.
+#[derive(Debug, Default)]
+struct Seen {
+    /// (when, trunk name) of every INVITE sent to a trunk.
+    attempts: Vec<(Instant, String)>,
+    failovers: u64,
+}
+
+pub(crate) fn run(opts: DemoOptions) -> std::process::ExitCode {
+    match run_inner(opts) {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::from(1),
+        Err(e) => {
+            eprintln!("lifeline demo: {e}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+fn run_inner(opts: DemoOptions) -> std::io::Result<bool> {
+    let loopback: SocketAddr = "127.0.0.1:0".parse().map_err(std::io::Error::other)?;
+    let mut primary = Trunk::start(loopback, "primary")?;
+    let backup = Trunk::start(loopback, "backup")?;
+    let (paddr, baddr) = (primary.addr, backup.addr);
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let t0 = Instant::now();
+    let names: Arc<Mutex<HashMap<TrunkId, String>>> = Arc::default();
+    let sink_seen = seen.clone();
+    let sink_names = names.clone();
+    let gw = Gateway::start(Options {
+        listen: vec![(Transport::Udp, loopback)],
+        advertise: None,
+        proxy_config: Box::new(move |adv| {
+            let t = |n: &str, a| TrunkConfig {
+                name: n.into(),
+                peer: Peer::udp(a),
+                probe: ProbeConfig::default(),
+            };
+            ProxyConfig::new(
+                adv,
+                vec![t("primary", paddr), t("backup", baddr)],
+                vec![
+                    RouteConfig::new("emergency", RouteMatch::Emergency, &["primary", "backup"]),
+                    RouteConfig::new("default", RouteMatch::Any, &["primary", "backup"]),
+                ],
+            )
+        }),
+        io_threads: 1,
+        sinks: vec![Box::new(
+            move |ev: &Event, now: Instant, proxy: &lifeline_proxy::Proxy| {
+                let name = |id: TrunkId| {
+                    let mut n = sink_names.lock().unwrap_or_else(|p| p.into_inner());
+                    n.entry(id)
+                        .or_insert_with(|| {
+                            proxy
+                                .health()
+                                .trunk(id)
+                                .map(|t| t.name.to_string())
+                                .unwrap_or_default()
+                        })
+                        .clone()
+                };
+                let at = now.saturating_duration_since(t0).as_secs_f64();
+                match ev {
+                    Event::AttemptStarted { trunk, .. } => {
+                        let n = name(*trunk);
+                        if let Ok(mut s) = sink_seen.lock() {
+                            s.attempts.push((now, n));
+                        }
+                    }
+                    Event::AttemptFailed {
+                        trunk,
+                        reason,
+                        elapsed,
+                        ..
+                    } => {
+                        if let Ok(mut s) = sink_seen.lock() {
+                            s.failovers += 1;
+                        }
+                        let why = match reason {
+                            AttemptFailure::Response(c) => format!("answered {c}"),
+                            AttemptFailure::NoResponse => "no response".into(),
+                            AttemptFailure::NoProgress => "no progress after 100 Trying".into(),
+                            AttemptFailure::TransportError => "ICMP port unreachable".into(),
+                            AttemptFailure::TransactionTimeout => "timed out".into(),
+                        };
+                        println!(
+                            "t={at:6.3}s  failover: {} {why} after {} ms, call moved on",
+                            name(*trunk),
+                            elapsed.as_millis()
+                        );
+                    }
+                    Event::Trunk(h) => {
+                        if let lifeline_health::EventKind::State { from, to, reason } = h.kind {
+                            println!(
+                                "t={at:6.3}s  trunk {}: {} -> {} ({})",
+                                name(h.trunk),
+                                from.as_str(),
+                                to.as_str(),
+                                reason_text(reason)
+                            );
+                        }
+                    }
+                    Event::CallFailed { status, .. } => {
+                        println!("t={at:6.3}s  CALL FAILED with {status}")
+                    }
+                    _ => {}
+                }
+            },
+        )],
+        ticks: vec![],
+        tick_every: Duration::from_millis(250),
+    })?;
+    let gw_addr = *gw
+        .bound
+        .udp
+        .first()
+        .ok_or_else(|| std::io::Error::other("no UDP listener"))?;
+
+    println!(
+        "lifeline demo: gateway on {gw_addr}, primary trunk on {paddr}, backup trunk on {baddr}"
+    );
+    println!(
+        "placing {} emergency calls/s (999 and urn:service:sos, with SDP and PIDF-LO) for {} s; the primary will {} at {:.1} s and come back at {:.1} s",
+        opts.rate,
+        opts.duration.as_secs(),
+        match opts.fault {
+            Fault::Kill => "be killed",
+            Fault::Hang => "hang",
+            Fault::Reject503 => "answer 503",
+        },
+        (opts.duration.as_secs_f64() * 0.3),
+        (opts.duration.as_secs_f64() * 0.6),
+    );
+
+    let caller = UdpSocket::bind(loopback)?;
+    caller.set_read_timeout(Some(Duration::from_millis(2)))?;
+    let me = caller.local_addr()?;
+    let fault_at = t0 + opts.duration.mul_f64(0.3);
+    let revive_at = t0 + opts.duration.mul_f64(0.6);
+    let stop_calls_at = t0 + opts.duration.mul_f64(0.9);
+    let end_at = t0 + opts.duration + opts.hold + Duration::from_secs(2);
+    let interval = Duration::from_secs_f64(1.0 / f64::from(opts.rate.max(1)));
+    let mut next_call = t0 + Duration::from_millis(500);
+    let mut calls: HashMap<String, CallState> = HashMap::new();
+    let mut n = 0u32;
+    let (mut faulted, mut revived) = (false, false);
+    let mut next_report = t0 + Duration::from_secs(1);
+    let mut last_counts: (usize, usize) = (0, 0);
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let now = Instant::now();
+        if now >= end_at {
+            break;
+        }
+        if !faulted && now >= fault_at {
+            faulted = true;
+            match opts.fault {
+                Fault::Kill => primary.kill(),
+                Fault::Hang => primary.mode.store(HANG, Ordering::Relaxed),
+                Fault::Reject503 => primary.mode.store(REJECT, Ordering::Relaxed),
+            }
+            println!(
+                "t={:6.3}s  *** FAULT: primary trunk {} ***",
+                (now - t0).as_secs_f64(),
+                match opts.fault {
+                    Fault::Kill => "killed",
+                    Fault::Hang => "hung",
+                    Fault::Reject503 => "answering 503",
+                }
+            );
+        }
+        if !revived && now >= revive_at {
+            revived = true;
+            match opts.fault {
+                Fault::Kill => primary = Trunk::start(paddr, "primary")?,
+                _ => primary.mode.store(NORMAL, Ordering::Relaxed),
+            }
+            println!(
+                "t={:6.3}s  *** primary trunk is back ***",
+                (now - t0).as_secs_f64()
+            );
+        }
+        if now >= next_call && now < stop_calls_at {
+            next_call += interval;
+            n += 1;
+            let (uri, to) = if n % 2 == 0 {
+                ("urn:service:sos", "urn:service:sos")
+            } else {
+                ("sip:999@lifeline.invalid", "sip:999@lifeline.invalid")
+            };
+            let call_id = format!("demo-{n}@{}", me.ip());
+            let text = format!(
+                "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKdemo{n}\r\nMax-Forwards: 70\r\nFrom: \"Demo Caller {n}\" <sip:+44163296{:04}@caller.example>;tag=d{n}\r\nTo: <{to}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:caller@{me}>\r\nP-Asserted-Identity: <tel:+44163296{:04}>\r\nGeolocation: <cid:loc@caller.example>\r\nGeolocation-Routing: no\r\nContent-Type: multipart/mixed;boundary=demo-boundary\r\nContent-Length: {}\r\n\r\n{BODY}",
+                n % 10_000,
+                n % 10_000,
+                BODY.len()
+            );
+            if let Ok(invite) = Message::parse(Bytes::from(text.clone())) {
+                let _ = caller.send_to(text.as_bytes(), gw_addr);
+                calls.insert(
+                    call_id,
+                    CallState {
+                        invite,
+                        started: now,
+                        final_status: None,
+                        bye_at: None,
+                        bye: None,
+                    },
+                );
+            }
+        }
+        // BYEs due.
+        for c in calls.values_mut() {
+            if c.bye_at.is_some_and(|t| t <= now) {
+                c.bye_at = None;
+                if let Some(bye) = c.bye.take() {
+                    let _ = caller.send_to(bye.as_bytes(), gw_addr);
+                }
+            }
+        }
+        if let Ok(len) = caller.recv(&mut buf) {
+            if let Ok(m) =
+                Message::parse(Bytes::copy_from_slice(buf.get(..len).unwrap_or_default()))
+            {
+                handle_response(&caller, gw_addr, me, &m, &mut calls, now, opts.hold);
+            }
+        }
+        if now >= next_report {
+            next_report += Duration::from_secs(1);
+            let (to_p, to_b) = {
+                let s = seen.lock().unwrap_or_else(|p| p.into_inner());
+                let p = s.attempts.iter().filter(|a| a.1 == "primary").count();
+                (p, s.attempts.len() - p)
+            };
+            let answered = calls
+                .values()
+                .filter(|c| c.final_status.is_some_and(|s| s < 300))
+                .count();
+            let failed = calls
+                .values()
+                .filter(|c| c.final_status.is_some_and(|s| s >= 300))
+                .count();
+            println!(
+                "t={:6.3}s  calls {:4}  answered {:4}  failed {}   last second: primary {:3}  backup {:3}",
+                (now - t0).as_secs_f64(),
+                calls.len(),
+                answered,
+                failed,
+                to_p.saturating_sub(last_counts.0),
+                to_b.saturating_sub(last_counts.1)
+            );
+            last_counts = (to_p, to_b);
+        }
+    }
+    let now = Instant::now();
+    for c in calls.values_mut() {
+        if c.final_status.is_none() && now.duration_since(c.started) > Duration::from_secs(5) {
+            c.final_status = Some(408);
+        }
+    }
+    gw.shutdown(Duration::from_secs(2));
+    let total = calls.len();
+    let failed = calls
+        .values()
+        .filter(|c| c.final_status.is_none_or(|s| s >= 300))
+        .count();
+    let s = seen.lock().unwrap_or_else(|p| p.into_inner());
+    let to_primary: Vec<Instant> = s
+        .attempts
+        .iter()
+        .filter(|a| a.1 == "primary")
+        .map(|a| a.0)
+        .collect();
+    let failover_ms = to_primary
+        .iter()
+        .filter(|t| **t >= fault_at && **t < revive_at)
+        .max()
+        .map_or(0, |t| t.duration_since(fault_at).as_millis());
+    let failback = to_primary
+        .iter()
+        .filter(|t| **t >= revive_at)
+        .min()
+        .map(|t| t.duration_since(revive_at).as_millis());
+    println!();
+    println!("summary:");
+    println!("  calls placed           {total}");
+    println!("  answered               {}", total - failed);
+    println!("  failed                 {failed}");
+    println!(
+        "  attempts on a failing trunk that moved on: {}",
+        s.failovers
+    );
+    println!(
+        "  new calls left the faulty primary {failover_ms} ms after the fault; it took new calls again {} after it came back",
+        failback.map_or("never".to_string(), |ms| format!("{ms} ms"))
+    );
+    println!(
+        "demo: {total} calls, {failed} failed, failover in {failover_ms} ms, failback in {} ms",
+        failback.map_or("-".to_string(), |ms| ms.to_string())
+    );
+    Ok(failed == 0)
+}
+
+fn reason_text(r: lifeline_health::Reason) -> String {
+    use lifeline_health::{Outcome, Reason};
+    match r {
+        Reason::Added => "added".into(),
+        Reason::ProbeAnswered(c) => format!("OPTIONS answered {c}"),
+        Reason::ProbeRejected(c) => format!("OPTIONS answered {c}, not alive"),
+        Reason::ProbeTimeout => "OPTIONS unanswered".into(),
+        Reason::Live(Outcome::Answered) => "call answered".into(),
+        Reason::Live(Outcome::Timeout) => "a call got no response".into(),
+        Reason::Live(Outcome::ProgressTimeout) => "a call stalled after 100 Trying".into(),
+        Reason::Live(Outcome::FailureResponse(c)) => format!("a call was answered {c}"),
+        Reason::Live(Outcome::TransportError(k)) => format!("{k:?}"),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn handle_response(
+    sock: &UdpSocket,
+    gw: SocketAddr,
+    me: SocketAddr,
+    m: &Message,
+    calls: &mut HashMap<String, CallState>,
+    now: Instant,
+    hold: Duration,
+) {
+    let Some(code) = m.status() else {
+        return;
+    };
+    let call_id = String::from_utf8_lossy(m.call_id().unwrap_or_default()).into_owned();
+    let Some(c) = calls.get_mut(&call_id) else {
+        return;
+    };
+    let Ok(cseq) = m.cseq() else {
+        return;
+    };
+    if cseq.method != b"INVITE" || code < 200 {
+        return;
+    }
+    let first = c.final_status.is_none();
+    c.final_status.get_or_insert(code);
+    let text = |h: &Message, n: HeaderName| {
+        String::from_utf8_lossy(h.header(n).map(|h| h.value).unwrap_or_default()).into_owned()
+    };
+    let from = text(&c.invite, HeaderName::From);
+    let to = text(m, HeaderName::To);
+    let uri =
+        String::from_utf8_lossy(c.invite.request_uri_bytes().unwrap_or_default()).into_owned();
+    if code >= 300 {
+        let via = text(&c.invite, HeaderName::Via);
+        let ack = format!("ACK {uri} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n");
+        let _ = sock.send_to(ack.as_bytes(), gw);
+        return;
+    }
+    let routes: String = m
+        .values(HeaderName::RecordRoute)
+        .map(|(_, v)| format!("Route: {}\r\n", String::from_utf8_lossy(v)))
+        .collect();
+    let target = text(m, HeaderName::Contact)
+        .trim_matches(|ch| ch == '<' || ch == '>')
+        .to_string();
+    let ack = format!("ACK {target} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKack{call_id}\r\nMax-Forwards: 70\r\n{routes}From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n");
+    let _ = sock.send_to(ack.as_bytes(), gw);
+    if first {
+        c.bye = Some(format!("BYE {target} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKbye{call_id}\r\nMax-Forwards: 70\r\n{routes}From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"));
+        c.bye_at = Some(now + hold);
+    }
+}
