@@ -180,6 +180,22 @@ pub fn validate(m: &Message) -> Result<(), Error> {
     if let Some(ct) = m.content_type() {
         ct?;
     }
+    // Via, Contact, Route and Record-Route hold one or more values; an empty
+    // line has none, and `values` below yields nothing for it (found by the
+    // parse_message fuzz target: a lone `Via:` passed as the top Via).
+    for h in m.headers() {
+        if h.value.is_empty()
+            && matches!(
+                h.name,
+                HeaderName::Via | HeaderName::Contact | HeaderName::Route | HeaderName::RecordRoute
+            )
+        {
+            return Err(Error::new(
+                ErrorKind::BadHeaderValue(h.name),
+                h.value_offset,
+            ));
+        }
+    }
     for (off, v) in m.values(HeaderName::Via) {
         Via::parse(v, off)?;
     }
@@ -234,6 +250,10 @@ CSeq: 7 OPTIONS
         assert_eq!(v.status(), Some(400));
         let v = verdict(&OK.replace("sip:gw.example.net SIP", "sip:gw.example.net?Route=x SIP"));
         assert_eq!(v.error().unwrap().kind(), ErrorKind::RequestUriHeaders);
+        for name in ["Via", "v", "Contact", "Route", "Record-Route"] {
+            let v = verdict(&OK.replace("Call-ID", &format!("{name}: \nCall-ID")));
+            assert_eq!(v.status(), Some(400), "empty {name}");
+        }
     }
 
     #[test]
