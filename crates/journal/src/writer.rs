@@ -561,11 +561,22 @@ impl Worker {
         let unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let path = self.dir.join(segment_name(self.batch.first_seq, unix));
-        let mut file = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(&path)?;
+        // A segment with this first record may exist already: one created
+        // just before a crash, before any record reached it. The time in the
+        // name only breaks the tie, so take the next free one.
+        let mut attempt = 0;
+        let (path, mut file) = loop {
+            let path = self
+                .dir
+                .join(segment_name(self.batch.first_seq, unix + attempt));
+            match OpenOptions::new().create_new(true).append(true).open(&path) {
+                Ok(f) => break (path, f),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 1000 => {
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let res = file
             .write_all(&encode_header(self.batch.first_seq))
             .and_then(|()| file.sync_data())

@@ -299,7 +299,28 @@ fn sigkill_during_writes_loses_nothing_reported_durable() {
             "round {round}: {} records read, {durable} reported durable",
             this_round.len()
         );
-        assert!(this_round.iter().enumerate().all(|(k, &i)| k as u64 == i));
+        if let Some(k) = this_round
+            .iter()
+            .enumerate()
+            .position(|(k, &i)| k as u64 != i)
+        {
+            for p in list_segments(tmp.path()).unwrap() {
+                let seg = read_segment(&p);
+                let f = seg.entries.first().map(|e| (e.seq, index_of(&e.record)));
+                let l = seg.entries.last().map(|e| (e.seq, index_of(&e.record)));
+                eprintln!(
+                    "{} n={} first={f:?} last={l:?} issues={:?}",
+                    p.file_name().unwrap().to_string_lossy(),
+                    seg.entries.len(),
+                    seg.issues
+                );
+            }
+            panic!(
+                "round {round}: record {k} is {:?}; around: {:?}; issues {issues:?}",
+                this_round[k],
+                &this_round[k.saturating_sub(3)..(k + 3).min(this_round.len())]
+            );
+        }
         // The only acceptable damage is a torn tail (a record being written
         // when the process died).
         assert!(
