@@ -5,6 +5,8 @@
 //!   and if not, what would it answer (or would it drop it), and why.
 //! - `lifeline check-config FILE`: load a configuration the way the daemon
 //!   does and print every error in it (exit 0 if it is usable, 1 if not).
+//! - `lifeline report --journal PATH [--since T] [--until T] [--format table|csv|json]`:
+//!   the incident timeline, outages, callback list and totals from journals.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,6 +19,7 @@ mod demo;
 mod engine;
 mod metrics;
 mod parse;
+mod report;
 
 /// lifeline: a SIP edge gateway for emergency calls.
 #[derive(Debug, Parser)]
@@ -61,6 +64,10 @@ enum Command {
         /// The YAML configuration file.
         file: PathBuf,
     },
+    /// Read call journals: incident timeline, outages and the calls they
+    /// touched, the callback list of emergency calls that did not connect,
+    /// totals.
+    Report(report::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -81,5 +88,6 @@ fn main() -> ExitCode {
         }),
         Command::Parse { json, files } => parse::run(&files, json),
         Command::CheckConfig { file } => config::check_config(&file),
+        Command::Report(args) => report::run(&args),
     }
 }
