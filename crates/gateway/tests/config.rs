@@ -1,0 +1,202 @@
+//! `lifeline check-config` end to end: the shipped example and the documented
+//! one pass, errors come out one per line with file, line, column and key,
+//! and the exit codes are 0 (usable), 1 (errors) and 2 (usage).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lifeline"))
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Write `text` to a file of this name in the test scratch directory.
+fn scratch(name: &str, text: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("check-config");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn check(path: &Path) -> Output {
+    bin().arg("check-config").arg(path).output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+/// The fenced block after `heading` in a Markdown file.
+fn yaml_block(markdown: &str, heading: &str) -> String {
+    let rest = &markdown[markdown.find(heading).expect("heading")..];
+    let start = rest.find("```yaml\n").expect("yaml block") + "```yaml\n".len();
+    let len = rest[start..].find("```").expect("block end");
+    rest[start..start + len].to_string()
+}
+
+#[test]
+fn the_deployed_example_passes() {
+    let path = repo().join("deploy/lifeline.yaml");
+    let o = check(&path);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        format!("{}: ok (2 trunks, 2 routes)\n", path.display())
+    );
+    assert_eq!(stderr(&o), "");
+}
+
+#[test]
+fn the_documented_example_passes() {
+    let doc = std::fs::read_to_string(repo().join("docs/CONFIG.md")).unwrap();
+    let path = scratch("documented.yaml", &yaml_block(&doc, "## Example"));
+    let o = check(&path);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        format!("{}: ok (2 trunks, 2 routes)\n", path.display())
+    );
+}
+
+#[test]
+fn the_design_example_lacks_only_advertise() {
+    let doc = std::fs::read_to_string(repo().join("docs/CONFIG.md")).unwrap();
+    let example = yaml_block(&doc, "## Example");
+    // The design document's example is the documented one without this line.
+    let design = example.replace("advertise: 192.0.2.1:5060\n", "");
+    assert_ne!(design, example);
+    let path = scratch("design.yaml", &design);
+    let o = check(&path);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stdout(&o), "");
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "{}:2:10: advertise: not set, and the first listen address 0.0.0.0:5060 is a \
+             wildcard: set advertise to the address trunks and callers send to, e.g. \
+             `advertise: 192.0.2.1:5060`\n",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn every_error_one_per_line_with_its_place() {
+    let path = scratch(
+        "lifeline.yaml",
+        "\
+listen:
+  - udp: 127.0.0.1:5060
+trunks:
+  - name: primary
+    address: 192.0.2.10:5060
+  - name: backup
+    address: backup.example:50x60
+routes:
+  - name: emergency
+    match: emergency
+    trunks: [primary, bakup]
+    failover_after: 200
+",
+    );
+    let o = check(&path);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stdout(&o), "");
+    let f = path.display();
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "{f}:7:14: trunks[1].address: \"backup.example:50x60\" is not host:port\n\
+             {f}:11:23: routes[0].trunks[1]: unknown trunk \"bakup\" (trunks: primary, backup)\n\
+             {f}:12:21: routes[0].failover_after: 200 has no unit: write 200ms, 200s, 200m or 200h\n"
+        )
+    );
+}
+
+#[test]
+fn unknown_keys_are_refused_with_their_place() {
+    let path = scratch(
+        "typo.yaml",
+        "\
+listen:
+  - udp: 127.0.0.1:5060
+trunks:
+  - name: primary
+    address: 192.0.2.10:5060
+    probe: { interval: 250ms, down_afer: 2 }
+routes:
+  - { name: all, match: any, trunks: [primary] }
+",
+    );
+    let o = check(&path);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "{}:6:31: trunks[0].probe.down_afer: unknown field `down_afer`, expected one of \
+             interval, timeout, down_after, up_after, alive, enabled, flap_window, flap_hold, \
+             flap_max_hold, live_hold\n",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn host_names_resolve() {
+    let path = scratch(
+        "localhost.yaml",
+        "\
+listen: [udp: 127.0.0.1:5060]
+trunks: [{ name: local, address: localhost:5070 }]
+routes: [{ name: all, match: any, trunks: [local] }]
+",
+    );
+    let o = check(&path);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        format!("{}: ok (1 trunk, 1 route)\n", path.display())
+    );
+}
+
+#[test]
+fn exit_codes() {
+    // A file that cannot be read: 1, and why.
+    let missing = Path::new(env!("CARGO_TARGET_TMPDIR")).join("no-such-config.yaml");
+    let o = check(&missing);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.starts_with(&format!("{}: cannot read: ", missing.display())),
+        "{err}"
+    );
+    // Not YAML at all: 1.
+    let o = check(&scratch("text.yaml", "just some text\n"));
+    assert_eq!(o.status.code(), Some(1));
+    // Usage errors: 2, as clap does.
+    let o = bin().arg("check-config").output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("<FILE>"), "{}", stderr(&o));
+    let o = bin()
+        .args(["check-config", "a.yaml", "b.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let o = bin()
+        .args(["check-config", "--frobnicate", "a.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    // Help is not an error.
+    let o = bin().args(["check-config", "--help"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).contains("check-config"), "{}", stdout(&o));
+}
