@@ -321,7 +321,12 @@ impl ReportBuilder {
             acc.attempts += 1;
             if a.result.is_failover_class() {
                 acc.failed_attempts += 1;
-                let at = c.started.plus(a.offset).0;
+                // When it was given up: the moment the trunk showed the fault.
+                let at = c
+                    .started
+                    .plus(a.offset)
+                    .plus(a.elapsed.unwrap_or_default())
+                    .0;
                 self.failed_attempts.push(FailedAttempt {
                     trunk: a.trunk.clone(),
                     at,
@@ -329,7 +334,7 @@ impl ReportBuilder {
                 });
                 if let Some(next) = c.attempts.get(i + 1) {
                     self.failovers.push(FailoverEv {
-                        at: at.saturating_add(a.elapsed.map_or(0, |d| d.0 as i64)),
+                        at,
                         from: a.trunk.clone(),
                         to: next.trunk.clone(),
                         reason: match a.result {

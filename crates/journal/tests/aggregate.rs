@@ -1,0 +1,563 @@
+//! From proxy events to records to the report: an incident in miniature.
+
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use bytes::Bytes;
+use lifeline_health::{Event as HealthEvent, EventKind, Health, Local, Outcome, Reason, State};
+use lifeline_journal::report::{self, Window};
+use lifeline_journal::{
+    AggregatorLimits, AttemptResult, CallAggregator, CallOutcome, EmergencyRule, FailReason,
+    JournalReader, JournalRecord, JournalWriter, Names, TimeAnchor, WallTime,
+};
+use lifeline_proxy::{
+    AttemptFailure, CallFailure, CallInfo, CallRef, EmergencyRule as Rule, Event, Location, Peer,
+    ProbeConfig, TrunkId,
+};
+
+struct World {
+    t0: Instant,
+    primary: TrunkId,
+    backup: TrunkId,
+    agg: CallAggregator,
+    records: Vec<JournalRecord>,
+}
+
+const EPOCH_US: i64 = 1_687_690_800_000_000; // 2023-06-25T11:00:00Z
+
+impl World {
+    fn new(limits: AggregatorLimits) -> Self {
+        let t0 = Instant::now();
+        let mut health = Health::new(
+            Local {
+                via: "SIP/2.0/UDP 192.0.2.1:5060".into(),
+                from_uri: "sip:lifeline@192.0.2.1".into(),
+            },
+            1,
+        );
+        let primary = health
+            .add_trunk(t0, "primary", "sip:192.0.2.10:5060", ProbeConfig::default())
+            .unwrap();
+        let backup = health
+            .add_trunk(
+                t0,
+                "backup",
+                "sip:198.51.100.20:5060",
+                ProbeConfig::default(),
+            )
+            .unwrap();
+        let names = Names::from_health(&health).with_route("emergency", &["primary", "backup"]);
+        assert_eq!(
+            names.route_trunks("emergency").unwrap(),
+            ["primary", "backup"]
+        );
+        let anchor = TimeAnchor::new(t0, UNIX_EPOCH + Duration::from_micros(EPOCH_US as u64));
+        Self {
+            t0,
+            primary,
+            backup,
+            agg: CallAggregator::new(names, anchor, limits),
+            records: Vec::new(),
+        }
+    }
+
+    fn at(&self, ms: u64) -> Instant {
+        self.t0 + Duration::from_millis(ms)
+    }
+
+    fn feed(&mut self, ev: Event) {
+        self.agg.handle(&ev);
+        while let Some(r) = self.agg.poll_record() {
+            self.records.push(r);
+        }
+    }
+
+    fn start(&mut self, call: u64, ms: u64, emergency: bool) {
+        let info = CallInfo {
+            call_id: Bytes::from(format!("call-{call}@origin")),
+            from_uri: Bytes::from(format!("sip:+4470000000{call:02}@origin.example")),
+            from_display: Some(Bytes::from_static(b"\"A Caller\"")),
+            asserted_identities: vec![
+                Bytes::from(format!(
+                    "<sip:+4470000000{call:02}@origin.example;user=phone>"
+                )),
+                Bytes::from(format!("<tel:+4470000000{call:02}>")),
+            ],
+            dialled: Bytes::from_static(if emergency {
+                b"sip:999@gw.example"
+            } else {
+                b"sip:2000@gw.example"
+            }),
+            emergency: emergency.then_some(Rule::Number),
+            location: Location {
+                geolocation: if emergency {
+                    vec![Bytes::from_static(b"<cid:loc@origin.example>")]
+                } else {
+                    vec![]
+                },
+                pidf_lo: emergency,
+            },
+            route: if emergency {
+                "emergency".into()
+            } else {
+                "default".into()
+            },
+            source: Peer::udp("192.0.2.7:5060".parse().unwrap()),
+        };
+        let at = self.at(ms);
+        self.feed(Event::CallStarted {
+            call: CallRef(call),
+            at,
+            info: Box::new(info),
+        });
+    }
+
+    fn attempt(&mut self, call: u64, ms: u64, trunk: TrunkId, n: u32) {
+        let at = self.at(ms);
+        self.feed(Event::AttemptStarted {
+            call: CallRef(call),
+            at,
+            trunk,
+            attempt: n,
+        });
+    }
+
+    fn fail(&mut self, call: u64, ms: u64, trunk: TrunkId, reason: AttemptFailure, elapsed: u64) {
+        let at = self.at(ms);
+        self.feed(Event::AttemptFailed {
+            call: CallRef(call),
+            at,
+            trunk,
+            reason,
+            elapsed: Duration::from_millis(elapsed),
+        });
+    }
+
+    fn connect(&mut self, call: u64, ms: u64, trunk: TrunkId, setup: u64) {
+        let at = self.at(ms);
+        self.feed(Event::CallConnected {
+            call: CallRef(call),
+            at,
+            trunk,
+            setup: Duration::from_millis(setup),
+        });
+    }
+
+    fn trunk(&mut self, ms: u64, trunk: TrunkId, from: State, to: State, reason: Reason) {
+        let at = self.at(ms);
+        self.feed(Event::Trunk(HealthEvent {
+            trunk,
+            at,
+            kind: EventKind::State { from, to, reason },
+        }));
+    }
+
+    /// The incident: the primary stops answering at 1 s and is back at 10 s.
+    fn incident(&mut self) {
+        let (p, b) = (self.primary, self.backup);
+        // Call 1: before the fault, connected on the primary in 40 ms.
+        self.start(1, 0, true);
+        self.attempt(1, 0, p, 1);
+        self.connect(1, 40, p, 40);
+        // Calls 2 (emergency) and 3 (other): no response from the primary,
+        // failover to the backup, connected.
+        self.start(2, 1000, true);
+        self.attempt(2, 1000, p, 1);
+        self.start(3, 1010, false);
+        self.attempt(3, 1010, p, 1);
+        self.fail(2, 1200, p, AttemptFailure::NoResponse, 200);
+        self.attempt(2, 1200, b, 2);
+        self.trunk(
+            1200,
+            p,
+            State::Up,
+            State::Suspect,
+            Reason::Live(Outcome::Timeout),
+        );
+        self.fail(3, 1210, p, AttemptFailure::NoResponse, 200);
+        self.attempt(3, 1210, b, 2);
+        self.trunk(
+            1210,
+            p,
+            State::Suspect,
+            State::Down,
+            Reason::Live(Outcome::Timeout),
+        );
+        self.connect(2, 1250, b, 250);
+        self.connect(3, 1270, b, 260);
+        // Call 4 (emergency): all trunks fail: the backup answers 503 too.
+        self.start(4, 2000, true);
+        self.attempt(4, 2000, b, 1);
+        self.fail(4, 2010, b, AttemptFailure::Response(503), 10);
+        self.attempt(4, 2010, p, 2);
+        self.fail(4, 2210, p, AttemptFailure::NoResponse, 200);
+        let at = self.at(2210);
+        self.feed(Event::CallFailed {
+            call: CallRef(4),
+            at,
+            status: 503,
+            reason: CallFailure::AllTrunksFailed,
+        });
+        // Call 5 (emergency): the caller gives up while it rings.
+        self.start(5, 3000, true);
+        self.attempt(5, 3000, b, 1);
+        let at = self.at(3500);
+        self.feed(Event::CallCancelled {
+            call: CallRef(5),
+            at,
+        });
+        // Call 6 (emergency): the callee side says 486 (not failed over).
+        self.start(6, 4000, true);
+        self.attempt(6, 4000, b, 1);
+        let at = self.at(4100);
+        self.feed(Event::CallFailed {
+            call: CallRef(6),
+            at,
+            status: 486,
+            reason: CallFailure::Rejected,
+        });
+        // Call 7 (emergency): no route.
+        self.start(7, 5000, true);
+        let at = self.at(5000);
+        self.feed(Event::CallFailed {
+            call: CallRef(7),
+            at,
+            status: 404,
+            reason: CallFailure::NoRoute,
+        });
+        // The primary recovers.
+        self.trunk(
+            9000,
+            p,
+            State::Down,
+            State::Recovering,
+            Reason::ProbeAnswered(200),
+        );
+        self.trunk(
+            10_000,
+            p,
+            State::Recovering,
+            State::Up,
+            Reason::ProbeAnswered(200),
+        );
+        // Call 4's primary attempt answers 200 late: the 2xx is forwarded.
+        let at = self.at(10_500);
+        self.feed(Event::LateResponse {
+            call: CallRef(4),
+            at,
+            trunk: p,
+            status: 200,
+        });
+        self.connect(4, 10_500, p, 10_500);
+    }
+}
+
+fn calls(records: &[JournalRecord]) -> Vec<&lifeline_journal::CallRecord> {
+    records
+        .iter()
+        .filter_map(|r| match r {
+            JournalRecord::Call(c) => Some(&**c),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn records_hold_everything_needed_to_call_back() {
+    let mut w = World::new(AggregatorLimits::default());
+    w.incident();
+    let cs = calls(&w.records);
+    let ids: Vec<&str> = cs.iter().map(|c| c.call_id.as_str()).collect();
+    // Journaled when each call ends, in that order.
+    assert_eq!(
+        ids,
+        [
+            "call-1@origin",
+            "call-2@origin",
+            "call-3@origin",
+            "call-4@origin",
+            "call-5@origin",
+            "call-6@origin",
+            "call-7@origin"
+        ]
+    );
+    let c2 = cs[1];
+    assert_eq!(c2.started, WallTime(EPOCH_US + 1_000_000));
+    assert_eq!(c2.caller.from_uri, "sip:+447000000002@origin.example");
+    assert_eq!(c2.caller.from_display.as_deref(), Some("\"A Caller\""));
+    assert_eq!(c2.caller.asserted_identities.len(), 2);
+    assert_eq!(c2.dialled, "sip:999@gw.example");
+    assert_eq!(c2.emergency, Some(EmergencyRule::Number));
+    assert_eq!(c2.location.geolocation, ["<cid:loc@origin.example>"]);
+    assert!(c2.location.pidf_lo);
+    assert_eq!(c2.route, "emergency");
+    assert_eq!(c2.source, "udp:192.0.2.7:5060");
+    assert_eq!(c2.attempts.len(), 2);
+    assert_eq!(c2.attempts[0].trunk, "primary");
+    assert_eq!(c2.attempts[0].result, AttemptResult::NoResponse);
+    assert_eq!(c2.attempts[0].elapsed.unwrap().0, 200_000);
+    assert_eq!(c2.attempts[1].trunk, "backup");
+    assert_eq!(c2.attempts[1].offset.0, 200_000);
+    assert_eq!(c2.attempts[1].result, AttemptResult::Connected);
+    assert_eq!(
+        c2.outcome,
+        CallOutcome::Connected {
+            trunk: "backup".into()
+        }
+    );
+    assert_eq!(c2.setup.unwrap().0, 250_000);
+
+    let c4 = cs[3];
+    assert_eq!(
+        c4.outcome,
+        CallOutcome::Failed {
+            status: 503,
+            reason: FailReason::AllTrunksFailed
+        }
+    );
+    assert_eq!(c4.attempts[0].result, AttemptResult::Response(503));
+    assert_eq!(cs[4].outcome, CallOutcome::Cancelled);
+    assert_eq!(cs[4].attempts[0].result, AttemptResult::Cancelled);
+    assert_eq!(cs[5].attempts[0].result, AttemptResult::Rejected(486));
+    assert_eq!(
+        cs[6].outcome,
+        CallOutcome::Failed {
+            status: 404,
+            reason: FailReason::NoRoute
+        }
+    );
+    assert!(cs[6].attempts.is_empty());
+
+    // Trunk records, with reasons as text.
+    let trunk_changes: Vec<String> = w
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            JournalRecord::Trunk(t) => Some(format!("{} {:?}", t.trunk, t.change)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(trunk_changes.len(), 4);
+    assert!(trunk_changes[1].contains("Down") && trunk_changes[1].contains("live: no response"));
+
+    // The late 2xx on call 4.
+    let late: Vec<_> = w
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            JournalRecord::Late(l) => Some(l),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(late.len(), 1);
+    assert_eq!(late[0].call_id, "call-4@origin");
+    assert_eq!(late[0].trunk, "primary");
+    assert!(late[0].connected);
+
+    // GET /calls/failed: the emergency calls that did not connect, newest first.
+    let failed = w.agg.failed_calls();
+    let recent: Vec<String> = failed.recent(10).into_iter().map(|c| c.call_id).collect();
+    assert_eq!(
+        recent,
+        [
+            "call-7@origin",
+            "call-6@origin",
+            "call-5@origin",
+            "call-4@origin"
+        ]
+    );
+    assert_eq!(failed.recent(1).len(), 1);
+    assert_eq!(
+        failed.recent(10)[3].late_answer_via.as_deref(),
+        Some("primary")
+    );
+    let json: serde_json::Value = serde_json::from_str(&failed.to_json(2)).unwrap();
+    assert_eq!(json["total"], 4);
+    assert_eq!(json["calls"].as_array().unwrap().len(), 2);
+    assert_eq!(json["calls"][0]["dialled"], "sip:999@gw.example");
+}
+
+#[test]
+fn calls_in_progress_are_bounded_and_evicted_calls_are_journaled() {
+    let mut w = World::new(AggregatorLimits {
+        max_calls_in_progress: 2,
+        failed_calls: 2,
+        recently_finished: 2,
+    });
+    let p = w.primary;
+    for call in 1..=4 {
+        w.start(call, call * 10, true);
+        w.attempt(call, call * 10, p, 1);
+    }
+    assert_eq!(w.agg.in_progress(), 2);
+    assert_eq!(w.agg.stats().evicted, 2);
+    let cs = calls(&w.records);
+    assert_eq!(cs.len(), 2);
+    assert!(cs.iter().all(|c| c.outcome == CallOutcome::Unfinished));
+    assert_eq!(cs[0].call_id, "call-1@origin", "oldest first");
+    // An event for an evicted call is counted, not a panic.
+    w.connect(1, 100, p, 90);
+    // Evicted calls did not finish: on the callback list (bounded ring).
+    assert_eq!(w.agg.failed_calls().len(), 2);
+    // The late connect of call 1 is recorded (it is still remembered).
+    assert!(w
+        .records
+        .iter()
+        .any(|r| matches!(r, JournalRecord::Late(l) if l.call_id == "call-1@origin")));
+    // Shutdown journals the rest.
+    let at = w.at(200);
+    w.agg.finish_all(at);
+    while let Some(r) = w.agg.poll_record() {
+        w.records.push(r);
+    }
+    assert_eq!(calls(&w.records).len(), 4);
+    assert_eq!(w.agg.in_progress(), 0);
+}
+
+#[test]
+fn report_timeline_outages_callbacks_and_totals() {
+    let mut w = World::new(AggregatorLimits::default());
+    w.incident();
+    let rep = report::build(&w.records, Window::default());
+
+    // Timeline: the primary's changes, and the failover runs.
+    let lines: Vec<String> = rep
+        .timeline
+        .iter()
+        .map(|e| match e {
+            report::TimelineEntry::Trunk { trunk, change, .. } => format!("{trunk} {change}"),
+            report::TimelineEntry::Failover {
+                from,
+                to,
+                calls,
+                emergency,
+                ..
+            } => format!("failover {from}->{to} {calls}/{emergency}"),
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "primary up -> suspect",
+            "failover primary->backup 2/1",
+            "primary suspect -> down",
+            "failover backup->primary 1/1",
+            "primary down -> recovering",
+            "primary recovering -> up",
+        ]
+    );
+
+    // One outage of the primary, first sign to Up, and the calls it touched.
+    assert_eq!(rep.outages.len(), 1);
+    let o = &rep.outages[0];
+    assert_eq!(o.trunk, "primary");
+    assert_eq!(o.first_sign, "2023-06-25T11:00:01.200Z");
+    assert_eq!(o.down, "2023-06-25T11:00:01.210Z");
+    assert_eq!(o.up.as_deref(), Some("2023-06-25T11:00:10.000Z"));
+    assert_eq!(o.down_reason, "live: no response");
+    assert_eq!(o.calls_touched.emergency, 2, "calls 2 and 4");
+    assert_eq!(o.calls_touched.other, 1, "call 3");
+    assert_eq!(o.not_connected.emergency, 1, "call 4");
+    assert_eq!(o.not_connected.other, 0);
+    assert_eq!(o.failovers, 2);
+    assert!((o.duration_s - 8.8).abs() < 1e-9);
+
+    // The callback list: emergency calls that did not connect, newest first.
+    let ids: Vec<&str> = rep.callbacks.iter().map(|c| c.call_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "call-7@origin",
+            "call-6@origin",
+            "call-5@origin",
+            "call-4@origin"
+        ]
+    );
+    let c4 = &rep.callbacks[3];
+    assert_eq!(c4.tried_summary(), "backup:503 primary:no-response");
+    assert_eq!(c4.status, Some(503));
+    assert_eq!(c4.late_answer_via.as_deref(), Some("primary"));
+    assert_eq!(c4.location, "<cid:loc@origin.example> pidf-lo");
+    assert_eq!(c4.asserted_identities[1], "<tel:+447000000004>");
+
+    // Totals.
+    let t = &rep.totals;
+    assert_eq!((t.calls.emergency, t.calls.other), (6, 1));
+    assert_eq!((t.connected.emergency, t.connected.other), (2, 1));
+    assert_eq!(t.failed.emergency, 3);
+    assert_eq!(t.cancelled.emergency, 1);
+    assert_eq!((t.failed_over.emergency, t.failed_over.other), (2, 1));
+    assert_eq!(t.setup_median_ms, Some(250.0));
+    assert_eq!(t.setup_max_ms, Some(260.0));
+    let backup = t.trunks.iter().find(|x| x.trunk == "backup").unwrap();
+    assert_eq!(
+        (backup.attempts, backup.connected, backup.failed_attempts),
+        (5, 2, 1)
+    );
+    assert_eq!(
+        (backup.setup_median_ms, backup.setup_max_ms),
+        (Some(250.0), Some(260.0))
+    );
+    let primary = t.trunks.iter().find(|x| x.trunk == "primary").unwrap();
+    assert_eq!(
+        (primary.attempts, primary.connected, primary.failed_attempts),
+        (4, 1, 3)
+    );
+
+    // Renderings.
+    let table = report::render_table(&rep);
+    assert!(
+        table.contains("CALLBACK LIST: 4 emergency call(s)"),
+        "{table}"
+    );
+    assert!(table.contains("late answer via primary"), "{table}");
+    let csv = report::render_csv(&rep);
+    let rows: Vec<&str> = csv.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert_eq!(rows.len(), 5, "{csv}");
+    assert!(rows[0].starts_with("time,call_back,"));
+    assert!(rows[1]
+        .starts_with("2023-06-25T11:00:05.000Z,<sip:+447000000007@origin.example;user=phone>,"));
+    let json: serde_json::Value = serde_json::from_str(&report::render_json(&rep)).unwrap();
+    assert_eq!(json["callbacks"].as_array().unwrap().len(), 4);
+    assert_eq!(json["outages"][0]["calls_touched"]["emergency"], 2);
+}
+
+#[test]
+fn report_window_selects_calls_and_events() {
+    let mut w = World::new(AggregatorLimits::default());
+    w.incident();
+    let rep = report::build(
+        &w.records,
+        Window {
+            since: Some(WallTime(EPOCH_US + 1_500_000)),
+            until: Some(WallTime(EPOCH_US + 4_500_000)),
+        },
+    );
+    let ids: Vec<&str> = rep.callbacks.iter().map(|c| c.call_id.as_str()).collect();
+    assert_eq!(ids, ["call-6@origin", "call-5@origin", "call-4@origin"]);
+    assert_eq!(rep.totals.calls.emergency, 3);
+    assert_eq!(rep.timeline.len(), 1, "{:?}", rep.timeline);
+    // The outage overlaps the window: reported, counting calls in the window.
+    assert_eq!(rep.outages.len(), 1);
+    assert_eq!(rep.outages[0].calls_touched.emergency, 1);
+}
+
+#[test]
+fn records_survive_the_journal_unchanged() {
+    let mut w = World::new(AggregatorLimits::default());
+    w.incident();
+    let tmp = tempfile::tempdir().unwrap();
+    let writer = JournalWriter::open(tmp.path(), Default::default()).unwrap();
+    let h = writer.handle();
+    for r in &w.records {
+        assert!(h.record(r.clone()));
+    }
+    writer.shutdown();
+    let (entries, issues) = JournalReader::open(&[tmp.path()]).unwrap().read_all();
+    assert!(issues.is_empty());
+    let back: Vec<JournalRecord> = entries.into_iter().map(|e| e.record).collect();
+    assert_eq!(back, w.records);
+    assert_eq!(
+        report::build(&back, Window::default()),
+        report::build(&w.records, Window::default())
+    );
+}
