@@ -1,0 +1,211 @@
+//! `lifeline report` over journals written by lifeline-journal.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use lifeline_journal::reader::list_segments;
+use lifeline_journal::{
+    AttemptRecord, AttemptResult, CallOutcome, CallRecord, Caller, EmergencyRule, FailReason,
+    JournalOptions, JournalRecord, JournalWriter, LocationRecord, Micros, TrunkChange, TrunkRecord,
+    TrunkState, WallTime,
+};
+
+/// A scratch directory removed on drop (no tempfile dependency here).
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("lifeline-report-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Self(p)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+const T0: i64 = 1_687_690_800_000_000; // 2023-06-25T11:00:00Z
+
+fn failed_call(n: i64, gateway: &str) -> JournalRecord {
+    JournalRecord::Call(Box::new(CallRecord {
+        started: WallTime(T0 + n * 1_000_000),
+        ended: WallTime(T0 + n * 1_000_000 + 400_000),
+        call_id: format!("{gateway}-call-{n}"),
+        caller: Caller {
+            from_uri: format!("sip:+44700900{n:04}@origin.example"),
+            from_display: Some("Caller, \"quoted\"".into()),
+            asserted_identities: vec![format!("<tel:+44700900{n:04}>")],
+        },
+        dialled: "sip:999@gw.example".into(),
+        emergency: Some(EmergencyRule::Number),
+        location: LocationRecord {
+            geolocation: vec!["<cid:loc@origin.example>".into()],
+            pidf_lo: true,
+        },
+        route: "emergency".into(),
+        source: "udp:192.0.2.7:5060".into(),
+        attempts: vec![
+            AttemptRecord {
+                trunk: "primary".into(),
+                attempt: 1,
+                offset: Micros(0),
+                result: AttemptResult::NoResponse,
+                elapsed: Some(Micros(200_000)),
+                late_status: None,
+            },
+            AttemptRecord {
+                trunk: "backup".into(),
+                attempt: 2,
+                offset: Micros(200_000),
+                result: AttemptResult::Response(503),
+                elapsed: Some(Micros(5_000)),
+                late_status: None,
+            },
+        ],
+        outcome: CallOutcome::Failed {
+            status: 503,
+            reason: FailReason::AllTrunksFailed,
+        },
+        setup: None,
+    }))
+}
+
+fn write_journal(dir: &Path, gateway: &str, calls: std::ops::Range<i64>) {
+    let w = JournalWriter::open(dir, JournalOptions::default()).unwrap();
+    let h = w.handle();
+    h.record(JournalRecord::Trunk(TrunkRecord {
+        at: WallTime(T0),
+        trunk: "primary".into(),
+        change: TrunkChange::State {
+            from: TrunkState::Up,
+            to: TrunkState::Down,
+            reason: "live: transport error (port unreachable)".into(),
+        },
+    }));
+    for n in calls {
+        h.record(failed_call(n, gateway));
+    }
+    w.shutdown();
+}
+
+fn report(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lifeline"))
+        .arg("report")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn s(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn csv_callback_list_newest_first_from_several_gateways() {
+    let tmp = TempDir::new("csv");
+    let (a, b) = (tmp.path().join("gw-a"), tmp.path().join("gw-b"));
+    write_journal(&a, "a", 1..4);
+    write_journal(&b, "b", 4..6);
+    let out = report(&[
+        "--journal",
+        a.to_str().unwrap(),
+        "--journal",
+        b.to_str().unwrap(),
+        "--format",
+        "csv",
+    ]);
+    assert!(out.status.success(), "{}", s(&out.stderr));
+    let csv = s(&out.stdout);
+    let rows: Vec<&str> = csv.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert_eq!(rows.len(), 6, "{csv}");
+    assert!(rows[1].starts_with("2023-06-25T11:00:05.000Z,<tel:+447009000005>,"));
+    assert!(rows[5].contains("a-call-1"));
+    assert!(
+        rows[1].contains("\"Caller, \"\"quoted\"\"\""),
+        "RFC 4180 quoting: {}",
+        rows[1]
+    );
+    assert!(rows[1].contains("primary:no-response backup:503"));
+}
+
+#[test]
+fn window_and_formats() {
+    let tmp = TempDir::new("window");
+    write_journal(tmp.path(), "a", 1..10);
+    let dir = tmp.path().to_str().unwrap();
+    let out = report(&[
+        "--journal",
+        dir,
+        "--since",
+        "2023-06-25T12:00:03+01:00",
+        "--until",
+        "2023-06-25T11:00:06Z",
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", s(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<&str> = json["callbacks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["call_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["a-call-5", "a-call-4", "a-call-3"]);
+    assert_eq!(json["outages"][0]["trunk"], "primary");
+    assert_eq!(json["outages"][0]["up"], serde_json::Value::Null);
+
+    let out = report(&["--journal", dir]);
+    assert!(out.status.success());
+    let table = s(&out.stdout);
+    assert!(
+        table.contains("CALLBACK LIST: 9 emergency call(s)"),
+        "{table}"
+    );
+    assert!(table.contains("TIMELINE"));
+    assert!(table.contains("still down"));
+}
+
+#[test]
+fn torn_tail_is_a_note_not_a_failure() {
+    let tmp = TempDir::new("torn");
+    write_journal(tmp.path(), "a", 1..3);
+    let seg = list_segments(tmp.path()).unwrap().pop().unwrap();
+    let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
+    f.write_all(&[40, 0, 0, 0, 1, 2, 3]).unwrap(); // half a record
+    let out = report(&["--journal", tmp.path().to_str().unwrap(), "--format", "csv"]);
+    assert!(out.status.success());
+    assert_eq!(
+        s(&out.stdout).matches("\r\n").count(),
+        3,
+        "header + 2 calls"
+    );
+    assert!(
+        s(&out.stderr).contains("torn final record"),
+        "{}",
+        s(&out.stderr)
+    );
+}
+
+#[test]
+fn bad_arguments_exit_2() {
+    let tmp = TempDir::new("badargs");
+    let dir = tmp.path().to_str().unwrap();
+    let out = report(&["--journal", dir, "--since", "last tuesday"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(s(&out.stderr).contains("--since"));
+    let out = report(&["--journal", "/nonexistent/journal"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = report(&[]);
+    assert_eq!(out.status.code(), Some(2), "--journal is required");
+}
