@@ -402,6 +402,11 @@ fn run_inner(opts: DemoOptions) -> std::io::Result<bool> {
             c.final_status = Some(408);
         }
     }
+    let io = (
+        gw.stats.received.load(Ordering::Relaxed),
+        gw.stats.sent.load(Ordering::Relaxed),
+        gw.stats.queue_drops.load(Ordering::Relaxed),
+    );
     gw.shutdown(Duration::from_secs(2));
     let total = calls.len();
     let failed = calls
@@ -433,6 +438,10 @@ fn run_inner(opts: DemoOptions) -> std::io::Result<bool> {
     println!(
         "  attempts on a failing trunk that moved on: {}",
         s.failovers
+    );
+    println!(
+        "  gateway messages in/out {} / {}, dropped by the gateway {}",
+        io.0, io.1, io.2
     );
     println!(
         "  new calls left the faulty primary {failover_ms} ms after the fault; it took new calls again {} after it came back",

@@ -48,26 +48,28 @@ pub(crate) const INPUT_QUEUE: usize = 64 * 1024;
 /// Largest stream message accepted.
 pub(crate) const MAX_STREAM_MESSAGE: usize = 64 * 1024;
 
+/// A message off the wire, parsed and validated.
+#[derive(Debug)]
+pub(crate) struct Received {
+    pub(crate) from: Peer,
+    pub(crate) msg: Option<Message>,
+    pub(crate) verdict: Verdict,
+}
+
+/// Work for the core thread: runs against the proxy with the current time.
+pub(crate) type CoreFn = Box<dyn FnOnce(&mut Proxy, Instant) + Send>;
+
 /// What reaches the core thread.
 pub(crate) enum Input {
     /// A message, already parsed and validated on an IO thread.
-    Message {
-        from: Peer,
-        msg: Option<Message>,
-        verdict: Verdict,
-    },
+    Message(Box<Received>),
     /// A send to (or receive from) a trunk failed.
     TransportError {
         trunk: TrunkId,
         kind: TransportError,
     },
     /// Run a closure against the proxy (admin commands, status, tests).
-    Call(Box<dyn FnOnce(&mut Proxy, Instant) + Send>),
-    /// Apply a new configuration.
-    Reload(
-        Box<ProxyConfig>,
-        crossbeam_channel::Sender<Result<(), String>>,
-    ),
+    Call(CoreFn),
     /// Stop taking new calls, finish the rest, then stop.
     Shutdown { grace: Duration },
 }
@@ -75,12 +77,11 @@ pub(crate) enum Input {
 impl std::fmt::Debug for Input {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Input::Message { from, verdict, .. } => write!(f, "Message({from:?}, {verdict:?})"),
+            Input::Message(r) => write!(f, "Message({:?}, {:?})", r.from, r.verdict),
             Input::TransportError { trunk, kind } => {
                 write!(f, "TransportError({trunk:?}, {kind:?})")
             }
             Input::Call(_) => f.write_str("Call"),
-            Input::Reload(..) => f.write_str("Reload"),
             Input::Shutdown { grace } => write!(f, "Shutdown({grace:?})"),
         }
     }
@@ -97,6 +98,8 @@ pub(crate) struct IoStats {
     pub(crate) received: AtomicU64,
     /// Messages sent.
     pub(crate) sent: AtomicU64,
+    /// The kernel's UDP receive-buffer drop count, as last read.
+    pub(crate) socket_drops: AtomicU64,
 }
 
 /// Observers of the proxy's events (metrics, journal, logs, the demo).
@@ -244,7 +247,9 @@ impl Outbound {
 fn deliver(input: &Sender<Input>, stats: &IoStats, from: Peer, data: Bytes) {
     stats.received.fetch_add(1, Ordering::Relaxed);
     let (msg, verdict) = check_datagram(data);
-    if let Err(TrySendError::Full(_)) = input.try_send(Input::Message { from, msg, verdict }) {
+    if let Err(TrySendError::Full(_)) =
+        input.try_send(Input::Message(Box::new(Received { from, msg, verdict })))
+    {
         stats.queue_drops.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -574,6 +579,11 @@ impl Gateway {
         })
     }
 
+    /// The IO runtime, for the admin server and signal handling.
+    pub(crate) fn runtime(&self) -> Option<tokio::runtime::Handle> {
+        self.rt.as_ref().map(|r| r.handle().clone())
+    }
+
     /// Ask for a graceful stop and wait for it.
     pub(crate) fn shutdown(mut self, grace: Duration) {
         self.accepting.store(false, Ordering::Relaxed);
@@ -592,6 +602,7 @@ impl Gateway {
     }
 
     /// Run `f` on the core thread and wait for its answer.
+    #[cfg(test)]
     pub(crate) fn with_proxy<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Proxy, Instant) -> R + Send + 'static,
@@ -603,11 +614,6 @@ impl Gateway {
             })))
             .ok()?;
         rx.recv_timeout(Duration::from_secs(5)).ok()
-    }
-
-    /// Stop taking new connections (TCP) — the core is told separately.
-    pub(crate) fn stop_accepting(&self) {
-        self.accepting.store(false, Ordering::Relaxed);
     }
 }
 
@@ -635,6 +641,7 @@ fn core_loop(
 ) {
     let mut next_tick = Instant::now();
     let mut draining: Option<Instant> = None;
+    let mut overload = Overload::default();
     loop {
         let now = Instant::now();
         let deadline = [proxy.poll_timeout(), Some(next_tick)]
@@ -652,23 +659,24 @@ fn core_loop(
             rx.try_recv().ok()
         };
         let now = Instant::now();
+        if first.is_none() {
+            // Woke for a timer: how late?
+            overload.lag = overload.lag.max(now.saturating_duration_since(deadline));
+        }
         // Take what is queued, in order, up to a batch, then run timers.
         let mut input = first;
         let mut n = 0;
         while let Some(i) = input.take() {
             match i {
-                Input::Message { from, msg, verdict } => {
-                    proxy.handle_checked(now, from, msg, verdict)
+                Input::Message(r) => {
+                    let Received { from, msg, verdict } = *r;
+                    proxy.handle_checked(now, from, msg, verdict);
                 }
                 Input::TransportError { trunk, kind } => {
                     tracing::debug!(?trunk, ?kind, "transport error");
                     proxy.handle_transport_error(now, trunk, kind);
                 }
                 Input::Call(f) => f(&mut proxy, now),
-                Input::Reload(cfg, reply) => {
-                    let r = proxy.reload(now, *cfg).map_err(|e| e.to_string());
-                    let _ = reply.send(r);
-                }
                 Input::Shutdown { grace } => {
                     accepting.store(false, Ordering::Relaxed);
                     proxy.set_accepting(false);
@@ -684,6 +692,19 @@ fn core_loop(
         proxy.handle_timeout(now);
         flush(&mut proxy, &out, &mut sinks, now);
         if now >= next_tick {
+            let overloaded = overload.check(rx.len(), &stats);
+            if overloaded != overload.reported {
+                overload.reported = overloaded;
+                if overloaded {
+                    tracing::warn!(
+                        queue = rx.len(),
+                        "gateway overloaded: timeouts are not held against trunks until it clears"
+                    );
+                } else {
+                    tracing::info!("gateway no longer overloaded");
+                }
+            }
+            proxy.health_mut().set_overloaded(overloaded);
             for t in &mut ticks {
                 t(&mut proxy, now, &stats);
             }
@@ -696,6 +717,46 @@ fn core_loop(
             }
         }
     }
+}
+
+/// Whether the gateway itself is overloaded: its input queue filling, inputs
+/// or kernel socket buffers dropping, or the loop waking late. Evidence seen
+/// while overloaded (timeouts above all) says more about the gateway than
+/// about the trunks, so the health checker is told.
+#[derive(Debug, Default)]
+struct Overload {
+    lag: Duration,
+    queue_drops: u64,
+    socket_drops: u64,
+    reported: bool,
+}
+
+impl Overload {
+    fn check(&mut self, queued: usize, stats: &IoStats) -> bool {
+        let drops = stats.queue_drops.load(Ordering::Relaxed);
+        let socket = udp_receive_errors().unwrap_or(self.socket_drops);
+        stats.socket_drops.store(socket, Ordering::Relaxed);
+        let overloaded = queued > INPUT_QUEUE / 4
+            || drops > self.queue_drops
+            || socket > self.socket_drops
+            || self.lag > Duration::from_millis(100);
+        self.queue_drops = drops;
+        self.socket_drops = socket;
+        self.lag = Duration::ZERO;
+        overloaded
+    }
+}
+
+/// The kernel's count of UDP datagrams dropped for want of receive buffer
+/// (Linux `/proc/net/snmp`, `Udp: RcvbufErrors`), for every socket of the
+/// host: a rise means someone's socket overflowed, most likely ours.
+fn udp_receive_errors() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/net/snmp").ok()?;
+    let mut lines = text.lines().filter(|l| l.starts_with("Udp:"));
+    let names = lines.next()?;
+    let values = lines.next()?;
+    let i = names.split_whitespace().position(|n| n == "RcvbufErrors")?;
+    values.split_whitespace().nth(i)?.parse().ok()
 }
 
 fn flush(proxy: &mut Proxy, out: &Outbound, sinks: &mut [EventSink], now: Instant) {

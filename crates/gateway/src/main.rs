@@ -20,6 +20,7 @@ mod engine;
 mod metrics;
 mod parse;
 mod report;
+mod run;
 
 /// lifeline: a SIP edge gateway for emergency calls.
 #[derive(Debug, Parser)]
@@ -31,6 +32,20 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the gateway with a configuration file. SIGTERM or SIGINT: stop
+    /// taking calls, finish the ones in progress, exit 0. SIGHUP: reload the
+    /// file without dropping calls (a bad file keeps the running one).
+    Run {
+        /// The YAML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Log format (default: the file's `log.format`, else human).
+        #[arg(long, value_enum)]
+        log_format: Option<run::LogFormat>,
+        /// IO threads (default: cores - 1, at least 1); the core loop has its own.
+        #[arg(long)]
+        io_threads: Option<usize>,
+    },
     /// The whole story in one command, on loopback: a gateway, two trunks and
     /// a caller placing emergency calls; the primary trunk fails and comes
     /// back; failover and failback are timed. Exit 0 if no call failed.
@@ -80,7 +95,17 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Demo { duration, rate, fault, hold_ms } => demo::run(demo::DemoOptions {
+        Command::Run {
+            config,
+            log_format,
+            io_threads,
+        } => run::run(&config, log_format, io_threads),
+        Command::Demo {
+            duration,
+            rate,
+            fault,
+            hold_ms,
+        } => demo::run(demo::DemoOptions {
             duration: std::time::Duration::from_secs(duration.max(5)),
             rate: rate.clamp(1, 2000),
             fault,

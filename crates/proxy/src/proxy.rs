@@ -445,6 +445,11 @@ impl Proxy {
         Ok(())
     }
 
+    /// The address the proxy puts in Via and Record-Route.
+    pub fn advertise(&self) -> SocketAddr {
+        self.cfg.advertise
+    }
+
     /// The trunks' health.
     pub fn health(&self) -> &Health {
         &self.health

@@ -1,0 +1,367 @@
+//! `lifeline run --config FILE`: the daemon.
+//!
+//! Wires the event loop ([`crate::engine`]) to everything around it: logs,
+//! metrics and the admin API, the journal, systemd readiness and watchdog,
+//! and signals (SIGTERM/SIGINT: stop taking calls, finish the rest, exit 0;
+//! SIGHUP: reload the configuration without dropping calls).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use lifeline_journal::{CallAggregator, JournalHandle, JournalOptions, JournalWriter, TimeAnchor};
+use lifeline_proxy::{AttemptFailure, Event, Proxy, ProxyConfig, Transport};
+
+use crate::admin::{self, AdminCommand, AdminState, StatusBoard};
+use crate::engine::{EventSink, Gateway, Input, Options, Tick};
+use crate::metrics::{Metrics, Names};
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// What the daemon needs from the configuration file.
+pub(crate) struct RunConfig {
+    pub(crate) listen: Vec<(Transport, std::net::SocketAddr)>,
+    pub(crate) advertise: Option<std::net::SocketAddr>,
+    pub(crate) admin: std::net::SocketAddr,
+    pub(crate) journal: Option<PathBuf>,
+    pub(crate) log_level: String,
+    pub(crate) log_json: bool,
+    /// The proxy configuration, given the advertised address.
+    pub(crate) proxy: Box<dyn Fn(std::net::SocketAddr) -> ProxyConfig + Send + Sync>,
+}
+
+/// Load the configuration file into what the daemon needs.
+pub(crate) fn load_run_config(path: &Path) -> Result<RunConfig, String> {
+    let cfg = crate::config::Config::load(path).map_err(|e| e.to_string())?;
+    let log = cfg.log();
+    // Branch, tag and token nonces: seeded from the OS's per-process hasher keys.
+    let seed = {
+        use std::hash::{BuildHasher, Hasher};
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    };
+    let shared = Arc::new(cfg);
+    let for_proxy = shared.clone();
+    Ok(RunConfig {
+        listen: shared.listen(),
+        advertise: Some(shared.advertise()),
+        admin: shared.admin(),
+        journal: shared.journal().map(Path::to_path_buf),
+        log_level: log.level.as_str().to_string(),
+        log_json: log.format == crate::config::LogFormat::Json,
+        proxy: Box::new(move |adv| {
+            let mut p = for_proxy.proxy_config(seed);
+            p.advertise = adv;
+            p
+        }),
+    })
+}
+
+/// Set up `tracing`: human or JSON lines on stderr, level from `RUST_LOG` or
+/// the configuration.
+pub(crate) fn init_logging(json: bool, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("lifeline={level},warn")));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+pub(crate) fn run(
+    config_path: &Path,
+    log_format: Option<LogFormat>,
+    io_threads: Option<usize>,
+) -> ExitCode {
+    let cfg = match load_run_config(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    let json = match log_format {
+        Some(f) => f == LogFormat::Json,
+        None => cfg.log_json,
+    };
+    init_logging(json, &cfg.log_level);
+    match daemon(config_path, cfg, io_threads) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "lifeline stopped");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Event observers the daemon always has: metrics and logs.
+fn observers(metrics: Arc<Metrics>) -> EventSink {
+    let mut names: Option<Names> = None;
+    Box::new(move |ev: &Event, _now: Instant, proxy: &Proxy| {
+        let n = names.get_or_insert_with(|| metrics.names(proxy));
+        metrics.on_event(ev, n);
+        log_event(ev, proxy);
+    })
+}
+
+fn trunk_name(proxy: &Proxy, id: lifeline_proxy::TrunkId) -> String {
+    proxy
+        .health()
+        .trunk(id)
+        .map(|t| t.name.to_string())
+        .unwrap_or_default()
+}
+
+/// Failovers and trunk state changes at WARN with the reason; failed
+/// emergency calls at ERROR.
+fn log_event(ev: &Event, proxy: &Proxy) {
+    match ev {
+        Event::AttemptFailed {
+            call,
+            trunk,
+            reason,
+            elapsed,
+            ..
+        } => {
+            let why = match reason {
+                AttemptFailure::Response(code) => format!("response {code}"),
+                other => other.as_str().to_string(),
+            };
+            tracing::warn!(call = call.0, trunk = %trunk_name(proxy, *trunk), reason = %why, elapsed_ms = elapsed.as_millis() as u64, "failover: attempt given up");
+        }
+        Event::Trunk(h) => match h.kind {
+            lifeline_health::EventKind::State { from, to, reason } => {
+                tracing::warn!(trunk = %trunk_name(proxy, h.trunk), from = from.as_str(), to = to.as_str(), reason = %admin::reason_text(reason), "trunk state changed");
+            }
+            lifeline_health::EventKind::Drained => {
+                tracing::warn!(trunk = %trunk_name(proxy, h.trunk), "trunk drained")
+            }
+            lifeline_health::EventKind::Undrained => {
+                tracing::warn!(trunk = %trunk_name(proxy, h.trunk), "trunk undrained")
+            }
+        },
+        Event::CallFailed {
+            call,
+            status,
+            reason,
+            ..
+        } => {
+            tracing::info!(call = call.0, status, reason = ?reason, "call failed");
+        }
+        Event::LateResponse {
+            call,
+            trunk,
+            status,
+            ..
+        } => {
+            tracing::info!(call = call.0, trunk = %trunk_name(proxy, *trunk), status, "late response on an abandoned attempt");
+        }
+        Event::CallStarted { call, info, .. } => {
+            tracing::debug!(call = call.0, call_id = %String::from_utf8_lossy(&info.call_id), emergency = info.emergency.is_some(), route = %info.route, "call started");
+        }
+        Event::CallConnected {
+            call, trunk, setup, ..
+        } => {
+            tracing::debug!(call = call.0, trunk = %trunk_name(proxy, *trunk), setup_ms = setup.as_millis() as u64, "call connected");
+        }
+        _ => {}
+    }
+}
+
+/// The journal's observer: calls and trunk changes become records.
+fn journal_sink(
+    journal: JournalHandle,
+    failed: Arc<Mutex<Option<lifeline_journal::FailedCalls>>>,
+) -> EventSink {
+    let mut agg: Option<CallAggregator> = None;
+    Box::new(move |ev: &Event, _now: Instant, proxy: &Proxy| {
+        let a = agg.get_or_insert_with(|| {
+            let a = CallAggregator::new(
+                lifeline_journal::Names::from_proxy(proxy),
+                TimeAnchor::new(Instant::now(), SystemTime::now()),
+                Default::default(),
+            );
+            if let Ok(mut f) = failed.lock() {
+                *f = Some(a.failed_calls());
+            }
+            a
+        });
+        a.handle(ev);
+        while let Some(rec) = a.poll_record() {
+            journal.record(rec);
+        }
+    })
+}
+
+fn daemon(config_path: &Path, cfg: RunConfig, io_threads: Option<usize>) -> std::io::Result<()> {
+    let started = admin::Started::now();
+    let metrics = Metrics::new();
+    let status = StatusBoard::new();
+    let failed_calls: Arc<Mutex<Option<lifeline_journal::FailedCalls>>> = Arc::default();
+
+    let writer = match &cfg.journal {
+        Some(dir) => Some(JournalWriter::open(dir, JournalOptions::default())?),
+        None => None,
+    };
+    let mut sinks: Vec<EventSink> = vec![observers(metrics.clone())];
+    if let Some(w) = &writer {
+        sinks.push(journal_sink(w.handle(), failed_calls.clone()));
+    }
+
+    // Every tick: gauges, status for /status and /readyz, journal losses,
+    // the systemd watchdog (a stuck core stops feeding it).
+    let (tick_metrics, tick_status) = (metrics.clone(), status.clone());
+    let journal_handle = writer.as_ref().map(|w| w.handle());
+    let mut watchdog_usec = 0u64;
+    let watchdog = sd_notify::watchdog_enabled(false, &mut watchdog_usec);
+    let mut last = (0u64, 0u64, 0u64);
+    let tick: Tick = Box::new(
+        move |proxy: &mut Proxy, now: Instant, io: &crate::engine::IoStats| {
+            tick_metrics.set_gauges(&proxy.stats(), proxy.health());
+            let q = io.queue_drops.load(std::sync::atomic::Ordering::Relaxed);
+            let s = io.socket_drops.load(std::sync::atomic::Ordering::Relaxed);
+            let j = journal_handle.as_ref().map_or(0, |h| h.dropped());
+            tick_metrics.add_queue_drops(q.saturating_sub(last.0));
+            tick_metrics.add_socket_drops(s.saturating_sub(last.1));
+            tick_metrics.add_journal_dropped(j.saturating_sub(last.2));
+            last = (q, s, j);
+            tick_status.publish(admin::snapshot_from(proxy, now, &started));
+            if watchdog {
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+            }
+        },
+    );
+
+    let proxy_builder = cfg.proxy;
+    let gw = Gateway::start(Options {
+        listen: cfg.listen.clone(),
+        advertise: cfg.advertise,
+        proxy_config: proxy_builder,
+        io_threads: io_threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
+        }),
+        sinks,
+        ticks: vec![tick],
+        tick_every: Duration::from_millis(250),
+    })?;
+    let rt = gw
+        .runtime()
+        .ok_or_else(|| std::io::Error::other("no runtime"))?;
+    tracing::info!(udp = ?gw.bound.udp, tcp = ?gw.bound.tcp, admin = %cfg.admin, "lifeline listening");
+
+    // Admin API: commands become closures on the core thread.
+    let (cmd_tx, mut cmd_rx) = tokio::sync::mpsc::channel::<AdminCommand>(64);
+    let admin_state = AdminState {
+        metrics: metrics.clone(),
+        status: status.clone(),
+        commands: cmd_tx,
+    };
+    let listener = rt.block_on(tokio::net::TcpListener::bind(cfg.admin))?;
+    rt.spawn(async move {
+        if let Err(e) = admin::serve(listener, admin_state).await {
+            tracing::error!(error = %e, "admin server stopped");
+        }
+    });
+    let (input, board) = (gw.input.clone(), status.clone());
+    rt.spawn(async move {
+        while let Some(cmd) = cmd_rx.recv().await {
+            let board = board.clone();
+            let _ = input.try_send(Input::Call(Box::new(move |p, now| {
+                admin::handle_command(p, now, cmd, &board, &started);
+            })));
+        }
+    });
+
+    // Signals.
+    let (input, board, path) = (gw.input.clone(), status.clone(), config_path.to_path_buf());
+    rt.spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = term.recv() => { shutdown(&input, &board, "SIGTERM"); }
+                _ = int.recv() => { shutdown(&input, &board, "SIGINT"); }
+                _ = hup.recv() => { reload(&input, &path).await; }
+            }
+        }
+    });
+
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    let mut gw = gw;
+    gw.join();
+    tracing::info!("lifeline stopped: every transaction finished");
+    if let Some(w) = writer {
+        let s = w.shutdown();
+        tracing::info!(durable = s.durable, dropped = s.dropped(), "journal closed");
+    }
+    Ok(())
+}
+
+fn shutdown(input: &crossbeam_channel::Sender<Input>, board: &StatusBoard, why: &str) {
+    tracing::warn!(
+        signal = why,
+        "shutting down: no new calls; finishing the calls in progress"
+    );
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    board.set_accepting(false);
+    let _ = input.try_send(Input::Shutdown {
+        grace: Duration::from_secs(35),
+    });
+}
+
+async fn reload(input: &crossbeam_channel::Sender<Input>, path: &Path) {
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
+    match load_run_config(path) {
+        Err(e) => {
+            tracing::error!(file = %path.display(), error = %e, "reload refused: the running configuration stays")
+        }
+        Ok(cfg) => {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            // The advertised address cannot change; reuse the proxy's own.
+            let builder = cfg.proxy;
+            let send = input.try_send(Input::Call(Box::new(move |p: &mut Proxy, now: Instant| {
+                let adv = p.advertise();
+                let r = p.reload(now, builder(adv)).map_err(|e| e.to_string());
+                let _ = tx.send(r);
+            })));
+            if send.is_err() {
+                tracing::error!("reload refused: the event loop is not answering");
+            } else {
+                match tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(5)))
+                    .await
+                {
+                    Ok(Ok(Ok(()))) => {
+                        tracing::warn!(file = %path.display(), "configuration reloaded")
+                    }
+                    Ok(Ok(Err(e))) => {
+                        tracing::error!(error = %e, "reload refused: the running configuration stays")
+                    }
+                    _ => tracing::error!("reload: no answer from the event loop"),
+                }
+            }
+        }
+    }
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+}
