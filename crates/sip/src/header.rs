@@ -2,7 +2,7 @@
 //! that handles folding, and comma splitting of list values.
 
 use crate::error::{Error, ErrorKind};
-use crate::scan::{is_lws, is_token};
+use crate::scan::{find_line_end, is_lws, is_token, word_at};
 
 macro_rules! header_names {
     ($( $(#[$doc:meta])* $variant:ident => $canon:literal $(, $compact:literal)? ;)*) => {
@@ -35,20 +35,245 @@ macro_rules! header_names {
 
             /// Classify a raw header name (case-insensitive, compact forms too).
             pub fn from_bytes(name: &[u8]) -> Self {
-                if let [c] = name {
-                    return Self::from_compact(c.to_ascii_lowercase());
+                match name {
+                    [c] => compact_name(*c),
+                    [first, .., last] if name.len() <= MAX_NAME => {
+                        let mut padded = [0u8; MAX_NAME];
+                        if let Some(dst) = padded.get_mut(..name.len()) {
+                            dst.copy_from_slice(name);
+                        }
+                        let [w0, w1, w2] = [0, 8, 16].map(|at| load_word(&padded, at));
+                        lookup(name.len(), *first, *last, [w0, w1, w2])
+                    }
+                    _ => Self::Other,
                 }
-                $( if name.eq_ignore_ascii_case($canon.as_bytes()) { return Self::$variant; } )*
-                Self::Other
-            }
-
-            fn from_compact(c: u8) -> Self {
-                $( $( if c == $compact { return Self::$variant; } )? )*
-                Self::Other
             }
         }
+
+        /// Every named header: variant, canonical name, compact form (0 if none).
+        const NAMES: &[(HeaderName, &str, u8)] = &[
+            $( (HeaderName::$variant, $canon, compact_or_zero!($($compact)?)), )*
+        ];
     };
 }
+
+macro_rules! compact_or_zero {
+    () => {
+        0
+    };
+    ($c:literal) => {
+        $c
+    };
+}
+
+/// The longest long name `from_bytes` knows, in bytes (three words).
+const MAX_NAME: usize = 24;
+/// No entry in [`SLOTS`] / [`NEXT`].
+const NONE: u8 = u8::MAX;
+const SLOT_BITS: u32 = 7;
+
+/// Hash of a long name from its length and its first and last bytes,
+/// case-insensitive. The multipliers make it collision-free for the names of
+/// [`header_names!`]; a collision would only cost a second comparison.
+#[inline]
+const fn name_hash(len: usize, first: u8, last: u8) -> usize {
+    let h = len
+        .wrapping_mul(47)
+        .wrapping_add((first | 0x20) as usize)
+        .wrapping_add(((last | 0x20) as usize).wrapping_mul(14));
+    h & ((1 << SLOT_BITS) - 1)
+}
+
+/// Eight bytes at `at`, little-endian; 0 past the end.
+#[inline]
+fn load_word(s: &[u8], at: usize) -> u64 {
+    s.get(at..at + 8)
+        .and_then(|s| <[u8; 8]>::try_from(s).ok())
+        .map_or(0, u64::from_le_bytes)
+}
+
+/// A known long name as three little-endian words, lowercase and zero-padded
+/// to [`MAX_NAME`] bytes, and the bits that OR-ing with makes a letter
+/// lowercase (0x20 at each letter). A name written in any case matches when
+/// `word | mask == lower` for all three words.
+#[derive(Clone, Copy)]
+struct Known {
+    name: HeaderName,
+    len: usize,
+    lower: [u64; 3],
+    masks: [u64; 3],
+    /// All ones over the name's bytes, zero past them: what to keep of
+    /// three words loaded from a message, where the name runs on into `:`
+    /// and the value.
+    keep: [u64; 3],
+}
+
+impl Known {
+    const fn new(name: HeaderName, canon: &str) -> Self {
+        let b = canon.as_bytes();
+        assert!(
+            b.len() >= 2 && b.len() <= MAX_NAME,
+            "long header names are 2 to 24 bytes"
+        );
+        let mut lower = [0u64; 3];
+        let mut masks = [0u64; 3];
+        let mut keep = [0u64; 3];
+        let mut i = 0;
+        while i < b.len() {
+            keep[i / 8] |= 0xFF << (8 * (i % 8));
+            assert!(
+                b[i].is_ascii_alphabetic() || b[i] == b'-',
+                "header names are letters and '-'"
+            );
+            lower[i / 8] |= (b[i].to_ascii_lowercase() as u64) << (8 * (i % 8));
+            if b[i].is_ascii_alphabetic() {
+                masks[i / 8] |= 0x20 << (8 * (i % 8));
+            }
+            i += 1;
+        }
+        Self {
+            name,
+            len: b.len(),
+            lower,
+            masks,
+            keep,
+        }
+    }
+}
+
+/// Hash of the first four bytes of a name, case-insensitive.
+#[inline]
+const fn prefix_hash(first4: u32) -> usize {
+    ((first4 | 0x2020_2020).wrapping_mul(0x9E37_79B1) >> (32 - SLOT_BITS)) as usize
+}
+
+/// First entry of [`KNOWN`] of four or more bytes per [`prefix_hash`]
+/// ([`NONE`] if none).
+static PREFIX_SLOTS: [u8; 1 << SLOT_BITS] = prefix_chains().0;
+/// The next entry of [`KNOWN`] with the same prefix hash.
+static PREFIX_NEXT: [u8; KNOWN_LEN] = prefix_chains().1;
+
+const fn prefix_chains() -> ([u8; 1 << SLOT_BITS], [u8; KNOWN_LEN]) {
+    let mut slots = [NONE; 1 << SLOT_BITS];
+    let mut next = [NONE; KNOWN_LEN];
+    let mut i = NAMES.len();
+    let mut n = KNOWN_LEN;
+    while i > 0 {
+        i -= 1;
+        let canon = NAMES[i].1.as_bytes();
+        if canon.len() >= 2 {
+            n -= 1;
+            if canon.len() >= 4 {
+                let first4 = u32::from_le_bytes([canon[0], canon[1], canon[2], canon[3]]);
+                let h = prefix_hash(first4);
+                next[n] = slots[h];
+                slots[h] = n as u8;
+            }
+        }
+    }
+    (slots, next)
+}
+
+/// Classify a long name of `len` (2..=24) bytes given as three words,
+/// zero past the name.
+#[inline]
+fn lookup(len: usize, first: u8, last: u8, words: [u64; 3]) -> HeaderName {
+    let mut slot = SLOTS[name_hash(len, first, last)];
+    while let Some(k) = KNOWN.get(usize::from(slot)) {
+        if k.len == len
+            && (words[0] | k.masks[0]) == k.lower[0]
+            && (words[1] | k.masks[1]) == k.lower[1]
+            && (words[2] | k.masks[2]) == k.lower[2]
+        {
+            return k.name;
+        }
+        slot = NEXT.get(usize::from(slot)).copied().unwrap_or(NONE);
+    }
+    HeaderName::Other
+}
+
+/// A one-byte (compact) name, any case. Only letters land in `0..26`.
+#[inline]
+fn compact_name(c: u8) -> HeaderName {
+    COMPACT
+        .get(usize::from((c | 0x20).wrapping_sub(b'a')))
+        .copied()
+        .unwrap_or(HeaderName::Other)
+}
+
+const KNOWN_LEN: usize = {
+    let mut n = 0;
+    let mut i = 0;
+    while i < NAMES.len() {
+        if NAMES[i].1.len() >= 2 {
+            n += 1;
+        }
+        i += 1;
+    }
+    n
+};
+
+/// The long names, in [`NAMES`] order.
+static KNOWN: [Known; KNOWN_LEN] = {
+    let mut out = [Known::new(HeaderName::Other, "xx"); KNOWN_LEN];
+    let mut i = 0;
+    let mut n = 0;
+    while i < NAMES.len() {
+        if NAMES[i].1.len() >= 2 {
+            out[n] = Known::new(NAMES[i].0, NAMES[i].1);
+            n += 1;
+        }
+        i += 1;
+    }
+    assert!(n < NONE as usize);
+    out
+};
+
+/// First entry of [`KNOWN`] per hash value ([`NONE`] if none).
+static SLOTS: [u8; 1 << SLOT_BITS] = chains().0;
+/// The next entry of [`KNOWN`] with the same hash ([`NONE`] at the end).
+static NEXT: [u8; KNOWN_LEN] = chains().1;
+
+const fn chains() -> ([u8; 1 << SLOT_BITS], [u8; KNOWN_LEN]) {
+    let mut slots = [NONE; 1 << SLOT_BITS];
+    let mut next = [NONE; KNOWN_LEN];
+    // Backwards, so that each chain lists its names in `NAMES` order.
+    let mut i = NAMES.len();
+    let mut n = KNOWN_LEN;
+    while i > 0 {
+        i -= 1;
+        let canon = NAMES[i].1.as_bytes();
+        if canon.len() >= 2 {
+            n -= 1;
+            let h = name_hash(canon.len(), canon[0], canon[canon.len() - 1]);
+            next[n] = slots[h];
+            slots[h] = n as u8;
+        }
+    }
+    (slots, next)
+}
+
+/// Compact forms, indexed by letter - 'a'.
+static COMPACT: [HeaderName; 26] = {
+    let mut t = [HeaderName::Other; 26];
+    let mut i = 0;
+    while i < NAMES.len() {
+        let c = NAMES[i].2;
+        if c != 0 {
+            assert!(
+                c.is_ascii_lowercase(),
+                "compact forms are lowercase letters"
+            );
+            assert!(
+                matches!(t[(c - b'a') as usize], HeaderName::Other),
+                "duplicate compact form"
+            );
+            t[(c - b'a') as usize] = NAMES[i].0;
+        }
+        i += 1;
+    }
+    t
+};
 
 header_names! {
     /// `Via` / `v`
@@ -215,7 +440,21 @@ impl<'a> Header<'a> {
 /// Returns `Ok(None)` at the empty line that ends the header section (and the
 /// position after it), `Ok(Some)` for a header, or an error. `buf` is the whole
 /// message so offsets are absolute.
+#[inline(always)]
 pub(crate) fn scan_header(buf: &[u8], pos: usize) -> Result<Scanned<'_>, Error> {
+    match known_name(buf, pos) {
+        // The common case: a known name directly followed by ':'.
+        Some((name_len, name)) => {
+            scan_value(buf, pos, name_len, name, name_len + 1).map(Scanned::Header)
+        }
+        None => scan_header_slow(buf, pos),
+    }
+}
+
+/// [`scan_header`] for everything but a known name directly followed by
+/// `:`: the end of the header section, other names, and errors.
+#[inline(never)]
+fn scan_header_slow(buf: &[u8], pos: usize) -> Result<Scanned<'_>, Error> {
     let rest = buf.get(pos..).unwrap_or_default();
     match rest {
         [b'\r', b'\n', ..] => return Ok(Scanned::End(pos + 2)),
@@ -224,14 +463,14 @@ pub(crate) fn scan_header(buf: &[u8], pos: usize) -> Result<Scanned<'_>, Error> 
         _ => {}
     }
     // Name: a token, then optional SP/HT, then ':'.
-    let name_len = rest
-        .iter()
-        .position(|&b| !is_token(b))
-        .unwrap_or(rest.len());
+    let mut name_len = 0;
+    while rest.get(name_len).is_some_and(|&b| is_token(b)) {
+        name_len += 1;
+    }
     if name_len == 0 {
         return Err(Error::new(ErrorKind::BadHeaderName, pos));
     }
-    let raw_name = rest.get(..name_len).unwrap_or_default();
+    let name = HeaderName::from_bytes(rest.get(..name_len).unwrap_or_default());
     let mut i = name_len;
     while matches!(rest.get(i), Some(b' ' | b'\t')) {
         i += 1;
@@ -250,25 +489,37 @@ pub(crate) fn scan_header(buf: &[u8], pos: usize) -> Result<Scanned<'_>, Error> 
         }
         Some(_) => return Err(Error::new(ErrorKind::MissingColon, pos + i)),
     }
-    // Value: up to a CRLF that is not followed by SP/HT.
+    scan_value(buf, pos, name_len, name, i).map(Scanned::Header)
+}
+
+/// The rest of a header line whose name (`name_len` bytes at `pos`) and
+/// colon have been read; the value starts at `pos + i`.
+#[inline(always)]
+fn scan_value(
+    buf: &[u8],
+    pos: usize,
+    name_len: usize,
+    name: HeaderName,
+    mut i: usize,
+) -> Result<Header<'_>, Error> {
+    let rest = buf.get(pos..).unwrap_or_default();
+    let raw_name = rest.get(..name_len).unwrap_or_default();
+    // Value: up to a CRLF that is not followed by SP/HT. Leading SP/HT is
+    // skipped before searching (it holds no line end).
+    while matches!(rest.get(i), Some(b' ' | b'\t')) {
+        i += 1;
+    }
     let value_start = i;
     loop {
-        let Some(off) = memchr::memchr2(b'\r', b'\n', rest.get(i..).unwrap_or_default()) else {
+        let Some(cr) = find_line_end(rest, i) else {
             return Err(Error::new(ErrorKind::Unterminated, buf.len()));
         };
-        let cr = i + off;
-        if rest.get(cr) != Some(&b'\r') {
-            return Err(Error::new(ErrorKind::BareLineEnd, pos + cr));
-        }
-        match rest.get(cr + 1) {
-            Some(b'\n') => {}
-            None => return Err(Error::new(ErrorKind::Unterminated, pos + cr + 1)),
-            Some(_) => return Err(Error::new(ErrorKind::BareLineEnd, pos + cr)),
-        }
-        match rest.get(cr + 2) {
-            Some(b' ' | b'\t') => i = cr + 3, // folded continuation
-            _ => {
+        match (rest.get(cr), rest.get(cr + 1), rest.get(cr + 2)) {
+            (Some(b'\r'), Some(b'\n'), Some(b' ' | b'\t')) => i = cr + 3, // folded continuation
+            (Some(b'\r'), Some(b'\n'), _) => {
                 let raw_value = rest.get(value_start..cr).unwrap_or_default();
+                // Only a value that starts with a fold has white space left
+                // in front.
                 let lead = raw_value
                     .iter()
                     .position(|&b| !is_lws(b))
@@ -277,16 +528,109 @@ pub(crate) fn scan_header(buf: &[u8], pos: usize) -> Result<Scanned<'_>, Error> 
                     .iter()
                     .rposition(|&b| !is_lws(b))
                     .map_or(lead, |p| p + 1);
-                return Ok(Scanned::Header(Header {
-                    name: HeaderName::from_bytes(raw_name),
+                return Ok(Header {
+                    name,
                     raw_name,
                     value: raw_value.get(lead..trail).unwrap_or_default(),
                     value_offset: pos + value_start + lead,
                     line_start: pos,
                     line_end: pos + cr + 2,
-                }));
+                });
             }
+            (Some(b'\r'), None, _) => {
+                return Err(Error::new(ErrorKind::Unterminated, pos + cr + 1))
+            }
+            _ => return Err(Error::new(ErrorKind::BareLineEnd, pos + cr)),
         }
+    }
+}
+
+/// The name of the line at `buf[pos]` when it is a known name directly
+/// followed by `:`: `(length, name)`. A known name is made of letters and
+/// `-`, so it is a token; anything else (unknown names, fewer than eight
+/// bytes left, white space before the colon) is left to the byte-by-byte
+/// scan. Names of one to three bytes are found by where the colon is; longer
+/// ones by their first four bytes, then compared whole, a word at a time.
+#[inline(always)]
+fn known_name(buf: &[u8], pos: usize) -> Option<(usize, HeaderName)> {
+    let w0 = word_at(buf, pos)?;
+    let [b0, b1, b2, b3, ..] = w0.to_le_bytes();
+    // Names of one to three bytes end at byte 1, 2 or 3.
+    let (len, name) = if b1 == b':' {
+        (1, compact_name(b0))
+    } else if b2 == b':' {
+        (2, lookup(2, b0, b1, [w0 & 0xFFFF, 0, 0]))
+    } else if b3 == b':' {
+        (3, lookup(3, b0, b2, [w0 & 0xFF_FFFF, 0, 0]))
+    } else {
+        // Longer names: the candidates sharing the first four bytes, each
+        // compared whole and followed by ':'.
+        let words = [
+            w0,
+            word_at(buf, pos + 8).unwrap_or(0),
+            word_at(buf, pos + 16).unwrap_or(0),
+        ];
+        let mut slot = PREFIX_SLOTS[prefix_hash(w0 as u32)];
+        loop {
+            let k = KNOWN.get(usize::from(slot))?;
+            if (words[0] & k.keep[0] | k.masks[0]) == k.lower[0]
+                && (words[1] & k.keep[1] | k.masks[1]) == k.lower[1]
+                && (words[2] & k.keep[2] | k.masks[2]) == k.lower[2]
+                && buf.get(pos + k.len) == Some(&b':')
+            {
+                break (k.len, k.name);
+            }
+            slot = PREFIX_NEXT.get(usize::from(slot)).copied().unwrap_or(NONE);
+        }
+    };
+    (name != HeaderName::Other).then_some((len, name))
+}
+
+/// A header line in its most common form, as offsets: a known name directly
+/// followed by `:`, at most one SP, a value that neither starts nor ends
+/// with white space nor is folded, and CRLF.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SimpleLine {
+    pub(crate) name: HeaderName,
+    pub(crate) name_len: usize,
+    pub(crate) value_start: usize,
+    pub(crate) value_end: usize,
+    pub(crate) line_end: usize,
+}
+
+/// The header line at `pos` if it has the common form of [`SimpleLine`];
+/// `None` sends the caller to [`scan_header`], which reads any line the same
+/// way (this is only a shorter path to the same result).
+#[inline(always)]
+pub(crate) fn simple_line(buf: &[u8], pos: usize) -> Option<SimpleLine> {
+    let (name_len, name) = known_name(buf, pos)?;
+    let mut value_start = pos + name_len + 1;
+    if buf.get(value_start) == Some(&b' ') {
+        value_start += 1;
+    }
+    // The value starts with neither white space nor a line end.
+    if *buf.get(value_start)? <= b' ' {
+        return None;
+    }
+    let value_end = find_line_end(buf, value_start + 1)?;
+    match (
+        buf.get(value_end - 1),
+        buf.get(value_end),
+        buf.get(value_end + 1),
+        buf.get(value_end + 2),
+    ) {
+        (Some(&last), Some(b'\r'), Some(b'\n'), Some(&next))
+            if !is_lws(last) && next != b' ' && next != b'\t' =>
+        {
+            Some(SimpleLine {
+                name,
+                name_len,
+                value_start,
+                value_end,
+                line_end: value_end + 2,
+            })
+        }
+        _ => None,
     }
 }
 
@@ -296,25 +640,97 @@ pub(crate) enum Scanned<'a> {
     End(usize),
 }
 
+/// Where one header line's parts sit, kept by [`Message`](crate::Message)
+/// for its first [`MAX_LINES`] lines so that reading the headers again does
+/// not rescan them. Offsets are from the start of the message, so only lines
+/// ending within the first 64 KiB are kept (every datagram).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Line {
+    value_start: u16,
+    value_end: u16,
+    line_end: u16,
+    name_len: u8,
+    name: HeaderName,
+}
+
+/// How many header lines a [`Message`](crate::Message) keeps as [`Line`]s.
+pub(crate) const MAX_LINES: usize = 32;
+
+impl Line {
+    pub(crate) const EMPTY: Self = Self {
+        value_start: 0,
+        value_end: 0,
+        line_end: 0,
+        name_len: 0,
+        name: HeaderName::Other,
+    };
+
+    /// The line of `h`, if its offsets fit.
+    #[inline]
+    pub(crate) fn new(h: &SimpleLine) -> Option<Self> {
+        // The other offsets are smaller than the line's end.
+        let line_end = u16::try_from(h.line_end).ok()?;
+        Some(Self {
+            value_start: h.value_start as u16,
+            value_end: h.value_end as u16,
+            line_end,
+            name_len: u8::try_from(h.name_len).ok()?,
+            name: h.name,
+        })
+    }
+
+    /// The header again, given the message and where the line starts.
+    #[inline]
+    fn header<'a>(&self, buf: &'a [u8], line_start: usize) -> Header<'a> {
+        let value_start = usize::from(self.value_start);
+        Header {
+            name: self.name,
+            raw_name: buf
+                .get(line_start..line_start + usize::from(self.name_len))
+                .unwrap_or_default(),
+            value: buf
+                .get(value_start..usize::from(self.value_end))
+                .unwrap_or_default(),
+            value_offset: value_start,
+            line_start,
+            line_end: usize::from(self.line_end),
+        }
+    }
+}
+
 /// Iterator over the header fields of a message that has already been parsed
-/// (so scanning cannot fail).
+/// (so scanning cannot fail): the lines the message kept, then any further
+/// lines scanned again.
 #[derive(Clone, Debug)]
 pub struct Headers<'a> {
     buf: &'a [u8],
+    lines: &'a [Line],
     pos: usize,
     end: usize,
 }
 
 impl<'a> Headers<'a> {
-    pub(crate) fn new(buf: &'a [u8], pos: usize, end: usize) -> Self {
-        Self { buf, pos, end }
+    pub(crate) fn new(buf: &'a [u8], lines: &'a [Line], pos: usize, end: usize) -> Self {
+        Self {
+            buf,
+            lines,
+            pos,
+            end,
+        }
     }
 }
 
 impl<'a> Iterator for Headers<'a> {
     type Item = Header<'a>;
 
+    #[inline]
     fn next(&mut self) -> Option<Header<'a>> {
+        if let Some((line, rest)) = self.lines.split_first() {
+            self.lines = rest;
+            let h = line.header(self.buf, self.pos);
+            self.pos = h.line_end;
+            return Some(h);
+        }
         if self.pos >= self.end {
             return None;
         }
@@ -360,9 +776,41 @@ impl<'a> Iterator for Values<'a> {
             return None;
         }
         let start = self.pos;
+        let rest = self.value.get(start..).unwrap_or_default();
+        // Fast path: no quote or '<' before the next comma (or the end).
+        let end = match memchr::memchr3(b',', b'"', b'<', rest) {
+            None => {
+                self.done = true;
+                Some(self.value.len())
+            }
+            Some(at) if rest.get(at) == Some(&b',') => Some(start + at),
+            Some(_) => None,
+        };
+        let end = match end {
+            Some(end) => end,
+            None => self.slow_end(start),
+        };
+        self.pos = end + 1;
+        let item = self.value.get(start..end).unwrap_or_default();
+        let lead = item.iter().position(|&b| !is_lws(b)).unwrap_or(item.len());
+        let trail = item
+            .iter()
+            .rposition(|&b| !is_lws(b))
+            .map_or(lead, |p| p + 1);
+        Some((
+            self.offset + start + lead,
+            item.get(lead..trail).unwrap_or_default(),
+        ))
+    }
+}
+
+impl Values<'_> {
+    /// Where the item starting at `start` ends, honouring quoted strings and
+    /// `<...>`; sets `done` at the end of the value.
+    fn slow_end(&mut self, start: usize) -> usize {
         let (mut quoted, mut angle, mut escaped) = (false, false, false);
         let mut i = start;
-        let end = loop {
+        loop {
             let Some(&b) = self.value.get(i) else {
                 self.done = true;
                 break i;
@@ -385,18 +833,7 @@ impl<'a> Iterator for Values<'a> {
                 }
             }
             i += 1;
-        };
-        self.pos = end + 1;
-        let item = self.value.get(start..end).unwrap_or_default();
-        let lead = item.iter().position(|&b| !is_lws(b)).unwrap_or(item.len());
-        let trail = item
-            .iter()
-            .rposition(|&b| !is_lws(b))
-            .map_or(lead, |p| p + 1);
-        Some((
-            self.offset + start + lead,
-            item.get(lead..trail).unwrap_or_default(),
-        ))
+        }
     }
 }
 

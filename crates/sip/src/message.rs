@@ -5,8 +5,10 @@ use core::fmt;
 use bytes::Bytes;
 
 use crate::error::{Error, ErrorKind};
-use crate::header::{scan_header, Header, HeaderName, Headers, Scanned};
-use crate::scan::{is_token, parse_u32};
+use crate::header::{
+    scan_header, simple_line, Header, HeaderName, Headers, Line, Scanned, SimpleLine, MAX_LINES,
+};
+use crate::scan::{find_line_end, find_space_or_control, is_token, parse_u32};
 use crate::typed::{CSeq, ContentType, NameAddr, Via};
 use crate::uri::Uri;
 
@@ -176,6 +178,10 @@ pub struct Message {
     headers_end: u32,
     body: Span,
     pub(crate) index: Index,
+    /// The first header lines, as found by `parse`, so `headers()` and
+    /// everything built on it need not scan them again.
+    lines: [Line; MAX_LINES],
+    line_count: u8,
 }
 
 impl Message {
@@ -202,8 +208,7 @@ impl Message {
         let b: &[u8] = &buf;
 
         // Start line.
-        let line_end =
-            memchr::memchr2(b'\r', b'\n', b).ok_or(Error::new(ErrorKind::Unterminated, b.len()))?;
+        let line_end = find_line_end(b, 0).ok_or(Error::new(ErrorKind::Unterminated, b.len()))?;
         if b.get(line_end) != Some(&b'\r') || b.get(line_end + 1) != Some(&b'\n') {
             return Err(Error::new(ErrorKind::BareLineEnd, line_end));
         }
@@ -213,15 +218,37 @@ impl Message {
         // Headers, one pass, indexing what routing needs.
         let headers_start = line_end + 2;
         let mut index = Index::default();
+        let mut lines = [Line::EMPTY; MAX_LINES];
+        let mut line_count = 0;
+        // Lines are kept while they fit, in order; the first that does not
+        // (too many, too far into the message) ends the keeping.
+        let mut keeping = true;
         let mut pos = headers_start;
         let (headers_end, body_start) = loop {
-            match scan_header(b, pos)? {
-                Scanned::End(body) => break (pos, body),
-                Scanned::Header(h) => {
-                    index_header(&mut index, &h)?;
-                    pos = h.line_end;
+            let line = match simple_line(b, pos) {
+                Some(line) => line,
+                None => match scan_header(b, pos)? {
+                    Scanned::End(body) => break (pos, body),
+                    Scanned::Header(h) => SimpleLine {
+                        name: h.name,
+                        name_len: h.raw_name.len(),
+                        value_start: h.value_offset,
+                        value_end: h.value_offset + h.value.len(),
+                        line_end: h.line_end,
+                    },
+                },
+            };
+            index_header(&mut index, b, pos, &line)?;
+            if keeping {
+                match (lines.get_mut(line_count), Line::new(&line)) {
+                    (Some(slot), Some(kept)) => {
+                        *slot = kept;
+                        line_count += 1;
+                    }
+                    _ => keeping = false,
                 }
             }
+            pos = line.line_end;
         };
 
         // Body, by Content-Length.
@@ -246,6 +273,8 @@ impl Message {
             headers_end: headers_end as u32,
             body: Span::new(body_start, end),
             index,
+            lines,
+            line_count: line_count as u8,
         })
     }
 
@@ -331,6 +360,9 @@ impl Message {
     pub fn headers(&self) -> Headers<'_> {
         Headers::new(
             &self.buf,
+            self.lines
+                .get(..usize::from(self.line_count))
+                .unwrap_or_default(),
             self.headers_start as usize,
             self.headers_end as usize,
         )
@@ -469,8 +501,15 @@ fn missing(name: HeaderName) -> Error {
     Error::new(ErrorKind::MissingHeader(name), 0)
 }
 
-fn index_header(index: &mut Index, h: &Header<'_>) -> Result<(), Error> {
-    let span = Some(Span::new(h.value_offset, h.value_offset + h.value.len()));
+/// Record the header line at `line_start` of `buf` in the index.
+#[inline(always)]
+fn index_header(
+    index: &mut Index,
+    buf: &[u8],
+    line_start: usize,
+    h: &SimpleLine,
+) -> Result<(), Error> {
+    let span = Some(Span::new(h.value_start, h.value_end));
     let slot = match h.name {
         HeaderName::Via => &mut index.via,
         HeaderName::Route => &mut index.route,
@@ -486,11 +525,12 @@ fn index_header(index: &mut Index, h: &Header<'_>) -> Result<(), Error> {
             if index.content_length.is_some() {
                 return Err(Error::new(
                     ErrorKind::DuplicateHeader(HeaderName::ContentLength),
-                    h.line_start,
+                    line_start,
                 ));
             }
-            let n = parse_u32(h.value, u32::MAX)
-                .ok_or(Error::new(ErrorKind::BadContentLength, h.value_offset))?;
+            let value = buf.get(h.value_start..h.value_end).unwrap_or_default();
+            let n = parse_u32(value, u32::MAX)
+                .ok_or(Error::new(ErrorKind::BadContentLength, h.value_start))?;
             index.content_length = Some(n);
             return Ok(());
         }
@@ -521,21 +561,22 @@ fn parse_start_line(line: &[u8]) -> Result<StartLine, Error> {
         return Err(bad(m_len));
     }
     let uri_start = m_len + 1;
-    let uri_len = line
-        .get(uri_start..)
-        .unwrap_or_default()
-        .iter()
-        .position(|&b| b == b' ');
-    let Some(uri_len) = uri_len else {
-        return Err(bad(line.len()));
+    // The Request-URI runs to the next SP and holds no control, SP or DEL.
+    let uri_end = match find_space_or_control(line, uri_start) {
+        None => return Err(bad(line.len())),
+        Some(at) if line.get(at) == Some(&b' ') => at,
+        // A control or DEL inside the URI, if a SP ends it.
+        Some(at) => {
+            return Err(
+                match memchr::memchr(b' ', line.get(at..).unwrap_or_default()) {
+                    Some(_) => Error::new(ErrorKind::BadRequestUri, at),
+                    None => bad(line.len()),
+                },
+            )
+        }
     };
-    if uri_len == 0 {
+    if uri_end == uri_start {
         return Err(bad(uri_start)); // two spaces (RFC 4475 §3.1.2.9)
-    }
-    let uri_end = uri_start + uri_len;
-    let uri = line.get(uri_start..uri_end).unwrap_or_default();
-    if let Some(p) = uri.iter().position(|&b| b < 0x21 || b == 0x7f) {
-        return Err(Error::new(ErrorKind::BadRequestUri, uri_start + p));
     }
     let version = line.get(uri_end + 1..).unwrap_or_default();
     check_version(version, uri_end + 1)?;

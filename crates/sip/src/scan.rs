@@ -28,15 +28,36 @@ const fn class_table(chars: &[u8], alnum: bool) -> [bool; 256] {
 
 /// RFC 3261 `token`: alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~".
 static TOKEN: [bool; 256] = class_table(b"-.!%*_+`'~", true);
-/// Characters of a SIP/SIPS URI user or password part: unreserved, user-unreserved,
-/// password extras, and `%` (escapes are checked separately).
-static USERINFO: [bool; 256] = class_table(b"-_.!~*'()&=+$,;?/%", true);
 /// `paramchar` of a URI parameter: param-unreserved, unreserved, `%`.
 static URI_PARAM: [bool; 256] = class_table(b"[]/:&+$-_.!~*'()%", true);
 /// Characters of URI headers (`hname=hvalue&...`).
 static URI_HEADER: [bool; 256] = class_table(b"[]/?:+$-_.!~*'()%=&", true);
-/// Host names and IPv4 addresses (liberal: `_` is seen in the wild).
-static HOSTNAME: [bool; 256] = class_table(b"-._", true);
+/// Characters of a SIP/SIPS URI user or password part (unreserved,
+/// user-unreserved, password extras, and `%`, whose escapes are checked
+/// separately) and the `:` between them.
+static USERINFO_COLON: [bool; 256] = class_table(b"-_.!~*'()&=+$,;?/%:", true);
+/// [`URI_PARAM`] and the `;` and `=` that separate parameters.
+static URI_PARAMS: [bool; 256] = class_table(b"[]/:&+$-_.!~*'()%;=", true);
+/// Host names and IPv4 addresses (liberal: `_` is seen in the wild), as
+/// [`HOST_NAME`] or [`HOST_NUMERIC`] (digits and `.`); 0 for anything else.
+static HOSTNAME: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_digit() || c == b'.' {
+            t[b] = HOST_NUMERIC;
+        } else if c.is_ascii_alphabetic() || c == b'-' || c == b'_' {
+            t[b] = HOST_NAME;
+        }
+        b += 1;
+    }
+    t
+};
+/// A host-name character that is not a digit or `.`.
+pub(crate) const HOST_NAME: u8 = 1;
+/// A digit or `.`.
+pub(crate) const HOST_NUMERIC: u8 = 2;
 /// Characters inside an IPv6 reference.
 static IPV6: [bool; 256] = class_table(b":.abcdefABCDEF0123456789", false);
 /// Via parameter values: token plus what an unbracketed or bracketed IPv6
@@ -52,10 +73,6 @@ pub(crate) fn is_token(b: u8) -> bool {
     TOKEN[b as usize]
 }
 #[inline]
-pub(crate) fn is_userinfo(b: u8) -> bool {
-    USERINFO[b as usize]
-}
-#[inline]
 pub(crate) fn is_uri_param(b: u8) -> bool {
     URI_PARAM[b as usize]
 }
@@ -64,7 +81,16 @@ pub(crate) fn is_uri_header(b: u8) -> bool {
     URI_HEADER[b as usize]
 }
 #[inline]
-pub(crate) fn is_hostname(b: u8) -> bool {
+pub(crate) fn is_userinfo_or_colon(b: u8) -> bool {
+    USERINFO_COLON[b as usize]
+}
+#[inline]
+pub(crate) fn is_uri_params(b: u8) -> bool {
+    URI_PARAMS[b as usize]
+}
+/// [`HOST_NAME`], [`HOST_NUMERIC`] or 0 (not in a host name).
+#[inline]
+pub(crate) fn host_class(b: u8) -> u8 {
     HOSTNAME[b as usize]
 }
 #[inline]
@@ -92,6 +118,43 @@ pub(crate) fn is_lws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r' | b'\n')
 }
 
+/// The index of the first byte of `s` at or after `i` that is not LWS.
+#[inline]
+pub(crate) fn skip_lws(s: &[u8], mut i: usize) -> usize {
+    while s.get(i).is_some_and(|&b| is_lws(b)) {
+        i += 1;
+    }
+    i
+}
+
+/// The index of the first byte of `s` at or after `i` for which `f` fails.
+#[inline]
+pub(crate) fn skip_while(s: &[u8], mut i: usize, f: impl Fn(u8) -> bool) -> usize {
+    while s.get(i).is_some_and(|&b| f(b)) {
+        i += 1;
+    }
+    i
+}
+
+/// The end of the quoted string opening at `s[i]` (just past its closing
+/// quote), honouring backslash escapes; `Err(i)` if it is not closed or a
+/// backslash escapes CR or LF (as [`Cursor::take_quoted`]).
+#[inline]
+pub(crate) fn quoted_end(s: &[u8], i: usize) -> Result<usize, usize> {
+    let mut j = i + 1;
+    loop {
+        match s.get(j) {
+            None => return Err(i),
+            Some(b'"') => return Ok(j + 1),
+            Some(b'\\') => match s.get(j + 1) {
+                Some(b'\r' | b'\n') | None => return Err(i),
+                Some(_) => j += 2,
+            },
+            Some(_) => j += 1,
+        }
+    }
+}
+
 /// Strip leading and trailing LWS.
 pub(crate) fn trim_lws(s: &[u8]) -> &[u8] {
     let start = s.iter().position(|&b| !is_lws(b)).unwrap_or(s.len());
@@ -99,20 +162,130 @@ pub(crate) fn trim_lws(s: &[u8]) -> &[u8] {
     s.get(start..end).unwrap_or_default()
 }
 
-/// Every `%` in `s` is followed by two hex digits.
-pub(crate) fn escapes_ok(s: &[u8]) -> bool {
-    let mut i = 0;
-    while i < s.len() {
-        if s[i] == b'%' {
-            match (s.get(i + 1), s.get(i + 2)) {
-                (Some(a), Some(b)) if a.is_ascii_hexdigit() && b.is_ascii_hexdigit() => i += 3,
-                _ => return false,
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// The eight bytes of `s` at `i`, little-endian, if there are eight.
+#[inline]
+pub(crate) fn word_at(s: &[u8], i: usize) -> Option<u64> {
+    s.get(i..i + 8)
+        .and_then(|w| <[u8; 8]>::try_from(w).ok())
+        .map(u64::from_le_bytes)
+}
+
+/// The high bit of each byte of `w` below `n` (`n` <= 0x80). Only the lowest
+/// flagged byte is sure to be below `n` (a borrow out of it may flag the
+/// byte above), which is all a search for the first such byte needs.
+#[inline]
+pub(crate) const fn bytes_below(w: u64, n: u8) -> u64 {
+    w.wrapping_sub(ONES * n as u64) & !w & HIGHS
+}
+
+/// The high bit of the lowest byte of `w` equal to `b` (and perhaps of
+/// higher ones, as [`bytes_below`]).
+#[inline]
+pub(crate) const fn bytes_equal(w: u64, b: u8) -> u64 {
+    bytes_below(w ^ (ONES * b as u64), 1)
+}
+
+/// Index of the lowest flagged byte of a non-zero mask.
+#[inline]
+pub(crate) const fn first_flagged(mask: u64) -> usize {
+    (mask.trailing_zeros() / 8) as usize
+}
+
+/// Whether any of the 16 bytes is below `n`. Written as a fold over a
+/// fixed-size chunk so that the compiler makes it a few vector instructions.
+#[inline]
+fn any_below(chunk: &[u8], n: u8) -> bool {
+    chunk.iter().fold(0u8, |acc, &b| acc | u8::from(b < n)) != 0
+}
+
+/// The first CR or LF of `s` at or after `from`: sixteen bytes at a time
+/// while no byte is below 0x0E; the first such byte is then found in the
+/// chunk's two words, and if it is an HT or another control, the search
+/// goes on after it.
+#[inline(always)]
+pub(crate) fn find_line_end(s: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    loop {
+        let mut chunks = s.get(i..)?.chunks_exact(16);
+        let found = loop {
+            let Some(chunk) = chunks.next() else {
+                break None;
+            };
+            if any_below(chunk, 0x0E) {
+                let lo = word_at(chunk, 0).map_or(0, |w| bytes_below(w, 0x0E));
+                let hi = word_at(chunk, 8).map_or(0, |w| bytes_below(w, 0x0E));
+                break Some(if lo != 0 {
+                    i + first_flagged(lo)
+                } else {
+                    i + 8 + first_flagged(hi)
+                });
             }
-        } else {
-            i += 1;
+            i += 16;
+        };
+        match found {
+            Some(at) if matches!(s.get(at), Some(b'\r' | b'\n')) => return Some(at),
+            Some(at) => i = at + 1,
+            None => {
+                let tail = chunks.remainder();
+                return tail
+                    .iter()
+                    .position(|&b| b == b'\r' || b == b'\n')
+                    .map(|p| i + p);
+            }
         }
     }
-    true
+}
+
+/// The first byte of `s` at or after `from` that is SP, a control character
+/// or DEL.
+#[inline]
+pub(crate) fn find_space_or_control(s: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while let Some(w) = word_at(s, i) {
+        let m = bytes_below(w, 0x21) | bytes_equal(w, 0x7F);
+        if m != 0 {
+            return Some(i + first_flagged(m));
+        }
+        i += 8;
+    }
+    let tail = s.get(i..)?;
+    tail.iter()
+        .position(|&b| b < 0x21 || b == 0x7F)
+        .map(|p| i + p)
+}
+
+/// Whether `s` holds linear white space (SP, HT, CR or LF). Eight bytes at a
+/// time: a word with no byte below 0x21 has none.
+pub(crate) fn has_lws(s: &[u8]) -> bool {
+    let mut chunks = s.chunks_exact(8);
+    for chunk in &mut chunks {
+        let w = <[u8; 8]>::try_from(chunk).map_or(0, u64::from_le_bytes);
+        // High bit set in the lowest byte below 0x21 (and perhaps above it).
+        if bytes_below(w, 0x21) != 0 && chunk.iter().any(|&b| is_lws(b)) {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&b| is_lws(b))
+}
+
+/// Whether the `%` at `i` of `s` is followed by two hex digits.
+#[inline]
+pub(crate) fn escape_ok_at(s: &[u8], i: usize) -> bool {
+    matches!(
+        (s.get(i + 1), s.get(i + 2)),
+        (Some(a), Some(b)) if a.is_ascii_hexdigit() && b.is_ascii_hexdigit()
+    )
+}
+
+/// Every `%` in `s` is followed by two hex digits.
+#[cfg(test)]
+pub(crate) fn escapes_ok(s: &[u8]) -> bool {
+    s.iter()
+        .enumerate()
+        .all(|(i, &b)| b != b'%' || escape_ok_at(s, i))
 }
 
 /// Parse an unsigned decimal of at most `max`, allowing leading zeros.
@@ -121,14 +294,19 @@ pub(crate) fn parse_u32(s: &[u8], max: u32) -> Option<u32> {
     if s.is_empty() {
         return None;
     }
-    let mut v: u32 = 0;
+    // In 64 bits, stopping as soon as the value leaves 32.
+    let mut v: u64 = 0;
     for &b in s {
-        if !b.is_ascii_digit() {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
             return None;
         }
-        v = v.checked_mul(10)?.checked_add(u32::from(b - b'0'))?;
+        v = v * 10 + u64::from(digit);
+        if v > u64::from(u32::MAX) {
+            return None;
+        }
     }
-    (v <= max).then_some(v)
+    u32::try_from(v).ok().filter(|&v| v <= max)
 }
 
 /// A forward cursor over a slice. `base` is the offset of the slice within the
@@ -160,9 +338,10 @@ impl<'a> Cursor<'a> {
         self.base + self.pos
     }
 
+    /// Step over `n` bytes.
     #[inline]
-    pub(crate) fn bump(&mut self) {
-        self.pos += 1;
+    pub(crate) fn advance(&mut self, n: usize) {
+        self.pos += n;
     }
 
     /// Consume `b` if it is next.
@@ -257,6 +436,46 @@ mod tests {
         assert!(escapes_ok(b"a%41b%00"));
         assert!(!escapes_ok(b"a%4"));
         assert!(!escapes_ok(b"%ZZ"));
+    }
+
+    #[test]
+    fn word_searches() {
+        let text = b"Via: SIP/2.0/UDP h\tx;branch=z9hG4bK1\x0b\r\nTo: <sip:a@b>\r\n";
+        for from in 0..text.len() + 2 {
+            let want = text
+                .get(from..)
+                .and_then(|t| t.iter().position(|&b| b == b'\r' || b == b'\n'))
+                .map(|p| from + p);
+            assert_eq!(find_line_end(text, from), want, "{from}");
+            let want = text
+                .get(from..)
+                .and_then(|t| t.iter().position(|&b| b < 0x21 || b == 0x7F))
+                .map(|p| from + p);
+            assert_eq!(find_space_or_control(text, from), want, "{from}");
+        }
+        let mut all: Vec<u8> = (0..=255).collect();
+        all.extend((0..=255).rev());
+        for from in 0..all.len() {
+            let want = all[from..].iter().position(|&b| b == b'\r' || b == b'\n');
+            assert_eq!(find_line_end(&all, from), want.map(|p| from + p));
+            let want = all[from..].iter().position(|&b| b < 0x21 || b == 0x7F);
+            assert_eq!(find_space_or_control(&all, from), want.map(|p| from + p));
+        }
+    }
+
+    #[test]
+    fn lws_search() {
+        for (s, want) in [
+            (&b""[..], false),
+            (b"sip:alice@example.com;transport=tcp", false),
+            (b"sip:alice@example.com;transport=tcp\t", true),
+            (b"sip:a b", true),
+            (b"12345678\r", true),
+            (b"1234567\n8", true),
+            (b"\x00\x01\x1f!\x7f\xff\x80\x0b", false),
+        ] {
+            assert_eq!(has_lws(s), want, "{s:?}");
+        }
     }
 
     #[test]

@@ -9,8 +9,10 @@ use core::fmt;
 
 use crate::error::{Error, ErrorKind};
 use crate::header::HeaderName;
-use crate::scan::{is_lws, is_token, is_via_value, parse_u32, Cursor};
-use crate::uri::{parse_host, Host, Params, Uri};
+use crate::scan::{
+    has_lws, is_lws, is_token, is_via_value, parse_u32, quoted_end, skip_lws, skip_while, Cursor,
+};
+use crate::uri::{parse_host, token_param, Host, Params, Uri};
 
 /// The magic cookie that marks an RFC 3261 branch (§8.1.1.7).
 pub const MAGIC_COOKIE: &[u8] = b"z9hG4bK";
@@ -35,43 +37,54 @@ pub struct Via<'a> {
 impl<'a> Via<'a> {
     /// Parse one Via value.
     pub fn parse(s: &'a [u8], offset: usize) -> Result<Self, Error> {
-        let err =
-            |c: &Cursor<'_>| Error::new(ErrorKind::BadHeaderValue(HeaderName::Via), c.offset());
-        let mut c = Cursor::new(s, offset);
-        let protocol = c.take_while(is_token);
-        c.skip_lws();
-        if protocol.is_empty() || !c.eat(b'/') {
-            return Err(err(&c));
-        }
-        c.skip_lws();
-        let version = c.take_while(is_token);
-        c.skip_lws();
-        if version.is_empty() || !c.eat(b'/') {
-            return Err(err(&c));
-        }
-        c.skip_lws();
-        let transport = c.take_while(is_token);
-        if transport.is_empty() || !c.skip_lws() {
-            return Err(err(&c));
-        }
-        let (host, used) = parse_host(c.rest()).map_err(|_| err(&c))?;
-        for _ in 0..used {
-            c.bump();
-        }
-        let mut port = None;
-        let save = c.clone();
-        c.skip_lws();
-        if c.eat(b':') {
-            c.skip_lws();
-            let digits = c.take_while(|b| b.is_ascii_digit());
-            port = Some(parse_u32(digits, u32::from(u16::MAX)).ok_or_else(|| err(&c))? as u16);
+        let err = |at: usize| Error::new(ErrorKind::BadHeaderValue(HeaderName::Via), offset + at);
+        let part = |from: usize, to: usize| s.get(from..to).unwrap_or_default();
+        // sent-protocol: name / version / transport, with LWS allowed
+        // around the slashes; almost always "SIP/2.0/".
+        let (protocol, version, mut i) = if s.get(..8) == Some(b"SIP/2.0/") {
+            (part(0, 3), part(4, 7), skip_lws(s, 8))
         } else {
-            c = save;
+            let protocol_end = skip_while(s, 0, is_token);
+            let slash = skip_lws(s, protocol_end);
+            if protocol_end == 0 || s.get(slash) != Some(&b'/') {
+                return Err(err(slash));
+            }
+            let version_start = skip_lws(s, slash + 1);
+            let version_end = skip_while(s, version_start, is_token);
+            let slash = skip_lws(s, version_end);
+            if version_end == version_start || s.get(slash) != Some(&b'/') {
+                return Err(err(slash));
+            }
+            (
+                part(0, protocol_end),
+                part(version_start, version_end),
+                skip_lws(s, slash + 1),
+            )
+        };
+        let transport_end = skip_while(s, i, is_token);
+        if transport_end == i {
+            return Err(err(i));
         }
-        c.skip_lws();
-        let params = parse_params(&mut c, is_via_value)?;
-        if !c.at_end() {
-            return Err(err(&c));
+        let transport = part(i, transport_end);
+        let host_start = skip_lws(s, transport_end);
+        if host_start == transport_end {
+            return Err(err(transport_end));
+        }
+        let (host, used) = parse_host(part(host_start, s.len())).map_err(|_| err(host_start))?;
+        i = host_start + used;
+        let mut port = None;
+        let colon = skip_lws(s, i);
+        if s.get(colon) == Some(&b':') {
+            let digits_start = skip_lws(s, colon + 1);
+            let digits_end = skip_while(s, digits_start, |b| b.is_ascii_digit());
+            let p = parse_u32(part(digits_start, digits_end), u32::from(u16::MAX));
+            port = Some(p.ok_or(err(digits_end))? as u16);
+            i = digits_end;
+        }
+        i = skip_lws(s, i);
+        let (params, end) = parse_params_at(s, i, offset, is_via_value)?;
+        if end != s.len() {
+            return Err(err(end));
         }
         Ok(Self {
             protocol,
@@ -90,7 +103,7 @@ impl<'a> Via<'a> {
 
     /// The `branch` parameter.
     pub fn branch(&self) -> Option<&'a [u8]> {
-        self.param("branch").flatten()
+        token_param(self.params, b"branch").flatten()
     }
 
     /// Whether the branch starts with the RFC 3261 magic cookie. Branches
@@ -101,7 +114,7 @@ impl<'a> Via<'a> {
 
     /// The `received` parameter (with any `[ ]` left on, as RFC 5118 §4.5 saw in the wild).
     pub fn received(&self) -> Option<&'a [u8]> {
-        self.param("received").flatten()
+        token_param(self.params, b"received").flatten()
     }
 
     /// `rport`: `None` if absent, `Some(None)` if present without a value.
@@ -121,44 +134,60 @@ impl<'a> Via<'a> {
 /// Parse `*( SEMI name [EQUAL value] )` up to the end of `c` or a byte that
 /// cannot start `;`. Returns the parameter text without the first `;`.
 /// `value_char` says which bytes an unquoted value may hold.
-fn parse_params<'a>(c: &mut Cursor<'a>, value_char: fn(u8) -> bool) -> Result<&'a [u8], Error> {
-    let all = c.rest();
-    let base = c.offset();
-    if c.peek() != Some(b';') {
-        return Ok(b"");
-    }
+fn parse_params<'a>(
+    c: &mut Cursor<'a>,
+    value_char: impl Fn(u8) -> bool + Copy,
+) -> Result<&'a [u8], Error> {
+    let (params, used) = parse_params_at(c.rest(), 0, c.offset(), value_char)?;
+    c.advance(used);
+    Ok(params)
+}
+
+/// [`parse_params`] on `s` from `start`, `s` sitting at `offset` in the
+/// message: the parameters and where they end.
+fn parse_params_at(
+    s: &[u8],
+    start: usize,
+    offset: usize,
+    value_char: impl Fn(u8) -> bool + Copy,
+) -> Result<(&[u8], usize), Error> {
+    let all = s.get(start..).unwrap_or_default();
+    let base = offset + start;
+    let empty = |at: usize| Error::new(ErrorKind::EmptyParameter, base + at);
+    // `i` walks `all`; white space is only consumed when a ';' follows it.
+    let mut i = 0;
     let mut end = 0;
-    while c.eat(b';') {
-        c.skip_lws();
-        let name = c.take_while(is_token);
-        if name.is_empty() {
-            return Err(Error::new(ErrorKind::EmptyParameter, c.offset()));
+    while all.get(i) == Some(&b';') {
+        let name_start = skip_lws(all, i + 1);
+        i = skip_while(all, name_start, is_token);
+        if i == name_start {
+            return Err(empty(i));
         }
-        end = c.offset() - base;
-        let save = c.clone();
-        c.skip_lws();
-        if c.eat(b'=') {
-            c.skip_lws();
-            let value = if c.peek() == Some(b'"') {
-                c.take_quoted()
-                    .map_err(|at| Error::new(ErrorKind::UnterminatedQuote, at))?
-            } else {
-                c.take_while(value_char)
-            };
-            if value.is_empty() {
-                return Err(Error::new(ErrorKind::EmptyParameter, c.offset()));
+        end = i;
+        let eq = skip_lws(all, i);
+        match all.get(eq) {
+            Some(b'=') => {
+                let value_start = skip_lws(all, eq + 1);
+                i = if all.get(value_start) == Some(&b'"') {
+                    quoted_end(all, value_start)
+                        .map_err(|at| Error::new(ErrorKind::UnterminatedQuote, base + at))?
+                } else {
+                    skip_while(all, value_start, value_char)
+                };
+                if i == value_start {
+                    return Err(empty(i));
+                }
+                end = i;
+                let next = skip_lws(all, i);
+                if all.get(next) == Some(&b';') {
+                    i = next;
+                }
             }
-            end = c.offset() - base;
-            let save = c.clone();
-            c.skip_lws();
-            if c.peek() != Some(b';') {
-                *c = save;
-            }
-        } else if c.peek() != Some(b';') {
-            *c = save;
+            Some(b';') => i = eq,
+            _ => {}
         }
     }
-    Ok(all.get(1..end).unwrap_or_default())
+    Ok((all.get(1..end).unwrap_or_default(), start + i))
 }
 
 /// `CSeq: <number> <method>`.
@@ -173,19 +202,21 @@ pub struct CSeq<'a> {
 impl<'a> CSeq<'a> {
     /// Parse a CSeq value.
     pub fn parse(s: &'a [u8], offset: usize) -> Result<Self, Error> {
-        let mut c = Cursor::new(s, offset);
-        let err =
-            |c: &Cursor<'_>| Error::new(ErrorKind::BadHeaderValue(HeaderName::CSeq), c.offset());
-        let digits = c.take_while(|b| b.is_ascii_digit());
-        let seq = parse_u32(digits, u32::MAX).ok_or_else(|| err(&c))?;
-        if !c.skip_lws() {
-            return Err(err(&c));
+        let err = |at: usize| Error::new(ErrorKind::BadHeaderValue(HeaderName::CSeq), offset + at);
+        let digits = skip_while(s, 0, |b| b.is_ascii_digit());
+        let seq = parse_u32(s.get(..digits).unwrap_or_default(), u32::MAX).ok_or(err(digits))?;
+        let method_start = skip_lws(s, digits);
+        if method_start == digits {
+            return Err(err(digits));
         }
-        let method = c.take_while(is_token);
-        if method.is_empty() || !c.at_end() {
-            return Err(err(&c));
+        let method_end = skip_while(s, method_start, is_token);
+        if method_end == method_start || method_end != s.len() {
+            return Err(err(method_end));
         }
-        Ok(Self { seq, method })
+        Ok(Self {
+            seq,
+            method: s.get(method_start..).unwrap_or_default(),
+        })
     }
 }
 
@@ -257,12 +288,7 @@ impl<'a> NameAddr<'a> {
             let close = memchr::memchr(b'>', rest).ok_or_else(|| bad(c.offset()))?;
             uri_text = rest.get(..close).unwrap_or_default();
             uri_offset = c.offset();
-            for _ in 0..=close {
-                c.bump();
-            }
-            if uri_text.iter().any(|&b| is_lws(b)) {
-                return Err(bad(uri_offset));
-            }
+            c.advance(close + 1);
             c.skip_lws();
         } else {
             bracketed = false;
@@ -278,12 +304,18 @@ impl<'a> NameAddr<'a> {
             if uri_text.contains(&b'?') || uri_text.contains(&b',') {
                 return Err(bad(uri_offset));
             }
-            for _ in 0..end {
-                c.bump();
-            }
+            c.advance(end);
             c.skip_lws();
         }
-        Uri::parse(uri_text, uri_offset)?;
+        // No URI that parses holds white space; one that does not is blamed
+        // on the white space first.
+        if let Err(e) = Uri::parse(uri_text, uri_offset) {
+            return Err(if bracketed && has_lws(uri_text) {
+                bad(uri_offset)
+            } else {
+                e
+            });
+        }
         let params = parse_params(&mut c, |b| is_token(b) || matches!(b, b':' | b'[' | b']'))?;
         if !c.at_end() {
             return Err(bad(c.offset()));
@@ -312,7 +344,7 @@ impl<'a> NameAddr<'a> {
 
     /// The `tag` parameter (From, To).
     pub fn tag(&self) -> Option<&'a [u8]> {
-        self.param("tag").flatten()
+        token_param(self.params, b"tag").flatten()
     }
 }
 

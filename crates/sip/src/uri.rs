@@ -9,8 +9,8 @@ use std::net::Ipv4Addr;
 
 use crate::error::{Error, ErrorKind};
 use crate::scan::{
-    escapes_ok, is_hostname, is_ipv6, is_scheme, is_tel_number, is_uri_header, is_uri_param,
-    is_userinfo, parse_u32,
+    escape_ok_at, host_class, is_ipv6, is_scheme, is_tel_number, is_token, is_uri_header,
+    is_uri_param, is_uri_params, is_userinfo_or_colon, parse_u32, skip_lws, trim_lws, HOST_NUMERIC,
 };
 
 /// A parsed URI.
@@ -74,6 +74,11 @@ impl<'a> Uri<'a> {
     /// Parse a URI. `offset` is where `s` starts in the message (for errors).
     pub fn parse(s: &'a [u8], offset: usize) -> Result<Self, Error> {
         let bad = |at: usize| Error::new(ErrorKind::BadRequestUri, offset + at);
+        // Most URIs are `sip:`; the others look for their colon.
+        if s.get(..4).is_some_and(|p| p.eq_ignore_ascii_case(b"sip:")) {
+            return SipUri::parse_rest(s.get(4..).unwrap_or_default(), false, offset + 4)
+                .map(Uri::Sip);
+        }
         let colon = memchr::memchr(b':', s).ok_or_else(|| bad(0))?;
         let (scheme, rest) = (
             s.get(..colon).unwrap_or_default(),
@@ -129,17 +134,27 @@ impl<'a> SipUri<'a> {
     fn parse_rest(s: &'a [u8], secure: bool, offset: usize) -> Result<Self, Error> {
         let bad = |at: usize| Error::new(ErrorKind::BadRequestUri, offset + at);
         // userinfo: everything before the first '@' (neither params nor headers
-        // may hold a bare '@').
+        // may hold a bare '@'). One pass checks the characters (the first bad
+        // one is the error) and the escapes, and finds the password's ':'.
         let (user, password, host_start) = match memchr::memchr(b'@', s) {
             Some(at) => {
                 let info = s.get(..at).unwrap_or_default();
-                if let Some(p) = info.iter().position(|&b| !is_userinfo(b) && b != b':') {
-                    return Err(bad(p));
+                let mut colon = None;
+                let mut escapes = true;
+                for (i, &b) in info.iter().enumerate() {
+                    if !is_userinfo_or_colon(b) {
+                        return Err(bad(i));
+                    }
+                    if b == b'%' {
+                        escapes &= escape_ok_at(info, i);
+                    } else if b == b':' && colon.is_none() {
+                        colon = Some(i);
+                    }
                 }
-                if !escapes_ok(info) {
+                if !escapes {
                     return Err(bad(0));
                 }
-                let (user, password) = match memchr::memchr(b':', info) {
+                let (user, password) = match colon {
                     Some(c) => (info.get(..c).unwrap_or_default(), info.get(c + 1..)),
                     None => (info, None),
                 };
@@ -158,26 +173,50 @@ impl<'a> SipUri<'a> {
         if s.get(i) == Some(&b';') {
             let start = i + 1;
             i = start;
+            // One pass: the characters (the first bad one is the error), the
+            // escapes, and no empty parameter name (at the start, after a ';',
+            // or after a trailing ';'), as `Params` would yield them.
+            let mut escapes = true;
+            let mut names = true;
+            let mut at_name = true;
             while let Some(&b) = s.get(i) {
                 if b == b'?' {
                     break;
                 }
-                if !(is_uri_param(b) || b == b';' || b == b'=') {
+                if !is_uri_params(b) {
                     return Err(bad(i));
                 }
+                if b == b'%' {
+                    // The params end at '?' or at the end, neither a hex
+                    // digit, so looking past them cannot pass a cut escape.
+                    escapes &= escape_ok_at(s, i);
+                }
+                if at_name && (b == b';' || b == b'=') {
+                    names = false;
+                }
+                at_name = b == b';';
                 i += 1;
             }
             params = s.get(start..i).unwrap_or_default();
-            if !escapes_ok(params) || Params::new(params).any(|(name, _)| name.is_empty()) {
+            if at_name && !params.is_empty() {
+                names = false;
+            }
+            if !(escapes && names) {
                 return Err(bad(start));
             }
         }
         if s.get(i) == Some(&b'?') {
             let h = s.get(i + 1..).unwrap_or_default();
-            if let Some(p) = h.iter().position(|&b| !is_uri_header(b)) {
-                return Err(bad(i + 1 + p));
+            let mut escapes = true;
+            for (p, &b) in h.iter().enumerate() {
+                if !is_uri_header(b) {
+                    return Err(bad(i + 1 + p));
+                }
+                if b == b'%' {
+                    escapes &= escape_ok_at(h, p);
+                }
             }
-            if !escapes_ok(h) {
+            if !escapes {
                 return Err(bad(i + 1));
             }
             headers = Some(h);
@@ -251,18 +290,53 @@ pub(crate) fn parse_host(s: &[u8]) -> Result<(Host<'_>, usize), usize> {
         }
         return Ok((Host::Ipv6(inner), close + 1));
     }
-    let n = s.iter().take_while(|&&b| is_hostname(b)).count();
+    let mut n = 0;
+    let mut seen = 0;
+    while let Some(&b) = s.get(n) {
+        let class = host_class(b);
+        if class == 0 {
+            break;
+        }
+        seen |= class;
+        n += 1;
+    }
     let name = s.get(..n).unwrap_or_default();
-    if name.is_empty() || name.starts_with(b".") || name.starts_with(b"-") {
-        return Err(0);
-    }
-    if name.iter().all(|b| b.is_ascii_digit() || *b == b'.') {
+    match name.first() {
+        None | Some(b'.' | b'-') => Err(0),
         // Looks numeric: it must be a dotted quad.
-        let text = core::str::from_utf8(name).map_err(|_| 0usize)?;
-        let ip: Ipv4Addr = text.parse().map_err(|_| 0usize)?;
-        return Ok((Host::Ipv4(ip), n));
+        Some(_) if seen == HOST_NUMERIC => dotted_quad(name).map(|ip| (Host::Ipv4(ip), n)).ok_or(0),
+        Some(_) => Ok((Host::Domain(name), n)),
     }
-    Ok((Host::Domain(name), n))
+}
+
+/// A dotted-quad IPv4 address, as [`Ipv4Addr`]'s `FromStr` reads it: four
+/// decimal numbers of one to three digits, each at most 255 and without a
+/// leading zero (which could mean octal elsewhere), separated by single dots.
+fn dotted_quad(s: &[u8]) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut k = 0;
+    let mut value: u32 = 0;
+    let mut digits = 0;
+    for &b in s {
+        if b == b'.' {
+            if digits == 0 {
+                return None;
+            }
+            *octets.get_mut(k)? = u8::try_from(value).ok()?;
+            k += 1;
+            (value, digits) = (0, 0);
+        } else if b.is_ascii_digit() && digits < 3 && !(digits == 1 && value == 0) {
+            value = value * 10 + u32::from(b - b'0');
+            digits += 1;
+        } else {
+            return None;
+        }
+    }
+    if digits == 0 || k != 3 {
+        return None;
+    }
+    *octets.get_mut(3)? = u8::try_from(value).ok()?;
+    Some(Ipv4Addr::from(octets))
 }
 
 /// Iterator over `;`-separated parameters: `(name, Option<value>)`, each trimmed
@@ -285,9 +359,75 @@ impl<'a> Params<'a> {
 
     /// Look up by name, case-insensitively.
     pub fn get(self, name: &str) -> Option<Option<&'a [u8]>> {
-        let mut this = self;
-        this.find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, v)| v)
+        let want = name.as_bytes();
+        if want.is_empty() || !want.iter().all(|&b| is_token(b)) {
+            let mut this = self;
+            return this
+                .find(|(n, _)| n.eq_ignore_ascii_case(want))
+                .map(|(_, v)| v);
+        }
+        if self.done {
+            return None;
+        }
+        token_param(self.rest, want)
+    }
+}
+
+/// [`Params::get`] for a name that is a non-empty token, on parameters `s`
+/// (without the leading `;`): found without splitting every parameter — at
+/// each parameter's start the name is compared, and the others are skipped
+/// to their `;`.
+pub(crate) fn token_param<'a>(s: &'a [u8], want: &[u8]) -> Option<Option<&'a [u8]>> {
+    if s.is_empty() {
+        return None;
+    }
+    let mut i = 0;
+    loop {
+        let name_start = skip_lws(s, i);
+        let name_end = name_start + want.len();
+        if s.get(name_start..name_end)
+            .is_some_and(|n| n.eq_ignore_ascii_case(want))
+        {
+            let after = skip_lws(s, name_end);
+            match s.get(after) {
+                None | Some(b';') => return Some(None),
+                Some(b'=') => {
+                    let end = param_end(s, after + 1);
+                    return Some(Some(trim_lws(s.get(after + 1..end).unwrap_or_default())));
+                }
+                Some(_) => {}
+            }
+        }
+        let end = param_end(s, i);
+        if end >= s.len() {
+            return None;
+        }
+        i = end + 1;
+    }
+}
+
+/// The end of the parameter of `s` that `i` is in (outside any quoted
+/// string): its `;`, or the end of `s`.
+#[inline]
+fn param_end(s: &[u8], mut i: usize) -> usize {
+    loop {
+        let Some(at) = memchr::memchr2(b';', b'"', s.get(i..).unwrap_or_default()) else {
+            return s.len();
+        };
+        i += at;
+        if s.get(i) == Some(&b';') {
+            return i;
+        }
+        // A quoted string, to its closing quote or the end.
+        i += 1;
+        while let Some(&q) = s.get(i) {
+            match q {
+                b'"' => break,
+                b'\\' => i += 2,
+                _ => i += 1,
+            }
+        }
+        i += 1;
     }
 }
 
@@ -298,29 +438,30 @@ impl<'a> Iterator for Params<'a> {
         if self.done {
             return None;
         }
-        let mut quoted = false;
-        let mut escaped = false;
         let mut end = self.rest.len();
         let mut eq = None;
-        for (i, &b) in self.rest.iter().enumerate() {
-            if quoted {
-                match b {
-                    _ if escaped => escaped = false,
-                    b'\\' => escaped = true,
-                    b'"' => quoted = false,
-                    _ => {}
-                }
-                continue;
-            }
+        let mut i = 0;
+        while let Some(&b) = self.rest.get(i) {
             match b {
-                b'"' => quoted = true,
-                b'=' if eq.is_none() => eq = Some(i),
                 b';' => {
                     end = i;
                     break;
                 }
+                b'=' if eq.is_none() => eq = Some(i),
+                b'"' => {
+                    // A quoted string, to its closing quote or the end.
+                    i += 1;
+                    while let Some(&q) = self.rest.get(i) {
+                        match q {
+                            b'"' => break,
+                            b'\\' => i += 2,
+                            _ => i += 1,
+                        }
+                    }
+                }
                 _ => {}
             }
+            i += 1;
         }
         let item = self.rest.get(..end).unwrap_or_default();
         match self.rest.get(end + 1..) {
@@ -537,6 +678,57 @@ mod tests {
                 Uri::parse(bad, 0).is_err(),
                 "{:?}",
                 String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn dotted_quads_as_std_reads_them() {
+        let mut cases: Vec<String> = [
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.1.1.1",
+            "01.2.3.4",
+            "1.2.3.04",
+            "1.2.3",
+            "1.2.3.4.5",
+            "1..2.3",
+            ".1.2.3",
+            "1.2.3.",
+            "1000.1.1.1",
+            "0.00.0.0",
+            "192.0.2.1",
+            "",
+            ".",
+            "...",
+            "1",
+            "10.0.0.255",
+            "99.199.249.250",
+            "001.1.1.1",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        // Dotted strings of three to five awkward numbers.
+        let nums = [
+            "0", "00", "1", "09", "10", "99", "100", "199", "249", "255", "256", "299", "999",
+            "0000", "",
+        ];
+        let mut seed = 7u32;
+        let mut next = || {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (seed >> 16) as usize
+        };
+        for _ in 0..20_000 {
+            let n = 3 + next() % 3;
+            let parts: Vec<&str> = (0..n).map(|_| nums[next() % nums.len()]).collect();
+            cases.push(parts.join("."));
+        }
+        for c in cases {
+            assert_eq!(
+                dotted_quad(c.as_bytes()),
+                c.parse::<Ipv4Addr>().ok(),
+                "{c:?}"
             );
         }
     }
