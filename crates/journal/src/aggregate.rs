@@ -646,6 +646,17 @@ impl FailedCalls {
         ring.calls.push_back(entry);
     }
 
+    /// Fill the ring from journal records (oldest first), e.g. at start so
+    /// that `GET /calls/failed` still lists the calls from before a restart:
+    /// `JournalReader::open(&[dir])?.for_each(|e| ring.preload(&e.record))`.
+    pub fn preload(&self, record: &JournalRecord) {
+        match record {
+            JournalRecord::Call(c) if c.is_emergency() && !c.outcome.connected() => self.push(c),
+            JournalRecord::Late(l) if l.connected => self.mark_late(l),
+            _ => {}
+        }
+    }
+
     /// Note a late answer on a call in the ring.
     pub fn mark_late(&self, late: &LateRecord) {
         let mut ring = self.lock();

@@ -560,4 +560,11 @@ fn records_survive_the_journal_unchanged() {
         report::build(&back, Window::default()),
         report::build(&w.records, Window::default())
     );
+
+    // After a restart the admin API's ring is refilled from the journal.
+    let ring = lifeline_journal::FailedCalls::new(100);
+    JournalReader::open(&[tmp.path()])
+        .unwrap()
+        .for_each(|e| ring.preload(&e.record));
+    assert_eq!(ring.recent(100), w.agg.failed_calls().recent(100));
 }
