@@ -135,13 +135,47 @@ fn transport_error(e: &io::Error) -> Option<TransportError> {
     }
 }
 
+/// A UDP socket connected to one trunk, and the switch that stops its
+/// receive task when the trunk moves (a reload changed its address).
+#[derive(Debug, Clone)]
+struct TrunkSocket {
+    peer: SocketAddr,
+    socket: Arc<UdpSocket>,
+    stop: Arc<tokio::sync::Notify>,
+}
+
+impl TrunkSocket {
+    /// Bind next to the listener `local`, connect to `peer`, start receiving.
+    fn open(
+        local: SocketAddr,
+        peer: SocketAddr,
+        trunk: TrunkId,
+        rt: &tokio::runtime::Handle,
+        input: &Sender<Input>,
+        stats: &Arc<IoStats>,
+    ) -> io::Result<TrunkSocket> {
+        let socket = Arc::new(udp_socket(local, Some(peer))?);
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let _guard = rt.enter();
+        let rx = tokio::net::UdpSocket::from_std(socket.try_clone()?)?;
+        let (input, stats, stop2) = (input.clone(), stats.clone(), stop.clone());
+        rt.spawn(async move {
+            tokio::select! {
+                _ = recv_udp(rx, input, stats, Some((trunk, peer))) => {}
+                _ = stop2.notified() => {}
+            }
+        });
+        Ok(TrunkSocket { peer, socket, stop })
+    }
+}
+
 /// Where the core sends.
 #[derive(Debug)]
 pub(crate) struct Outbound {
     /// UDP listening sockets.
     listeners: Vec<(SocketAddr, Arc<UdpSocket>)>,
     /// Connected UDP socket per trunk (by TrunkId index), when the trunk is UDP.
-    trunk_sockets: Mutex<Vec<Option<Arc<UdpSocket>>>>,
+    trunk_sockets: Mutex<Vec<Option<TrunkSocket>>>,
     /// TCP connections by peer address: a channel to the connection's writer.
     tcp: Arc<Mutex<HashMap<SocketAddr, tokio::sync::mpsc::UnboundedSender<Bytes>>>>,
     rt: tokio::runtime::Handle,
@@ -160,14 +194,7 @@ impl Outbound {
         self.stats.sent.fetch_add(1, Ordering::Relaxed);
         match peer.transport {
             Transport::Udp => {
-                let connected = trunk.and_then(|t| {
-                    self.trunk_sockets
-                        .lock()
-                        .ok()?
-                        .get(t.index())
-                        .cloned()
-                        .flatten()
-                });
+                let connected = trunk.and_then(|t| self.trunk_socket(t, peer.addr));
                 let r = match &connected {
                     Some(s) => s.send(&payload).map(|_| ()),
                     None => match self.listener_for(peer.addr) {
@@ -195,6 +222,39 @@ impl Outbound {
                 None
             }
         }
+    }
+
+    /// The connected socket for `trunk` at `peer`, opened (or reopened, if
+    /// the trunk moved) on first use.
+    fn trunk_socket(&self, trunk: TrunkId, peer: SocketAddr) -> Option<Arc<UdpSocket>> {
+        let mut sockets = self.trunk_sockets.lock().ok()?;
+        if let Some(Some(s)) = sockets.get(trunk.index()) {
+            if s.peer == peer {
+                return Some(s.socket.clone());
+            }
+            s.stop.notify_one();
+        }
+        let local = self
+            .listeners
+            .iter()
+            .find(|(l, _)| l.is_ipv4() == peer.is_ipv4())?
+            .0;
+        let opened = TrunkSocket::open(local, peer, trunk, &self.rt, &self.input, &self.stats);
+        let s = match opened {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "cannot open a socket for the trunk; sending from the listener");
+                return None;
+            }
+        };
+        if sockets.len() <= trunk.index() {
+            sockets.resize(trunk.index() + 1, None);
+        }
+        let socket = s.socket.clone();
+        if let Some(slot) = sockets.get_mut(trunk.index()) {
+            *slot = Some(s);
+        }
+        Some(socket)
     }
 
     fn listener_for(&self, to: SocketAddr) -> Option<&Arc<UdpSocket>> {
@@ -499,18 +559,25 @@ impl Gateway {
         let proxy = Proxy::new(now, cfg.clone())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
 
-        // A connected socket per UDP trunk, on the UDP listener's address.
+        // A connected socket per UDP trunk, on the UDP listener's address
+        // (opened now so the first probe's ICMP is caught; reopened if a
+        // reload moves the trunk).
         let mut trunk_sockets = Vec::new();
         for t in &cfg.trunks {
-            let sock = match (
-                t.peer.transport,
-                listeners
-                    .iter()
-                    .find(|(l, _)| l.is_ipv4() == t.peer.addr.is_ipv4()),
-            ) {
-                (Transport::Udp, Some((local, _))) => {
-                    Some(Arc::new(udp_socket(*local, Some(t.peer.addr))?))
-                }
+            let local = listeners
+                .iter()
+                .find(|(l, _)| l.is_ipv4() == t.peer.addr.is_ipv4())
+                .map(|(l, _)| *l);
+            let id = proxy.health().find(&t.name);
+            let sock = match (t.peer.transport, local, id) {
+                (Transport::Udp, Some(local), Some(id)) => Some(TrunkSocket::open(
+                    local,
+                    t.peer.addr,
+                    id,
+                    rt.handle(),
+                    &tx,
+                    &stats,
+                )?),
                 _ => None,
             };
             trunk_sockets.push(sock);
@@ -521,16 +588,6 @@ impl Gateway {
             for (_, s) in &listeners {
                 let sock = tokio::net::UdpSocket::from_std(s.try_clone()?)?;
                 rt.spawn(recv_udp(sock, tx.clone(), stats.clone(), None));
-            }
-            for (i, s) in trunk_sockets.iter().enumerate() {
-                let id = cfg
-                    .trunks
-                    .get(i)
-                    .and_then(|t| Some((proxy.health().find(&t.name)?, t.peer.addr)));
-                if let (Some(s), Some((id, addr))) = (s, id) {
-                    let sock = tokio::net::UdpSocket::from_std(s.try_clone()?)?;
-                    rt.spawn(recv_udp(sock, tx.clone(), stats.clone(), Some((id, addr))));
-                }
             }
             for l in tcp_listeners {
                 let l = tokio::net::TcpListener::from_std(l)?;
@@ -712,7 +769,7 @@ fn core_loop(
             next_tick = now + tick_every;
         }
         if let Some(until) = draining {
-            if proxy.is_idle() || now >= until {
+            if proxy.is_settled() || now >= until {
                 return;
             }
         }

@@ -359,6 +359,17 @@ impl Proxy {
         self.calls.is_empty() && self.servers.is_empty() && self.clients.is_empty()
     }
 
+    /// Whether no request is waiting for an answer: every server transaction
+    /// has sent its final response and every client transaction has received
+    /// one. What is left only absorbs retransmissions (Timers D, I, J, K, L,
+    /// M), so a shutdown need not wait for it.
+    pub fn is_settled(&self) -> bool {
+        self.servers.iter().all(|(_, s)| s.txn.has_final())
+            && self.clients.iter().all(|(_, c)| {
+                !matches!(c.txn.state, ClientState::Calling | ClientState::Proceeding)
+            })
+    }
+
     /// Apply a new configuration without dropping calls. Calls in progress
     /// keep the route they started with; trunks keep their measured health
     /// (matched by name); trunks no longer configured are retired (drained).
