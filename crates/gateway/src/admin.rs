@@ -55,6 +55,9 @@ pub(crate) struct AdminState {
     pub(crate) status: Arc<StatusBoard>,
     /// Commands to the event loop.
     pub(crate) commands: mpsc::Sender<AdminCommand>,
+    /// Recent emergency calls that did not connect (set once the event loop
+    /// has seen its first event).
+    pub(crate) failed: Arc<std::sync::OnceLock<lifeline_journal::FailedCalls>>,
 }
 
 /// An operator's request the event loop carries out (see [`handle_command`]).
@@ -389,8 +392,26 @@ fn router(state: AdminState) -> Router {
         .route("/status", get(status))
         .route("/trunks/{name}/drain", post(drain))
         .route("/trunks/{name}/undrain", post(undrain))
+        .route("/calls/failed", get(calls_failed))
         .fallback(not_found)
         .with_state(state)
+}
+
+/// `GET /calls/failed[?limit=N]`: the callback list, newest first (JSON).
+async fn calls_failed(
+    State(st): State<AdminState>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let limit = q
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(1000)
+        .min(10_000);
+    let body = match st.failed.get() {
+        Some(f) => f.to_json(limit),
+        None => "[]".to_string(),
+    };
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 async fn metrics(State(st): State<AdminState>) -> Response {
@@ -608,6 +629,7 @@ mod tests {
             metrics: metrics.clone(),
             status: board.clone(),
             commands: tx,
+            failed: Arc::default(),
         };
         tokio::spawn(serve(listener, state));
         Gateway {
@@ -837,6 +859,7 @@ mod tests {
             metrics: Metrics::new(),
             status: StatusBoard::new(),
             commands,
+            failed: Arc::default(),
         }
     }
 

@@ -37,6 +37,7 @@ pub(crate) enum Fault {
 /// Demo settings.
 #[derive(Clone, Debug)]
 pub(crate) struct DemoOptions {
+    pub(crate) admin: SocketAddr,
     pub(crate) duration: Duration,
     pub(crate) rate: u32,
     pub(crate) fault: Fault,
@@ -168,6 +169,10 @@ fn run_inner(opts: DemoOptions) -> std::io::Result<bool> {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let t0 = Instant::now();
     let names: Arc<Mutex<HashMap<TrunkId, String>>> = Arc::default();
+    let journal_dir = std::env::temp_dir().join(format!("lifeline-demo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&journal_dir);
+    let obs = crate::run::Observability::new(Some(&journal_dir))?;
+    let mut sinks = obs.sinks();
     let sink_seen = seen.clone();
     let sink_names = names.clone();
     let gw = Gateway::start(Options {
@@ -189,71 +194,78 @@ fn run_inner(opts: DemoOptions) -> std::io::Result<bool> {
             )
         }),
         io_threads: 1,
-        sinks: vec![Box::new(
-            move |ev: &Event, now: Instant, proxy: &lifeline_proxy::Proxy| {
-                let name = |id: TrunkId| {
-                    let mut n = sink_names.lock().unwrap_or_else(|p| p.into_inner());
-                    n.entry(id)
-                        .or_insert_with(|| {
-                            proxy
-                                .health()
-                                .trunk(id)
-                                .map(|t| t.name.to_string())
-                                .unwrap_or_default()
-                        })
-                        .clone()
-                };
-                let at = now.saturating_duration_since(t0).as_secs_f64();
-                match ev {
-                    Event::AttemptStarted { trunk, .. } => {
-                        let n = name(*trunk);
-                        if let Ok(mut s) = sink_seen.lock() {
-                            s.attempts.push((now, n));
+        sinks: {
+            sinks.push(Box::new(
+                move |ev: &Event, now: Instant, proxy: &lifeline_proxy::Proxy| {
+                    let name = |id: TrunkId| {
+                        let mut n = sink_names.lock().unwrap_or_else(|p| p.into_inner());
+                        n.entry(id)
+                            .or_insert_with(|| {
+                                proxy
+                                    .health()
+                                    .trunk(id)
+                                    .map(|t| t.name.to_string())
+                                    .unwrap_or_default()
+                            })
+                            .clone()
+                    };
+                    let at = now.saturating_duration_since(t0).as_secs_f64();
+                    match ev {
+                        Event::AttemptStarted { trunk, .. } => {
+                            let n = name(*trunk);
+                            if let Ok(mut s) = sink_seen.lock() {
+                                s.attempts.push((now, n));
+                            }
                         }
-                    }
-                    Event::AttemptFailed {
-                        trunk,
-                        reason,
-                        elapsed,
-                        ..
-                    } => {
-                        if let Ok(mut s) = sink_seen.lock() {
-                            s.failovers += 1;
-                        }
-                        let why = match reason {
-                            AttemptFailure::Response(c) => format!("answered {c}"),
-                            AttemptFailure::NoResponse => "no response".into(),
-                            AttemptFailure::NoProgress => "no progress after 100 Trying".into(),
-                            AttemptFailure::TransportError => "ICMP port unreachable".into(),
-                            AttemptFailure::TransactionTimeout => "timed out".into(),
-                        };
-                        println!(
-                            "t={at:6.3}s  failover: {} {why} after {} ms, call moved on",
-                            name(*trunk),
-                            elapsed.as_millis()
-                        );
-                    }
-                    Event::Trunk(h) => {
-                        if let lifeline_health::EventKind::State { from, to, reason } = h.kind {
+                        Event::AttemptFailed {
+                            trunk,
+                            reason,
+                            elapsed,
+                            ..
+                        } => {
+                            if let Ok(mut s) = sink_seen.lock() {
+                                s.failovers += 1;
+                            }
+                            let why = match reason {
+                                AttemptFailure::Response(c) => format!("answered {c}"),
+                                AttemptFailure::NoResponse => "no response".into(),
+                                AttemptFailure::NoProgress => "no progress after 100 Trying".into(),
+                                AttemptFailure::TransportError => "ICMP port unreachable".into(),
+                                AttemptFailure::TransactionTimeout => "timed out".into(),
+                            };
                             println!(
-                                "t={at:6.3}s  trunk {}: {} -> {} ({})",
-                                name(h.trunk),
-                                from.as_str(),
-                                to.as_str(),
-                                reason_text(reason)
+                                "t={at:6.3}s  failover: {} {why} after {} ms, call moved on",
+                                name(*trunk),
+                                elapsed.as_millis()
                             );
                         }
+                        Event::Trunk(h) => {
+                            if let lifeline_health::EventKind::State { from, to, reason } = h.kind {
+                                println!(
+                                    "t={at:6.3}s  trunk {}: {} -> {} ({})",
+                                    name(h.trunk),
+                                    from.as_str(),
+                                    to.as_str(),
+                                    reason_text(reason)
+                                );
+                            }
+                        }
+                        Event::CallFailed { status, .. } => {
+                            println!("t={at:6.3}s  CALL FAILED with {status}")
+                        }
+                        _ => {}
                     }
-                    Event::CallFailed { status, .. } => {
-                        println!("t={at:6.3}s  CALL FAILED with {status}")
-                    }
-                    _ => {}
-                }
-            },
-        )],
-        ticks: vec![],
+                },
+            ));
+            sinks
+        },
+        ticks: vec![obs.tick()],
         tick_every: Duration::from_millis(250),
     })?;
+    // The admin API, so /status and /metrics can be watched during the demo.
+    let admin = obs
+        .start_admin(&gw, opts.admin)
+        .or_else(|_| obs.start_admin(&gw, SocketAddr::new(opts.admin.ip(), 0)))?;
     let gw_addr = *gw
         .bound
         .udp
@@ -262,6 +274,9 @@ fn run_inner(opts: DemoOptions) -> std::io::Result<bool> {
 
     println!(
         "lifeline demo: gateway on {gw_addr}, primary trunk on {paddr}, backup trunk on {baddr}"
+    );
+    println!(
+        "watch it: curl -s http://{admin}/status   curl -s http://{admin}/metrics   curl -s http://{admin}/calls/failed"
     );
     println!(
         "placing {} emergency calls/s (999 and urn:service:sos, with SDP and PIDF-LO) for {} s; the primary will {} at {:.1} s and come back at {:.1} s",
@@ -430,6 +445,20 @@ fn run_inner(opts: DemoOptions) -> std::io::Result<bool> {
         .filter(|t| **t >= revive_at)
         .min()
         .map(|t| t.duration_since(revive_at).as_millis());
+    // The incident report, from the journal this run wrote.
+    obs.close();
+    if let Ok(reader) = lifeline_journal::JournalReader::open(&[&journal_dir]) {
+        let segments = reader.segments().count() as u64;
+        let mut builder = lifeline_journal::report::ReportBuilder::new(Default::default());
+        let issues = reader.for_each(|e| builder.push(&e.record));
+        let rep = builder.finish(&issues, segments);
+        println!();
+        println!(
+            "incident report (lifeline report --journal {}):",
+            journal_dir.display()
+        );
+        print!("{}", lifeline_journal::report::render_table(&rep));
+    }
     println!();
     println!("summary:");
     println!("  calls placed           {total}");

@@ -62,6 +62,10 @@ enum Command {
         /// How long each answered call lasts before the caller hangs up, in ms.
         #[arg(long, default_value_t = 1000)]
         hold_ms: u64,
+        /// Admin API address (GET /status, /metrics, /calls/failed); if it is
+        /// taken, any free port on the same address.
+        #[arg(long, default_value = "127.0.0.1:9060")]
+        admin: std::net::SocketAddr,
     },
     /// Check SIP messages the way the gateway checks them off the wire (each
     /// file is one UDP datagram). Exit 0 if every file is accepted, 1 if not.
@@ -105,7 +109,9 @@ fn main() -> ExitCode {
             rate,
             fault,
             hold_ms,
+            admin,
         } => demo::run(demo::DemoOptions {
+            admin,
             duration: std::time::Duration::from_secs(duration.max(5)),
             rate: rate.clamp(1, 2000),
             fault,

@@ -7,10 +7,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use lifeline_journal::{CallAggregator, JournalHandle, JournalOptions, JournalWriter, TimeAnchor};
+use lifeline_journal::{CallAggregator, FailedCalls, JournalOptions, JournalWriter, TimeAnchor};
 use lifeline_proxy::{AttemptFailure, Event, Proxy, ProxyConfig, Transport};
 
 use crate::admin::{self, AdminCommand, AdminState, StatusBoard};
@@ -183,112 +183,158 @@ fn log_event(ev: &Event, proxy: &Proxy) {
     }
 }
 
-/// The journal's observer: calls and trunk changes become records.
-fn journal_sink(
-    journal: JournalHandle,
-    failed: Arc<Mutex<Option<lifeline_journal::FailedCalls>>>,
-) -> EventSink {
-    let mut agg: Option<CallAggregator> = None;
-    Box::new(move |ev: &Event, _now: Instant, proxy: &Proxy| {
-        let a = agg.get_or_insert_with(|| {
-            let a = CallAggregator::new(
-                lifeline_journal::Names::from_proxy(proxy),
-                TimeAnchor::new(Instant::now(), SystemTime::now()),
-                Default::default(),
-            );
-            if let Ok(mut f) = failed.lock() {
-                *f = Some(a.failed_calls());
+/// Metrics, status, the call aggregator (journal records and the live
+/// list of failed emergency calls) and the journal writer: what both
+/// `lifeline run` and `lifeline demo` put around the event loop.
+pub(crate) struct Observability {
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) status: Arc<StatusBoard>,
+    pub(crate) failed: Arc<OnceLock<FailedCalls>>,
+    pub(crate) started: admin::Started,
+    pub(crate) journal: Option<JournalWriter>,
+}
+
+impl Observability {
+    pub(crate) fn new(journal_dir: Option<&Path>) -> std::io::Result<Self> {
+        let journal = match journal_dir {
+            Some(dir) => Some(JournalWriter::open(dir, JournalOptions::default())?),
+            None => None,
+        };
+        Ok(Self {
+            metrics: Metrics::new(),
+            status: StatusBoard::new(),
+            failed: Arc::default(),
+            started: admin::Started::now(),
+            journal,
+        })
+    }
+
+    /// Event observers: metrics, logs, and the aggregator feeding the
+    /// journal and the failed-calls list.
+    pub(crate) fn sinks(&self) -> Vec<EventSink> {
+        let mut agg: Option<CallAggregator> = None;
+        let journal = self.journal.as_ref().map(JournalWriter::handle);
+        let failed = self.failed.clone();
+        let aggregate: EventSink = Box::new(move |ev: &Event, _now: Instant, proxy: &Proxy| {
+            let a = agg.get_or_insert_with(|| {
+                let a = CallAggregator::new(
+                    lifeline_journal::Names::from_proxy(proxy),
+                    TimeAnchor::new(Instant::now(), SystemTime::now()),
+                    Default::default(),
+                );
+                let _ = failed.set(a.failed_calls());
+                a
+            });
+            a.handle(ev);
+            while let Some(rec) = a.poll_record() {
+                if let Some(j) = &journal {
+                    j.record(rec);
+                }
             }
-            a
         });
-        a.handle(ev);
-        while let Some(rec) = a.poll_record() {
-            journal.record(rec);
+        vec![observers(self.metrics.clone()), aggregate]
+    }
+
+    /// The periodic work: gauges, status for /status and /readyz, IO and
+    /// journal loss counters, the systemd watchdog (a stuck core stops
+    /// feeding it).
+    pub(crate) fn tick(&self) -> Tick {
+        let (metrics, status, started) = (self.metrics.clone(), self.status.clone(), self.started);
+        let journal = self.journal.as_ref().map(JournalWriter::handle);
+        let mut watchdog_usec = 0u64;
+        let watchdog = sd_notify::watchdog_enabled(false, &mut watchdog_usec);
+        let mut last = (0u64, 0u64, 0u64);
+        Box::new(
+            move |proxy: &mut Proxy, now: Instant, io: &crate::engine::IoStats| {
+                metrics.set_gauges(&proxy.stats(), proxy.health());
+                let q = io.queue_drops.load(std::sync::atomic::Ordering::Relaxed);
+                let s = io.socket_drops.load(std::sync::atomic::Ordering::Relaxed);
+                let j = journal.as_ref().map_or(0, |h| h.dropped());
+                metrics.add_queue_drops(q.saturating_sub(last.0));
+                // The first reading is the host's total so far, not ours.
+                if last.1 != 0 {
+                    metrics.add_socket_drops(s.saturating_sub(last.1));
+                }
+                metrics.add_journal_dropped(j.saturating_sub(last.2));
+                last = (q, s, j);
+                status.publish(admin::snapshot_from(proxy, now, &started));
+                if watchdog {
+                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+                }
+            },
+        )
+    }
+
+    /// Serve the admin API on `addr` (port 0: any), with commands carried
+    /// out on the core thread. Returns the bound address.
+    pub(crate) fn start_admin(
+        &self,
+        gw: &Gateway,
+        addr: std::net::SocketAddr,
+    ) -> std::io::Result<std::net::SocketAddr> {
+        let rt = gw
+            .runtime()
+            .ok_or_else(|| std::io::Error::other("no runtime"))?;
+        let (cmd_tx, mut cmd_rx) = tokio::sync::mpsc::channel::<AdminCommand>(64);
+        let state = AdminState {
+            metrics: self.metrics.clone(),
+            status: self.status.clone(),
+            commands: cmd_tx,
+            failed: self.failed.clone(),
+        };
+        let listener = rt.block_on(tokio::net::TcpListener::bind(addr))?;
+        let bound = listener.local_addr()?;
+        rt.spawn(async move {
+            if let Err(e) = admin::serve(listener, state).await {
+                tracing::error!(error = %e, "admin server stopped");
+            }
+        });
+        let (input, board, started) = (gw.input.clone(), self.status.clone(), self.started);
+        rt.spawn(async move {
+            while let Some(cmd) = cmd_rx.recv().await {
+                let board = board.clone();
+                let _ = input.try_send(Input::Call(Box::new(move |p, now| {
+                    admin::handle_command(p, now, cmd, &board, &started);
+                })));
+            }
+        });
+        Ok(bound)
+    }
+
+    /// Flush and close the journal.
+    pub(crate) fn close(self) {
+        if let Some(w) = self.journal {
+            let s = w.shutdown();
+            tracing::info!(durable = s.durable, dropped = s.dropped(), "journal closed");
         }
-    })
+    }
 }
 
 fn daemon(config_path: &Path, cfg: RunConfig, io_threads: Option<usize>) -> std::io::Result<()> {
-    let started = admin::Started::now();
-    let metrics = Metrics::new();
-    let status = StatusBoard::new();
-    let failed_calls: Arc<Mutex<Option<lifeline_journal::FailedCalls>>> = Arc::default();
-
-    let writer = match &cfg.journal {
-        Some(dir) => Some(JournalWriter::open(dir, JournalOptions::default())?),
-        None => None,
-    };
-    let mut sinks: Vec<EventSink> = vec![observers(metrics.clone())];
-    if let Some(w) = &writer {
-        sinks.push(journal_sink(w.handle(), failed_calls.clone()));
-    }
-
-    // Every tick: gauges, status for /status and /readyz, journal losses,
-    // the systemd watchdog (a stuck core stops feeding it).
-    let (tick_metrics, tick_status) = (metrics.clone(), status.clone());
-    let journal_handle = writer.as_ref().map(|w| w.handle());
-    let mut watchdog_usec = 0u64;
-    let watchdog = sd_notify::watchdog_enabled(false, &mut watchdog_usec);
-    let mut last = (0u64, 0u64, 0u64);
-    let tick: Tick = Box::new(
-        move |proxy: &mut Proxy, now: Instant, io: &crate::engine::IoStats| {
-            tick_metrics.set_gauges(&proxy.stats(), proxy.health());
-            let q = io.queue_drops.load(std::sync::atomic::Ordering::Relaxed);
-            let s = io.socket_drops.load(std::sync::atomic::Ordering::Relaxed);
-            let j = journal_handle.as_ref().map_or(0, |h| h.dropped());
-            tick_metrics.add_queue_drops(q.saturating_sub(last.0));
-            tick_metrics.add_socket_drops(s.saturating_sub(last.1));
-            tick_metrics.add_journal_dropped(j.saturating_sub(last.2));
-            last = (q, s, j);
-            tick_status.publish(admin::snapshot_from(proxy, now, &started));
-            if watchdog {
-                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
-            }
-        },
-    );
-
-    let proxy_builder = cfg.proxy;
+    let obs = Observability::new(cfg.journal.as_deref())?;
     let gw = Gateway::start(Options {
         listen: cfg.listen.clone(),
         advertise: cfg.advertise,
-        proxy_config: proxy_builder,
+        proxy_config: cfg.proxy,
         io_threads: io_threads.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
         }),
-        sinks,
-        ticks: vec![tick],
+        sinks: obs.sinks(),
+        ticks: vec![obs.tick()],
         tick_every: Duration::from_millis(250),
     })?;
+    let admin = obs.start_admin(&gw, cfg.admin)?;
+    tracing::info!(udp = ?gw.bound.udp, tcp = ?gw.bound.tcp, %admin, "lifeline listening");
+
+    // Signals.
     let rt = gw
         .runtime()
         .ok_or_else(|| std::io::Error::other("no runtime"))?;
-    tracing::info!(udp = ?gw.bound.udp, tcp = ?gw.bound.tcp, admin = %cfg.admin, "lifeline listening");
-
-    // Admin API: commands become closures on the core thread.
-    let (cmd_tx, mut cmd_rx) = tokio::sync::mpsc::channel::<AdminCommand>(64);
-    let admin_state = AdminState {
-        metrics: metrics.clone(),
-        status: status.clone(),
-        commands: cmd_tx,
-    };
-    let listener = rt.block_on(tokio::net::TcpListener::bind(cfg.admin))?;
-    rt.spawn(async move {
-        if let Err(e) = admin::serve(listener, admin_state).await {
-            tracing::error!(error = %e, "admin server stopped");
-        }
-    });
-    let (input, board) = (gw.input.clone(), status.clone());
-    rt.spawn(async move {
-        while let Some(cmd) = cmd_rx.recv().await {
-            let board = board.clone();
-            let _ = input.try_send(Input::Call(Box::new(move |p, now| {
-                admin::handle_command(p, now, cmd, &board, &started);
-            })));
-        }
-    });
-
-    // Signals.
-    let (input, board, path) = (gw.input.clone(), status.clone(), config_path.to_path_buf());
+    let (input, board, path) = (
+        gw.input.clone(),
+        obs.status.clone(),
+        config_path.to_path_buf(),
+    );
     rt.spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
         let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
@@ -311,11 +357,8 @@ fn daemon(config_path: &Path, cfg: RunConfig, io_threads: Option<usize>) -> std:
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     let mut gw = gw;
     gw.join();
-    tracing::info!("lifeline stopped: every transaction finished");
-    if let Some(w) = writer {
-        let s = w.shutdown();
-        tracing::info!(durable = s.durable, dropped = s.dropped(), "journal closed");
-    }
+    tracing::info!("lifeline stopped: every request answered");
+    obs.close();
     Ok(())
 }
 
