@@ -1035,3 +1035,132 @@ mod tests {
         gw.shutdown(Duration::from_secs(1));
     }
 }
+
+#[cfg(test)]
+mod tcp_tests {
+    //! Stream transport end to end: a caller over TCP, a trunk over TCP.
+
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+
+    use super::*;
+    use lifeline_proxy::{ProbeConfig, RouteConfig, RouteMatch, TrunkConfig};
+    use lifeline_sip::{Frame, HeaderName, MessageWriter};
+
+    /// A TCP UAS: accepts connections, frames messages, answers INVITE
+    /// 100/180/200 and anything else 200.
+    fn tcp_trunk() -> (SocketAddr, Arc<AtomicU64>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let invites = Arc::new(AtomicU64::new(0));
+        let inv = invites.clone();
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let inv = inv.clone();
+                std::thread::spawn(move || {
+                    let mut framer = StreamFramer::default();
+                    let mut buf = [0u8; 16384];
+                    loop {
+                        let Ok(n) = conn.read(&mut buf) else { return };
+                        if n == 0 {
+                            return;
+                        }
+                        framer.extend(&buf[..n]);
+                        while let Ok(Some(Frame::Message(b))) = framer.next_frame() {
+                            let Ok(m) = Message::parse(b) else { continue };
+                            if m.status().is_some() || m.method_bytes() == Some(b"ACK") {
+                                continue;
+                            }
+                            let codes: &[u16] = if m.method_bytes() == Some(b"INVITE") {
+                                inv.fetch_add(1, Ordering::Relaxed);
+                                &[100, 180, 200]
+                            } else {
+                                &[200]
+                            };
+                            for &c in codes {
+                                let mut w =
+                                    MessageWriter::response_to(&m, c, "X", Some(b"tcp")).unwrap();
+                                if c > 100 {
+                                    for h in
+                                        m.headers().filter(|h| h.name == HeaderName::RecordRoute)
+                                    {
+                                        w.raw_header(h.raw_name, h.value).unwrap();
+                                    }
+                                }
+                                let _ = conn.write_all(&w.finish());
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (addr, invites)
+    }
+
+    #[test]
+    fn a_tcp_caller_and_a_tcp_trunk() {
+        let (trunk, invites) = tcp_trunk();
+        let gw = Gateway::start(Options {
+            listen: vec![
+                (Transport::Udp, "127.0.0.1:0".parse().unwrap()),
+                (Transport::Tcp, "127.0.0.1:0".parse().unwrap()),
+            ],
+            advertise: None,
+            proxy_config: Box::new(move |adv| {
+                let peer = Peer {
+                    addr: trunk,
+                    transport: Transport::Tcp,
+                };
+                let probe = ProbeConfig {
+                    enabled: false,
+                    ..ProbeConfig::default()
+                };
+                ProxyConfig::new(
+                    adv,
+                    vec![TrunkConfig {
+                        name: "tcp".into(),
+                        peer,
+                        probe,
+                    }],
+                    vec![RouteConfig::new("all", RouteMatch::Any, &["tcp"])],
+                )
+            }),
+            io_threads: 1,
+            sinks: vec![],
+            ticks: vec![],
+            tick_every: Duration::from_millis(100),
+        })
+        .unwrap();
+        let mut caller = TcpStream::connect(gw.bound.tcp[0]).unwrap();
+        caller
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let me = caller.local_addr().unwrap();
+        // A keep-alive ping first, then the INVITE (UDP-sized body framing by Content-Length).
+        caller.write_all(b"\r\n\r\n").unwrap();
+        let invite = format!(
+            "INVITE sip:999@gw SIP/2.0\r\nVia: SIP/2.0/TCP {me};branch=z9hG4bKtcp1\r\nMax-Forwards: 70\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:999@gw>\r\nCall-ID: tcp-1\r\nCSeq: 1 INVITE\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello"
+        );
+        caller.write_all(invite.as_bytes()).unwrap();
+        let mut framer = StreamFramer::default();
+        let mut buf = [0u8; 16384];
+        let (mut statuses, mut pongs) = (Vec::new(), 0);
+        while !statuses.contains(&200) {
+            let n = caller.read(&mut buf).unwrap();
+            assert!(n > 0, "connection closed; got {statuses:?}");
+            // A CRLF pong is not a frame: count it before framing.
+            if buf[..n].starts_with(b"\r\n") && pongs == 0 {
+                pongs += 1;
+            }
+            framer.extend(&buf[..n]);
+            while let Ok(Some(Frame::Message(b))) = framer.next_frame() {
+                statuses.push(Message::parse(b).unwrap().status().unwrap());
+            }
+        }
+        assert_eq!(statuses, vec![100, 180, 200]);
+        assert_eq!(pongs, 1, "RFC 5626 pong");
+        assert_eq!(invites.load(Ordering::Relaxed), 1);
+        gw.shutdown(Duration::from_secs(1));
+    }
+}
