@@ -359,6 +359,46 @@ impl Proxy {
         self.calls.is_empty() && self.servers.is_empty() && self.clients.is_empty()
     }
 
+    /// One line per live transaction (kind, state, method, Call-ID), for
+    /// debugging and for the fuzz harness's reports.
+    #[doc(hidden)]
+    pub fn describe_transactions(&self) -> Vec<String> {
+        let line = |side: &str, kind: Kind, state: String, m: &Message| {
+            format!(
+                "{side} {kind:?} {state} {} {}",
+                String::from_utf8_lossy(m.method_bytes().unwrap_or_default()),
+                String::from_utf8_lossy(m.call_id().unwrap_or_default())
+            )
+        };
+        let servers = self.servers.iter().map(|(_, s)| {
+            line(
+                "server",
+                s.txn.kind,
+                format!("{:?} call={:?}", s.txn.state, s.call),
+                &s.txn.request,
+            )
+        });
+        let clients = self.clients.iter().map(|(_, c)| {
+            let attempt = self
+                .calls
+                .get(c.call)
+                .and_then(|call| call.attempts.get(c.attempt))
+                .map(|a| (a.state, a.cancel_sent, a.cancel_wanted.is_some()));
+            let state = format!(
+                "{:?} call={} attempt={} {:?} peer={} deadline={:?} armed={:?}",
+                c.txn.state,
+                c.call,
+                c.attempt,
+                attempt,
+                c.txn.peer.addr,
+                c.txn.deadline(),
+                c.armed
+            );
+            line("client", c.txn.kind, state, &c.txn.request)
+        });
+        servers.chain(clients).collect()
+    }
+
     /// Whether no request is waiting for an answer: every server transaction
     /// has sent its final response and every client transaction has received
     /// one. What is left only absorbs retransmissions (Timers D, I, J, K, L,
@@ -1588,6 +1628,8 @@ impl Proxy {
         let Ok(cancel) = Message::parse(bytes.clone()) else {
             return;
         };
+        // §9.1: if the INVITE gets no final response within 64*T1 of the
+        // CANCEL, it is given up.
         self.clients[client].txn.on_cancel_sent(now);
         self.arm_client(client);
         let branch = self.clients[client].txn.branch.clone();

@@ -162,6 +162,8 @@ pub(crate) struct ClientTxn {
     timeout_at: Option<Instant>,
     /// Timer D / K / M.
     linger_until: Option<Instant>,
+    /// After a CANCEL: give the INVITE up if no final arrives by then (§9.1).
+    cancel_deadline: Option<Instant>,
     /// The ACK sent for a non-2xx final (resent if the final is retransmitted).
     ack: Option<Bytes>,
     /// Set when the owner stops caring (an abandoned failover attempt): no
@@ -190,6 +192,7 @@ impl ClientTxn {
             retransmit: (!reliable).then(|| (now + timers.t1, timers.t1)),
             timeout_at: Some(now + timers.t1x64()),
             linger_until: None,
+            cancel_deadline: None,
             ack: None,
             muted: false,
             timers,
@@ -209,6 +212,7 @@ impl ClientTxn {
             self.retransmit.map(|r| r.0),
             self.timeout_at,
             self.linger_until,
+            self.cancel_deadline,
         ]
         .into_iter()
         .flatten()
@@ -218,6 +222,7 @@ impl ClientTxn {
     fn linger(&mut self, now: Instant, d: Duration) {
         self.retransmit = None;
         self.timeout_at = None;
+        self.cancel_deadline = None;
         self.linger_until = Some(now + d);
     }
 
@@ -303,9 +308,12 @@ impl ClientTxn {
             self.linger_until = None;
             return ClientTimer::Terminated;
         }
-        if self.timeout_at.is_some_and(|t| t <= now) {
+        if self.timeout_at.is_some_and(|t| t <= now)
+            || self.cancel_deadline.is_some_and(|t| t <= now)
+        {
             self.state = ClientState::Terminated;
             self.timeout_at = None;
+            self.cancel_deadline = None;
             self.retransmit = None;
             return ClientTimer::Timeout;
         }
@@ -330,7 +338,7 @@ impl ClientTxn {
             && matches!(self.state, ClientState::Calling | ClientState::Proceeding)
         {
             let guard = now + self.timers.t1x64();
-            self.timeout_at = Some(self.timeout_at.map_or(guard, |t| t.min(guard)));
+            self.cancel_deadline = Some(self.cancel_deadline.map_or(guard, |t| t.min(guard)));
         }
     }
 

@@ -91,6 +91,21 @@ const TRUNKS: [&str; 3] = ["primary", "backup", "third"];
 
 /// Run the operations encoded in `data`.
 pub fn run(data: &[u8]) {
+    let s = play(data);
+    let st = s.proxy.stats();
+    assert_eq!(
+        st.server_transactions,
+        0,
+        "server transactions terminate: {:#?}",
+        s.proxy.describe_transactions()
+    );
+    assert_eq!(st.client_transactions, 0, "client transactions terminate");
+    assert_eq!(st.calls, 0, "calls terminate");
+}
+
+/// Play the operations and let the simulation quiesce; returns it for
+/// inspection (the finals invariant is checked throughout).
+pub fn play(data: &[u8]) -> Sim {
     let mut input = Input(data);
     let mut s = Sim::new(config(), &[]);
     let mut calls: Vec<String> = Vec::new();
@@ -185,10 +200,7 @@ pub fn run(data: &[u8]) {
         }
     }
     check_finals(&s);
-    let st = s.proxy.stats();
-    assert_eq!(st.server_transactions, 0, "server transactions terminate");
-    assert_eq!(st.client_transactions, 0, "client transactions terminate");
-    assert_eq!(st.calls, 0, "calls terminate");
+    s
 }
 
 fn pick(calls: &[String], arg: u8) -> Option<String> {
