@@ -342,7 +342,7 @@ fn run_inner(opts: DemoOptions) -> std::io::Result<bool> {
         if now >= next_call && now < stop_calls_at {
             next_call += interval;
             n += 1;
-            let (uri, to) = if n % 2 == 0 {
+            let (uri, to) = if n.is_multiple_of(2) {
                 ("urn:service:sos", "urn:service:sos")
             } else {
                 ("sip:999@lifeline.invalid", "sip:999@lifeline.invalid")

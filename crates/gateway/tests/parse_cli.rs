@@ -37,8 +37,10 @@ fn json_verdicts_for_the_whole_corpus() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "some corpus files are invalid");
     let stdout = String::from_utf8(out.stdout).unwrap();
-    let lines: Vec<serde_json::Value> =
-        stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), rows.len());
     for ((file, verdict), v) in rows.iter().zip(&lines) {
         assert!(v["file"].as_str().unwrap().ends_with(file.as_str()));
@@ -54,16 +56,26 @@ fn json_verdicts_for_the_whole_corpus() {
             (_, "rfc4475/mismatch02.dat") => assert_eq!(status, Some(501)),
             (_, "rfc4475/bigcode.dat" | "rfc4475/scalarlg.dat") => {
                 assert!(!ok);
-                assert_eq!(v["status"], serde_json::Value::Null, "responses are dropped");
+                assert_eq!(
+                    v["status"],
+                    serde_json::Value::Null,
+                    "responses are dropped"
+                );
                 assert_eq!(v["kind"], "response");
             }
             _ => assert_eq!(status, Some(400), "{file}: {v}"),
         }
         if !ok {
-            assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{file}: reason given");
+            assert!(
+                v["error"].as_str().is_some_and(|e| !e.is_empty()),
+                "{file}: reason given"
+            );
         }
     }
-    let wsinv = &lines[rows.iter().position(|(f, _)| f == "rfc4475/wsinv.dat").unwrap()];
+    let wsinv = &lines[rows
+        .iter()
+        .position(|(f, _)| f == "rfc4475/wsinv.dat")
+        .unwrap()];
     assert_eq!(wsinv["kind"], "request");
     assert_eq!(wsinv["method"], "INVITE");
 }
@@ -77,12 +89,28 @@ fn exit_codes() {
     assert!(text.contains("accept"), "{text}");
 
     let invalid = testdata().join("rfc4475/badvers.dat");
-    let out = bin().arg("parse").arg(&valid).arg(&invalid).output().unwrap();
+    let out = bin()
+        .arg("parse")
+        .arg(&valid)
+        .arg(&invalid)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8(out.stdout).unwrap().contains("reply 505"));
 
-    assert_eq!(bin().arg("parse").output().unwrap().status.code(), Some(2), "no files");
-    assert_eq!(bin().arg("frobnicate").output().unwrap().status.code(), Some(2));
-    let missing = bin().arg("parse").arg("/nonexistent/x.sip").output().unwrap();
+    assert_eq!(
+        bin().arg("parse").output().unwrap().status.code(),
+        Some(2),
+        "no files"
+    );
+    assert_eq!(
+        bin().arg("frobnicate").output().unwrap().status.code(),
+        Some(2)
+    );
+    let missing = bin()
+        .arg("parse")
+        .arg("/nonexistent/x.sip")
+        .output()
+        .unwrap();
     assert_eq!(missing.status.code(), Some(2));
 }
