@@ -80,10 +80,14 @@ fn server_key(m: &Message, method_override: Option<&'static [u8]>) -> Option<Ser
     let via = m.top_via().ok()?;
     let method = Bytes::copy_from_slice(method_override.unwrap_or(m.method_bytes()?));
     if via.is_rfc3261_branch() {
-        let mut sent_by = format!("{}", via.host).into_bytes();
-        if let Some(p) = via.port {
-            sent_by.extend_from_slice(format!(":{p}").as_bytes());
+        // The sent-by as a key: host bytes (or the IPv4 octets) and port.
+        let mut sent_by = Vec::with_capacity(24);
+        match via.host {
+            Host::Domain(d) => sent_by.extend(d.iter().map(u8::to_ascii_lowercase)),
+            Host::Ipv4(ip) => sent_by.extend_from_slice(&ip.octets()),
+            Host::Ipv6(t) => sent_by.extend_from_slice(t),
         }
+        sent_by.extend_from_slice(&via.port.unwrap_or(0).to_be_bytes());
         return Some(ServerKey::Branch {
             branch: bytes.slice_ref(via.branch()?),
             sent_by: Bytes::from(sent_by),
@@ -196,6 +200,8 @@ struct Call {
     ends_dialog: bool,
     /// Client transactions (attempts and CANCELs) still alive.
     clients_live: u32,
+    /// The request's loop-detection hash (§16.6 step 8), for our branches.
+    loop_hash: u64,
     armed: Option<Instant>,
 }
 
@@ -1193,11 +1199,20 @@ impl Proxy {
     /// §16.3 step 4: a Via of ours whose branch carries this request's loop
     /// hash means the request came back unchanged.
     fn is_loop(&self, m: &Message) -> bool {
-        let want = format!("{LOOP_PREFIX}{:016x}.", self.loop_hash(m));
-        m.vias().flatten().any(|v| {
+        let ours = |v: &lifeline_sip::Via<'_>| {
             self.is_us(&v.host, v.port)
-                && v.branch().is_some_and(|b| b.starts_with(want.as_bytes()))
-        })
+                && v.branch()
+                    .is_some_and(|b| b.starts_with(LOOP_PREFIX.as_bytes()))
+        };
+        // Only a request that already passed through here can loop: hash it
+        // only then.
+        if !m.vias().flatten().any(|v| ours(&v)) {
+            return false;
+        }
+        let want = format!("{LOOP_PREFIX}{:016x}.", self.loop_hash(m));
+        m.vias()
+            .flatten()
+            .any(|v| ours(&v) && v.branch().is_some_and(|b| b.starts_with(want.as_bytes())))
     }
 
     fn handle_cancel(&mut self, now: Instant, sk: usize, m: &Message) {
@@ -1271,6 +1286,7 @@ impl Proxy {
             to_tag,
             ends_dialog,
             clients_live: 0,
+            loop_hash: self.loop_hash(m),
             armed: None,
         });
         self.servers[sk].call = Some(ck);
@@ -1325,7 +1341,7 @@ impl Proxy {
         let kind = self.calls[ck].kind;
         let target = self.calls[ck].target.clone();
         let nonce = self.rng.next_u64() as u32;
-        let loop_hash = self.loop_hash(&m);
+        let loop_hash = self.calls[ck].loop_hash;
         let branch = format!(
             "{LOOP_PREFIX}{loop_hash:016x}.{nonce:08x}{:x}",
             self.calls[ck].attempts.len()
@@ -2044,7 +2060,13 @@ fn call_info(m: &Message, emergency: Option<EmergencyRule>, route: &str, source:
     }
 }
 
+/// Case-insensitive substring search; `needle` must start with a letter.
 fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len())
-        .any(|w| w.eq_ignore_ascii_case(needle))
+    let Some(&first) = needle.first() else {
+        return true;
+    };
+    memchr::memchr2_iter(first.to_ascii_lowercase(), first.to_ascii_uppercase(), hay).any(|i| {
+        hay.get(i..i + needle.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(needle))
+    })
 }

@@ -479,3 +479,31 @@ fn shutting_down_refuses_new_calls_and_finishes_the_rest() {
     s.run_for(ms(40_000));
     assert!(s.proxy.is_idle());
 }
+
+#[test]
+fn a_request_that_comes_back_unchanged_is_a_loop() {
+    let mut s = sim(TrunkScript::silent_to_calls(), TrunkScript::answering());
+    let _ = s.call("sip:+441632960000@127.0.10.1", "", None);
+    s.run_for(ms(10));
+    // The primary (a misconfigured proxy) routes our INVITE straight back,
+    // adding its own Via as a proxy does.
+    let original = String::from_utf8(s.trunks["primary"].invites[0].to_vec()).unwrap();
+    let via =
+        |b: &str| format!("SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.30.1:5060;branch=z9hG4bK{b}\r\n");
+    let looped = original.replacen("SIP/2.0\r\n", &via("loop"), 1);
+    s.inject(p(), Bytes::from(looped));
+    s.run_for(ms(10));
+    let answer = s.trace.find(gw(), p(), "482").next();
+    assert!(answer.is_some(), "482 Loop Detected to the looping trunk");
+    // A spiral (the Request-URI changed on the way) is not a loop.
+    let spiral = original
+        .replacen("SIP/2.0\r\n", &via("spiral"), 1)
+        .replacen(
+            "sip:+441632960000@127.0.10.1",
+            "sip:+441632960001@127.0.10.1",
+            1,
+        );
+    s.inject(p(), Bytes::from(spiral));
+    s.run_for(ms(10));
+    assert_eq!(s.trace.find(gw(), p(), "482").count(), 1);
+}
