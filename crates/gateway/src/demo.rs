@@ -261,6 +261,7 @@ fn run_inner(opts: DemoOptions) -> std::io::Result<bool> {
         },
         ticks: vec![obs.tick()],
         tick_every: Duration::from_millis(250),
+        net: crate::transport::real(),
     })?;
     // The admin API, so /status and /metrics can be watched during the demo.
     let admin = obs

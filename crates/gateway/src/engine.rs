@@ -23,10 +23,13 @@
 //! kernel then reports ICMP port/host unreachable for that trunk as an error
 //! on that socket, which becomes live evidence at once — the failover a
 //! killed trunk costs is the time to the next send, not a timer.
+//!
+//! UDP goes through [`DatagramNet`] (`crate::transport`): real sockets in
+//! production, an in-process virtual network in tests. TCP is real sockets only.
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -38,6 +41,8 @@ use lifeline_sip::{check_datagram, Message, StreamFramer, Verdict};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::runtime::Runtime;
+
+use crate::transport::{DatagramNet, DatagramSocket};
 
 /// Socket buffer size asked of the kernel (the kernel may cap it at
 /// `net.core.rmem_max` / `wmem_max`): large, so bursts wait in the kernel
@@ -108,22 +113,6 @@ pub(crate) type EventSink = Box<dyn FnMut(&Event, Instant, &Proxy) + Send>;
 /// Called on the core thread every `housekeeping` tick.
 pub(crate) type Tick = Box<dyn FnMut(&mut Proxy, Instant, &IoStats) + Send>;
 
-fn udp_socket(bind: SocketAddr, connect: Option<SocketAddr>) -> io::Result<UdpSocket> {
-    let s = Socket::new(Domain::for_address(bind), Type::DGRAM, Some(Protocol::UDP))?;
-    s.set_reuse_address(true)?;
-    #[cfg(unix)]
-    s.set_reuse_port(true)?;
-    // Best effort: the kernel caps these silently.
-    let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
-    let _ = s.set_send_buffer_size(SOCKET_BUFFER);
-    s.bind(&bind.into())?;
-    if let Some(peer) = connect {
-        s.connect(&peer.into())?;
-    }
-    s.set_nonblocking(true)?;
-    Ok(s.into())
-}
-
 fn transport_error(e: &io::Error) -> Option<TransportError> {
     match e.kind() {
         io::ErrorKind::ConnectionRefused => Some(TransportError::PortUnreachable),
@@ -140,13 +129,14 @@ fn transport_error(e: &io::Error) -> Option<TransportError> {
 #[derive(Debug, Clone)]
 struct TrunkSocket {
     peer: SocketAddr,
-    socket: Arc<UdpSocket>,
+    socket: Arc<dyn DatagramSocket>,
     stop: Arc<tokio::sync::Notify>,
 }
 
 impl TrunkSocket {
     /// Bind next to the listener `local`, connect to `peer`, start receiving.
     fn open(
+        net: &dyn DatagramNet,
         local: SocketAddr,
         peer: SocketAddr,
         trunk: TrunkId,
@@ -154,14 +144,13 @@ impl TrunkSocket {
         input: &Sender<Input>,
         stats: &Arc<IoStats>,
     ) -> io::Result<TrunkSocket> {
-        let socket = Arc::new(udp_socket(local, Some(peer))?);
+        let socket = net.bind(rt, local, Some(peer))?;
         let stop = Arc::new(tokio::sync::Notify::new());
-        let _guard = rt.enter();
-        let rx = tokio::net::UdpSocket::from_std(socket.try_clone()?)?;
+        let rx = socket.clone();
         let (input, stats, stop2) = (input.clone(), stats.clone(), stop.clone());
         rt.spawn(async move {
             tokio::select! {
-                _ = recv_udp(rx, input, stats, Some((trunk, peer))) => {}
+                _ = recv_udp(rx, input, stats, Some(trunk)) => {}
                 _ = stop2.notified() => {}
             }
         });
@@ -172,8 +161,10 @@ impl TrunkSocket {
 /// Where the core sends.
 #[derive(Debug)]
 pub(crate) struct Outbound {
+    /// Where UDP sockets come from (trunk sockets are opened on demand).
+    net: Arc<dyn DatagramNet>,
     /// UDP listening sockets.
-    listeners: Vec<(SocketAddr, Arc<UdpSocket>)>,
+    listeners: Vec<(SocketAddr, Arc<dyn DatagramSocket>)>,
     /// Connected UDP socket per trunk (by TrunkId index), when the trunk is UDP.
     trunk_sockets: Mutex<Vec<Option<TrunkSocket>>>,
     /// TCP connections by peer address: a channel to the connection's writer.
@@ -196,9 +187,9 @@ impl Outbound {
             Transport::Udp => {
                 let connected = trunk.and_then(|t| self.trunk_socket(t, peer.addr));
                 let r = match &connected {
-                    Some(s) => s.send(&payload).map(|_| ()),
+                    Some(s) => s.try_send_to(&payload, peer.addr),
                     None => match self.listener_for(peer.addr) {
-                        Some(s) => s.send_to(&payload, peer.addr).map(|_| ()),
+                        Some(s) => s.try_send_to(&payload, peer.addr),
                         None => Err(io::Error::new(
                             io::ErrorKind::AddrNotAvailable,
                             "no UDP listener",
@@ -226,7 +217,7 @@ impl Outbound {
 
     /// The connected socket for `trunk` at `peer`, opened (or reopened, if
     /// the trunk moved) on first use.
-    fn trunk_socket(&self, trunk: TrunkId, peer: SocketAddr) -> Option<Arc<UdpSocket>> {
+    fn trunk_socket(&self, trunk: TrunkId, peer: SocketAddr) -> Option<Arc<dyn DatagramSocket>> {
         let mut sockets = self.trunk_sockets.lock().ok()?;
         if let Some(Some(s)) = sockets.get(trunk.index()) {
             if s.peer == peer {
@@ -239,7 +230,15 @@ impl Outbound {
             .iter()
             .find(|(l, _)| l.is_ipv4() == peer.is_ipv4())?
             .0;
-        let opened = TrunkSocket::open(local, peer, trunk, &self.rt, &self.input, &self.stats);
+        let opened = TrunkSocket::open(
+            &*self.net,
+            local,
+            peer,
+            trunk,
+            &self.rt,
+            &self.input,
+            &self.stats,
+        );
         let s = match opened {
             Ok(s) => s,
             Err(e) => {
@@ -257,7 +256,7 @@ impl Outbound {
         Some(socket)
     }
 
-    fn listener_for(&self, to: SocketAddr) -> Option<&Arc<UdpSocket>> {
+    fn listener_for(&self, to: SocketAddr) -> Option<&Arc<dyn DatagramSocket>> {
         self.listeners
             .iter()
             .find(|(l, _)| l.is_ipv4() == to.is_ipv4())
@@ -314,21 +313,19 @@ fn deliver(input: &Sender<Input>, stats: &IoStats, from: Peer, data: Bytes) {
     }
 }
 
+/// Receive on a UDP socket until the task is stopped; `trunk`: the socket is
+/// connected to that trunk, and its errors are evidence against it.
 async fn recv_udp(
-    socket: tokio::net::UdpSocket,
+    socket: Arc<dyn DatagramSocket>,
     input: Sender<Input>,
     stats: Arc<IoStats>,
-    trunk: Option<(TrunkId, SocketAddr)>,
+    trunk: Option<TrunkId>,
 ) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
         buf.clear();
         buf.reserve(64 * 1024);
-        let r = match trunk {
-            Some((_, peer)) => socket.recv_buf(&mut buf).await.map(|n| (n, peer)),
-            None => socket.recv_buf_from(&mut buf).await,
-        };
-        match r {
+        match socket.recv_from(&mut buf).await {
             Ok((_, from)) => {
                 let data = buf.split().freeze();
                 deliver(
@@ -342,7 +339,7 @@ async fn recv_udp(
                 );
             }
             Err(e) => match (trunk, transport_error(&e)) {
-                (Some((t, _)), Some(kind)) => {
+                (Some(t), Some(kind)) => {
                     if input
                         .try_send(Input::TransportError { trunk: t, kind })
                         .is_err()
@@ -482,6 +479,9 @@ pub(crate) struct Options {
     pub(crate) ticks: Vec<Tick>,
     /// How often `ticks` run.
     pub(crate) tick_every: Duration,
+    /// Where UDP sockets come from: the operating system's
+    /// (`crate::transport::real()`), or in tests a virtual network.
+    pub(crate) net: Arc<dyn DatagramNet>,
 }
 
 impl std::fmt::Debug for Options {
@@ -489,6 +489,7 @@ impl std::fmt::Debug for Options {
         f.debug_struct("Options")
             .field("listen", &self.listen)
             .field("io_threads", &self.io_threads)
+            .field("net", &self.net)
             .finish()
     }
 }
@@ -511,10 +512,10 @@ impl Gateway {
         let mut listeners = Vec::new();
         for (t, addr) in &opts.listen {
             if *t == Transport::Udp {
-                let s = udp_socket(*addr, None)?;
+                let s = opts.net.bind(rt.handle(), *addr, None)?;
                 let local = s.local_addr()?;
                 udp.push(local);
-                listeners.push((local, Arc::new(s)));
+                listeners.push((local, s));
             }
         }
         let mut tcp = Vec::new();
@@ -571,6 +572,7 @@ impl Gateway {
             let id = proxy.health().find(&t.name);
             let sock = match (t.peer.transport, local, id) {
                 (Transport::Udp, Some(local), Some(id)) => Some(TrunkSocket::open(
+                    &*opts.net,
                     local,
                     t.peer.addr,
                     id,
@@ -586,8 +588,7 @@ impl Gateway {
         {
             let _guard = rt.enter();
             for (_, s) in &listeners {
-                let sock = tokio::net::UdpSocket::from_std(s.try_clone()?)?;
-                rt.spawn(recv_udp(sock, tx.clone(), stats.clone(), None));
+                rt.spawn(recv_udp(s.clone(), tx.clone(), stats.clone(), None));
             }
             for l in tcp_listeners {
                 let l = tokio::net::TcpListener::from_std(l)?;
@@ -602,6 +603,7 @@ impl Gateway {
         }
 
         let out = Outbound {
+            net: opts.net,
             listeners,
             trunk_sockets: Mutex::new(trunk_sockets),
             tcp: tcp_conns,
@@ -843,6 +845,8 @@ mod tests {
     //! answering like a UAS, driven by threads; nothing is timed, only counted
     //! and ordered.
 
+    use std::net::UdpSocket;
+
     use super::*;
     use lifeline_proxy::{ProbeConfig, RouteConfig, RouteMatch, TrunkConfig};
     use lifeline_sip::{HeaderName, MessageWriter};
@@ -955,6 +959,7 @@ mod tests {
             sinks: vec![],
             ticks: vec![],
             tick_every: Duration::from_millis(100),
+            net: crate::transport::real(),
         })
         .unwrap()
     }
@@ -1130,6 +1135,7 @@ mod tcp_tests {
             sinks: vec![],
             ticks: vec![],
             tick_every: Duration::from_millis(100),
+            net: crate::transport::real(),
         })
         .unwrap();
         let mut caller = TcpStream::connect(gw.bound.tcp[0]).unwrap();

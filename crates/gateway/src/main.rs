@@ -21,6 +21,7 @@ mod metrics;
 mod parse;
 mod report;
 mod run;
+mod transport;
 
 /// lifeline: a SIP edge gateway for emergency calls.
 #[derive(Debug, Parser)]

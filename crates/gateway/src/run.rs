@@ -322,6 +322,7 @@ fn daemon(config_path: &Path, cfg: RunConfig, io_threads: Option<usize>) -> std:
         sinks: obs.sinks(),
         ticks: vec![obs.tick()],
         tick_every: Duration::from_millis(250),
+        net: crate::transport::real(),
     })?;
     let admin = obs.start_admin(&gw, cfg.admin)?;
     tracing::info!(udp = ?gw.bound.udp, tcp = ?gw.bound.tcp, %admin, "lifeline listening");
