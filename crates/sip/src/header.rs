@@ -734,16 +734,25 @@ impl<'a> Iterator for Headers<'a> {
         if self.pos >= self.end {
             return None;
         }
-        match scan_header(self.buf, self.pos) {
-            Ok(Scanned::Header(h)) => {
+        match rescan(self.buf, self.pos) {
+            Some(h) => {
                 self.pos = h.line_end;
                 Some(h)
             }
-            _ => {
+            None => {
                 self.pos = self.end;
                 None
             }
         }
+    }
+}
+
+/// The header line at `pos` of a message that parsed, past the lines it kept.
+#[inline(never)]
+fn rescan(buf: &[u8], pos: usize) -> Option<Header<'_>> {
+    match scan_header(buf, pos) {
+        Ok(Scanned::Header(h)) => Some(h),
+        _ => None,
     }
 }
 
@@ -776,17 +785,7 @@ impl<'a> Iterator for Values<'a> {
             return None;
         }
         let start = self.pos;
-        let rest = self.value.get(start..).unwrap_or_default();
-        // Fast path: no quote or '<' before the next comma (or the end).
-        let end = match memchr::memchr3(b',', b'"', b'<', rest) {
-            None => {
-                self.done = true;
-                Some(self.value.len())
-            }
-            Some(at) if rest.get(at) == Some(&b',') => Some(start + at),
-            Some(_) => None,
-        };
-        let end = match end {
+        let end = match self.fast_end(start) {
             Some(end) => end,
             None => self.slow_end(start),
         };
@@ -805,6 +804,38 @@ impl<'a> Iterator for Values<'a> {
 }
 
 impl Values<'_> {
+    /// [`slow_end`](Self::slow_end) for an item without quoted strings
+    /// (outside `<...>` or inside): from comma, `"` or `<` to the next, and
+    /// from `<` to `>`. `None` at a quote.
+    #[inline]
+    fn fast_end(&mut self, start: usize) -> Option<usize> {
+        let mut i = start;
+        loop {
+            let rest = self.value.get(i..).unwrap_or_default();
+            let Some(at) = memchr::memchr3(b',', b'"', b'<', rest) else {
+                self.done = true;
+                return Some(self.value.len());
+            };
+            i += at;
+            match self.value.get(i) {
+                Some(b',') => return Some(i),
+                Some(b'<') => {
+                    let inner = self.value.get(i + 1..).unwrap_or_default();
+                    match memchr::memchr2(b'>', b'"', inner) {
+                        // An unclosed '<' runs to the end.
+                        None => {
+                            self.done = true;
+                            return Some(self.value.len());
+                        }
+                        Some(close) if inner.get(close) == Some(&b'>') => i += close + 2,
+                        Some(_) => return None,
+                    }
+                }
+                _ => return None,
+            }
+        }
+    }
+
     /// Where the item starting at `start` ends, honouring quoted strings and
     /// `<...>`; sets `done` at the end of the value.
     fn slow_end(&mut self, start: usize) -> usize {

@@ -32,6 +32,10 @@ static TOKEN: [bool; 256] = class_table(b"-.!%*_+`'~", true);
 static URI_PARAM: [bool; 256] = class_table(b"[]/:&+$-_.!~*'()%", true);
 /// Characters of URI headers (`hname=hvalue&...`).
 static URI_HEADER: [bool; 256] = class_table(b"[]/?:+$-_.!~*'()%=&", true);
+/// [`USERINFO_COLON`] but `%` and `:`, which need a closer look.
+static USERINFO_PLAIN: [bool; 256] = class_table(b"-_.!~*'()&=+$,;?/", true);
+/// [`URI_PARAMS`] but `%`, `;` and `=`, which need a closer look.
+static URI_PARAMS_PLAIN: [bool; 256] = class_table(b"[]/:&+$-_.!~*'()", true);
 /// Characters of a SIP/SIPS URI user or password part (unreserved,
 /// user-unreserved, password extras, and `%`, whose escapes are checked
 /// separately) and the `:` between them.
@@ -85,6 +89,14 @@ pub(crate) fn is_userinfo_or_colon(b: u8) -> bool {
     USERINFO_COLON[b as usize]
 }
 #[inline]
+pub(crate) fn is_userinfo_plain(b: u8) -> bool {
+    USERINFO_PLAIN[b as usize]
+}
+#[inline]
+pub(crate) fn is_uri_params_plain(b: u8) -> bool {
+    URI_PARAMS_PLAIN[b as usize]
+}
+#[inline]
 pub(crate) fn is_uri_params(b: u8) -> bool {
     URI_PARAMS[b as usize]
 }
@@ -130,6 +142,13 @@ pub(crate) fn skip_lws(s: &[u8], mut i: usize) -> usize {
 /// The index of the first byte of `s` at or after `i` for which `f` fails.
 #[inline]
 pub(crate) fn skip_while(s: &[u8], mut i: usize, f: impl Fn(u8) -> bool) -> usize {
+    // Four bytes a step while all four pass, then one at a time.
+    while let Some(&[a, b, c, d]) = s.get(i..i + 4) {
+        if !(f(a) & f(b) & f(c) & f(d)) {
+            break;
+        }
+        i += 4;
+    }
     while s.get(i).is_some_and(|&b| f(b)) {
         i += 1;
     }
@@ -156,6 +175,7 @@ pub(crate) fn quoted_end(s: &[u8], i: usize) -> Result<usize, usize> {
 }
 
 /// Strip leading and trailing LWS.
+#[inline]
 pub(crate) fn trim_lws(s: &[u8]) -> &[u8] {
     let start = s.iter().position(|&b| !is_lws(b)).unwrap_or(s.len());
     let end = s.iter().rposition(|&b| !is_lws(b)).map_or(start, |i| i + 1);
@@ -372,12 +392,7 @@ impl<'a> Cursor<'a> {
     #[inline]
     pub(crate) fn take_while(&mut self, f: impl Fn(u8) -> bool) -> &'a [u8] {
         let start = self.pos;
-        while let Some(b) = self.peek() {
-            if !f(b) {
-                break;
-            }
-            self.pos += 1;
-        }
+        self.pos = skip_while(self.buf, start, f);
         self.buf.get(start..self.pos).unwrap_or_default()
     }
 
@@ -394,6 +409,7 @@ impl<'a> Cursor<'a> {
             return Err(self.offset());
         }
         loop {
+            self.pos = skip_while(self.buf, self.pos, |b| b != b'"' && b != b'\\');
             match self.peek() {
                 None => return Err(self.base + start),
                 Some(b'"') => {

@@ -203,8 +203,22 @@ impl<'a> CSeq<'a> {
     /// Parse a CSeq value.
     pub fn parse(s: &'a [u8], offset: usize) -> Result<Self, Error> {
         let err = |at: usize| Error::new(ErrorKind::BadHeaderValue(HeaderName::CSeq), offset + at);
-        let digits = skip_while(s, 0, |b| b.is_ascii_digit());
-        let seq = parse_u32(s.get(..digits).unwrap_or_default(), u32::MAX).ok_or(err(digits))?;
+        // The number, read as it is found; more than 32 bits is an error at
+        // its end.
+        let mut digits = 0;
+        let mut seq: u64 = 0;
+        while let Some(d) = s
+            .get(digits)
+            .map(|b| b.wrapping_sub(b'0'))
+            .filter(|&d| d <= 9)
+        {
+            seq = (seq * 10 + u64::from(d)).min(u64::from(u32::MAX) + 1);
+            digits += 1;
+        }
+        let seq = u32::try_from(seq)
+            .ok()
+            .filter(|_| digits > 0)
+            .ok_or(err(digits))?;
         let method_start = skip_lws(s, digits);
         if method_start == digits {
             return Err(err(digits));
@@ -316,7 +330,8 @@ impl<'a> NameAddr<'a> {
                 e
             });
         }
-        let params = parse_params(&mut c, |b| is_token(b) || matches!(b, b':' | b'[' | b']'))?;
+        // Values: tokens, and ':' '[' ']' for IPv6 (the Via value class).
+        let params = parse_params(&mut c, is_via_value)?;
         if !c.at_end() {
             return Err(bad(c.offset()));
         }

@@ -10,7 +10,8 @@ use std::net::Ipv4Addr;
 use crate::error::{Error, ErrorKind};
 use crate::scan::{
     escape_ok_at, host_class, is_ipv6, is_scheme, is_tel_number, is_token, is_uri_header,
-    is_uri_param, is_uri_params, is_userinfo_or_colon, parse_u32, skip_lws, trim_lws, HOST_NUMERIC,
+    is_uri_param, is_uri_params, is_uri_params_plain, is_userinfo_or_colon, is_userinfo_plain,
+    parse_u32, skip_lws, skip_while, trim_lws, HOST_NUMERIC,
 };
 
 /// A parsed URI.
@@ -141,15 +142,21 @@ impl<'a> SipUri<'a> {
                 let info = s.get(..at).unwrap_or_default();
                 let mut colon = None;
                 let mut escapes = true;
-                for (i, &b) in info.iter().enumerate() {
+                let mut i = 0;
+                loop {
+                    i = skip_while(info, i, is_userinfo_plain);
+                    let Some(&b) = info.get(i) else {
+                        break;
+                    };
                     if !is_userinfo_or_colon(b) {
                         return Err(bad(i));
                     }
                     if b == b'%' {
                         escapes &= escape_ok_at(info, i);
-                    } else if b == b':' && colon.is_none() {
+                    } else if colon.is_none() {
                         colon = Some(i);
                     }
+                    i += 1;
                 }
                 if !escapes {
                     return Err(bad(0));
@@ -179,7 +186,16 @@ impl<'a> SipUri<'a> {
             let mut escapes = true;
             let mut names = true;
             let mut at_name = true;
-            while let Some(&b) = s.get(i) {
+            loop {
+                // Plain parameter characters end any name start.
+                let plain_end = skip_while(s, i, is_uri_params_plain);
+                if plain_end > i {
+                    at_name = false;
+                    i = plain_end;
+                }
+                let Some(&b) = s.get(i) else {
+                    break;
+                };
                 if b == b'?' {
                     break;
                 }
@@ -290,8 +306,19 @@ pub(crate) fn parse_host(s: &[u8]) -> Result<(Host<'_>, usize), usize> {
         }
         return Ok((Host::Ipv6(inner), close + 1));
     }
+    if let Some(ipv4) = leading_ipv4(s) {
+        return Ok(ipv4);
+    }
     let mut n = 0;
     let mut seen = 0;
+    while let Some(&[a, b, c, d]) = s.get(n..n + 4) {
+        let classes = [host_class(a), host_class(b), host_class(c), host_class(d)];
+        if classes.contains(&0) {
+            break;
+        }
+        seen |= classes[0] | classes[1] | classes[2] | classes[3];
+        n += 4;
+    }
     while let Some(&b) = s.get(n) {
         let class = host_class(b);
         if class == 0 {
@@ -307,6 +334,43 @@ pub(crate) fn parse_host(s: &[u8]) -> Result<(Host<'_>, usize), usize> {
         Some(_) if seen == HOST_NUMERIC => dotted_quad(name).map(|ip| (Host::Ipv4(ip), n)).ok_or(0),
         Some(_) => Ok((Host::Domain(name), n)),
     }
+}
+
+/// A dotted quad at the start of `s` that is the whole host (the next byte
+/// cannot continue a host name), read in the same pass that finds its end;
+/// `None` leaves the host to the general path, which reads it the same way.
+#[inline]
+fn leading_ipv4(s: &[u8]) -> Option<(Host<'_>, usize)> {
+    let digit = |i: usize| s.get(i).map(|b| b.wrapping_sub(b'0')).filter(|&d| d <= 9);
+    let mut octets = [0u8; 4];
+    let mut i = 0;
+    for (k, octet) in octets.iter_mut().enumerate() {
+        if k > 0 {
+            if s.get(i) != Some(&b'.') {
+                return None;
+            }
+            i += 1;
+        }
+        let first = digit(i)?;
+        let mut value = u32::from(first);
+        i += 1;
+        if let Some(second) = digit(i) {
+            if first == 0 {
+                return None;
+            }
+            value = value * 10 + u32::from(second);
+            i += 1;
+            if let Some(third) = digit(i) {
+                value = value * 10 + u32::from(third);
+                i += 1;
+            }
+        }
+        *octet = u8::try_from(value).ok()?;
+    }
+    if s.get(i).is_some_and(|&b| host_class(b) != 0) {
+        return None;
+    }
+    Some((Host::Ipv4(Ipv4Addr::from(octets)), i))
 }
 
 /// A dotted-quad IPv4 address, as [`Ipv4Addr`]'s `FromStr` reads it: four
@@ -360,20 +424,27 @@ impl<'a> Params<'a> {
     /// Look up by name, case-insensitively.
     pub fn get(self, name: &str) -> Option<Option<&'a [u8]>> {
         let want = name.as_bytes();
-        if want.is_empty() || !want.iter().all(|&b| is_token(b)) {
-            let mut this = self;
-            return this
-                .find(|(n, _)| n.eq_ignore_ascii_case(want))
-                .map(|(_, v)| v);
+        let mut lower = [0u8; 32];
+        match lower.get_mut(..want.len()) {
+            Some(dst) if !want.is_empty() && want.iter().all(|&b| is_token(b)) => {
+                dst.copy_from_slice(want);
+                dst.make_ascii_lowercase();
+                if self.done {
+                    return None;
+                }
+                token_param(self.rest, dst)
+            }
+            _ => {
+                let mut this = self;
+                this.find(|(n, _)| n.eq_ignore_ascii_case(want))
+                    .map(|(_, v)| v)
+            }
         }
-        if self.done {
-            return None;
-        }
-        token_param(self.rest, want)
     }
 }
 
-/// [`Params::get`] for a name that is a non-empty token, on parameters `s`
+/// [`Params::get`] for a name that is a non-empty token without uppercase
+/// letters, on parameters `s`
 /// (without the leading `;`): found without splitting every parameter — at
 /// each parameter's start the name is compared, and the others are skipped
 /// to their `;`.
@@ -386,7 +457,7 @@ pub(crate) fn token_param<'a>(s: &'a [u8], want: &[u8]) -> Option<Option<&'a [u8
         let name_start = skip_lws(s, i);
         let name_end = name_start + want.len();
         if s.get(name_start..name_end)
-            .is_some_and(|n| n.eq_ignore_ascii_case(want))
+            .is_some_and(|n| eq_lowercase(n, want))
         {
             let after = skip_lws(s, name_end);
             match s.get(after) {
@@ -406,17 +477,28 @@ pub(crate) fn token_param<'a>(s: &'a [u8], want: &[u8]) -> Option<Option<&'a [u8
     }
 }
 
+/// Whether `a` equals `lower`, which has no uppercase letters, ignoring
+/// ASCII case: a letter of `lower` matches either case, anything else only
+/// itself (as `eq_ignore_ascii_case` does for such a `lower`).
+#[inline]
+fn eq_lowercase(a: &[u8], lower: &[u8]) -> bool {
+    a.len() == lower.len()
+        && a.iter().zip(lower).all(|(&x, &w)| {
+            let x = if w.is_ascii_lowercase() { x | 0x20 } else { x };
+            x == w
+        })
+}
+
 /// The end of the parameter of `s` that `i` is in (outside any quoted
 /// string): its `;`, or the end of `s`.
 #[inline]
 fn param_end(s: &[u8], mut i: usize) -> usize {
     loop {
-        let Some(at) = memchr::memchr2(b';', b'"', s.get(i..).unwrap_or_default()) else {
-            return s.len();
-        };
-        i += at;
-        if s.get(i) == Some(&b';') {
-            return i;
+        i = skip_while(s, i, |b| b != b';' && b != b'"');
+        match s.get(i) {
+            None => return s.len(),
+            Some(b';') => return i,
+            Some(_) => {}
         }
         // A quoted string, to its closing quote or the end.
         i += 1;

@@ -8,8 +8,9 @@
 use bytes::Bytes;
 
 use crate::error::{Error, ErrorKind};
-use crate::header::HeaderName;
+use crate::header::{Header, HeaderName};
 use crate::message::{dup_bit, Message, Method};
+use crate::scan::find_space_or_control;
 use crate::typed::{NameAddr, Via};
 use crate::uri::Uri;
 
@@ -167,7 +168,7 @@ pub fn validate(m: &Message) -> Result<(), Error> {
     }
 
     let call_id = m.call_id().unwrap_or_default();
-    if call_id.is_empty() || call_id.iter().any(|&b| b <= b' ' || b == 0x7f) {
+    if call_id.is_empty() || find_space_or_control(call_id, 0).is_some() {
         let at = m.header(HeaderName::CallId).map_or(0, |h| h.value_offset);
         return Err(Error::new(
             ErrorKind::BadHeaderValue(HeaderName::CallId),
@@ -180,33 +181,54 @@ pub fn validate(m: &Message) -> Result<(), Error> {
     if let Some(ct) = m.content_type() {
         ct?;
     }
-    // Via, Contact, Route and Record-Route hold one or more values; an empty
-    // line has none, and `values` below yields nothing for it (found by the
-    // parse_message fuzz target: a lone `Via:` passed as the top Via).
+    check_lists(m)
+}
+
+/// Every value of Via, Contact, Route and Record-Route parses, in one pass
+/// over the headers. The error reported is the one the checks give when made
+/// a kind at a time: an empty line of any of the four first (it has no
+/// value, and splitting yields nothing for it; found by the parse_message
+/// fuzz target: a lone `Via:` passed as the top Via), then the first bad Via
+/// value, then Contact, Route and Record-Route.
+fn check_lists(m: &Message) -> Result<(), Error> {
+    // The first error so far and the rank of its kind (0 = Via ... 3 =
+    // Record-Route); values of a kind ranked at or after it need no parsing.
+    let mut first: Option<(u8, Error)> = None;
     for h in m.headers() {
-        if h.value.is_empty()
-            && matches!(
-                h.name,
-                HeaderName::Via | HeaderName::Contact | HeaderName::Route | HeaderName::RecordRoute
-            )
-        {
+        let rank = match h.name {
+            HeaderName::Via => 0,
+            HeaderName::Contact => 1,
+            HeaderName::Route => 2,
+            HeaderName::RecordRoute => 3,
+            _ => continue,
+        };
+        if h.value.is_empty() {
             return Err(Error::new(
                 ErrorKind::BadHeaderValue(h.name),
                 h.value_offset,
             ));
         }
-    }
-    for (off, v) in m.values(HeaderName::Via) {
-        Via::parse(v, off)?;
-    }
-    for (off, v) in m.values(HeaderName::Contact) {
-        if v != b"*" {
-            NameAddr::parse(v, off, HeaderName::Contact)?;
+        if first.is_some_and(|(r, _)| r <= rank) {
+            continue;
+        }
+        if let Err(e) = check_values(&h) {
+            first = Some((rank, e));
         }
     }
-    for name in [HeaderName::Route, HeaderName::RecordRoute] {
-        for (off, v) in m.values(name) {
-            NameAddr::parse(v, off, name)?;
+    first.map_or(Ok(()), |(_, e)| Err(e))
+}
+
+/// Every value of one Via, Contact, Route or Record-Route line parses.
+fn check_values(h: &Header<'_>) -> Result<(), Error> {
+    for (off, v) in h.values() {
+        match h.name {
+            HeaderName::Via => {
+                Via::parse(v, off)?;
+            }
+            HeaderName::Contact if v == b"*" => {}
+            name => {
+                NameAddr::parse(v, off, name)?;
+            }
         }
     }
     Ok(())
@@ -254,6 +276,35 @@ CSeq: 7 OPTIONS
             let v = verdict(&OK.replace("Call-ID", &format!("{name}: \nCall-ID")));
             assert_eq!(v.status(), Some(400), "empty {name}");
         }
+    }
+
+    #[test]
+    fn list_errors_in_the_order_of_the_kinds() {
+        let kind = |extra: &str| {
+            verdict(&OK.replace("Call-ID", &format!("{extra}Call-ID")))
+                .error()
+                .map(|e| (e.kind(), e.offset()))
+        };
+        let bad_contact = "Contact: <sip:a@b\n";
+        let bad_via = "Via: SIP/2.0/UDP\n";
+        let bad_route = "Route: <sip:r@b\n";
+        let bad_rr = "Record-Route: x y\n";
+        // A bad Via is reported before a bad Contact, wherever each is.
+        let (via, _) = kind(&format!("{bad_contact}{bad_via}")).unwrap();
+        assert_eq!(via, ErrorKind::BadHeaderValue(HeaderName::Via));
+        let (contact, _) = kind(&format!("{bad_rr}{bad_route}{bad_contact}")).unwrap();
+        assert_eq!(contact, ErrorKind::BadHeaderValue(HeaderName::Contact));
+        let (route, _) = kind(&format!("{bad_rr}{bad_route}")).unwrap();
+        assert_eq!(route, ErrorKind::BadHeaderValue(HeaderName::Route));
+        // The first bad value of a kind, in message order.
+        let two = kind(&format!("{bad_rr}Record-Route: <sip:ok@b>, <bad\n")).unwrap();
+        let one = kind(bad_rr).unwrap();
+        assert_eq!(two, one);
+        // An empty line comes before all of them, even after them.
+        let (empty, _) = kind(&format!("{bad_via}{bad_contact}Route: \n")).unwrap();
+        assert_eq!(empty, ErrorKind::BadHeaderValue(HeaderName::Route));
+        // "*" is a Contact, not a name-addr.
+        assert_eq!(kind("Contact: *\n"), None);
     }
 
     #[test]
