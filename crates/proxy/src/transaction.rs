@@ -362,29 +362,25 @@ impl ClientTxn {
 /// Request-URI, Call-ID, From, CSeq number and top Via as the INVITE, the To
 /// of the response, and the INVITE's Route headers.
 pub(crate) fn build_ack(invite: &Message, resp: &Message) -> Option<Bytes> {
-    let mut w = MessageWriter::request("ACK", invite.request_uri_bytes()?).ok()?;
-    let via = invite.header(HeaderName::Via)?;
-    let top = lifeline_sip::split_values(via.value, via.value_offset)
-        .next()?
-        .1;
-    w.header(HeaderName::Via, top).ok()?;
-    w.header(HeaderName::MaxForwards, b"70").ok()?;
-    copy(&mut w, invite, HeaderName::From)?;
-    copy(&mut w, resp, HeaderName::To)?;
-    copy(&mut w, invite, HeaderName::CallId)?;
-    let cseq = invite.cseq().ok()?;
-    w.header(HeaderName::CSeq, format!("{} ACK", cseq.seq).as_bytes())
-        .ok()?;
-    for h in invite.headers().filter(|h| h.name == HeaderName::Route) {
-        w.raw_header(h.raw_name, h.value).ok()?;
-    }
-    Some(w.finish())
+    same_transaction("ACK", invite, resp, None)
 }
 
 /// Build a CANCEL for an INVITE (RFC 3261 §9.1), with an optional RFC 3326
 /// Reason header.
 pub(crate) fn build_cancel(invite: &Message, reason: Option<&[u8]>) -> Option<Bytes> {
-    let mut w = MessageWriter::request("CANCEL", invite.request_uri_bytes()?).ok()?;
+    same_transaction("CANCEL", invite, invite, reason)
+}
+
+/// A request that belongs with `invite`'s transaction (ACK for a non-2xx,
+/// CANCEL): the INVITE's Request-URI, top Via, From, Call-ID, CSeq number and
+/// Route set, `to_from`'s To, and an optional Reason.
+fn same_transaction(
+    method: &str,
+    invite: &Message,
+    to_from: &Message,
+    reason: Option<&[u8]>,
+) -> Option<Bytes> {
+    let mut w = MessageWriter::request(method, invite.request_uri_bytes()?).ok()?;
     let via = invite.header(HeaderName::Via)?;
     let top = lifeline_sip::split_values(via.value, via.value_offset)
         .next()?
@@ -392,11 +388,14 @@ pub(crate) fn build_cancel(invite: &Message, reason: Option<&[u8]>) -> Option<By
     w.header(HeaderName::Via, top).ok()?;
     w.header(HeaderName::MaxForwards, b"70").ok()?;
     copy(&mut w, invite, HeaderName::From)?;
-    copy(&mut w, invite, HeaderName::To)?;
+    copy(&mut w, to_from, HeaderName::To)?;
     copy(&mut w, invite, HeaderName::CallId)?;
     let cseq = invite.cseq().ok()?;
-    w.header(HeaderName::CSeq, format!("{} CANCEL", cseq.seq).as_bytes())
-        .ok()?;
+    w.header(
+        HeaderName::CSeq,
+        format!("{} {method}", cseq.seq).as_bytes(),
+    )
+    .ok()?;
     for h in invite.headers().filter(|h| h.name == HeaderName::Route) {
         w.raw_header(h.raw_name, h.value).ok()?;
     }
