@@ -196,7 +196,12 @@ fn free_port() -> u16 {
     }
 }
 
+/// The daemons run one at a time: each test's trunks, caller and gateway
+/// already compete for two cores, and the assertions wait on real time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 struct Daemon {
+    _turn: std::sync::MutexGuard<'static, ()>,
     child: Child,
     sip: SocketAddr,
     admin: SocketAddr,
@@ -219,6 +224,7 @@ fn config_text(
 
 impl Daemon {
     fn start(name: &str, primary: SocketAddr, backup: SocketAddr) -> Daemon {
+        let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
         let dir =
             std::env::temp_dir().join(format!("lifeline-daemon-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -237,6 +243,7 @@ impl Daemon {
             .spawn()
             .unwrap();
         let d = Daemon {
+            _turn: turn,
             child,
             sip,
             admin,
@@ -252,7 +259,7 @@ impl Daemon {
     }
 
     fn wait_for(&self, f: impl Fn(&Daemon) -> bool) {
-        for _ in 0..500 {
+        for _ in 0..1500 {
             if f(self) {
                 return;
             }
@@ -414,7 +421,7 @@ impl Caller {
     /// One call, waiting for its final status.
     fn call(&mut self, uri: &str) -> Option<u16> {
         let id = self.invite(uri);
-        self.pump(Duration::from_secs(5), Some(&id))
+        self.pump(Duration::from_secs(10), Some(&id))
     }
 }
 
