@@ -22,6 +22,8 @@
 #                                  non-zero Failed*(C) counters
 #   late_msgs      messages for calls the caller had already finished
 #                  (SIPp's DeadCallMsgs: a late 200 from a trunk given up on)
+#   stray_1xx      provisional responses that came after the 200 (reordered
+#                  or relayed late), ignored as a real caller does
 #   retrans        the caller's retransmissions (SIPp's Retransmissions)
 #   bye_failed     calls set up and hung up, but whose BYE got 408/48x/5xx
 #                  because the trunk holding the dialog was dead (counted as
@@ -152,7 +154,10 @@ if ! isint "$FAULT_AT" || ! isint "$FAULT_FOR"; then die "--fault-at, --fault-fo
 [ "$FAULT" = none ] || [ $((FAULT_AT + FAULT_FOR)) -le "$DURATION" ] ||
     die "the fault (--fault-at + --fault-for) must end within --duration"
 CALLS=$((RATE * DURATION))
+# Room for every call that may be open (calls waiting out a hung trunk
+# included), within SIPp's open-files budget.
 [ -n "$LIMIT" ] || LIMIT=$((RATE * (CALL_MS / 1000 + 40)))
+[ "$LIMIT" -le 15000 ] || LIMIT=15000
 
 command -v sipp >/dev/null 2>&1 ||
     die "sipp not found: install SIPp (Debian/Ubuntu: apt-get install -y sip-tester)"
@@ -565,6 +570,7 @@ REASONS=$(awk -F';' 'NR == 1 { for (i = 1; i <= NF; i++) name[i] = $i; next } { 
             n = name[i]; sub(/^Failed/, "", n); sub(/\(C\)$/, "", n); s = s (s ? "," : "") n ":" v[i] }
           print (s ? s : "none") }' "$OUT/caller.stat.csv" 2>/dev/null || echo na)
 BYE_FAILED=$(grep -c '^bye-failed ' "$OUT/caller.calls.log" 2>/dev/null || true)
+STRAY=$(grep -c '^stray-1xx ' "$OUT/caller.calls.log" 2>/dev/null || true)
 # Messages for calls SIPp had already finished (e.g. a late 200 from a trunk
 # given up on, forwarded after the call ended), and SIPp's retransmissions.
 LATE=$(stat_col "DeadCallMsgs(C)")
@@ -630,4 +636,4 @@ ELAPSED=$(awk -v a="$START_MS" -v b="$END_MS" 'BEGIN { printf "%.1f", (b - a) / 
 
 echo "logs: $OUT"
 [ "$CALLER_RC" = 0 ] || echo "note: the SIPp caller exited with status $CALLER_RC (see $OUT/caller.out)"
-echo "result: proxy=$PROXY fault=$FAULT rate=$RATE duration=$DURATION attempted=$ATTEMPTED completed=$COMPLETED failed=$FAILED bye_failed=$BYE_FAILED failed_reasons=$REASONS late_msgs=$LATE retrans=$RETRANS switch_ms=$SWITCH primary_invites_after_switch=$AFTER both_trunks=$BOTH failback_ms=$FAILBACK setup_max_ms=$SETUP_MAX setup_p99_ms=$SETUP_P99 delayed_calls=$DELAYED cpu_s=$CPU_S cpu_ms_per_call=$PER_CALL rss_kib=$RSS pss_kib=$PSS elapsed_s=$ELAPSED method=$METHOD"
+echo "result: proxy=$PROXY fault=$FAULT rate=$RATE duration=$DURATION attempted=$ATTEMPTED completed=$COMPLETED failed=$FAILED bye_failed=$BYE_FAILED failed_reasons=$REASONS late_msgs=$LATE stray_1xx=$STRAY retrans=$RETRANS switch_ms=$SWITCH primary_invites_after_switch=$AFTER both_trunks=$BOTH failback_ms=$FAILBACK setup_max_ms=$SETUP_MAX setup_p99_ms=$SETUP_P99 delayed_calls=$DELAYED cpu_s=$CPU_S cpu_ms_per_call=$PER_CALL rss_kib=$RSS pss_kib=$PSS elapsed_s=$ELAPSED method=$METHOD"

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# lifeline and Kamailio side by side, in one sitting, with tests/sipp/run.sh:
+# the measurements behind docs/PERFORMANCE.md, "Side by side with Kamailio".
+# By hand only (about 30 minutes); needs SIPp, tcpdump and Kamailio.
+#
+#   tests/sipp/kamailio/compare.sh [--lifeline PATH] [--out DIR]
+#
+#   1. SIPp alone (caller straight to a trunk): the harness's own ceiling.
+#   2. Highest rate with zero failed calls, for each proxy: --steps rates,
+#      --step-seconds each; a step with failures is run once more, and the
+#      climb stops at the second failure.
+#   3. CPU seconds per 1,000 calls and memory at --cpu-rate calls/s.
+#   4. Every fault (kill, hang, 503, stall, flap) at --fault-rate calls/s.
+#   5. lifeline on one core and on two (taskset), SIPp pinned apart.
+#
+# Every run's "result:" line goes to DIR/results.txt, prefixed with what the
+# run was for; uptime before and after goes to DIR/uptime.txt.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+RUN="$HERE/../run.sh"
+ROOT=$(cd "$HERE/../../.." && pwd)
+
+LIFELINE='' OUT='' STEPS="200 500 1000 1500 2000 3000 4000 5000" STEP_S=20
+CPU_RATE=500 CPU_S=30 FAULT_RATE=100 FAULT_S=20 PARTS="baseline maxrate cpu faults cores"
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --lifeline) LIFELINE=$2; shift 2 ;;
+    --out) OUT=$2; shift 2 ;;
+    --steps) STEPS=$2; shift 2 ;;
+    --step-seconds) STEP_S=$2; shift 2 ;;
+    --cpu-rate) CPU_RATE=$2; shift 2 ;;
+    --fault-rate) FAULT_RATE=$2; shift 2 ;;
+    --fault-seconds) FAULT_S=$2; shift 2 ;;
+    --parts) PARTS=$2; shift 2 ;;
+    *) echo "usage: compare.sh [--lifeline PATH] [--out DIR] [--steps \"200 500 ...\"] [--step-seconds S]" >&2
+       echo "       [--cpu-rate N] [--fault-rate N] [--fault-seconds S] [--parts \"baseline maxrate cpu faults cores\"]" >&2
+       exit 2 ;;
+    esac
+done
+if [ -z "$LIFELINE" ]; then
+    (cd "$ROOT" && cargo build --release -p lifeline --quiet)
+    LIFELINE="${CARGO_TARGET_DIR:-$ROOT/target}/release/lifeline"
+fi
+OUT=${OUT:-$(mktemp -d /tmp/lifeline-compare.XXXXXX)}
+mkdir -p "$OUT"
+RESULTS="$OUT/results.txt"
+echo "results: $RESULTS"
+{ echo "before: $(date -u +%FT%TZ) $(uptime)"; } >>"$OUT/uptime.txt"
+{
+    echo "# $(date -u +%FT%TZ) lifeline $("$LIFELINE" --version 2>/dev/null) ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null))"
+    echo "# $(kamailio -v 2>/dev/null | head -n1); $(sipp -v 2>/dev/null | grep -o 'SIPp v[^ ]*' | head -n1)"
+    echo "# $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+} >>"$RESULTS"
+
+n=0
+run() { # LABEL ARGS...: one run.sh run; its result line, labelled, to $RESULTS
+    local label=$1; shift
+    n=$((n + 1))
+    local dir line
+    dir="$OUT/$(printf '%03d' "$n")-${label// /_}"
+    "$RUN" --out "$dir" "$@" >"$dir.out" 2>&1 || true
+    line=$(grep '^result: ' "$dir.out" | tail -n 1)
+    [ -n "$line" ] || line="result: none (run.sh failed: $(tail -n 1 "$dir.out"))"
+    echo "$label | ${line#result: } | load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$RESULTS"
+    LAST=$line
+}
+failed_of() { printf '%s\n' "$1" | tr ' ' '\n' | awk -F= '$1 == "failed" { print $2 }'; }
+
+climb() { # LABEL ARGS...: step the rate up until a step fails twice
+    local label=$1; shift
+    local r f
+    for r in $STEPS; do
+        run "$label rate=$r" --rate "$r" --duration "$STEP_S" "$@"
+        f=$(failed_of "$LAST")
+        if [ "$f" != 0 ]; then
+            run "$label rate=$r again" --rate "$r" --duration "$STEP_S" "$@"
+            f=$(failed_of "$LAST")
+            [ "$f" = 0 ] || break
+        fi
+    done
+}
+
+for part in $PARTS; do
+    case "$part" in
+    baseline) climb "sipp-alone" --proxy none ;;
+    maxrate)
+        climb "maxrate lifeline" --proxy lifeline --lifeline "$LIFELINE"
+        climb "maxrate kamailio" --proxy kamailio
+        ;;
+    cpu)
+        for p in lifeline kamailio; do
+            run "cpu $p" --proxy "$p" --lifeline "$LIFELINE" --rate "$CPU_RATE" --duration "$CPU_S"
+        done
+        ;;
+    faults)
+        for fault in kill hang 503 stall flap; do
+            for p in lifeline kamailio; do
+                run "fault $p $fault" --proxy "$p" --lifeline "$LIFELINE" --fault "$fault" \
+                    --rate "$FAULT_RATE" --duration "$FAULT_S" --fault-at 5 --fault-for 10
+            done
+        done
+        ;;
+    cores)
+        # One core for lifeline, the other for the three SIPp processes;
+        # then both cores for lifeline (SIPp still on core 1, sharing it).
+        climb "cores lifeline cpu0 (sipp cpu1)" --proxy lifeline --lifeline "$LIFELINE" \
+            --proxy-cpus 0 --sipp-cpus 1
+        climb "cores lifeline cpu0,1 (sipp cpu1)" --proxy lifeline --lifeline "$LIFELINE" \
+            --proxy-cpus 0,1 --sipp-cpus 1
+        climb "cores lifeline cpu0,1 io-threads=2 (sipp cpu1)" --proxy lifeline --lifeline "$LIFELINE" \
+            --proxy-cpus 0,1 --sipp-cpus 1 --io-threads 2
+        for c in 0 0,1; do
+            run "cores cpu lifeline cpu$c (sipp cpu1)" --proxy lifeline --lifeline "$LIFELINE" \
+                --proxy-cpus "$c" --sipp-cpus 1 --rate "$CPU_RATE" --duration "$CPU_S"
+        done
+        ;;
+    *) echo "compare.sh: unknown part $part" >&2; exit 2 ;;
+    esac
+done
+{ echo "after: $(date -u +%FT%TZ) $(uptime)"; } >>"$OUT/uptime.txt"
+cat "$OUT/uptime.txt"
