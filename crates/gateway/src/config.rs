@@ -1976,7 +1976,7 @@ routes:
         assert_eq!(t.probe.flap, FlapDamping::default());
         let r = &c.routes()[0];
         assert_eq!(r.failover_after, Duration::from_millis(200));
-        assert_eq!(r.progress_timeout, Duration::from_secs(2));
+        assert_eq!(r.progress_timeout, Duration::from_millis(800));
         assert_eq!(r.failover_codes, [408, 500, 502, 503, 504]);
         assert_eq!(c.all_failed, AllFailed::default());
         assert_eq!(

@@ -114,7 +114,8 @@ pub struct RouteConfig {
     /// (default 200 ms).
     pub failover_after: Duration,
     /// 100 Trying but no ringing or answer within this long: try the next
-    /// trunk (default 2 s).
+    /// trunk (default 800 ms, so a trunk that accepts calls and then stalls
+    /// is left within a second).
     pub progress_timeout: Duration,
     /// Responses that move the call to the next trunk instead of being
     /// relayed (default 408, 500, 502, 503, 504).
@@ -129,7 +130,7 @@ impl RouteConfig {
             matches,
             trunks: trunks.iter().map(|t| t.to_string()).collect(),
             failover_after: Duration::from_millis(200),
-            progress_timeout: Duration::from_secs(2),
+            progress_timeout: Duration::from_millis(800),
             failover_codes: vec![408, 500, 502, 503, 504],
         }
     }

@@ -1541,6 +1541,15 @@ impl Proxy {
             .count()
     }
 
+    /// A trunk answered a call. Only calls routed to trunks are evidence: an
+    /// in-dialog request (a BYE for a call set up before) says the trunk is
+    /// alive, not that it takes new calls.
+    fn report_answered(&mut self, now: Instant, ck: usize, trunk: TrunkId) {
+        if matches!(self.calls[ck].target, Target::Route(_)) {
+            self.health.report(now, trunk, Outcome::Answered);
+        }
+    }
+
     fn report_failure(&mut self, now: Instant, ck: usize, ai: usize, why: AttemptFailure) {
         let call = &self.calls[ck];
         let a = &call.attempts[ai];
@@ -1553,8 +1562,9 @@ impl Proxy {
             AttemptFailure::Response(c) => Outcome::FailureResponse(c),
             AttemptFailure::TransportError => Outcome::TransportError(TransportError::Other),
         };
-        // Transport errors were reported by handle_transport_error itself.
-        if why != AttemptFailure::TransportError {
+        // Transport errors were reported by handle_transport_error itself;
+        // in-dialog requests are not evidence (see report_answered).
+        if why != AttemptFailure::TransportError && matches!(call.target, Target::Route(_)) {
             self.health.report(now, trunk, outcome);
         }
         if call.tracked {
@@ -1802,7 +1812,7 @@ impl Proxy {
                 }
                 if first_progress {
                     if let Some(t) = trunk {
-                        self.health.report(now, t, Outcome::Answered);
+                        self.report_answered(now, ck, t);
                     }
                 }
                 if self.calls[ck].state != CallState::Cancelled {
@@ -1819,7 +1829,7 @@ impl Proxy {
                 a.timer_c = None;
                 if first {
                     if let Some(t) = trunk {
-                        self.health.report(now, t, Outcome::Answered);
+                        self.report_answered(now, ck, t);
                     }
                 }
                 self.answered(now, ck, ai, m);
@@ -1845,7 +1855,7 @@ impl Proxy {
                 }
                 if was_waiting && !failover {
                     if let Some(t) = trunk {
-                        self.health.report(now, t, Outcome::Answered);
+                        self.report_answered(now, ck, t);
                     }
                 }
                 match self.calls[ck].state {

@@ -128,15 +128,15 @@ fn trying_then_silence_fails_over_after_the_progress_timeout_and_cancels() {
     s.run_for(ms(2500));
     assert_eq!(
         s.trace.first(gw(), b(), "INVITE"),
-        Some(ms(3000)),
-        "progress_timeout = 2 s after the 100"
+        Some(ms(1800)),
+        "progress_timeout = 800 ms after the 100"
     );
     let cancel = s
         .trace
         .find(gw(), p(), "CANCEL")
         .next()
         .expect("primary cancelled");
-    assert_eq!(cancel.sent, ms(3000));
+    assert_eq!(cancel.sent, ms(1800));
     let m = cancel.message().unwrap();
     assert!(m.header(HeaderName::Reason).is_some(), "RFC 3326 Reason");
     assert_eq!(s.caller_call(&call).final_status(), Some(200));
