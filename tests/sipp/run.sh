@@ -589,11 +589,18 @@ read -r SETUP_MAX SETUP_P99 DELAYED < <(awk '
 # New INVITEs sent to the primary: "<unix seconds> <Call-ID>", first sending only.
 primary_invites() {
     if [ "$METHOD" = pcap ]; then
+        # tcpdump -A prints the IP and UDP headers as text too; their bytes
+        # may hold a newline, so the request line is looked for on any
+        # line, and the CSeq must say INVITE as well.
         tcpdump -r "$OUT/primary.pcap" -nn -tt -A 2>/dev/null | awk '
-            /^[0-9]+\.[0-9]+ IP / { flush(); ts = $1; inv = 0; first = 1; next }
-            first { first = 0; if ($0 ~ /INVITE [a-zA-Z]+:[^ ]* SIP\/2\.0/) inv = 1 }
-            inv && /^(Call-ID|i):/ { cid = $2; sub(/\.$/, "", cid) }
-            function flush() { if (inv && cid != "" && !(cid in seen)) { seen[cid] = 1; print ts, cid } cid = "" }
+            /^[0-9]+\.[0-9]+ IP / { flush(); ts = $1; next }
+            /INVITE [a-zA-Z]+:[^ ]* SIP\/2\.0/ { req = 1 }
+            /^CSeq: *[0-9]+ INVITE/ { cseq = 1 }
+            /^(Call-ID|i):/ { cid = $2; sub(/\.$/, "", cid) }
+            function flush() {
+                if (req && cseq && cid != "" && !(cid in seen)) { seen[cid] = 1; print ts, cid }
+                req = 0; cseq = 0; cid = ""
+            }
             END { flush() }'
     else
         # The Call-IDs the primary logged, timed by when the caller sent them.

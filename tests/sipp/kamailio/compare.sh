@@ -8,7 +8,8 @@
 #   1. SIPp alone (caller straight to a trunk): the harness's own ceiling.
 #   2. Highest rate with zero failed calls, for each proxy: --steps rates,
 #      --step-seconds each; a step with failures is run once more, and the
-#      climb stops at the second failure.
+#      climb stops at the second failure. Then the same with the proxy
+#      pinned to core 0 and SIPp to core 1 (taskset).
 #   3. CPU seconds per 1,000 calls and memory at --cpu-rate calls/s.
 #   4. Every fault (kill, hang, 503, stall, flap) at --fault-rate calls/s.
 #   5. lifeline on one core and on two (taskset), SIPp pinned apart.
@@ -21,7 +22,7 @@ RUN="$HERE/../run.sh"
 ROOT=$(cd "$HERE/../../.." && pwd)
 
 LIFELINE='' OUT='' STEPS="200 500 1000 1500 2000 3000 4000 5000" STEP_S=20
-CPU_RATE=500 CPU_S=30 FAULT_RATE=100 FAULT_S=20 PARTS="baseline maxrate cpu faults cores"
+CPU_RATE=500 CPU_S=30 FAULT_RATE=100 FAULT_S=20 PARTS="baseline maxrate pinned cpu faults cores"
 while [ $# -gt 0 ]; do
     case "$1" in
     --lifeline) LIFELINE=$2; shift 2 ;;
@@ -33,7 +34,7 @@ while [ $# -gt 0 ]; do
     --fault-seconds) FAULT_S=$2; shift 2 ;;
     --parts) PARTS=$2; shift 2 ;;
     *) echo "usage: compare.sh [--lifeline PATH] [--out DIR] [--steps \"200 500 ...\"] [--step-seconds S]" >&2
-       echo "       [--cpu-rate N] [--fault-rate N] [--fault-seconds S] [--parts \"baseline maxrate cpu faults cores\"]" >&2
+       echo "       [--cpu-rate N] [--fault-rate N] [--fault-seconds S] [--parts \"baseline maxrate pinned cpu faults cores\"]" >&2
        exit 2 ;;
     esac
 done
@@ -87,6 +88,13 @@ for part in $PARTS; do
         climb "maxrate lifeline" --proxy lifeline --lifeline "$LIFELINE"
         climb "maxrate kamailio" --proxy kamailio
         ;;
+    pinned)
+        # The same climb with the proxy on core 0 and the three SIPp
+        # processes on core 1, so they do not take each other's CPU.
+        climb "pinned lifeline cpu0 (sipp cpu1)" --proxy lifeline --lifeline "$LIFELINE" \
+            --proxy-cpus 0 --sipp-cpus 1
+        climb "pinned kamailio cpu0 (sipp cpu1)" --proxy kamailio --proxy-cpus 0 --sipp-cpus 1
+        ;;
     cpu)
         for p in lifeline kamailio; do
             run "cpu $p" --proxy "$p" --lifeline "$LIFELINE" --rate "$CPU_RATE" --duration "$CPU_S"
@@ -101,10 +109,8 @@ for part in $PARTS; do
         done
         ;;
     cores)
-        # One core for lifeline, the other for the three SIPp processes;
-        # then both cores for lifeline (SIPp still on core 1, sharing it).
-        climb "cores lifeline cpu0 (sipp cpu1)" --proxy lifeline --lifeline "$LIFELINE" \
-            --proxy-cpus 0 --sipp-cpus 1
+        # lifeline on one core (the pinned climb above: core 0, SIPp on
+        # core 1); then on both cores (SIPp still on core 1, sharing it).
         climb "cores lifeline cpu0,1 (sipp cpu1)" --proxy lifeline --lifeline "$LIFELINE" \
             --proxy-cpus 0,1 --sipp-cpus 1
         climb "cores lifeline cpu0,1 io-threads=2 (sipp cpu1)" --proxy lifeline --lifeline "$LIFELINE" \
