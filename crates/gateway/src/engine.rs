@@ -30,12 +30,13 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{Receiver, SendError, Sender, TryRecvError, TrySendError};
 use lifeline_proxy::{Event, Peer, Proxy, ProxyConfig, Transport, TransportError, TrunkId};
 use lifeline_sip::{check_datagram, Message, StreamFramer, Verdict};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -52,6 +53,110 @@ pub(crate) const SOCKET_BUFFER: usize = 8 * 1024 * 1024;
 pub(crate) const INPUT_QUEUE: usize = 64 * 1024;
 /// Largest stream message accepted.
 pub(crate) const MAX_STREAM_MESSAGE: usize = 64 * 1024;
+
+/// The core's input queue: bounded, and the core thread sleeps on it
+/// without spinning.
+///
+/// crossbeam's blocking receive spins and then yields (`sched_yield`) before
+/// it parks; with the core waking for every few messages at a few thousand
+/// messages a second, that spinning was an eighth of the gateway's CPU
+/// (docs/PERFORMANCE.md). Here the core parks at once, and a sender unparks
+/// it only when it is asleep: one atomic load per message otherwise.
+pub(crate) fn input_queue() -> (InputTx, InputRx) {
+    let (tx, rx) = crossbeam_channel::bounded(INPUT_QUEUE);
+    let wake = Arc::new(Wake::default());
+    (
+        InputTx {
+            tx,
+            wake: wake.clone(),
+        },
+        InputRx { rx, wake },
+    )
+}
+
+/// Sending side of [`input_queue`].
+#[derive(Clone, Debug)]
+pub(crate) struct InputTx {
+    tx: Sender<Input>,
+    wake: Arc<Wake>,
+}
+
+/// Receiving side of [`input_queue`], owned by the core thread.
+#[derive(Debug)]
+pub(crate) struct InputRx {
+    rx: Receiver<Input>,
+    wake: Arc<Wake>,
+}
+
+/// Whether the core thread is asleep, and how to wake it.
+#[derive(Debug, Default)]
+struct Wake {
+    sleeping: AtomicBool,
+    core: OnceLock<Thread>,
+}
+
+impl InputTx {
+    /// Queue an input unless the queue is full.
+    pub(crate) fn try_send(&self, input: Input) -> Result<(), TrySendError<Input>> {
+        self.tx.try_send(input)?;
+        self.wake();
+        Ok(())
+    }
+
+    /// Queue an input, waiting for room.
+    pub(crate) fn send(&self, input: Input) -> Result<(), SendError<Input>> {
+        self.tx.send(input)?;
+        self.wake();
+        Ok(())
+    }
+
+    fn wake(&self) {
+        // Pairs with the fence in `InputRx::recv_timeout`: either the core
+        // sees the input before it parks, or this sees it sleeping.
+        fence(Ordering::SeqCst);
+        if self.wake.sleeping.load(Ordering::Relaxed)
+            && self.wake.sleeping.swap(false, Ordering::AcqRel)
+        {
+            if let Some(t) = self.wake.core.get() {
+                t.unpark();
+            }
+        }
+    }
+}
+
+impl InputRx {
+    /// Called once on the thread that receives.
+    fn bind_thread(&self) {
+        let _ = self.wake.core.set(std::thread::current());
+    }
+
+    fn try_recv(&self) -> Option<Input> {
+        self.rx.try_recv().ok()
+    }
+
+    /// The next input, or `None` once `timeout` has passed (or on a spurious
+    /// wake-up; the caller loops).
+    fn recv_timeout(&self, timeout: Duration) -> Result<Option<Input>, TryRecvError> {
+        match self.rx.try_recv() {
+            Ok(i) => return Ok(Some(i)),
+            Err(TryRecvError::Disconnected) => return Err(TryRecvError::Disconnected),
+            Err(TryRecvError::Empty) => {}
+        }
+        self.wake.sleeping.store(true, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        if let Ok(i) = self.rx.try_recv() {
+            self.wake.sleeping.store(false, Ordering::Relaxed);
+            return Ok(Some(i));
+        }
+        std::thread::park_timeout(timeout);
+        self.wake.sleeping.store(false, Ordering::Relaxed);
+        Ok(self.rx.try_recv().ok())
+    }
+
+    fn len(&self) -> usize {
+        self.rx.len()
+    }
+}
 
 /// A message off the wire, parsed and validated.
 #[derive(Debug)]
@@ -141,7 +246,7 @@ impl TrunkSocket {
         peer: SocketAddr,
         trunk: TrunkId,
         rt: &tokio::runtime::Handle,
-        input: &Sender<Input>,
+        input: &InputTx,
         stats: &Arc<IoStats>,
     ) -> io::Result<TrunkSocket> {
         let socket = net.bind(rt, local, Some(peer))?;
@@ -170,7 +275,7 @@ pub(crate) struct Outbound {
     /// TCP connections by peer address: a channel to the connection's writer.
     tcp: Arc<Mutex<HashMap<SocketAddr, tokio::sync::mpsc::UnboundedSender<Bytes>>>>,
     rt: tokio::runtime::Handle,
-    input: Sender<Input>,
+    input: InputTx,
     stats: Arc<IoStats>,
 }
 
@@ -303,7 +408,7 @@ impl Outbound {
 }
 
 /// Deliver one received datagram (or stream frame) to the core.
-fn deliver(input: &Sender<Input>, stats: &IoStats, from: Peer, data: Bytes) {
+fn deliver(input: &InputTx, stats: &IoStats, from: Peer, data: Bytes) {
     stats.received.fetch_add(1, Ordering::Relaxed);
     let (msg, verdict) = check_datagram(data);
     if let Err(TrySendError::Full(_)) =
@@ -317,17 +422,21 @@ fn deliver(input: &Sender<Input>, stats: &IoStats, from: Peer, data: Bytes) {
 /// connected to that trunk, and its errors are evidence against it.
 async fn recv_udp(
     socket: Arc<dyn DatagramSocket>,
-    input: Sender<Input>,
+    input: InputTx,
     stats: Arc<IoStats>,
     trunk: Option<TrunkId>,
 ) {
+    // One receive buffer, reused; each datagram is copied out at its own
+    // size. (Splitting it off the buffer instead kept a fresh 64 KiB
+    // allocation alive per datagram for as long as its transaction lived:
+    // page faults on every receive and resident memory that grew with
+    // the call rate.)
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
         buf.clear();
-        buf.reserve(64 * 1024);
         match socket.recv_from(&mut buf).await {
             Ok((_, from)) => {
-                let data = buf.split().freeze();
+                let data = Bytes::copy_from_slice(&buf);
                 deliver(
                     &input,
                     &stats,
@@ -360,7 +469,7 @@ async fn run_tcp(
     stream: tokio::net::TcpStream,
     addr: SocketAddr,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Bytes>,
-    input: Sender<Input>,
+    input: InputTx,
     stats: Arc<IoStats>,
     tcp: Arc<Mutex<HashMap<SocketAddr, tokio::sync::mpsc::UnboundedSender<Bytes>>>>,
     trunk: Option<TrunkId>,
@@ -420,7 +529,7 @@ async fn run_tcp(
 
 async fn accept_tcp(
     listener: tokio::net::TcpListener,
-    input: Sender<Input>,
+    input: InputTx,
     stats: Arc<IoStats>,
     tcp: Arc<Mutex<HashMap<SocketAddr, tokio::sync::mpsc::UnboundedSender<Bytes>>>>,
     accepting: Arc<AtomicBool>,
@@ -456,7 +565,7 @@ pub(crate) struct Bound {
 #[derive(Debug)]
 pub(crate) struct Gateway {
     pub(crate) bound: Bound,
-    pub(crate) input: Sender<Input>,
+    pub(crate) input: InputTx,
     pub(crate) stats: Arc<IoStats>,
     core: Option<std::thread::JoinHandle<()>>,
     rt: Option<Runtime>,
@@ -502,7 +611,7 @@ impl Gateway {
             .thread_name("lifeline-io")
             .enable_all()
             .build()?;
-        let (tx, rx) = crossbeam_channel::bounded(INPUT_QUEUE);
+        let (tx, rx) = input_queue();
         let stats = Arc::new(IoStats::default());
         let accepting = Arc::new(AtomicBool::new(true));
         let tcp_conns = Arc::new(Mutex::new(HashMap::new()));
@@ -690,7 +799,7 @@ impl Drop for Gateway {
 #[allow(clippy::too_many_arguments)]
 fn core_loop(
     mut proxy: Proxy,
-    rx: Receiver<Input>,
+    rx: InputRx,
     out: Outbound,
     mut sinks: Vec<EventSink>,
     mut ticks: Vec<Tick>,
@@ -698,6 +807,7 @@ fn core_loop(
     accepting: Arc<AtomicBool>,
     stats: Arc<IoStats>,
 ) {
+    rx.bind_thread();
     let mut next_tick = Instant::now();
     let mut draining: Option<Instant> = None;
     let mut overload = Overload::default();
@@ -710,12 +820,11 @@ fn core_loop(
             .unwrap_or(now);
         let first = if deadline > now {
             match rx.recv_timeout(deadline - now) {
-                Ok(i) => Some(i),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => return,
+                Ok(i) => i,
+                Err(_) => return,
             }
         } else {
-            rx.try_recv().ok()
+            rx.try_recv()
         };
         let now = Instant::now();
         if first.is_none() {
@@ -745,7 +854,7 @@ fn core_loop(
             flush(&mut proxy, &out, &mut sinks, now);
             n += 1;
             if n < 256 {
-                input = rx.try_recv().ok();
+                input = rx.try_recv();
             }
         }
         proxy.handle_timeout(now);

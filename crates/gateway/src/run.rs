@@ -14,7 +14,7 @@ use lifeline_journal::{CallAggregator, FailedCalls, JournalOptions, JournalWrite
 use lifeline_proxy::{AttemptFailure, Event, Proxy, ProxyConfig, Transport};
 
 use crate::admin::{self, AdminCommand, AdminState, StatusBoard};
-use crate::engine::{EventSink, Gateway, Input, Options, Tick};
+use crate::engine::{EventSink, Gateway, Input, InputTx, Options, Tick};
 use crate::metrics::{Metrics, Names};
 
 /// Log output format.
@@ -363,7 +363,7 @@ fn daemon(config_path: &Path, cfg: RunConfig, io_threads: Option<usize>) -> std:
     Ok(())
 }
 
-fn shutdown(input: &crossbeam_channel::Sender<Input>, board: &StatusBoard, why: &str) {
+fn shutdown(input: &InputTx, board: &StatusBoard, why: &str) {
     tracing::warn!(
         signal = why,
         "shutting down: no new calls; finishing the calls in progress"
@@ -375,7 +375,7 @@ fn shutdown(input: &crossbeam_channel::Sender<Input>, board: &StatusBoard, why: 
     });
 }
 
-async fn reload(input: &crossbeam_channel::Sender<Input>, path: &Path) {
+async fn reload(input: &InputTx, path: &Path) {
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
     match load_run_config(path) {
         Err(e) => {
