@@ -44,6 +44,9 @@
 #   cpu_s          proxy CPU (utime+stime, every process of it) while the
 #                  caller ran; cpu_ms_per_call = cpu_s / attempted * 1000
 #                  (= CPU seconds per 1,000 calls)
+#   cpu_threads    lifeline: the same CPU by thread (core, io, journal,
+#                  main), seconds: where it went, and how it would spread
+#                  over cores
 #   rss_kib        lifeline: peak RSS (VmHWM); Kamailio: sum of VmHWM over
 #                  its processes (counts shared memory once per process)
 #   pss_kib        peak of the proportional set size summed over the proxy's
@@ -285,6 +288,22 @@ proxy_ticks() {
     done
     echo "$t"
 }
+# CPU ticks per thread of lifeline, as "name=ticks" words (threads of one
+# name summed), for where the CPU went: core, IO, journal.
+thread_ticks() {
+    [ "$PROXY" = lifeline ] || return 0
+    local f line name rest fields
+    declare -A t=()
+    for f in /proc/"$PROXY_PID"/task/*/stat; do
+        read -r line <"$f" 2>/dev/null || continue
+        name=${line#*(}
+        name=${name%%)*}
+        rest=${line##*) }
+        read -r -a fields <<<"$rest"
+        t[$name]=$((${t[$name]:-0} + fields[11] + fields[12]))
+    done
+    for name in "${!t[@]}"; do echo "$name=${t[$name]}"; done
+}
 # Sum of a "Name: N kB" line over the proxy's processes, from FILE
 # (status or smaps_rollup).
 proxy_kib() {
@@ -506,6 +525,7 @@ fi
 # ---- the caller ----
 sleep_until_ms "$T0_MS"
 CPU0=$(proxy_ticks)
+THREADS0=$(thread_ticks)
 START_MS=$(now_ms)
 # shellcheck disable=SC2046
 (run_pinned "$SIPP_CPUS" sipp "$IP:$GW_PORT" -sf "$SCEN/caller.xml" -inf "$SCEN/callees.csv" $(trace_opts caller) \
@@ -535,6 +555,7 @@ CALLER_PID=$!
 CALLER_PID=
 END_MS=$(now_ms)
 CPU1=$(proxy_ticks)
+THREADS1=$(thread_ticks)
 RSS=$(proxy_kib status VmHWM)
 if [ "$PROXY" = lifeline ]; then
     http_get "$ADMIN_PORT" /metrics >"$OUT/metrics.txt" 2>/dev/null || true
@@ -639,8 +660,14 @@ BOTH=$(awk '$1 == "invite" { print $2 }' "$OUT"/primary.*.calls.log 2>/dev/null 
 
 CPU_S=$(awk -v a="$CPU0" -v b="$CPU1" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", (b - a) / hz }')
 PER_CALL=$(awk -v c="$CPU_S" -v n="$ATTEMPTED" 'BEGIN { if (n + 0 > 0) printf "%.3f", c / n * 1000; else print "na" }')
+# Per thread: "core:1.23,io:0.80,journal:0.10" (seconds), lifeline only.
+THREADS=$(awk -v hz="$CLK_TCK" 'NR == FNR { split($0, a, "="); before[a[1]] = a[2]; next }
+    { split($0, a, "="); n = a[1]; sub(/^lifeline-/, "", n); sub(/-writer$/, "", n)
+      if (n == "lifeline") n = "main"
+      d = (a[2] - before[a[1]]) / hz; if (d > 0) out = out (out ? "," : "") sprintf("%s:%.2f", n, d) }
+    END { print (out ? out : "na") }' <(printf '%s\n' "$THREADS0") <(printf '%s\n' "$THREADS1"))
 ELAPSED=$(awk -v a="$START_MS" -v b="$END_MS" 'BEGIN { printf "%.1f", (b - a) / 1000 }')
 
 echo "logs: $OUT"
 [ "$CALLER_RC" = 0 ] || echo "note: the SIPp caller exited with status $CALLER_RC (see $OUT/caller.out)"
-echo "result: proxy=$PROXY fault=$FAULT rate=$RATE duration=$DURATION attempted=$ATTEMPTED completed=$COMPLETED failed=$FAILED bye_failed=$BYE_FAILED failed_reasons=$REASONS late_msgs=$LATE stray_1xx=$STRAY retrans=$RETRANS switch_ms=$SWITCH primary_invites_after_switch=$AFTER both_trunks=$BOTH failback_ms=$FAILBACK setup_max_ms=$SETUP_MAX setup_p99_ms=$SETUP_P99 delayed_calls=$DELAYED cpu_s=$CPU_S cpu_ms_per_call=$PER_CALL rss_kib=$RSS pss_kib=$PSS elapsed_s=$ELAPSED method=$METHOD"
+echo "result: proxy=$PROXY fault=$FAULT rate=$RATE duration=$DURATION attempted=$ATTEMPTED completed=$COMPLETED failed=$FAILED bye_failed=$BYE_FAILED failed_reasons=$REASONS late_msgs=$LATE stray_1xx=$STRAY retrans=$RETRANS switch_ms=$SWITCH primary_invites_after_switch=$AFTER both_trunks=$BOTH failback_ms=$FAILBACK setup_max_ms=$SETUP_MAX setup_p99_ms=$SETUP_P99 delayed_calls=$DELAYED cpu_s=$CPU_S cpu_ms_per_call=$PER_CALL rss_kib=$RSS pss_kib=$PSS elapsed_s=$ELAPSED method=$METHOD cpu_threads=$THREADS"

@@ -12,7 +12,8 @@
 #      pinned to core 0 and SIPp to core 1 (taskset).
 #   3. CPU seconds per 1,000 calls and memory at --cpu-rate calls/s.
 #   4. Every fault (kill, hang, 503, stall, flap) at --fault-rate calls/s.
-#   5. lifeline on one core and on two (taskset), SIPp pinned apart.
+#   5. lifeline on one core and on two (taskset), SIPp on core 1, at fixed
+#      rates (--cores-rates), with its CPU by thread.
 #
 # Every run's "result:" line goes to DIR/results.txt, prefixed with what the
 # run was for; uptime before and after goes to DIR/uptime.txt.
@@ -22,7 +23,7 @@ RUN="$HERE/../run.sh"
 ROOT=$(cd "$HERE/../../.." && pwd)
 
 LIFELINE='' OUT='' STEPS="200 500 1000 1500 2000 3000 4000 5000" STEP_S=20
-CPU_RATE=500 CPU_S=30 FAULT_RATE=100 FAULT_S=20 PARTS="baseline maxrate pinned cpu faults cores"
+CORES_RATES="2000 4000" CPU_RATE=500 CPU_S=30 FAULT_RATE=100 FAULT_S=20 PARTS="baseline maxrate pinned cpu faults cores"
 while [ $# -gt 0 ]; do
     case "$1" in
     --lifeline) LIFELINE=$2; shift 2 ;;
@@ -32,9 +33,10 @@ while [ $# -gt 0 ]; do
     --cpu-rate) CPU_RATE=$2; shift 2 ;;
     --fault-rate) FAULT_RATE=$2; shift 2 ;;
     --fault-seconds) FAULT_S=$2; shift 2 ;;
+    --cores-rates) CORES_RATES=$2; shift 2 ;;
     --parts) PARTS=$2; shift 2 ;;
     *) echo "usage: compare.sh [--lifeline PATH] [--out DIR] [--steps \"200 500 ...\"] [--step-seconds S]" >&2
-       echo "       [--cpu-rate N] [--fault-rate N] [--fault-seconds S] [--parts \"baseline maxrate pinned cpu faults cores\"]" >&2
+       echo "       [--cpu-rate N] [--fault-rate N] [--fault-seconds S] [--cores-rates \"2000 4000\"] [--parts \"baseline maxrate pinned cpu faults cores\"]" >&2
        exit 2 ;;
     esac
 done
@@ -96,8 +98,12 @@ for part in $PARTS; do
         climb "pinned kamailio cpu0 (sipp cpu1)" --proxy kamailio --proxy-cpus 0 --sipp-cpus 1
         ;;
     cpu)
-        for p in lifeline kamailio; do
-            run "cpu $p" --proxy "$p" --lifeline "$LIFELINE" --rate "$CPU_RATE" --duration "$CPU_S"
+        # Twice each, alternating, for the spread.
+        for round in 1 2; do
+            for p in lifeline kamailio; do
+                run "cpu $p round=$round" --proxy "$p" --lifeline "$LIFELINE" --rate "$CPU_RATE" \
+                    --duration "$CPU_S"
+            done
         done
         ;;
     faults)
@@ -109,15 +115,19 @@ for part in $PARTS; do
         done
         ;;
     cores)
-        # lifeline on one core (the pinned climb above: core 0, SIPp on
-        # core 1); then on both cores (SIPp still on core 1, sharing it).
-        climb "cores lifeline cpu0,1 (sipp cpu1)" --proxy lifeline --lifeline "$LIFELINE" \
-            --proxy-cpus 0,1 --sipp-cpus 1
-        climb "cores lifeline cpu0,1 io-threads=2 (sipp cpu1)" --proxy lifeline --lifeline "$LIFELINE" \
-            --proxy-cpus 0,1 --sipp-cpus 1 --io-threads 2
-        for c in 0 0,1; do
-            run "cores cpu lifeline cpu$c (sipp cpu1)" --proxy lifeline --lifeline "$LIFELINE" \
-                --proxy-cpus "$c" --sipp-cpus 1 --rate "$CPU_RATE" --duration "$CPU_S"
+        # lifeline on one core (core 0) and on two (cores 0 and 1), SIPp on
+        # core 1 throughout, at fixed rates: the CPU by thread (cpu_threads)
+        # shows how the work spreads. On two cores SIPp itself is the
+        # ceiling (the pinned climb), so the speed-up is read from the
+        # threads: one core carries all of them, two cores the busiest.
+        for r in $CORES_RATES; do
+            for c in 0 0,1; do
+                run "cores lifeline cpu$c (sipp cpu1) rate=$r" --proxy lifeline --lifeline "$LIFELINE" \
+                    --proxy-cpus "$c" --sipp-cpus 1 --rate "$r" --duration "$STEP_S"
+            done
+            run "cores lifeline cpu0,1 io-threads=2 (sipp cpu1) rate=$r" --proxy lifeline \
+                --lifeline "$LIFELINE" --proxy-cpus 0,1 --sipp-cpus 1 --io-threads 2 --rate "$r" \
+                --duration "$STEP_S"
         done
         ;;
     *) echo "compare.sh: unknown part $part" >&2; exit 2 ;;
