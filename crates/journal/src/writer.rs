@@ -361,10 +361,18 @@ impl Worker {
             match msg {
                 Ok(Msg::Record(r)) => {
                     self.push(r);
-                    // Take whatever else is already queued, up to a batch.
-                    while self.batch.count < self.opts.group_commit_records as u64 {
+                    // Records arriving until the batch is due are taken
+                    // together then: one wake-up per commit rather than
+                    // one per record.
+                    self.linger();
+                    loop {
                         match rx.try_recv() {
-                            Ok(Msg::Record(r)) => self.push(r),
+                            Ok(Msg::Record(r)) => {
+                                self.push(r);
+                                if self.batch.count >= self.opts.group_commit_records as u64 {
+                                    self.commit(false);
+                                }
+                            }
                             Ok(Msg::Flush(reply)) => {
                                 self.commit(true);
                                 let _ = reply.send(self.shared.fsynced_seq.load(Ordering::Acquire));
@@ -373,9 +381,7 @@ impl Worker {
                             Err(_) => break,
                         }
                     }
-                    if self.batch.count >= self.opts.group_commit_records as u64 {
-                        self.commit(false);
-                    }
+                    self.commit(false);
                 }
                 Ok(Msg::Flush(reply)) => {
                     self.commit(true);
@@ -385,6 +391,20 @@ impl Worker {
                     return self.finish(&rx);
                 }
                 Err(RecvTimeoutError::Timeout) => self.commit(false),
+            }
+        }
+    }
+
+    /// Wait until the open batch is due (not while the disk is failing:
+    /// then the retry time decides).
+    fn linger(&self) {
+        if self.failure.is_some() {
+            return;
+        }
+        if let Some(due) = self.next_wake() {
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
             }
         }
     }
