@@ -1254,20 +1254,28 @@ impl Validator<'_> {
                     None
                 }
             };
+            // `udp+tcp`: UDP, and TCP for requests too large for UDP.
             let transport = match &t.transport.0 {
                 Some(v) => self
-                    .word(v, &format!("{key}.transport"), &["udp", "tcp"])
-                    .map(|i| [Transport::Udp, Transport::Tcp][i]),
-                None => Some(Transport::Udp),
+                    .word(v, &format!("{key}.transport"), &["udp", "tcp", "udp+tcp"])
+                    .map(|i| {
+                        [
+                            (Transport::Udp, false),
+                            (Transport::Tcp, false),
+                            (Transport::Udp, true),
+                        ][i]
+                    }),
+                None => Some((Transport::Udp, false)),
             };
             let probe = self.probe(t.probe.as_ref(), &format!("{key}.probe"));
-            if let (Some(name), Some(addr), Some(transport), Some(probe)) =
+            if let (Some(name), Some(addr), Some((transport, large_over_tcp)), Some(probe)) =
                 (name, addr, transport, probe)
             {
                 out.push(TrunkConfig {
                     name,
                     peer: Peer { addr, transport },
                     probe,
+                    large_over_tcp,
                 });
             }
         }
@@ -1967,6 +1975,7 @@ routes:
         assert_eq!(c.timers, Timers::default());
         let t = &c.trunks()[0];
         assert_eq!(t.peer.transport, Transport::Udp);
+        assert!(!t.large_over_tcp);
         assert_eq!(t.probe, ProbeConfig::default());
         assert_eq!(t.probe.interval, Duration::from_millis(250));
         assert_eq!(t.probe.timeout, Duration::from_millis(250));
@@ -2028,6 +2037,7 @@ trunks:
     probe: { interval: 1s, timeout: 500ms, down_after: 5, up_after: 100, alive: [200, 405], enabled: false, flap_window: 1m, flap_hold: 2s, flap_max_hold: 1h, live_hold: 0s }
   - name: backup
     address: trunk.example:5062
+    transport: udp+tcp
     probe: { alive: not-5xx }
   - name: third
     address: 192.0.2.12:5060
@@ -2102,6 +2112,9 @@ log: { format: json, level: trace }
         );
         // The name's only address, though it is not of the advertised family.
         assert_eq!(t[1].peer.addr, "192.0.2.30:5062".parse().unwrap());
+        assert_eq!(t[1].peer.transport, Transport::Udp);
+        assert!(t[1].large_over_tcp, "udp+tcp: large requests over TCP");
+        assert!(!t[0].large_over_tcp && !t[2].large_over_tcp);
         assert_eq!(t[1].probe.alive, AliveCodes::NotServerError);
         assert_eq!(t[2].probe.alive, AliveCodes::Any);
         let r = c.routes();
@@ -2461,7 +2474,7 @@ dialog_max_age: 12
             (
                 addr,
                 "    address: 192.0.2.10:5060\n    transport: tls\n",
-                "lifeline.yaml:6:16: trunks[0].transport: \"tls\" is not udp or tcp",
+                "lifeline.yaml:6:16: trunks[0].transport: \"tls\" is not udp, tcp or udp+tcp",
             ),
             (
                 "  - name: a\n",

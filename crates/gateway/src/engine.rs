@@ -942,6 +942,7 @@ mod tests {
             proxy_config: Box::new(move |adv| {
                 let t = |n: &str, a| TrunkConfig {
                     name: n.into(),
+                    large_over_tcp: false,
                     peer: Peer::udp(a),
                     probe: ProbeConfig::default(),
                 };
@@ -1125,6 +1126,7 @@ mod tcp_tests {
                     adv,
                     vec![TrunkConfig {
                         name: "tcp".into(),
+                        large_over_tcp: false,
                         peer,
                         probe,
                     }],

@@ -858,6 +858,7 @@ pub(crate) mod testing {
             };
             let trunk = |name: &str, a: &str| TrunkConfig {
                 name: name.into(),
+                large_over_tcp: false,
                 peer: Peer::udp(addr(a)),
                 probe: probe.clone(),
             };
