@@ -1172,3 +1172,6 @@ mod tcp_tests {
         gw.shutdown(Duration::from_secs(1));
     }
 }
+
+#[cfg(test)]
+mod stream_tests;
