@@ -3,7 +3,7 @@
 //! counted and ordered; every wait is bounded.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, UdpSocket};
+use std::net::{TcpListener, TcpStream, UdpSocket};
 
 use super::*;
 use lifeline_proxy::{AttemptFailure, ProbeConfig, RouteConfig, RouteMatch, TrunkConfig};
@@ -21,6 +21,9 @@ struct DualTrunk {
     addr: SocketAddr,
     seen: Seen,
     stop: Arc<AtomicBool>,
+    /// TCP connections accepted, and closed by the other end.
+    accepted: Arc<AtomicU64>,
+    closed: Arc<AtomicU64>,
 }
 
 impl Drop for DualTrunk {
@@ -65,21 +68,32 @@ impl DualTrunk {
                 }
             }
         });
+        let (accepted, closed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let trunk = DualTrunk {
+            addr,
+            seen: seen.clone(),
+            stop,
+            accepted: accepted.clone(),
+            closed: closed.clone(),
+        };
         if !tcp {
             drop(tcp_listener);
-            return DualTrunk { addr, seen, stop };
+            return trunk;
         }
-        let seen2 = seen.clone();
         std::thread::spawn(move || {
             for conn in tcp_listener.incoming() {
                 let Ok(mut conn) = conn else { return };
-                let seen = seen2.clone();
+                accepted.fetch_add(1, Ordering::Relaxed);
+                let (seen, closed) = (seen.clone(), closed.clone());
                 std::thread::spawn(move || {
                     let mut framer = StreamFramer::default();
                     let mut buf = [0u8; 16384];
                     loop {
                         let n = match conn.read(&mut buf) {
-                            Ok(0) | Err(_) => return,
+                            Ok(0) | Err(_) => {
+                                closed.fetch_add(1, Ordering::Relaxed);
+                                return;
+                            }
                             Ok(n) => n,
                         };
                         framer.extend(&buf[..n]);
@@ -93,7 +107,7 @@ impl DualTrunk {
                 });
             }
         });
-        DualTrunk { addr, seen, stop }
+        trunk
     }
 
     fn seen(&self) -> Vec<(Transport, String)> {
@@ -293,5 +307,175 @@ fn a_refused_tcp_connection_to_a_udp_tcp_trunk_is_evidence_and_fails_over() {
     // The failover came from the refused connection, not from a timer.
     let failures = failures.lock().unwrap().clone();
     assert_eq!(failures, [AttemptFailure::TransportError]);
+    gw.shutdown(Duration::from_secs(1));
+}
+
+/// Read until the gateway closes the connection (bounded: 10 s of silence
+/// is a failure); true if it did.
+fn closed_by_gateway(conn: &mut TcpStream) -> bool {
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false, // timed out: still open
+        }
+    }
+}
+
+fn options_to_gateway(me: SocketAddr, n: u32) -> String {
+    format!(
+        "OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP {me};branch=z9hG4bKopt{n}\r\nMax-Forwards: 70\r\nFrom: <sip:a@b>;tag=o{n}\r\nTo: <sip:gw@127.0.0.1>\r\nCall-ID: opt-{n}\r\nCSeq: {n} OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+#[test]
+fn an_idle_caller_connection_is_closed() {
+    let trunk = DualTrunk::start();
+    let gw = gateway(TrunkConfig {
+        name: "t".into(),
+        large_over_tcp: false,
+        peer: Peer::udp(trunk.addr),
+        probe: ProbeConfig {
+            enabled: false,
+            ..ProbeConfig::default()
+        },
+    });
+    gw.tcp_idle.send_replace(Duration::from_millis(200));
+    let mut conn = TcpStream::connect(gw.bound.tcp[0]).unwrap();
+    let me = conn.local_addr().unwrap();
+    // Used once: a keep-alive OPTIONS to the gateway, answered.
+    conn.write_all(options_to_gateway(me, 1).as_bytes())
+        .unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut framer = StreamFramer::default();
+    let mut buf = [0u8; 4096];
+    let status = loop {
+        let n = conn.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before answering");
+        framer.extend(&buf[..n]);
+        if let Ok(Some(Frame::Message(b))) = framer.next_frame() {
+            break Message::parse(b).unwrap().status();
+        }
+    };
+    assert_eq!(status, Some(200));
+    // Then left idle: the gateway closes it.
+    assert!(
+        closed_by_gateway(&mut conn),
+        "the idle connection was not closed"
+    );
+    assert_eq!(gw.stats.tcp_idle_closed.load(Ordering::Relaxed), 1);
+    gw.shutdown(Duration::from_secs(1));
+}
+
+#[test]
+fn crlf_keep_alives_keep_a_connection_open() {
+    let trunk = DualTrunk::start();
+    let gw = gateway(TrunkConfig {
+        name: "t".into(),
+        large_over_tcp: false,
+        peer: Peer::udp(trunk.addr),
+        probe: ProbeConfig {
+            enabled: false,
+            ..ProbeConfig::default()
+        },
+    });
+    let idle = Duration::from_secs(1);
+    gw.tcp_idle.send_replace(idle);
+    let mut conn = TcpStream::connect(gw.bound.tcp[0]).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // RFC 5626 pings every 50 ms, each answered with a pong, for longer
+    // than the idle timeout: the connection stays open throughout.
+    let started = std::time::Instant::now();
+    let mut pongs = 0;
+    while started.elapsed() < idle * 2 {
+        conn.write_all(b"\r\n\r\n").unwrap();
+        let mut pong = [0u8; 2];
+        conn.read_exact(&mut pong)
+            .unwrap_or_else(|e| panic!("no pong {}: {e}", pongs + 1));
+        assert_eq!(&pong, b"\r\n");
+        pongs += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(pongs >= 2, "{pongs} pongs");
+    assert_eq!(gw.stats.tcp_idle_closed.load(Ordering::Relaxed), 0);
+    // Pings stop: it is closed.
+    assert!(
+        closed_by_gateway(&mut conn),
+        "the idle connection was not closed"
+    );
+    assert_eq!(gw.stats.tcp_idle_closed.load(Ordering::Relaxed), 1);
+    gw.shutdown(Duration::from_secs(1));
+}
+
+#[test]
+fn an_idle_trunk_connection_is_closed_without_evidence_and_reopened() {
+    let trunk = DualTrunk::start();
+    let failures: Arc<Mutex<Vec<AttemptFailure>>> = Arc::default();
+    let f2 = failures.clone();
+    let sink: EventSink = Box::new(move |ev, _, _| {
+        if let Event::AttemptFailed { reason, .. } = ev {
+            f2.lock().unwrap().push(*reason);
+        }
+    });
+    let gw = gateway_with(
+        vec![TrunkConfig {
+            name: "tcp".into(),
+            large_over_tcp: false,
+            peer: Peer {
+                addr: trunk.addr,
+                transport: Transport::Tcp,
+            },
+            probe: ProbeConfig {
+                enabled: false,
+                ..ProbeConfig::default()
+            },
+        }],
+        vec![sink],
+    );
+    gw.tcp_idle.send_replace(Duration::from_millis(200));
+    let caller = UdpSocket::bind("127.0.0.1:0").unwrap();
+    caller
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let me = caller.local_addr().unwrap();
+    let call = |n: u32| {
+        let invite = format!(
+            "INVITE sip:999@gw SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKidle{n}\r\nMax-Forwards: 70\r\nFrom: <sip:a@b>;tag=i{n}\r\nTo: <sip:999@gw>\r\nCall-ID: idle-{n}\r\nCSeq: {n} INVITE\r\nContent-Length: 0\r\n\r\n"
+        );
+        caller.send_to(invite.as_bytes(), gw.bound.udp[0]).unwrap();
+        final_response(&caller, b"INVITE").and_then(|m| m.status())
+    };
+    assert_eq!(call(1), Some(200));
+    assert_eq!(trunk.accepted.load(Ordering::Relaxed), 1);
+    // Left idle, the gateway closes its connection to the trunk.
+    for _ in 0..500 {
+        if trunk.closed.load(Ordering::Relaxed) > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        trunk.closed.load(Ordering::Relaxed),
+        1,
+        "closed by the gateway"
+    );
+    // Not held against the trunk.
+    let state = gw.with_proxy(|p, _| {
+        let id = p.health().find("tcp").unwrap();
+        p.health().trunk(id).unwrap().state
+    });
+    assert_eq!(state, Some(lifeline_health::State::Up));
+    assert_eq!(failures.lock().unwrap().clone(), []);
+    // The next call opens a new connection.
+    assert_eq!(call(2), Some(200));
+    assert_eq!(trunk.accepted.load(Ordering::Relaxed), 2);
+    assert_eq!(failures.lock().unwrap().clone(), []);
+    assert!(gw.stats.tcp_idle_closed.load(Ordering::Relaxed) >= 1);
     gw.shutdown(Duration::from_secs(1));
 }
