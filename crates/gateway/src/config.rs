@@ -29,6 +29,8 @@ use lifeline_proxy::{
     AllFailed, EmergencyConfig, Peer, Proxy, ProxyConfig, RouteConfig, RouteMatch, Timers,
     Transport, TrunkConfig,
 };
+
+use crate::engine::TCP_IDLE_TIMEOUT;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
@@ -54,6 +56,7 @@ pub(crate) struct Config {
     routes: Vec<RouteConfig>,
     all_failed: AllFailed,
     dialog_max_age: Duration,
+    tcp_idle_timeout: Duration,
     log: LogConfig,
 }
 
@@ -184,6 +187,12 @@ impl Config {
     /// The journal directory, if journalling is on.
     pub(crate) fn journal(&self) -> Option<&Path> {
         self.journal.as_deref()
+    }
+
+    /// How long a TCP connection may stay idle before it is closed (zero:
+    /// never).
+    pub(crate) fn tcp_idle_timeout(&self) -> Duration {
+        self.tcp_idle_timeout
     }
 
     /// Log format and level.
@@ -390,6 +399,7 @@ struct RawConfig {
     routes: List<Spanned<RawRoute>>,
     all_failed: Option<RawAllFailed>,
     dialog_max_age: Opt,
+    tcp_idle_timeout: Opt,
     log: Option<RawLog>,
 }
 
@@ -980,6 +990,12 @@ impl Validator<'_> {
             Some(v) => self.positive(v, "dialog_max_age"),
             None => Some(Duration::from_secs(12 * 3600)),
         };
+        // `0`: never (a bare 0 needs no unit).
+        let tcp_idle_timeout = match &raw.tcp_idle_timeout.0 {
+            Some(v) if self.text(v) == "0" => Some(Duration::ZERO),
+            Some(v) => self.duration(v, "tcp_idle_timeout"),
+            None => Some(TCP_IDLE_TIMEOUT),
+        };
         let log = self.log(raw.log.as_ref());
         Some(Config {
             listen: listen?,
@@ -992,6 +1008,7 @@ impl Validator<'_> {
             routes: routes?,
             all_failed: all_failed?,
             dialog_max_age: dialog_max_age?,
+            tcp_idle_timeout: tcp_idle_timeout?,
             log: log?,
         })
     }
@@ -1254,20 +1271,28 @@ impl Validator<'_> {
                     None
                 }
             };
+            // `udp+tcp`: UDP, and TCP for requests too large for UDP.
             let transport = match &t.transport.0 {
                 Some(v) => self
-                    .word(v, &format!("{key}.transport"), &["udp", "tcp"])
-                    .map(|i| [Transport::Udp, Transport::Tcp][i]),
-                None => Some(Transport::Udp),
+                    .word(v, &format!("{key}.transport"), &["udp", "tcp", "udp+tcp"])
+                    .map(|i| {
+                        [
+                            (Transport::Udp, false),
+                            (Transport::Tcp, false),
+                            (Transport::Udp, true),
+                        ][i]
+                    }),
+                None => Some((Transport::Udp, false)),
             };
             let probe = self.probe(t.probe.as_ref(), &format!("{key}.probe"));
-            if let (Some(name), Some(addr), Some(transport), Some(probe)) =
+            if let (Some(name), Some(addr), Some((transport, large_over_tcp)), Some(probe)) =
                 (name, addr, transport, probe)
             {
                 out.push(TrunkConfig {
                     name,
                     peer: Peer { addr, transport },
                     probe,
+                    large_over_tcp,
                 });
             }
         }
@@ -1967,6 +1992,7 @@ routes:
         assert_eq!(c.timers, Timers::default());
         let t = &c.trunks()[0];
         assert_eq!(t.peer.transport, Transport::Udp);
+        assert!(!t.large_over_tcp);
         assert_eq!(t.probe, ProbeConfig::default());
         assert_eq!(t.probe.interval, Duration::from_millis(250));
         assert_eq!(t.probe.timeout, Duration::from_millis(250));
@@ -1988,6 +2014,7 @@ routes:
             (503, "Service Unavailable", Some(5))
         );
         assert_eq!(c.dialog_max_age, Duration::from_secs(12 * 3600));
+        assert_eq!(c.tcp_idle_timeout(), Duration::from_secs(120));
         assert_eq!(
             c.log(),
             LogConfig {
@@ -2028,6 +2055,7 @@ trunks:
     probe: { interval: 1s, timeout: 500ms, down_after: 5, up_after: 100, alive: [200, 405], enabled: false, flap_window: 1m, flap_hold: 2s, flap_max_hold: 1h, live_hold: 0s }
   - name: backup
     address: trunk.example:5062
+    transport: udp+tcp
     probe: { alive: not-5xx }
   - name: third
     address: 192.0.2.12:5060
@@ -2045,6 +2073,7 @@ routes:
     trunks: [primary, backup, third]
 all_failed: { status: 480, retry_after: none }
 dialog_max_age: 2h
+tcp_idle_timeout: 10m
 log: { format: json, level: trace }
 "#);
         assert_eq!(
@@ -2102,6 +2131,9 @@ log: { format: json, level: trace }
         );
         // The name's only address, though it is not of the advertised family.
         assert_eq!(t[1].peer.addr, "192.0.2.30:5062".parse().unwrap());
+        assert_eq!(t[1].peer.transport, Transport::Udp);
+        assert!(t[1].large_over_tcp, "udp+tcp: large requests over TCP");
+        assert!(!t[0].large_over_tcp && !t[2].large_over_tcp);
         assert_eq!(t[1].probe.alive, AliveCodes::NotServerError);
         assert_eq!(t[2].probe.alive, AliveCodes::Any);
         let r = c.routes();
@@ -2126,6 +2158,7 @@ log: { format: json, level: trace }
             }
         );
         assert_eq!(c.dialog_max_age, Duration::from_secs(7200));
+        assert_eq!(c.tcp_idle_timeout(), Duration::from_secs(600));
         assert_eq!(
             c.log(),
             LogConfig {
@@ -2211,13 +2244,38 @@ dialog_max_age: 12
     }
 
     #[test]
+    fn tcp_idle_timeout_zero_means_never() {
+        assert_eq!(
+            ok(&min_with("tcp_idle_timeout: 0\n")).tcp_idle_timeout(),
+            Duration::ZERO
+        );
+        assert_eq!(
+            ok(&min_with("tcp_idle_timeout: 0s\n")).tcp_idle_timeout(),
+            Duration::ZERO
+        );
+        assert_eq!(
+            ok(&min_with("tcp_idle_timeout: 30s\n")).tcp_idle_timeout(),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            error(&min_with("tcp_idle_timeout: 30\n")),
+            "lifeline.yaml:10:19: tcp_idle_timeout: 30 has no unit: write 30ms, 30s, 30m or 30h"
+        );
+        assert_eq!(
+            error(&min_with("tcp_idle_timeout: never\n")),
+            "lifeline.yaml:10:19: tcp_idle_timeout: \"never\" is not a duration: write a whole \
+             number and a unit (ms, s, m or h), e.g. 250ms, 2s, 1m, 12h"
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_refused_where_they_are() {
         let cases = [
             (
                 min_with("admn: 127.0.0.1:9060\n"),
                 "lifeline.yaml:10:1: admn: unknown field `admn`, expected one of listen, \
                  advertise, admin, journal, emergency, timers, trunks, routes, all_failed, \
-                 dialog_max_age, log",
+                 dialog_max_age, tcp_idle_timeout, log",
             ),
             (
                 MIN.replace("    address:", "    adress:"),
@@ -2461,7 +2519,7 @@ dialog_max_age: 12
             (
                 addr,
                 "    address: 192.0.2.10:5060\n    transport: tls\n",
-                "lifeline.yaml:6:16: trunks[0].transport: \"tls\" is not udp or tcp",
+                "lifeline.yaml:6:16: trunks[0].transport: \"tls\" is not udp, tcp or udp+tcp",
             ),
             (
                 "  - name: a\n",

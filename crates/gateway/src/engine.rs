@@ -53,6 +53,13 @@ pub(crate) const SOCKET_BUFFER: usize = 8 * 1024 * 1024;
 pub(crate) const INPUT_QUEUE: usize = 64 * 1024;
 /// Largest stream message accepted.
 pub(crate) const MAX_STREAM_MESSAGE: usize = 64 * 1024;
+/// A TCP connection with no traffic either way for this long is closed
+/// (Kamailio's and OpenSIPS's `tcp_connection_lifetime` default).
+pub(crate) const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The idle timeout every TCP connection watches (zero: never closed for
+/// idleness); [`Gateway::tcp_idle`] changes it, open connections included.
+type TcpIdle = tokio::sync::watch::Receiver<Duration>;
 
 /// The core's input queue: bounded, and the core thread sleeps on it
 /// without spinning.
@@ -210,6 +217,8 @@ pub(crate) struct IoStats {
     pub(crate) sent: AtomicU64,
     /// The kernel's UDP receive-buffer drop count, as last read.
     pub(crate) socket_drops: AtomicU64,
+    /// TCP connections closed after `tcp_idle_timeout` without traffic.
+    pub(crate) tcp_idle_closed: AtomicU64,
 }
 
 /// Observers of the proxy's events (metrics, journal, logs, the demo).
@@ -274,6 +283,8 @@ pub(crate) struct Outbound {
     trunk_sockets: Mutex<Vec<Option<TrunkSocket>>>,
     /// TCP connections by peer address: a channel to the connection's writer.
     tcp: Arc<Mutex<HashMap<SocketAddr, tokio::sync::mpsc::UnboundedSender<Bytes>>>>,
+    /// The idle timeout, for connections opened to trunks.
+    tcp_idle: TcpIdle,
     rt: tokio::runtime::Handle,
     input: InputTx,
     stats: Arc<IoStats>,
@@ -389,11 +400,12 @@ impl Outbound {
         let _ = tx.send(payload);
         conns.insert(addr, tx);
         let (input, stats, tcp) = (self.input.clone(), self.stats.clone(), self.tcp.clone());
+        let idle = self.tcp_idle.clone();
         self.rt.spawn(async move {
             match tokio::net::TcpStream::connect(addr).await {
                 Ok(stream) => {
                     let _ = stream.set_nodelay(true);
-                    run_tcp(stream, addr, rx, input, stats, tcp, Some(trunk)).await;
+                    run_tcp(stream, addr, rx, input, stats, tcp, Some(trunk), idle).await;
                 }
                 Err(e) => {
                     if let Ok(mut c) = tcp.lock() {
@@ -465,6 +477,10 @@ async fn recv_udp(
     }
 }
 
+/// Serve one TCP connection until it closes, fails or stays idle for the
+/// `idle` timeout. Only a failure of a trunk's connection is evidence
+/// against the trunk: an idle close is ours.
+#[allow(clippy::too_many_arguments)]
 async fn run_tcp(
     stream: tokio::net::TcpStream,
     addr: SocketAddr,
@@ -473,15 +489,31 @@ async fn run_tcp(
     stats: Arc<IoStats>,
     tcp: Arc<Mutex<HashMap<SocketAddr, tokio::sync::mpsc::UnboundedSender<Bytes>>>>,
     trunk: Option<TrunkId>,
+    mut idle: TcpIdle,
 ) {
     let (mut rd, mut wr) = stream.into_split();
+    // Last traffic either way, in ms since `born`: written by both halves.
+    let born = tokio::time::Instant::now();
+    let last = Arc::new(AtomicU64::new(0));
+    let touch = move |last: &AtomicU64| {
+        last.store(born.elapsed().as_millis() as u64, Ordering::Relaxed);
+    };
+    let wrote = last.clone();
     let writer = tokio::spawn(async move {
         while let Some(b) = rx.recv().await {
             if wr.write_all(&b).await.is_err() {
                 break;
             }
+            touch(&wrote);
         }
     });
+    let mut limit = *idle.borrow_and_update();
+    let mut watching = true;
+    let quiet_until =
+        |limit: Duration| born + Duration::from_millis(last.load(Ordering::Relaxed)) + limit;
+    let timer = tokio::time::sleep_until(quiet_until(limit));
+    tokio::pin!(timer);
+    let mut reaped = false;
     let mut framer = StreamFramer::new(MAX_STREAM_MESSAGE);
     let mut buf = vec![0u8; 16 * 1024];
     let peer = Peer {
@@ -489,11 +521,34 @@ async fn run_tcp(
         transport: Transport::Tcp,
     };
     let error = loop {
-        let n = match rd.read(&mut buf).await {
+        let read = tokio::select! {
+            r = rd.read(&mut buf) => r,
+            () = &mut timer, if !limit.is_zero() => {
+                let at = quiet_until(limit);
+                if tokio::time::Instant::now() >= at {
+                    reaped = true;
+                    break None;
+                }
+                timer.as_mut().reset(at);
+                continue;
+            }
+            changed = idle.changed(), if watching => {
+                match changed {
+                    Ok(()) => {
+                        limit = *idle.borrow_and_update();
+                        timer.as_mut().reset(quiet_until(limit));
+                    }
+                    Err(_) => watching = false, // the gateway is going away
+                }
+                continue;
+            }
+        };
+        let n = match read {
             Ok(0) => break None,
             Ok(n) => n,
             Err(e) => break transport_error(&e),
         };
+        touch(&last);
         framer.extend(buf.get(..n).unwrap_or_default());
         loop {
             match framer.next_frame() {
@@ -518,6 +573,10 @@ async fn run_tcp(
             }
         }
     };
+    if reaped {
+        close_idle(addr, &stats, &tcp, writer).await;
+        return;
+    }
     writer.abort();
     if let Ok(mut c) = tcp.lock() {
         c.remove(&addr);
@@ -527,12 +586,37 @@ async fn run_tcp(
     }
 }
 
+/// Close a connection left idle: nothing new is queued on it (the next
+/// message to a trunk opens a new one), what is queued is written, then it
+/// is closed. Not evidence against a trunk: the close is ours.
+async fn close_idle(
+    addr: SocketAddr,
+    stats: &IoStats,
+    tcp: &Mutex<HashMap<SocketAddr, tokio::sync::mpsc::UnboundedSender<Bytes>>>,
+    mut writer: tokio::task::JoinHandle<()>,
+) {
+    stats.tcp_idle_closed.fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(peer = %addr, "closing an idle TCP connection");
+    if let Ok(mut c) = tcp.lock() {
+        c.remove(&addr);
+    }
+    // The writer stops once its queue is empty and its sender (the map's)
+    // is gone; dropping the write half sends FIN.
+    if tokio::time::timeout(Duration::from_secs(1), &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
+}
+
 async fn accept_tcp(
     listener: tokio::net::TcpListener,
     input: InputTx,
     stats: Arc<IoStats>,
     tcp: Arc<Mutex<HashMap<SocketAddr, tokio::sync::mpsc::UnboundedSender<Bytes>>>>,
     accepting: Arc<AtomicBool>,
+    idle: TcpIdle,
 ) {
     loop {
         let Ok((stream, addr)) = listener.accept().await else {
@@ -548,7 +632,16 @@ async fn accept_tcp(
             c.insert(addr, tx);
         }
         let (input, stats, tcp) = (input.clone(), stats.clone(), tcp.clone());
-        tokio::spawn(run_tcp(stream, addr, rx, input, stats, tcp, None));
+        tokio::spawn(run_tcp(
+            stream,
+            addr,
+            rx,
+            input,
+            stats,
+            tcp,
+            None,
+            idle.clone(),
+        ));
     }
 }
 
@@ -570,6 +663,9 @@ pub(crate) struct Gateway {
     core: Option<std::thread::JoinHandle<()>>,
     rt: Option<Runtime>,
     accepting: Arc<AtomicBool>,
+    /// How long a TCP connection may stay idle (zero: never closed for
+    /// that); `send_replace` applies a new value to open connections too.
+    pub(crate) tcp_idle: tokio::sync::watch::Sender<Duration>,
 }
 
 /// How to start a gateway.
@@ -615,6 +711,7 @@ impl Gateway {
         let stats = Arc::new(IoStats::default());
         let accepting = Arc::new(AtomicBool::new(true));
         let tcp_conns = Arc::new(Mutex::new(HashMap::new()));
+        let (tcp_idle, idle_rx) = tokio::sync::watch::channel(TCP_IDLE_TIMEOUT);
 
         // Bind UDP first: trunk sockets share its port.
         let mut udp = Vec::new();
@@ -707,6 +804,7 @@ impl Gateway {
                     stats.clone(),
                     tcp_conns.clone(),
                     accepting.clone(),
+                    idle_rx.clone(),
                 ));
             }
         }
@@ -716,6 +814,7 @@ impl Gateway {
             listeners,
             trunk_sockets: Mutex::new(trunk_sockets),
             tcp: tcp_conns,
+            tcp_idle: idle_rx,
             rt: rt.handle().clone(),
             input: tx.clone(),
             stats: stats.clone(),
@@ -744,6 +843,7 @@ impl Gateway {
             core: Some(core),
             rt: Some(rt),
             accepting,
+            tcp_idle,
         })
     }
 
@@ -1051,6 +1151,7 @@ mod tests {
             proxy_config: Box::new(move |adv| {
                 let t = |n: &str, a| TrunkConfig {
                     name: n.into(),
+                    large_over_tcp: false,
                     peer: Peer::udp(a),
                     probe: ProbeConfig::default(),
                 };
@@ -1234,6 +1335,7 @@ mod tcp_tests {
                     adv,
                     vec![TrunkConfig {
                         name: "tcp".into(),
+                        large_over_tcp: false,
                         peer,
                         probe,
                     }],
@@ -1279,3 +1381,6 @@ mod tcp_tests {
         gw.shutdown(Duration::from_secs(1));
     }
 }
+
+#[cfg(test)]
+mod stream_tests;

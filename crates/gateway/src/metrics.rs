@@ -4,7 +4,7 @@
 //! [`Metrics::on_event`], calls [`Metrics::set_gauges`] on a regular tick
 //! (once a second is plenty), and bumps the counters only it can see
 //! ([`Metrics::add_socket_drops`], [`Metrics::add_queue_drops`],
-//! [`Metrics::add_journal_dropped`], [`Metrics::on_transmit`]). The admin server calls [`Metrics::encode`] for
+//! [`Metrics::add_journal_dropped`], [`Metrics::add_tcp_idle_closed`], [`Metrics::on_transmit`]). The admin server calls [`Metrics::encode`] for
 //! `GET /metrics`. Everything on the event loop's path is an atomic increment
 //! behind a label lookup; nothing here reads a clock or blocks on the scraper
 //! for longer than a label-map read lock.
@@ -34,6 +34,7 @@
 //! | `lifeline_journal_dropped_total` | | journal records dropped (the writer fell behind) |
 //! | `lifeline_socket_drops_total` | | datagrams the kernel dropped at our sockets |
 //! | `lifeline_input_queue_drops_total` | | inputs dropped because the core thread's queue was full |
+//! | `lifeline_tcp_idle_closed_total` | | TCP connections closed after `tcp_idle_timeout` without traffic |
 //! | `lifeline_metrics_untracked_calls_total` | | calls whose outcome could not be labelled (see below) |
 //! | `lifeline_build_info` | `version` | 1 |
 //!
@@ -314,6 +315,7 @@ pub(crate) struct Metrics {
     journal_dropped: Counter,
     socket_drops: Counter,
     queue_drops: Counter,
+    tcp_idle_closed: Counter,
     untracked: Counter,
     /// `lifeline_messages_total{direction="out"}` handles, resolved once.
     out_requests: Counter,
@@ -453,6 +455,12 @@ impl Metrics {
             "Inputs dropped because the core thread's queue was full",
             queue_drops.clone(),
         );
+        let tcp_idle_closed = Counter::default();
+        r.register(
+            "tcp_idle_closed",
+            "TCP connections closed after tcp_idle_timeout without traffic",
+            tcp_idle_closed.clone(),
+        );
         let untracked = Counter::default();
         r.register(
             "metrics_untracked_calls",
@@ -513,6 +521,7 @@ impl Metrics {
             journal_dropped,
             socket_drops,
             queue_drops,
+            tcp_idle_closed,
             untracked,
             out_requests,
             out_responses,
@@ -737,6 +746,11 @@ impl Metrics {
         self.queue_drops.inc_by(n);
     }
 
+    /// TCP connections closed for idleness since the last call.
+    pub(crate) fn add_tcp_idle_closed(&self, n: u64) {
+        self.tcp_idle_closed.inc_by(n);
+    }
+
     /// Call totals for `/status`.
     pub(crate) fn call_totals(&self) -> CallTotals {
         let t = &self.totals;
@@ -858,6 +872,7 @@ pub(crate) mod testing {
             };
             let trunk = |name: &str, a: &str| TrunkConfig {
                 name: name.into(),
+                large_over_tcp: false,
                 peer: Peer::udp(addr(a)),
                 probe: probe.clone(),
             };
@@ -1417,6 +1432,7 @@ mod tests {
         m.add_socket_drops(7);
         m.add_journal_dropped(2);
         m.add_queue_drops(3);
+        m.add_tcp_idle_closed(4);
         let page = m.encode();
         assert_series(
             &page,
@@ -1439,6 +1455,7 @@ mod tests {
         assert_series(&page, "lifeline_socket_drops_total", 7.0);
         assert_series(&page, "lifeline_journal_dropped_total", 2.0);
         assert_series(&page, "lifeline_input_queue_drops_total", 3.0);
+        assert_series(&page, "lifeline_tcp_idle_closed_total", 4.0);
         for state in ["up", "suspect", "down", "recovering"] {
             let want = if state == "up" { 1.0 } else { 0.0 };
             assert_series(

@@ -34,6 +34,8 @@ pub(crate) struct RunConfig {
     pub(crate) journal: Option<PathBuf>,
     pub(crate) log_level: String,
     pub(crate) log_json: bool,
+    /// How long a TCP connection may stay idle (zero: never closed for it).
+    pub(crate) tcp_idle_timeout: Duration,
     /// The proxy configuration, given the advertised address.
     pub(crate) proxy: Box<dyn Fn(std::net::SocketAddr) -> ProxyConfig + Send + Sync>,
 }
@@ -58,6 +60,7 @@ pub(crate) fn load_run_config(path: &Path) -> Result<RunConfig, String> {
         journal: shared.journal().map(Path::to_path_buf),
         log_level: log.level.as_str().to_string(),
         log_json: log.format == crate::config::LogFormat::Json,
+        tcp_idle_timeout: shared.tcp_idle_timeout(),
         proxy: Box::new(move |adv| {
             let mut p = for_proxy.proxy_config(seed);
             p.advertise = adv;
@@ -244,6 +247,7 @@ impl Observability {
         let mut watchdog_usec = 0u64;
         let watchdog = sd_notify::watchdog_enabled(false, &mut watchdog_usec);
         let mut last = (0u64, 0u64, 0u64);
+        let mut last_idle_closed = 0u64;
         Box::new(
             move |proxy: &mut Proxy, now: Instant, io: &crate::engine::IoStats| {
                 metrics.set_gauges(&proxy.stats(), proxy.health());
@@ -257,6 +261,11 @@ impl Observability {
                 }
                 metrics.add_journal_dropped(j.saturating_sub(last.2));
                 last = (q, s, j);
+                let idle = io
+                    .tcp_idle_closed
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                metrics.add_tcp_idle_closed(idle.saturating_sub(last_idle_closed));
+                last_idle_closed = idle;
                 status.publish(admin::snapshot_from(proxy, now, &started));
                 if watchdog {
                     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
@@ -324,6 +333,7 @@ fn daemon(config_path: &Path, cfg: RunConfig, io_threads: Option<usize>) -> std:
         tick_every: Duration::from_millis(250),
         net: crate::transport::real(),
     })?;
+    gw.tcp_idle.send_replace(cfg.tcp_idle_timeout);
     let admin = obs.start_admin(&gw, cfg.admin)?;
     tracing::info!(udp = ?gw.bound.udp, tcp = ?gw.bound.tcp, %admin, "lifeline listening");
 
@@ -336,6 +346,7 @@ fn daemon(config_path: &Path, cfg: RunConfig, io_threads: Option<usize>) -> std:
         obs.status.clone(),
         config_path.to_path_buf(),
     );
+    let tcp_idle = gw.tcp_idle.clone();
     rt.spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
         let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
@@ -350,7 +361,7 @@ fn daemon(config_path: &Path, cfg: RunConfig, io_threads: Option<usize>) -> std:
             tokio::select! {
                 _ = term.recv() => { shutdown(&input, &board, "SIGTERM"); }
                 _ = int.recv() => { shutdown(&input, &board, "SIGINT"); }
-                _ = hup.recv() => { reload(&input, &path).await; }
+                _ = hup.recv() => { reload(&input, &path, &tcp_idle).await; }
             }
         }
     });
@@ -375,13 +386,14 @@ fn shutdown(input: &InputTx, board: &StatusBoard, why: &str) {
     });
 }
 
-async fn reload(input: &InputTx, path: &Path) {
+async fn reload(input: &InputTx, path: &Path, tcp_idle: &tokio::sync::watch::Sender<Duration>) {
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
     match load_run_config(path) {
         Err(e) => {
             tracing::error!(file = %path.display(), error = %e, "reload refused: the running configuration stays")
         }
         Ok(cfg) => {
+            let idle = cfg.tcp_idle_timeout;
             let (tx, rx) = crossbeam_channel::bounded(1);
             // The advertised address cannot change; reuse the proxy's own.
             let builder = cfg.proxy;
@@ -397,6 +409,8 @@ async fn reload(input: &InputTx, path: &Path) {
                     .await
                 {
                     Ok(Ok(Ok(()))) => {
+                        // Open connections take the new idle timeout too.
+                        tcp_idle.send_replace(idle);
                         tracing::warn!(file = %path.display(), "configuration reloaded")
                     }
                     Ok(Ok(Err(e))) => {

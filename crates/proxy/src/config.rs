@@ -5,6 +5,11 @@ use std::time::Duration;
 
 use lifeline_health::ProbeConfig;
 
+/// RFC 3261 §18.1.1: a request larger than this many bytes, when the path
+/// MTU is unknown, must be sent over a congestion-controlled transport (TCP).
+/// Applies to trunks that take both (see [`TrunkConfig::large_over_tcp`]).
+pub const RFC3261_UDP_MAX_REQUEST: usize = 1300;
+
 /// The transport of a peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Transport {
@@ -88,6 +93,12 @@ pub struct TrunkConfig {
     pub peer: Peer,
     /// Health probing settings.
     pub probe: ProbeConfig,
+    /// The trunk also takes TCP on the same address and port (`transport:
+    /// udp+tcp` in the file): with a UDP `peer`, a request larger than
+    /// [`RFC3261_UDP_MAX_REQUEST`] bytes once forwarded goes over TCP, with a
+    /// TCP Via (RFC 3261 §18.1.1); probes and smaller requests stay on UDP.
+    /// Ignored when `peer` is TCP.
+    pub large_over_tcp: bool,
 }
 
 /// What requests a route takes.

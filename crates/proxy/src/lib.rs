@@ -47,7 +47,7 @@ mod transaction;
 pub use classify::{classify, select_route, EmergencyRule};
 pub use config::{
     AllFailed, ConfigError, EmergencyConfig, Peer, ProxyConfig, RouteConfig, RouteMatch, Timers,
-    Transport, TrunkConfig,
+    Transport, TrunkConfig, RFC3261_UDP_MAX_REQUEST,
 };
 pub use events::{AttemptFailure, CallFailure, CallInfo, CallRef, Event, Location, Transmit};
 pub use lifeline_health::{ProbeConfig, TransportError, TrunkId};

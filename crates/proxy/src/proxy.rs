@@ -15,7 +15,9 @@ use lifeline_sip::{
 use slab::Slab;
 
 use crate::classify::{classify, select_route, EmergencyRule};
-use crate::config::{ConfigError, Peer, ProxyConfig, RouteConfig};
+use crate::config::{
+    ConfigError, Peer, ProxyConfig, RouteConfig, Transport, RFC3261_UDP_MAX_REQUEST,
+};
 use crate::events::{AttemptFailure, CallFailure, CallInfo, CallRef, Event, Location, Transmit};
 use crate::transaction::{
     build_cancel, ClientEvent, ClientState, ClientTimer, ClientTxn, Kind, ServerState, ServerTimer,
@@ -258,6 +260,10 @@ pub struct Proxy {
     cfg: ProxyConfig,
     routes: Vec<Arc<ResolvedRoute>>,
     trunk_peers: Vec<Peer>,
+    /// Per trunk: large requests go over TCP ([`TrunkConfig::large_over_tcp`]).
+    ///
+    /// [`TrunkConfig::large_over_tcp`]: crate::TrunkConfig::large_over_tcp
+    large_over_tcp: Vec<bool>,
     health: Health,
     servers: Slab<ServerEntry>,
     server_index: HashMap<ServerKey, usize>,
@@ -294,6 +300,7 @@ impl Proxy {
         };
         let mut health = Health::new(local, cfg.seed ^ 0x4ea1);
         let mut trunk_peers = Vec::new();
+        let mut large_over_tcp = Vec::new();
         for (i, t) in cfg.trunks.iter().enumerate() {
             if cfg.trunks.iter().take(i).any(|o| o.name == t.name) {
                 return Err(ConfigError::DuplicateTrunk(t.name.clone()));
@@ -303,6 +310,7 @@ impl Proxy {
                 .add_trunk(now, &t.name, &target, t.probe.clone())
                 .map_err(|e| ConfigError::BadIdentity(e.to_string()))?;
             trunk_peers.push(t.peer);
+            large_over_tcp.push(t.large_over_tcp);
         }
         let mut routes = Vec::new();
         for r in &cfg.routes {
@@ -332,6 +340,7 @@ impl Proxy {
             cfg,
             routes,
             trunk_peers,
+            large_over_tcp,
             health,
             servers: Slab::new(),
             server_index: HashMap::new(),
@@ -460,6 +469,9 @@ impl Proxy {
                     if let Some(p) = self.trunk_peers.get_mut(id.index()) {
                         *p = t.peer;
                     }
+                    if let Some(l) = self.large_over_tcp.get_mut(id.index()) {
+                        *l = t.large_over_tcp;
+                    }
                     if let Some(pos) = self.retired.iter().position(|r| *r == id) {
                         self.retired.remove(pos);
                         self.health.undrain(now, id);
@@ -470,6 +482,7 @@ impl Proxy {
                         .add_trunk(now, &t.name, &target, t.probe.clone())
                         .map_err(|e| ConfigError::BadIdentity(e.to_string()))?;
                     self.trunk_peers.push(t.peer);
+                    self.large_over_tcp.push(t.large_over_tcp);
                 }
             }
         }
@@ -979,21 +992,51 @@ impl Proxy {
             m.call_id().hash(&mut h);
             format!("{ACK_PREFIX}{:016x}", h.finish())
         };
-        let via = format!(
-            "SIP/2.0/{} {};branch={branch}",
-            target.0.transport.via_token(),
-            self.advertise
-        );
-        let mut e = Edit::new(&m);
-        e.remove_first_route().decrement_max_forwards();
-        if e.push_via(via.as_bytes()).is_err() {
+        let via = |t: Transport| {
+            format!(
+                "SIP/2.0/{} {};branch={branch}",
+                t.via_token(),
+                self.advertise
+            )
+        };
+        let (mut peer, trunk) = target;
+        let Some(mut e) = forward_edit(
+            &m,
+            true,
+            &via(peer.transport),
+            None,
+            peer.transport.reliable(),
+        ) else {
             return;
-        }
-        if target.0.transport.reliable() {
-            e.ensure_content_length();
+        };
+        let wire = self.wire_peer(peer, trunk, e.len());
+        if wire != peer {
+            peer = wire;
+            let Some(tcp) = forward_edit(&m, true, &via(peer.transport), None, true) else {
+                return;
+            };
+            e = tcp;
         }
         let out = e.to_bytes();
-        self.send(target.0, out, target.1);
+        self.send(peer, out, trunk);
+    }
+
+    /// The transport a request of `len` bytes (as forwarded) takes to
+    /// `peer`: RFC 3261 §18.1.1, a request over 1300 bytes goes over TCP to
+    /// a trunk that takes both; everything else as configured.
+    fn wire_peer(&self, peer: Peer, trunk: Option<TrunkId>, len: usize) -> Peer {
+        let tcp_too = trunk
+            .and_then(|t| self.large_over_tcp.get(t.index()))
+            .copied()
+            .unwrap_or(false);
+        if peer.transport == Transport::Udp && tcp_too && len > RFC3261_UDP_MAX_REQUEST {
+            Peer {
+                addr: peer.addr,
+                transport: Transport::Tcp,
+            }
+        } else {
+            peer
+        }
     }
 
     /// If the top Route is this proxy's Record-Route with a dialog token,
@@ -1346,11 +1389,8 @@ impl Proxy {
             "{LOOP_PREFIX}{loop_hash:016x}.{nonce:08x}{:x}",
             self.calls[ck].attempts.len()
         );
-        let via = format!(
-            "SIP/2.0/{} {};branch={branch}",
-            peer.transport.via_token(),
-            self.advertise
-        );
+        let advertise = self.advertise.clone();
+        let via = |t: Transport| format!("SIP/2.0/{} {advertise};branch={branch}", t.via_token());
 
         // A dialog-creating INVITE gets our Record-Route with a token that
         // names this attempt's dialog (caller flow, trunk).
@@ -1375,25 +1415,32 @@ impl Proxy {
             }
         }
 
-        let mut e = Edit::new(&m);
         let top_is_us = m
             .routes()
             .next()
             .and_then(|r| r.ok())
             .is_some_and(|r| matches!(r.uri(), Uri::Sip(u) if self.is_us(&u.host, u.port)));
-        if top_is_us {
-            e.remove_first_route();
+        let rr = record_route.as_deref();
+        let mut e = forward_edit(
+            &m,
+            top_is_us,
+            &via(peer.transport),
+            rr,
+            peer.transport.reliable(),
+        );
+        // RFC 3261 §18.1.1: too large for UDP, and the trunk takes TCP: the
+        // request goes over TCP and its Via says so. The dialog keeps the
+        // configured peer: each later request is sized on its own.
+        let configured = peer;
+        let peer = match &e {
+            Some(ed) => self.wire_peer(peer, trunk, ed.len()),
+            None => peer,
+        };
+        if peer != configured {
+            e = forward_edit(&m, top_is_us, &via(peer.transport), rr, true);
         }
-        e.decrement_max_forwards();
-        let built = e.push_via(via.as_bytes()).is_ok()
-            && record_route
-                .as_ref()
-                .is_none_or(|rr| e.add_record_route(rr.as_bytes()).is_ok());
-        if peer.transport.reliable() {
-            e.ensure_content_length();
-        }
-        let out = match (built, Message::parse(e.to_bytes())) {
-            (true, Ok(out)) => out,
+        let out = match e.map(|e| Message::parse(e.to_bytes())) {
+            Some(Ok(out)) => out,
             _ => {
                 if let Some(d) = dialog {
                     self.drop_dialog(d);
@@ -2030,6 +2077,32 @@ impl Proxy {
 }
 
 /// The SIP URI a trunk is probed at.
+/// The edits that forward request `m`: our Route removed (`pop_route`),
+/// Max-Forwards decremented, our `via` on top, a Record-Route if given, and
+/// Content-Length made explicit on a `reliable` (stream) transport. `None`
+/// if a value cannot be inserted.
+fn forward_edit<'m>(
+    m: &'m Message,
+    pop_route: bool,
+    via: &str,
+    record_route: Option<&str>,
+    reliable: bool,
+) -> Option<Edit<'m>> {
+    let mut e = Edit::new(m);
+    if pop_route {
+        e.remove_first_route();
+    }
+    e.decrement_max_forwards();
+    e.push_via(via.as_bytes()).ok()?;
+    if let Some(rr) = record_route {
+        e.add_record_route(rr.as_bytes()).ok()?;
+    }
+    if reliable {
+        e.ensure_content_length();
+    }
+    Some(e)
+}
+
 fn trunk_target(addr: SocketAddr) -> String {
     match addr {
         SocketAddr::V4(a) => format!("sip:{a}"),

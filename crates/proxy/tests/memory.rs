@@ -45,6 +45,7 @@ fn memory_per_ringing_call() {
         gw,
         vec![TrunkConfig {
             name: "primary".into(),
+            large_over_tcp: false,
             peer: trunk,
             probe,
         }],

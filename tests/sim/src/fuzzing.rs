@@ -54,6 +54,7 @@ fn script(b: u8) -> TrunkScript {
 fn config() -> ProxyConfig {
     let trunk = |name: &str, a: &str| TrunkConfig {
         name: name.into(),
+        large_over_tcp: false,
         peer: Peer::udp(a.parse().expect("address")),
         // Slower probes than the default keep long quiescent runs cheap.
         probe: ProbeConfig {

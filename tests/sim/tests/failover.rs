@@ -16,6 +16,7 @@ const BACKUP: &str = "127.0.30.2:5060";
 fn config() -> ProxyConfig {
     let trunk = |name: &str, a: &str| TrunkConfig {
         name: name.into(),
+        large_over_tcp: false,
         peer: Peer::udp(a.parse().unwrap()),
         probe: ProbeConfig::default(),
     };
@@ -432,6 +433,7 @@ fn reload_keeps_calls_in_progress_and_health() {
     let mut cfg = config();
     cfg.trunks.push(TrunkConfig {
         name: "third".into(),
+        large_over_tcp: false,
         peer: Peer::udp("127.0.30.3:5060".parse().unwrap()),
         probe: ProbeConfig::default(),
     });

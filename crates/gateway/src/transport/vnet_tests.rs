@@ -181,6 +181,7 @@ impl Lab {
             proxy_config: Box::new(move |adv| {
                 let t = |n: &str, a| TrunkConfig {
                     name: n.into(),
+                    large_over_tcp: false,
                     peer: Peer::udp(a),
                     probe: ProbeConfig::default(),
                 };

@@ -1,0 +1,481 @@
+//! TCP beside UDP, over real loopback sockets: requests too large for UDP go
+//! to a `udp+tcp` trunk over TCP (RFC 3261 §18.1.1). Nothing is timed, only
+//! counted and ordered; every wait is bounded.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+
+use super::*;
+use lifeline_proxy::{AttemptFailure, ProbeConfig, RouteConfig, RouteMatch, TrunkConfig};
+use lifeline_sip::{Frame, HeaderName, MessageWriter};
+
+/// The emergency INVITE with SDP and PIDF-LO, about 2.4 KB.
+const LARGE_INVITE: &str = include_str!("../../../sip/testdata/bench/emergency-invite.sip");
+
+/// What a trunk received, in order: (transport, method).
+type Seen = Arc<Mutex<Vec<(Transport, String)>>>;
+
+/// A UAS listening on UDP and TCP on the same port: OPTIONS, BYE and the
+/// rest answered 200, INVITE 100/180/200 (with Record-Route echoed).
+struct DualTrunk {
+    addr: SocketAddr,
+    seen: Seen,
+    stop: Arc<AtomicBool>,
+    /// TCP connections accepted, and closed by the other end.
+    accepted: Arc<AtomicU64>,
+    closed: Arc<AtomicU64>,
+}
+
+impl Drop for DualTrunk {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl DualTrunk {
+    fn start() -> DualTrunk {
+        Self::start_with(true)
+    }
+
+    /// `tcp`: listen on TCP too; without, a connection is refused.
+    fn start_with(tcp: bool) -> DualTrunk {
+        // A UDP port from the OS, then TCP on the same port (another test
+        // may hold it for TCP: try again).
+        let (udp, tcp_listener) = (0..50)
+            .find_map(|_| {
+                let udp = UdpSocket::bind("127.0.0.1:0").ok()?;
+                let tcp = TcpListener::bind(udp.local_addr().ok()?).ok()?;
+                Some((udp, tcp))
+            })
+            .expect("a port free for both UDP and TCP");
+        let addr = udp.local_addr().unwrap();
+        let seen: Seen = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        udp.set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        let (seen2, stop2) = (seen.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 65536];
+            while !stop2.load(Ordering::Relaxed) {
+                let Ok((n, from)) = udp.recv_from(&mut buf) else {
+                    continue;
+                };
+                let Ok(m) = Message::parse(Bytes::copy_from_slice(&buf[..n])) else {
+                    continue;
+                };
+                for reply in answer(&m, addr, Transport::Udp, &seen2) {
+                    let _ = udp.send_to(&reply, from);
+                }
+            }
+        });
+        let (accepted, closed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let trunk = DualTrunk {
+            addr,
+            seen: seen.clone(),
+            stop,
+            accepted: accepted.clone(),
+            closed: closed.clone(),
+        };
+        if !tcp {
+            drop(tcp_listener);
+            return trunk;
+        }
+        std::thread::spawn(move || {
+            for conn in tcp_listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                accepted.fetch_add(1, Ordering::Relaxed);
+                let (seen, closed) = (seen.clone(), closed.clone());
+                std::thread::spawn(move || {
+                    let mut framer = StreamFramer::default();
+                    let mut buf = [0u8; 16384];
+                    loop {
+                        let n = match conn.read(&mut buf) {
+                            Ok(0) | Err(_) => {
+                                closed.fetch_add(1, Ordering::Relaxed);
+                                return;
+                            }
+                            Ok(n) => n,
+                        };
+                        framer.extend(&buf[..n]);
+                        while let Ok(Some(Frame::Message(b))) = framer.next_frame() {
+                            let Ok(m) = Message::parse(b) else { continue };
+                            for reply in answer(&m, addr, Transport::Tcp, &seen) {
+                                let _ = conn.write_all(&reply);
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        trunk
+    }
+
+    fn seen(&self) -> Vec<(Transport, String)> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// A UAS's answers to request `m` (none to a response or an ACK).
+fn answer(m: &Message, me: SocketAddr, t: Transport, seen: &Seen) -> Vec<Bytes> {
+    let Some(method) = m.method_bytes() else {
+        return vec![];
+    };
+    let method = String::from_utf8_lossy(method).to_string();
+    seen.lock().unwrap().push((t, method.clone()));
+    let codes: &[u16] = match method.as_str() {
+        "ACK" => &[],
+        "INVITE" => &[100, 180, 200],
+        _ => &[200],
+    };
+    codes
+        .iter()
+        .map(|&c| {
+            let mut w = MessageWriter::response_to(m, c, "X", Some(b"uas")).unwrap();
+            if c > 100 && method == "INVITE" {
+                for h in m.headers().filter(|h| h.name == HeaderName::RecordRoute) {
+                    w.raw_header(h.raw_name, h.value).unwrap();
+                }
+                w.header(HeaderName::Contact, format!("<sip:uas@{me}>").as_bytes())
+                    .unwrap();
+            }
+            w.finish()
+        })
+        .collect()
+}
+
+/// A gateway listening on UDP and TCP, one trunk, one route.
+fn gateway(trunk: TrunkConfig) -> Gateway {
+    gateway_with(vec![trunk], vec![])
+}
+
+/// A gateway listening on UDP and TCP; one route through `trunks` in order.
+fn gateway_with(trunks: Vec<TrunkConfig>, sinks: Vec<EventSink>) -> Gateway {
+    Gateway::start(Options {
+        listen: vec![
+            (Transport::Udp, "127.0.0.1:0".parse().unwrap()),
+            (Transport::Tcp, "127.0.0.1:0".parse().unwrap()),
+        ],
+        advertise: None,
+        proxy_config: Box::new(move |adv| {
+            let names: Vec<String> = trunks.iter().map(|t| t.name.clone()).collect();
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            let route = RouteConfig::new("all", RouteMatch::Any, &names);
+            ProxyConfig::new(adv, trunks, vec![route])
+        }),
+        io_threads: 1,
+        sinks,
+        ticks: vec![],
+        tick_every: Duration::from_millis(100),
+        net: crate::transport::real(),
+    })
+    .unwrap()
+}
+
+/// Wait (bounded) on `sock` for a final response to `cseq_method`.
+fn final_response(sock: &UdpSocket, cseq_method: &[u8]) -> Option<Message> {
+    let mut buf = [0u8; 65536];
+    for _ in 0..200 {
+        let Ok(len) = sock.recv(&mut buf) else {
+            continue;
+        };
+        let Ok(m) = Message::parse(Bytes::copy_from_slice(&buf[..len])) else {
+            continue;
+        };
+        let ours = m.cseq().ok().is_some_and(|c| c.method == cseq_method);
+        if ours && m.status().is_some_and(|c| c >= 200) {
+            return Some(m);
+        }
+    }
+    None
+}
+
+fn value(m: &Message, name: HeaderName) -> String {
+    String::from_utf8_lossy(m.header(name).unwrap().value).to_string()
+}
+
+#[test]
+fn a_large_invite_goes_over_tcp_to_a_udp_tcp_trunk() {
+    let trunk = DualTrunk::start();
+    let gw = gateway(TrunkConfig {
+        name: "both".into(),
+        large_over_tcp: true,
+        peer: Peer::udp(trunk.addr),
+        probe: ProbeConfig::default(),
+    });
+    let caller = UdpSocket::bind("127.0.0.1:0").unwrap();
+    caller
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let me = caller.local_addr().unwrap();
+    let invite = LARGE_INVITE.replacen("198.51.100.20:5060", &me.to_string(), 1);
+    assert!(invite.len() > lifeline_proxy::RFC3261_UDP_MAX_REQUEST);
+    caller.send_to(invite.as_bytes(), gw.bound.udp[0]).unwrap();
+    let ok = final_response(&caller, b"INVITE").expect("a final response");
+    assert_eq!(ok.status(), Some(200));
+
+    // ACK and BYE along the Record-Route: small, so over UDP.
+    let rr = value(&ok, HeaderName::RecordRoute);
+    let to = value(&ok, HeaderName::To);
+    let in_dialog = |method: &str, cseq: u32| {
+        format!(
+            "{method} sip:uas@{} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK{method}1\r\nRoute: {rr}\r\nMax-Forwards: 70\r\nFrom: \"Alice Caller\" <sip:+15555550123@carrier.example.net;user=phone>;tag=9fxced76sl\r\nTo: {to}\r\nCall-ID: 3848276298220188511@192.0.2.10\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n",
+            trunk.addr
+        )
+    };
+    caller
+        .send_to(in_dialog("ACK", 31862).as_bytes(), gw.bound.udp[0])
+        .unwrap();
+    caller
+        .send_to(in_dialog("BYE", 31863).as_bytes(), gw.bound.udp[0])
+        .unwrap();
+    let bye_ok = final_response(&caller, b"BYE").expect("the BYE answered");
+    assert_eq!(bye_ok.status(), Some(200));
+
+    // Probes arrive on UDP (bounded wait for the first).
+    for _ in 0..500 {
+        if trunk
+            .seen()
+            .iter()
+            .any(|(t, m)| *t == Transport::Udp && m == "OPTIONS")
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let seen = trunk.seen();
+    let over = |t: Transport| -> Vec<&str> {
+        seen.iter()
+            .filter(|(tt, m)| *tt == t && m != "OPTIONS")
+            .map(|(_, m)| m.as_str())
+            .collect()
+    };
+    assert_eq!(over(Transport::Tcp), ["INVITE"], "seen: {seen:?}");
+    assert_eq!(over(Transport::Udp), ["ACK", "BYE"], "seen: {seen:?}");
+    assert!(
+        seen.iter()
+            .any(|(t, m)| *t == Transport::Udp && m == "OPTIONS"),
+        "probes over UDP: {seen:?}"
+    );
+    assert!(
+        !seen
+            .iter()
+            .any(|(t, m)| *t == Transport::Tcp && m == "OPTIONS"),
+        "no probe over TCP: {seen:?}"
+    );
+    gw.shutdown(Duration::from_secs(1));
+}
+
+#[test]
+fn a_refused_tcp_connection_to_a_udp_tcp_trunk_is_evidence_and_fails_over() {
+    let primary = DualTrunk::start_with(false);
+    let backup = DualTrunk::start();
+    let failures: Arc<Mutex<Vec<AttemptFailure>>> = Arc::default();
+    let f2 = failures.clone();
+    let sink: EventSink = Box::new(move |ev, _, _| {
+        if let Event::AttemptFailed { reason, .. } = ev {
+            f2.lock().unwrap().push(*reason);
+        }
+    });
+    let trunk = |name: &str, addr| TrunkConfig {
+        name: name.into(),
+        large_over_tcp: true,
+        peer: Peer::udp(addr),
+        probe: ProbeConfig::default(),
+    };
+    let gw = gateway_with(
+        vec![trunk("primary", primary.addr), trunk("backup", backup.addr)],
+        vec![sink],
+    );
+    let caller = UdpSocket::bind("127.0.0.1:0").unwrap();
+    caller
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let me = caller.local_addr().unwrap();
+    let invite = LARGE_INVITE.replacen("198.51.100.20:5060", &me.to_string(), 1);
+    caller.send_to(invite.as_bytes(), gw.bound.udp[0]).unwrap();
+    let ok = final_response(&caller, b"INVITE").expect("a final response");
+    assert_eq!(ok.status(), Some(200));
+    let invites = |t: &DualTrunk| -> Vec<Transport> {
+        t.seen()
+            .into_iter()
+            .filter(|(_, m)| m == "INVITE")
+            .map(|(t, _)| t)
+            .collect()
+    };
+    assert_eq!(invites(&primary), [], "the primary refused the connection");
+    assert_eq!(invites(&backup), [Transport::Tcp]);
+    // The failover came from the refused connection, not from a timer.
+    let failures = failures.lock().unwrap().clone();
+    assert_eq!(failures, [AttemptFailure::TransportError]);
+    gw.shutdown(Duration::from_secs(1));
+}
+
+/// Read until the gateway closes the connection (bounded: 10 s of silence
+/// is a failure); true if it did.
+fn closed_by_gateway(conn: &mut TcpStream) -> bool {
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false, // timed out: still open
+        }
+    }
+}
+
+fn options_to_gateway(me: SocketAddr, n: u32) -> String {
+    format!(
+        "OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP {me};branch=z9hG4bKopt{n}\r\nMax-Forwards: 70\r\nFrom: <sip:a@b>;tag=o{n}\r\nTo: <sip:gw@127.0.0.1>\r\nCall-ID: opt-{n}\r\nCSeq: {n} OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+#[test]
+fn an_idle_caller_connection_is_closed() {
+    let trunk = DualTrunk::start();
+    let gw = gateway(TrunkConfig {
+        name: "t".into(),
+        large_over_tcp: false,
+        peer: Peer::udp(trunk.addr),
+        probe: ProbeConfig {
+            enabled: false,
+            ..ProbeConfig::default()
+        },
+    });
+    gw.tcp_idle.send_replace(Duration::from_millis(200));
+    let mut conn = TcpStream::connect(gw.bound.tcp[0]).unwrap();
+    let me = conn.local_addr().unwrap();
+    // Used once: a keep-alive OPTIONS to the gateway, answered.
+    conn.write_all(options_to_gateway(me, 1).as_bytes())
+        .unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut framer = StreamFramer::default();
+    let mut buf = [0u8; 4096];
+    let status = loop {
+        let n = conn.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before answering");
+        framer.extend(&buf[..n]);
+        if let Ok(Some(Frame::Message(b))) = framer.next_frame() {
+            break Message::parse(b).unwrap().status();
+        }
+    };
+    assert_eq!(status, Some(200));
+    // Then left idle: the gateway closes it.
+    assert!(
+        closed_by_gateway(&mut conn),
+        "the idle connection was not closed"
+    );
+    assert_eq!(gw.stats.tcp_idle_closed.load(Ordering::Relaxed), 1);
+    gw.shutdown(Duration::from_secs(1));
+}
+
+#[test]
+fn crlf_keep_alives_keep_a_connection_open() {
+    let trunk = DualTrunk::start();
+    let gw = gateway(TrunkConfig {
+        name: "t".into(),
+        large_over_tcp: false,
+        peer: Peer::udp(trunk.addr),
+        probe: ProbeConfig {
+            enabled: false,
+            ..ProbeConfig::default()
+        },
+    });
+    let idle = Duration::from_secs(1);
+    gw.tcp_idle.send_replace(idle);
+    let mut conn = TcpStream::connect(gw.bound.tcp[0]).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // RFC 5626 pings every 50 ms, each answered with a pong, for longer
+    // than the idle timeout: the connection stays open throughout.
+    let started = std::time::Instant::now();
+    let mut pongs = 0;
+    while started.elapsed() < idle * 2 {
+        conn.write_all(b"\r\n\r\n").unwrap();
+        let mut pong = [0u8; 2];
+        conn.read_exact(&mut pong)
+            .unwrap_or_else(|e| panic!("no pong {}: {e}", pongs + 1));
+        assert_eq!(&pong, b"\r\n");
+        pongs += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(pongs >= 2, "{pongs} pongs");
+    assert_eq!(gw.stats.tcp_idle_closed.load(Ordering::Relaxed), 0);
+    // Pings stop: it is closed.
+    assert!(
+        closed_by_gateway(&mut conn),
+        "the idle connection was not closed"
+    );
+    assert_eq!(gw.stats.tcp_idle_closed.load(Ordering::Relaxed), 1);
+    gw.shutdown(Duration::from_secs(1));
+}
+
+#[test]
+fn an_idle_trunk_connection_is_closed_without_evidence_and_reopened() {
+    let trunk = DualTrunk::start();
+    let failures: Arc<Mutex<Vec<AttemptFailure>>> = Arc::default();
+    let f2 = failures.clone();
+    let sink: EventSink = Box::new(move |ev, _, _| {
+        if let Event::AttemptFailed { reason, .. } = ev {
+            f2.lock().unwrap().push(*reason);
+        }
+    });
+    let gw = gateway_with(
+        vec![TrunkConfig {
+            name: "tcp".into(),
+            large_over_tcp: false,
+            peer: Peer {
+                addr: trunk.addr,
+                transport: Transport::Tcp,
+            },
+            probe: ProbeConfig {
+                enabled: false,
+                ..ProbeConfig::default()
+            },
+        }],
+        vec![sink],
+    );
+    gw.tcp_idle.send_replace(Duration::from_millis(200));
+    let caller = UdpSocket::bind("127.0.0.1:0").unwrap();
+    caller
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let me = caller.local_addr().unwrap();
+    let call = |n: u32| {
+        let invite = format!(
+            "INVITE sip:999@gw SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKidle{n}\r\nMax-Forwards: 70\r\nFrom: <sip:a@b>;tag=i{n}\r\nTo: <sip:999@gw>\r\nCall-ID: idle-{n}\r\nCSeq: {n} INVITE\r\nContent-Length: 0\r\n\r\n"
+        );
+        caller.send_to(invite.as_bytes(), gw.bound.udp[0]).unwrap();
+        final_response(&caller, b"INVITE").and_then(|m| m.status())
+    };
+    assert_eq!(call(1), Some(200));
+    assert_eq!(trunk.accepted.load(Ordering::Relaxed), 1);
+    // Left idle, the gateway closes its connection to the trunk.
+    for _ in 0..500 {
+        if trunk.closed.load(Ordering::Relaxed) > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        trunk.closed.load(Ordering::Relaxed),
+        1,
+        "closed by the gateway"
+    );
+    // Not held against the trunk.
+    let state = gw.with_proxy(|p, _| {
+        let id = p.health().find("tcp").unwrap();
+        p.health().trunk(id).unwrap().state
+    });
+    assert_eq!(state, Some(lifeline_health::State::Up));
+    assert_eq!(failures.lock().unwrap().clone(), []);
+    // The next call opens a new connection.
+    assert_eq!(call(2), Some(200));
+    assert_eq!(trunk.accepted.load(Ordering::Relaxed), 2);
+    assert_eq!(failures.lock().unwrap().clone(), []);
+    assert!(gw.stats.tcp_idle_closed.load(Ordering::Relaxed) >= 1);
+    gw.shutdown(Duration::from_secs(1));
+}
