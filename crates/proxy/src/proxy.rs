@@ -2076,7 +2076,6 @@ impl Proxy {
     }
 }
 
-/// The SIP URI a trunk is probed at.
 /// The edits that forward request `m`: our Route removed (`pop_route`),
 /// Max-Forwards decremented, our `via` on top, a Record-Route if given, and
 /// Content-Length made explicit on a `reliable` (stream) transport. `None`
@@ -2103,6 +2102,7 @@ fn forward_edit<'m>(
     Some(e)
 }
 
+/// The SIP URI a trunk is probed at.
 fn trunk_target(addr: SocketAddr) -> String {
     match addr {
         SocketAddr::V4(a) => format!("sip:{a}"),
