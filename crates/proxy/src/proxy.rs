@@ -378,11 +378,12 @@ impl Proxy {
     /// debugging and for the fuzz harness's reports.
     #[doc(hidden)]
     pub fn describe_transactions(&self) -> Vec<String> {
-        let line = |side: &str, kind: Kind, state: String, m: &Message| {
+        // Transactions past their final response no longer hold the request.
+        let line = |side: &str, kind: Kind, state: String, m: Option<&Message>| {
             format!(
                 "{side} {kind:?} {state} {} {}",
-                String::from_utf8_lossy(m.method_bytes().unwrap_or_default()),
-                String::from_utf8_lossy(m.call_id().unwrap_or_default())
+                String::from_utf8_lossy(m.and_then(|m| m.method_bytes()).unwrap_or(b"-")),
+                String::from_utf8_lossy(m.and_then(|m| m.call_id()).unwrap_or(b"-"))
             )
         };
         let servers = self.servers.iter().map(|(_, s)| {
@@ -390,7 +391,7 @@ impl Proxy {
                 "server",
                 s.txn.kind,
                 format!("{:?} call={:?}", s.txn.state, s.call),
-                &s.txn.request,
+                s.txn.request(),
             )
         });
         let clients = self.clients.iter().map(|(_, c)| {
@@ -409,7 +410,7 @@ impl Proxy {
                 c.txn.deadline(),
                 c.armed
             );
-            line("client", c.txn.kind, state, &c.txn.request)
+            line("client", c.txn.kind, state, c.txn.request())
         });
         servers.chain(clients).collect()
     }
@@ -1380,7 +1381,9 @@ impl Proxy {
         let Some(sk) = self.calls[ck].server else {
             return;
         };
-        let m = self.servers[sk].txn.request.clone();
+        let Some(m) = self.servers[sk].txn.request().cloned() else {
+            return; // answered already: no more attempts
+        };
         let kind = self.calls[ck].kind;
         let target = self.calls[ck].target.clone();
         let nonce = self.rng.next_u64() as u32;
@@ -1694,7 +1697,9 @@ impl Proxy {
         a.cancel_wanted = None;
         a.timer_c = None;
         let (peer, trunk) = (a.peer, a.trunk);
-        let invite = self.clients[client].txn.request.clone();
+        let Some(invite) = self.clients[client].txn.request().cloned() else {
+            return;
+        };
         let Some(bytes) = build_cancel(&invite, Some(&reason)) else {
             return;
         };
@@ -2039,7 +2044,10 @@ impl Proxy {
             Some(c) => c.to_tag.clone(),
             None => Bytes::from(format!("{:016x}", self.rng.next_u64())),
         };
-        let Ok(mut w) = MessageWriter::response_to(&s.txn.request, code, phrase, Some(&tag)) else {
+        let Some(request) = s.txn.request() else {
+            return; // a final was sent already
+        };
+        let Ok(mut w) = MessageWriter::response_to(request, code, phrase, Some(&tag)) else {
             return;
         };
         for (name, value) in extra {

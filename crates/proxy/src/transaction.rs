@@ -152,8 +152,10 @@ pub(crate) enum ClientTimer {
 pub(crate) struct ClientTxn {
     pub(crate) kind: Kind,
     pub(crate) state: ClientState,
-    /// The request as sent (parsed, for building ACK and CANCEL).
-    pub(crate) request: Message,
+    /// The request as sent (parsed, for building ACK and CANCEL); let go
+    /// once a final response has come, so a call's lingering transactions
+    /// (32 s under RFC 6026) do not hold its INVITE.
+    request: Option<Message>,
     pub(crate) peer: Peer,
     pub(crate) branch: Bytes,
     /// Timer A / E: (due, current interval).
@@ -186,7 +188,7 @@ impl ClientTxn {
         Self {
             kind,
             state: ClientState::Calling,
-            request,
+            request: Some(request),
             peer,
             branch,
             retransmit: (!reliable).then(|| (now + timers.t1, timers.t1)),
@@ -219,7 +221,13 @@ impl ClientTxn {
         .min()
     }
 
+    /// The request as sent, until a final response came.
+    pub(crate) fn request(&self) -> Option<&Message> {
+        self.request.as_ref()
+    }
+
     fn linger(&mut self, now: Instant, d: Duration) {
+        self.request = None;
         self.retransmit = None;
         self.timeout_at = None;
         self.cancel_deadline = None;
@@ -258,8 +266,8 @@ impl ClientTxn {
                     } else {
                         Duration::from_secs(32)
                     };
+                    self.ack = self.request.as_ref().and_then(|r| build_ack(r, resp));
                     self.linger(now, d); // Timer D
-                    self.ack = build_ack(&self.request, resp);
                     (ClientEvent::PassUp, self.ack.clone())
                 }
             },
@@ -325,7 +333,9 @@ impl ClientTxn {
                     Kind::NonInvite => (interval * 2).min(self.timers.t2),
                 };
                 self.retransmit = Some((now + next, next));
-                return ClientTimer::Retransmit(self.request.as_bytes().clone());
+                if let Some(r) = &self.request {
+                    return ClientTimer::Retransmit(r.as_bytes().clone());
+                }
             }
         }
         ClientTimer::Idle
@@ -517,8 +527,8 @@ pub(crate) struct ServerTxn {
     pub(crate) state: ServerState,
     /// Where responses go (the request's source).
     pub(crate) peer: Peer,
-    /// The request as received.
-    pub(crate) request: Message,
+    /// The request as received, until the final response is sent.
+    request: Option<Message>,
     /// The last response sent (resent on request retransmissions).
     pub(crate) last_response: Option<Bytes>,
     /// Timer G: (due, interval).
@@ -548,13 +558,18 @@ impl ServerTxn {
             kind,
             state: ServerState::Proceeding,
             peer,
-            request,
+            request: Some(request),
             last_response: None,
             retransmit: None,
             ack_deadline: None,
             linger_until: None,
             timers,
         }
+    }
+
+    /// The request as received, until the final response was sent.
+    pub(crate) fn request(&self) -> Option<&Message> {
+        self.request.as_ref()
     }
 
     pub(crate) fn deadline(&self) -> Option<Instant> {
@@ -603,6 +618,10 @@ impl ServerTxn {
                 self.linger_until = Some(now + j); // Timer J
             }
             _ => return None,
+        }
+        if code >= 200 {
+            // Only the response is resent from here on.
+            self.request = None;
         }
         self.last_response = Some(bytes.clone());
         Some(bytes)
