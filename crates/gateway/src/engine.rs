@@ -1,22 +1,27 @@
 //! The event loop: the pure proxy core on real sockets.
 //!
 //! ```text
-//!  IO runtime (tokio, N-1 threads)                 core thread (one)
-//!  ------------------------------                  -----------------
+//!  IO runtime (tokio, one thread per core)
+//!  ---------------------------------------
 //!  UDP listener   --recv--> parse+validate --+
-//!  UDP per trunk  --recv--> parse+validate --+--> bounded channel --> Proxy::handle_checked
-//!     (connected: ICMP errors -> trunk)       |                        Proxy::handle_timeout
-//!  TCP connections --frame--> parse+validate -+                        poll_transmit -> send
-//!  admin HTTP --------- commands -------------+                        poll_event -> metrics,
-//!                                                                        journal, logs
+//!  UDP per trunk  --recv--> parse+validate --+     core (one, behind a lock; whichever
+//!     (connected: ICMP errors -> trunk)       |     thread has an input runs it)
+//!  TCP connections --frame--> parse+validate -+--> queue --> Proxy::handle_checked
+//!  admin HTTP --------- commands -------------+              poll_transmit -> send
+//!                                                            poll_event -> metrics,
+//!  timer thread: sleeps until the core's next deadline  -->  Proxy::handle_timeout
 //! ```
 //!
 //! Parsing and validation — most of the per-message cost — run on the IO
-//! threads; the core thread owns every transaction and the trunks' health,
-//! so failover decisions are made in one place, in order, with one view of
-//! each trunk. (Sharding transactions across cores would need the trunks'
-//! health shared between shards, and a trunk that one shard sees failing
-//! must stop taking new calls from every shard at once.)
+//! threads in parallel. The core (every transaction and the trunks' health)
+//! is one object used by one thread at a time: the IO thread that received
+//! a message handles it to completion when the core is free, and otherwise
+//! leaves it queued for the thread holding the core, which takes it before
+//! it lets go (see [`core_entry`]). Failover decisions are made in one
+//! place, in order, with one view of each trunk. (Sharding transactions
+//! across cores would need the trunks' health shared between shards, and a
+//! trunk that one shard sees failing must stop taking new calls from every
+//! shard at once.)
 //!
 //! Each UDP trunk gets its own socket, bound to the listening address (so
 //! Via and Record-Route stay the same) and `connect`ed to the trunk: the
@@ -36,7 +41,7 @@ use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use crossbeam_channel::{Receiver, SendError, Sender, TryRecvError, TrySendError};
+use crossbeam_channel::{Receiver, SendError, Sender, TrySendError};
 use lifeline_proxy::{Event, Peer, Proxy, ProxyConfig, Transport, TransportError, TrunkId};
 use lifeline_sip::{check_datagram, Message, StreamFramer, Verdict};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -49,7 +54,8 @@ use crate::transport::{DatagramNet, DatagramSocket};
 /// `net.core.rmem_max` / `wmem_max`): large, so bursts wait in the kernel
 /// rather than being dropped at our socket.
 pub(crate) const SOCKET_BUFFER: usize = 8 * 1024 * 1024;
-/// Inputs queued for the core thread before new ones are dropped.
+/// Inputs queued for the core (while another thread holds it) before new
+/// ones are dropped.
 pub(crate) const INPUT_QUEUE: usize = 64 * 1024;
 /// Largest stream message accepted.
 pub(crate) const MAX_STREAM_MESSAGE: usize = 64 * 1024;
@@ -61,107 +67,178 @@ pub(crate) const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// idleness); [`Gateway::tcp_idle`] changes it, open connections included.
 type TcpIdle = tokio::sync::watch::Receiver<Duration>;
 
-/// The core's input queue: bounded, and the core thread sleeps on it
-/// without spinning.
+/// The way into the core: the proxy and everything its output goes to,
+/// behind one lock, driven by whichever thread has an input for it.
 ///
-/// crossbeam's blocking receive spins and then yields (`sched_yield`) before
-/// it parks; with the core waking for every few messages at a few thousand
-/// messages a second, that spinning was an eighth of the gateway's CPU
-/// (docs/PERFORMANCE.md). Here the core parks at once, and a sender unparks
-/// it only when it is asleep: one atomic load per message otherwise.
-pub(crate) fn input_queue() -> (InputTx, InputRx) {
+/// An IO thread that has received and parsed a message queues it and, if
+/// the core is free, takes the lock and handles everything queued itself
+/// (run to completion: no hand-off to another thread, no second wake-up);
+/// if another thread holds the core, that thread takes the input before it
+/// lets go. A timer thread sleeps until the core's next deadline and runs
+/// its timers; it is woken only when an input makes a deadline earlier.
+///
+/// This replaced a dedicated core thread fed by a channel: waking that
+/// thread for every message (futex, context switch) was a fifth of the
+/// gateway's CPU at 500 calls/s (docs/PERFORMANCE.md). The core is still
+/// one thing, used by one thread at a time, in the order inputs arrive.
+pub(crate) fn core_entry() -> (InputTx, Arc<Shared>) {
     let (tx, rx) = crossbeam_channel::bounded(INPUT_QUEUE);
-    let wake = Arc::new(Wake::default());
+    let shared = Arc::new(Shared {
+        slot: Mutex::new(Slot {
+            core: None,
+            stopped: false,
+            timer_at: None,
+        }),
+        tx,
+        rx,
+        timer: OnceLock::new(),
+    });
     (
         InputTx {
-            tx,
-            wake: wake.clone(),
+            shared: shared.clone(),
         },
-        InputRx { rx, wake },
+        shared,
     )
 }
 
-/// Sending side of [`input_queue`].
+/// Sending side of the core: queue an input and see it handled.
 #[derive(Clone, Debug)]
 pub(crate) struct InputTx {
-    tx: Sender<Input>,
-    wake: Arc<Wake>,
+    shared: Arc<Shared>,
 }
 
-/// Receiving side of [`input_queue`], owned by the core thread.
+/// The core, its input queue and its timer thread.
 #[derive(Debug)]
-pub(crate) struct InputRx {
+pub(crate) struct Shared {
+    slot: Mutex<Slot>,
+    tx: Sender<Input>,
     rx: Receiver<Input>,
-    wake: Arc<Wake>,
+    timer: OnceLock<Thread>,
 }
 
-/// Whether the core thread is asleep, and how to wake it.
-#[derive(Debug, Default)]
-struct Wake {
-    sleeping: AtomicBool,
-    core: OnceLock<Thread>,
+/// What the core lock guards.
+#[derive(Debug)]
+struct Slot {
+    /// `None` before the start (inputs wait) and after the stop.
+    core: Option<Core>,
+    /// Stopped: inputs are dropped.
+    stopped: bool,
+    /// When the timer thread means to wake up.
+    timer_at: Option<Instant>,
 }
 
 impl InputTx {
-    /// Queue an input unless the queue is full.
+    /// Queue an input unless the queue is full, and handle it now if the
+    /// core is free.
     pub(crate) fn try_send(&self, input: Input) -> Result<(), TrySendError<Input>> {
-        self.tx.try_send(input)?;
-        self.wake();
+        self.shared.tx.try_send(input)?;
+        self.shared.combine();
         Ok(())
     }
 
-    /// Queue an input, waiting for room.
+    /// Queue an input, waiting for room, and handle it now if the core is
+    /// free.
     pub(crate) fn send(&self, input: Input) -> Result<(), SendError<Input>> {
-        self.tx.send(input)?;
-        self.wake();
+        self.shared.tx.send(input)?;
+        self.shared.combine();
         Ok(())
     }
+}
 
-    fn wake(&self) {
-        // Pairs with the fence in `InputRx::recv_timeout`: either the core
-        // sees the input before it parks, or this sees it sleeping.
-        fence(Ordering::SeqCst);
-        if self.wake.sleeping.load(Ordering::Relaxed)
-            && self.wake.sleeping.swap(false, Ordering::AcqRel)
-        {
-            if let Some(t) = self.wake.core.get() {
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slot> {
+        self.slot.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Handle what is queued if nobody else is: whoever holds the core looks
+    /// at the queue again after letting go, so an input never waits for
+    /// the next message.
+    fn combine(&self) {
+        loop {
+            // Pairs with the fence below: either this thread sees the core
+            // free, or the holder sees this input after letting go.
+            fence(Ordering::SeqCst);
+            let mut slot = match self.slot.try_lock() {
+                Ok(g) => g,
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => return,
+            };
+            self.run_queued(&mut slot, Instant::now());
+            drop(slot);
+            fence(Ordering::SeqCst);
+            if self.rx.is_empty() {
+                return;
+            }
+        }
+    }
+
+    /// Under the lock: every queued input in order, then the timers if any
+    /// is due; wake the timer thread if its sleep now ends too late.
+    fn run_queued(&self, slot: &mut Slot, now: Instant) {
+        let Some(core) = slot.core.as_mut() else {
+            if slot.stopped {
+                while self.rx.try_recv().is_ok() {}
+            }
+            return;
+        };
+        let mut n = 0;
+        while let Ok(i) = self.rx.try_recv() {
+            core.input(now, i);
+            n += 1;
+            if n % 256 == 0 && core.deadline() <= now {
+                core.timers(now, self.rx.len());
+            }
+        }
+        if core.deadline() <= now {
+            core.timers(now, self.rx.len());
+        }
+        let next = if core.draining.is_some() {
+            now // the timer thread decides when the drain is over
+        } else {
+            core.deadline()
+        };
+        if slot.timer_at.is_none_or(|t| next < t) {
+            slot.timer_at = Some(next);
+            if let Some(t) = self.timer.get() {
                 t.unpark();
             }
         }
     }
-}
 
-impl InputRx {
-    /// Called once on the thread that receives.
-    fn bind_thread(&self) {
-        let _ = self.wake.core.set(std::thread::current());
-    }
-
-    fn try_recv(&self) -> Option<Input> {
-        self.rx.try_recv().ok()
-    }
-
-    /// The next input, or `None` once `timeout` has passed (or on a spurious
-    /// wake-up; the caller loops).
-    fn recv_timeout(&self, timeout: Duration) -> Result<Option<Input>, TryRecvError> {
-        match self.rx.try_recv() {
-            Ok(i) => return Ok(Some(i)),
-            Err(TryRecvError::Disconnected) => return Err(TryRecvError::Disconnected),
-            Err(TryRecvError::Empty) => {}
+    /// The timer thread: run the core's timers when due, until it stops.
+    fn timer_loop(&self) {
+        let _ = self.timer.set(std::thread::current());
+        loop {
+            let mut slot = self.lock();
+            let now = Instant::now();
+            let woke_for = slot.timer_at;
+            self.run_queued(&mut slot, now);
+            let Some(core) = slot.core.as_mut() else {
+                return;
+            };
+            if let Some(at) = woke_for {
+                // Woke for a timer: how late?
+                core.overload.lag = core.overload.lag.max(now.saturating_duration_since(at));
+            }
+            if core.timers(now, self.rx.len()) {
+                slot.stopped = true;
+                let core = slot.core.take();
+                drop(slot);
+                drop(core);
+                return;
+            }
+            let next = core.deadline();
+            slot.timer_at = Some(next);
+            drop(slot);
+            fence(Ordering::SeqCst);
+            if !self.rx.is_empty() {
+                continue;
+            }
+            let now = Instant::now();
+            if next > now {
+                std::thread::park_timeout(next - now);
+            }
         }
-        self.wake.sleeping.store(true, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
-        if let Ok(i) = self.rx.try_recv() {
-            self.wake.sleeping.store(false, Ordering::Relaxed);
-            return Ok(Some(i));
-        }
-        std::thread::park_timeout(timeout);
-        self.wake.sleeping.store(false, Ordering::Relaxed);
-        Ok(self.rx.try_recv().ok())
-    }
-
-    fn len(&self) -> usize {
-        self.rx.len()
     }
 }
 
@@ -173,10 +250,10 @@ pub(crate) struct Received {
     pub(crate) verdict: Verdict,
 }
 
-/// Work for the core thread: runs against the proxy with the current time.
+/// Work for the core: runs against the proxy with the current time.
 pub(crate) type CoreFn = Box<dyn FnOnce(&mut Proxy, Instant) + Send>;
 
-/// What reaches the core thread.
+/// What reaches the core.
 pub(crate) enum Input {
     /// A message, already parsed and validated on an IO thread.
     Message(Box<Received>),
@@ -224,7 +301,7 @@ pub(crate) struct IoStats {
 /// Observers of the proxy's events (metrics, journal, logs, the demo).
 pub(crate) type EventSink = Box<dyn FnMut(&Event, Instant, &Proxy) + Send>;
 
-/// Called on the core thread every `housekeeping` tick.
+/// Called by the core every `housekeeping` tick.
 pub(crate) type Tick = Box<dyn FnMut(&mut Proxy, Instant, &IoStats) + Send>;
 
 fn transport_error(e: &io::Error) -> Option<TransportError> {
@@ -676,11 +753,11 @@ pub(crate) struct Options {
     pub(crate) advertise: Option<SocketAddr>,
     /// Builds the proxy configuration once the advertised address is known.
     pub(crate) proxy_config: Box<dyn FnOnce(SocketAddr) -> ProxyConfig + Send>,
-    /// IO threads (tokio workers).
+    /// IO threads (tokio workers), each receiving, parsing and handling.
     pub(crate) io_threads: usize,
     /// Event observers.
     pub(crate) sinks: Vec<EventSink>,
-    /// Periodic work on the core thread.
+    /// Periodic work on the core.
     pub(crate) ticks: Vec<Tick>,
     /// How often `ticks` run.
     pub(crate) tick_every: Duration,
@@ -700,14 +777,14 @@ impl std::fmt::Debug for Options {
 }
 
 impl Gateway {
-    /// Bind every socket and start the IO runtime and the core thread.
+    /// Bind every socket and start the IO runtime and the timer thread.
     pub(crate) fn start(opts: Options) -> io::Result<Gateway> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(opts.io_threads.max(1))
             .thread_name("lifeline-io")
             .enable_all()
             .build()?;
-        let (tx, rx) = input_queue();
+        let (tx, shared) = core_entry();
         let stats = Arc::new(IoStats::default());
         let accepting = Arc::new(AtomicBool::new(true));
         let tcp_conns = Arc::new(Mutex::new(HashMap::new()));
@@ -819,23 +896,23 @@ impl Gateway {
             input: tx.clone(),
             stats: stats.clone(),
         };
-        let core_accepting = accepting.clone();
-        let core_stats = stats.clone();
-        let (sinks, ticks, tick_every) = (opts.sinks, opts.ticks, opts.tick_every);
+        shared.lock().core = Some(Core {
+            proxy,
+            out,
+            sinks: opts.sinks,
+            ticks: opts.ticks,
+            tick_every: opts.tick_every,
+            next_tick: now,
+            draining: None,
+            overload: Overload::default(),
+            accepting: accepting.clone(),
+            stats: stats.clone(),
+        });
+        shared.combine(); // anything received while starting
+        let timer = shared.clone();
         let core = std::thread::Builder::new()
-            .name("lifeline-core".into())
-            .spawn(move || {
-                core_loop(
-                    proxy,
-                    rx,
-                    out,
-                    sinks,
-                    ticks,
-                    tick_every,
-                    core_accepting,
-                    core_stats,
-                );
-            })?;
+            .name("lifeline-timer".into())
+            .spawn(move || timer.timer_loop())?;
         Ok(Gateway {
             bound: Bound { udp, tcp },
             input: tx,
@@ -859,7 +936,7 @@ impl Gateway {
         self.join();
     }
 
-    /// Wait for the core thread to finish (after a Shutdown input).
+    /// Wait for the core to finish (after a Shutdown input).
     pub(crate) fn join(&mut self) {
         if let Some(core) = self.core.take() {
             let _ = core.join();
@@ -869,7 +946,7 @@ impl Gateway {
         }
     }
 
-    /// Run `f` on the core thread and wait for its answer.
+    /// Run `f` on the core and wait for its answer.
     #[cfg(test)]
     pub(crate) fn with_proxy<R: Send + 'static>(
         &self,
@@ -896,94 +973,85 @@ impl Drop for Gateway {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn core_loop(
-    mut proxy: Proxy,
-    rx: InputRx,
+/// The proxy core and what its output goes to; used by one thread at a
+/// time (see [`core_entry`]).
+struct Core {
+    proxy: Proxy,
     out: Outbound,
-    mut sinks: Vec<EventSink>,
-    mut ticks: Vec<Tick>,
+    sinks: Vec<EventSink>,
+    ticks: Vec<Tick>,
     tick_every: Duration,
+    next_tick: Instant,
+    draining: Option<Instant>,
+    overload: Overload,
     accepting: Arc<AtomicBool>,
     stats: Arc<IoStats>,
-) {
-    rx.bind_thread();
-    let mut next_tick = Instant::now();
-    let mut draining: Option<Instant> = None;
-    let mut overload = Overload::default();
-    loop {
-        let now = Instant::now();
-        let deadline = [proxy.poll_timeout(), Some(next_tick)]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(now);
-        let first = if deadline > now {
-            match rx.recv_timeout(deadline - now) {
-                Ok(i) => i,
-                Err(_) => return,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("draining", &self.draining)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Core {
+    /// Handle one input and send what it produced.
+    fn input(&mut self, now: Instant, input: Input) {
+        match input {
+            Input::Message(r) => {
+                let Received { from, msg, verdict } = *r;
+                self.proxy.handle_checked(now, from, msg, verdict);
             }
-        } else {
-            rx.try_recv()
-        };
-        let now = Instant::now();
-        if first.is_none() {
-            // Woke for a timer: how late?
-            overload.lag = overload.lag.max(now.saturating_duration_since(deadline));
-        }
-        // Take what is queued, in order, up to a batch, then run timers.
-        let mut input = first;
-        let mut n = 0;
-        while let Some(i) = input.take() {
-            match i {
-                Input::Message(r) => {
-                    let Received { from, msg, verdict } = *r;
-                    proxy.handle_checked(now, from, msg, verdict);
-                }
-                Input::TransportError { trunk, kind } => {
-                    tracing::debug!(?trunk, ?kind, "transport error");
-                    proxy.handle_transport_error(now, trunk, kind);
-                }
-                Input::Call(f) => f(&mut proxy, now),
-                Input::Shutdown { grace } => {
-                    accepting.store(false, Ordering::Relaxed);
-                    proxy.set_accepting(false);
-                    draining = Some(now + grace);
-                }
+            Input::TransportError { trunk, kind } => {
+                tracing::debug!(?trunk, ?kind, "transport error");
+                self.proxy.handle_transport_error(now, trunk, kind);
             }
-            flush(&mut proxy, &out, &mut sinks, now);
-            n += 1;
-            if n < 256 {
-                input = rx.try_recv();
+            Input::Call(f) => f(&mut self.proxy, now),
+            Input::Shutdown { grace } => {
+                self.accepting.store(false, Ordering::Relaxed);
+                self.proxy.set_accepting(false);
+                self.draining = Some(now + grace);
             }
         }
-        proxy.handle_timeout(now);
-        flush(&mut proxy, &out, &mut sinks, now);
-        if now >= next_tick {
-            let overloaded = overload.check(rx.len(), &stats);
-            if overloaded != overload.reported {
-                overload.reported = overloaded;
+        flush(&mut self.proxy, &self.out, &mut self.sinks, now);
+    }
+
+    /// The next instant the timers need running.
+    fn deadline(&self) -> Instant {
+        self.proxy
+            .poll_timeout()
+            .map_or(self.next_tick, |t| t.min(self.next_tick))
+    }
+
+    /// Run the timers due at `now` and, when due, the housekeeping tick.
+    /// Returns whether the core has finished (drained after a shutdown).
+    fn timers(&mut self, now: Instant, queued: usize) -> bool {
+        self.proxy.handle_timeout(now);
+        flush(&mut self.proxy, &self.out, &mut self.sinks, now);
+        if now >= self.next_tick {
+            let overloaded = self.overload.check(queued, &self.stats);
+            if overloaded != self.overload.reported {
+                self.overload.reported = overloaded;
                 if overloaded {
                     tracing::warn!(
-                        queue = rx.len(),
+                        queue = queued,
                         "gateway overloaded: timeouts are not held against trunks until it clears"
                     );
                 } else {
                     tracing::info!("gateway no longer overloaded");
                 }
             }
-            proxy.health_mut().set_overloaded(overloaded);
-            for t in &mut ticks {
-                t(&mut proxy, now, &stats);
+            self.proxy.health_mut().set_overloaded(overloaded);
+            for t in &mut self.ticks {
+                t(&mut self.proxy, now, &self.stats);
             }
-            flush(&mut proxy, &out, &mut sinks, now);
-            next_tick = now + tick_every;
+            flush(&mut self.proxy, &self.out, &mut self.sinks, now);
+            self.next_tick = now + self.tick_every;
         }
-        if let Some(until) = draining {
-            if proxy.is_settled() || now >= until {
-                return;
-            }
-        }
+        self.draining
+            .is_some_and(|until| self.proxy.is_settled() || now >= until)
     }
 }
 

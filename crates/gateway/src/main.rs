@@ -43,7 +43,8 @@ enum Command {
         /// Log format (default: the file's `log.format`, else human).
         #[arg(long, value_enum)]
         log_format: Option<run::LogFormat>,
-        /// IO threads (default: cores - 1, at least 1); the core loop has its own.
+        /// IO threads, each receiving, parsing and handling messages (default:
+        /// one per core); a timer thread runs the core's timers.
         #[arg(long)]
         io_threads: Option<usize>,
     },

@@ -33,7 +33,7 @@
 //! | `lifeline_retransmissions_absorbed_total` | | request retransmissions answered by server transactions |
 //! | `lifeline_journal_dropped_total` | | journal records dropped (the writer fell behind) |
 //! | `lifeline_socket_drops_total` | | datagrams the kernel dropped at our sockets |
-//! | `lifeline_input_queue_drops_total` | | inputs dropped because the core thread's queue was full |
+//! | `lifeline_input_queue_drops_total` | | inputs dropped because the core's queue was full |
 //! | `lifeline_tcp_idle_closed_total` | | TCP connections closed after `tcp_idle_timeout` without traffic |
 //! | `lifeline_metrics_untracked_calls_total` | | calls whose outcome could not be labelled (see below) |
 //! | `lifeline_build_info` | `version` | 1 |
@@ -452,7 +452,7 @@ impl Metrics {
         let queue_drops = Counter::default();
         r.register(
             "input_queue_drops",
-            "Inputs dropped because the core thread's queue was full",
+            "Inputs dropped because the core's queue was full",
             queue_drops.clone(),
         );
         let tcp_idle_closed = Counter::default();

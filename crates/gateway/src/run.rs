@@ -275,7 +275,7 @@ impl Observability {
     }
 
     /// Serve the admin API on `addr` (port 0: any), with commands carried
-    /// out on the core thread. Returns the bound address.
+    /// out on the core. Returns the bound address.
     pub(crate) fn start_admin(
         &self,
         gw: &Gateway,
@@ -325,9 +325,8 @@ fn daemon(config_path: &Path, cfg: RunConfig, io_threads: Option<usize>) -> std:
         listen: cfg.listen.clone(),
         advertise: cfg.advertise,
         proxy_config: cfg.proxy,
-        io_threads: io_threads.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
-        }),
+        io_threads: io_threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         sinks: obs.sinks(),
         ticks: vec![obs.tick()],
         tick_every: Duration::from_millis(250),

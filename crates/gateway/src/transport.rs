@@ -4,7 +4,7 @@
 //!
 //! The engine needs three things of a datagram socket: its address, an
 //! awaitable receive (on an IO thread), and a send that never blocks (from
-//! the core thread). A [`DatagramNet`] binds them: unconnected for the
+//! the core). A [`DatagramNet`] binds them: unconnected for the
 //! listeners, connected to one peer for each UDP trunk, sharing the
 //! listener's address (Via and Record-Route stay the same) — with real
 //! sockets that is SO_REUSEPORT plus `connect`, and the kernel then reports
@@ -44,7 +44,7 @@ pub(crate) trait DatagramSocket: Send + Sync + fmt::Debug + 'static {
     /// peer is returned here (`ConnectionRefused`, `HostUnreachable`, ...).
     fn recv_from<'a>(&'a self, buf: &'a mut BytesMut) -> RecvFuture<'a>;
 
-    /// Send one datagram without blocking (called from the core thread). On a
+    /// Send one datagram without blocking (called from the core). On a
     /// connected socket `to` is its peer; a failure the peer caused (ICMP) is
     /// an error of the same kinds as for `recv_from`.
     fn try_send_to(&self, payload: &[u8], to: SocketAddr) -> io::Result<()>;
@@ -109,7 +109,7 @@ fn udp_socket(bind: SocketAddr, connect: Option<SocketAddr>) -> io::Result<UdpSo
     Ok(s.into())
 }
 
-/// One kernel socket, twice: a plain non-blocking handle the core thread
+/// One kernel socket, twice: a plain non-blocking handle the core
 /// sends on, and a duplicate registered with the IO runtime for receiving.
 #[derive(Debug)]
 struct RealSocket {

@@ -662,7 +662,7 @@ impl Proxy {
 
     /// Like [`handle_message`](Self::handle_message), for a message already
     /// parsed and validated with [`lifeline_sip::check_datagram`] — the
-    /// gateway does that on its IO threads, so the core thread only routes.
+    /// gateway does that on its IO threads, before it takes the core.
     pub fn handle_checked(
         &mut self,
         now: Instant,
