@@ -44,9 +44,11 @@
 #   cpu_s          proxy CPU (utime+stime, every process of it) while the
 #                  caller ran; cpu_ms_per_call = cpu_s / attempted * 1000
 #                  (= CPU seconds per 1,000 calls)
-#   cpu_threads    lifeline: the same CPU by thread (core, io, journal,
-#                  main), seconds: where it went, and how it would spread
-#                  over cores
+#   cpu_threads    lifeline: the same CPU by thread (io, timer, journal,
+#                  main), seconds
+#   core_busy_s    lifeline: of that, the time its core (routing, one
+#                  thread at a time) was held: the part that does not
+#                  spread over cores (lifeline_core_busy_seconds_total)
 #   rss_kib        lifeline: peak RSS (VmHWM); Kamailio: sum of VmHWM over
 #                  its processes (counts shared memory once per process)
 #   pss_kib        peak of the proportional set size summed over the proxy's
@@ -304,6 +306,11 @@ thread_ticks() {
     done
     for name in "${!t[@]}"; do echo "$name=${t[$name]}"; done
 }
+# lifeline's lifeline_core_busy_seconds_total (published every 250 ms).
+core_busy() {
+    [ "$PROXY" = lifeline ] || return 0
+    http_get "$ADMIN_PORT" /metrics 2>/dev/null | awk '$1 == "lifeline_core_busy_seconds_total" { print $2 }'
+}
 # Sum of a "Name: N kB" line over the proxy's processes, from FILE
 # (status or smaps_rollup).
 proxy_kib() {
@@ -526,6 +533,7 @@ fi
 sleep_until_ms "$T0_MS"
 CPU0=$(proxy_ticks)
 THREADS0=$(thread_ticks)
+BUSY0=$(core_busy)
 START_MS=$(now_ms)
 # shellcheck disable=SC2046
 (run_pinned "$SIPP_CPUS" sipp "$IP:$GW_PORT" -sf "$SCEN/caller.xml" -inf "$SCEN/callees.csv" $(trace_opts caller) \
@@ -559,6 +567,7 @@ THREADS1=$(thread_ticks)
 RSS=$(proxy_kib status VmHWM)
 if [ "$PROXY" = lifeline ]; then
     http_get "$ADMIN_PORT" /metrics >"$OUT/metrics.txt" 2>/dev/null || true
+    BUSY1=$(awk '$1 == "lifeline_core_busy_seconds_total" { print $2 }' "$OUT/metrics.txt")
     http_get "$ADMIN_PORT" /status >"$OUT/status.json" 2>/dev/null || true
 fi
 kill "$SAMPLER_PID" 2>/dev/null || true
@@ -666,8 +675,10 @@ THREADS=$(awk -v hz="$CLK_TCK" 'NR == FNR { split($0, a, "="); before[a[1]] = a[
       if (n == "lifeline") n = "main"
       d = (a[2] - before[a[1]]) / hz; if (d > 0) out = out (out ? "," : "") sprintf("%s:%.2f", n, d) }
     END { print (out ? out : "na") }' <(printf '%s\n' "$THREADS0") <(printf '%s\n' "$THREADS1"))
+# Time the core was held: the serial part of the work (lifeline only).
+CORE_BUSY=$(awk -v a="${BUSY0:-}" -v b="${BUSY1:-}" 'BEGIN { if (a == "" || b == "") print "na"; else printf "%.2f", b - a }')
 ELAPSED=$(awk -v a="$START_MS" -v b="$END_MS" 'BEGIN { printf "%.1f", (b - a) / 1000 }')
 
 echo "logs: $OUT"
 [ "$CALLER_RC" = 0 ] || echo "note: the SIPp caller exited with status $CALLER_RC (see $OUT/caller.out)"
-echo "result: proxy=$PROXY fault=$FAULT rate=$RATE duration=$DURATION attempted=$ATTEMPTED completed=$COMPLETED failed=$FAILED bye_failed=$BYE_FAILED failed_reasons=$REASONS late_msgs=$LATE stray_1xx=$STRAY retrans=$RETRANS switch_ms=$SWITCH primary_invites_after_switch=$AFTER both_trunks=$BOTH failback_ms=$FAILBACK setup_max_ms=$SETUP_MAX setup_p99_ms=$SETUP_P99 delayed_calls=$DELAYED cpu_s=$CPU_S cpu_ms_per_call=$PER_CALL rss_kib=$RSS pss_kib=$PSS elapsed_s=$ELAPSED method=$METHOD cpu_threads=$THREADS"
+echo "result: proxy=$PROXY fault=$FAULT rate=$RATE duration=$DURATION attempted=$ATTEMPTED completed=$COMPLETED failed=$FAILED bye_failed=$BYE_FAILED failed_reasons=$REASONS late_msgs=$LATE stray_1xx=$STRAY retrans=$RETRANS switch_ms=$SWITCH primary_invites_after_switch=$AFTER both_trunks=$BOTH failback_ms=$FAILBACK setup_max_ms=$SETUP_MAX setup_p99_ms=$SETUP_P99 delayed_calls=$DELAYED cpu_s=$CPU_S cpu_ms_per_call=$PER_CALL rss_kib=$RSS pss_kib=$PSS elapsed_s=$ELAPSED method=$METHOD cpu_threads=$THREADS core_busy_s=$CORE_BUSY"

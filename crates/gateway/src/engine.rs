@@ -81,7 +81,7 @@ type TcpIdle = tokio::sync::watch::Receiver<Duration>;
 /// thread for every message (futex, context switch) was a fifth of the
 /// gateway's CPU at 500 calls/s (docs/PERFORMANCE.md). The core is still
 /// one thing, used by one thread at a time, in the order inputs arrive.
-pub(crate) fn core_entry() -> (InputTx, Arc<Shared>) {
+pub(crate) fn core_entry(stats: Arc<IoStats>) -> (InputTx, Arc<Shared>) {
     let (tx, rx) = crossbeam_channel::bounded(INPUT_QUEUE);
     let shared = Arc::new(Shared {
         slot: Mutex::new(Slot {
@@ -92,6 +92,7 @@ pub(crate) fn core_entry() -> (InputTx, Arc<Shared>) {
         tx,
         rx,
         timer: OnceLock::new(),
+        stats,
     });
     (
         InputTx {
@@ -114,6 +115,7 @@ pub(crate) struct Shared {
     tx: Sender<Input>,
     rx: Receiver<Input>,
     timer: OnceLock<Thread>,
+    stats: Arc<IoStats>,
 }
 
 /// What the core lock guards.
@@ -163,13 +165,22 @@ impl Shared {
                 Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
                 Err(std::sync::TryLockError::WouldBlock) => return,
             };
-            self.run_queued(&mut slot, Instant::now());
+            let now = Instant::now();
+            self.run_queued(&mut slot, now);
             drop(slot);
+            self.busy(now);
             fence(Ordering::SeqCst);
             if self.rx.is_empty() {
                 return;
             }
         }
+    }
+
+    /// Count the time the core was held since `from`.
+    fn busy(&self, from: Instant) {
+        self.stats
+            .core_busy_ns
+            .fetch_add(from.elapsed().as_nanos() as u64, Ordering::Relaxed);
     }
 
     /// Under the lock: every queued input in order, then the timers if any
@@ -230,6 +241,7 @@ impl Shared {
             let next = core.deadline();
             slot.timer_at = Some(next);
             drop(slot);
+            self.busy(now);
             fence(Ordering::SeqCst);
             if !self.rx.is_empty() {
                 continue;
@@ -296,6 +308,8 @@ pub(crate) struct IoStats {
     pub(crate) socket_drops: AtomicU64,
     /// TCP connections closed after `tcp_idle_timeout` without traffic.
     pub(crate) tcp_idle_closed: AtomicU64,
+    /// Time the core was held (routing, by one thread at a time), ns.
+    pub(crate) core_busy_ns: AtomicU64,
 }
 
 /// Observers of the proxy's events (metrics, journal, logs, the demo).
@@ -784,8 +798,8 @@ impl Gateway {
             .thread_name("lifeline-io")
             .enable_all()
             .build()?;
-        let (tx, shared) = core_entry();
         let stats = Arc::new(IoStats::default());
+        let (tx, shared) = core_entry(stats.clone());
         let accepting = Arc::new(AtomicBool::new(true));
         let tcp_conns = Arc::new(Mutex::new(HashMap::new()));
         let (tcp_idle, idle_rx) = tokio::sync::watch::channel(TCP_IDLE_TIMEOUT);

@@ -35,6 +35,7 @@
 //! | `lifeline_socket_drops_total` | | datagrams the kernel dropped at our sockets |
 //! | `lifeline_input_queue_drops_total` | | inputs dropped because the core's queue was full |
 //! | `lifeline_tcp_idle_closed_total` | | TCP connections closed after `tcp_idle_timeout` without traffic |
+//! | `lifeline_core_busy_seconds_total` | | time the core (routing, one thread at a time) was busy: its rate is the core's utilisation, the gateway's headroom |
 //! | `lifeline_metrics_untracked_calls_total` | | calls whose outcome could not be labelled (see below) |
 //! | `lifeline_build_info` | `version` | 1 |
 //!
@@ -316,6 +317,7 @@ pub(crate) struct Metrics {
     socket_drops: Counter,
     queue_drops: Counter,
     tcp_idle_closed: Counter,
+    core_busy: Counter<f64, AtomicU64>,
     untracked: Counter,
     /// `lifeline_messages_total{direction="out"}` handles, resolved once.
     out_requests: Counter,
@@ -461,6 +463,12 @@ impl Metrics {
             "TCP connections closed after tcp_idle_timeout without traffic",
             tcp_idle_closed.clone(),
         );
+        let core_busy = Counter::<f64, AtomicU64>::default();
+        r.register(
+            "core_busy_seconds",
+            "Time the core (routing, one thread at a time) was busy; its rate is the core's utilisation",
+            core_busy.clone(),
+        );
         let untracked = Counter::default();
         r.register(
             "metrics_untracked_calls",
@@ -522,6 +530,7 @@ impl Metrics {
             socket_drops,
             queue_drops,
             tcp_idle_closed,
+            core_busy,
             untracked,
             out_requests,
             out_responses,
@@ -749,6 +758,11 @@ impl Metrics {
     /// TCP connections closed for idleness since the last call.
     pub(crate) fn add_tcp_idle_closed(&self, n: u64) {
         self.tcp_idle_closed.inc_by(n);
+    }
+
+    /// The core was busy this many more seconds.
+    pub(crate) fn add_core_busy(&self, seconds: f64) {
+        self.core_busy.inc_by(seconds);
     }
 
     /// Call totals for `/status`.
@@ -1433,6 +1447,7 @@ mod tests {
         m.add_journal_dropped(2);
         m.add_queue_drops(3);
         m.add_tcp_idle_closed(4);
+        m.add_core_busy(0.25);
         let page = m.encode();
         assert_series(
             &page,
@@ -1456,6 +1471,7 @@ mod tests {
         assert_series(&page, "lifeline_journal_dropped_total", 2.0);
         assert_series(&page, "lifeline_input_queue_drops_total", 3.0);
         assert_series(&page, "lifeline_tcp_idle_closed_total", 4.0);
+        assert_series(&page, "lifeline_core_busy_seconds_total", 0.25);
         for state in ["up", "suspect", "down", "recovering"] {
             let want = if state == "up" { 1.0 } else { 0.0 };
             assert_series(

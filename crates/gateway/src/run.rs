@@ -248,6 +248,7 @@ impl Observability {
         let watchdog = sd_notify::watchdog_enabled(false, &mut watchdog_usec);
         let mut last = (0u64, 0u64, 0u64);
         let mut last_idle_closed = 0u64;
+        let mut last_busy = 0u64;
         Box::new(
             move |proxy: &mut Proxy, now: Instant, io: &crate::engine::IoStats| {
                 metrics.set_gauges(&proxy.stats(), proxy.health());
@@ -266,6 +267,9 @@ impl Observability {
                     .load(std::sync::atomic::Ordering::Relaxed);
                 metrics.add_tcp_idle_closed(idle.saturating_sub(last_idle_closed));
                 last_idle_closed = idle;
+                let busy = io.core_busy_ns.load(std::sync::atomic::Ordering::Relaxed);
+                metrics.add_core_busy(busy.saturating_sub(last_busy) as f64 / 1e9);
+                last_busy = busy;
                 status.publish(admin::snapshot_from(proxy, now, &started));
                 if watchdog {
                     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
