@@ -32,7 +32,7 @@
 //! UDP goes through [`DatagramNet`] (`crate::transport`): real sockets in
 //! production, an in-process virtual network in tests. TCP is real sockets only.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
@@ -42,7 +42,9 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use crossbeam_channel::{Receiver, SendError, Sender, TrySendError};
-use lifeline_proxy::{Event, Peer, Proxy, ProxyConfig, Transport, TransportError, TrunkId};
+use lifeline_proxy::{
+    Event, Peer, Proxy, ProxyConfig, Transmit, Transport, TransportError, TrunkId,
+};
 use lifeline_sip::{check_datagram, Message, StreamFramer, Verdict};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -93,6 +95,8 @@ pub(crate) fn core_entry(stats: Arc<IoStats>) -> (InputTx, Arc<Shared>) {
         rx,
         timer: OnceLock::new(),
         stats,
+        sends: Mutex::new(SendQueue::default()),
+        sending: Mutex::new(()),
     });
     (
         InputTx {
@@ -116,6 +120,18 @@ pub(crate) struct Shared {
     rx: Receiver<Input>,
     timer: OnceLock<Thread>,
     stats: Arc<IoStats>,
+    /// What the core produced, in order, waiting to be sent.
+    sends: Mutex<SendQueue>,
+    /// Held by the one thread sending at a time.
+    sending: Mutex<()>,
+}
+
+/// Messages to send, and where to.
+#[derive(Debug, Default)]
+struct SendQueue {
+    queue: VecDeque<Transmit>,
+    /// `None` before the start and after the stop.
+    out: Option<Arc<Outbound>>,
 }
 
 /// What the core lock guards.
@@ -169,10 +185,67 @@ impl Shared {
             self.run_queued(&mut slot, now);
             drop(slot);
             self.busy(now);
+            self.send_queued();
             fence(Ordering::SeqCst);
             if self.rx.is_empty() {
                 return;
             }
+        }
+    }
+
+    /// Send what the core produced, in the order it produced it, if no
+    /// other thread is sending: the one that is takes these too before it
+    /// stops. Sends (a syscall each, on loopback the receiver's work too)
+    /// are outside the core's lock, so one thread sends while another
+    /// routes.
+    fn send_queued(&self) {
+        let mut refused = false;
+        loop {
+            fence(Ordering::SeqCst);
+            let sending = match self.sending.try_lock() {
+                Ok(g) => g,
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => break,
+            };
+            let out = self.sends_lock().out.clone();
+            loop {
+                let Some(t) = self.sends_lock().queue.pop_front() else {
+                    break;
+                };
+                let Some(out) = &out else {
+                    continue; // stopped: nothing to send on
+                };
+                if let Some((trunk, kind)) = out.send(t.peer, t.payload, t.trunk) {
+                    // Evidence against the trunk, through the core.
+                    if self
+                        .tx
+                        .try_send(Input::TransportError { trunk, kind })
+                        .is_err()
+                    {
+                        self.stats.queue_drops.fetch_add(1, Ordering::Relaxed);
+                    }
+                    refused = true;
+                }
+            }
+            drop(sending);
+            fence(Ordering::SeqCst);
+            if self.sends_lock().queue.is_empty() {
+                break;
+            }
+        }
+        if refused {
+            self.combine();
+        }
+    }
+
+    fn sends_lock(&self) -> std::sync::MutexGuard<'_, SendQueue> {
+        self.sends.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Under the core's lock: hand what the core produced to the send queue.
+    fn hand_over(&self, core: &mut Core) {
+        if !core.pending.is_empty() {
+            self.sends_lock().queue.extend(core.pending.drain(..));
         }
     }
 
@@ -203,6 +276,7 @@ impl Shared {
         if core.deadline() <= now {
             core.timers(now, self.rx.len());
         }
+        self.hand_over(core);
         let next = if core.draining.is_some() {
             now // the timer thread decides when the drain is over
         } else {
@@ -232,16 +306,23 @@ impl Shared {
                 core.overload.lag = core.overload.lag.max(now.saturating_duration_since(at));
             }
             if core.timers(now, self.rx.len()) {
+                self.hand_over(core);
                 slot.stopped = true;
                 let core = slot.core.take();
                 drop(slot);
+                // The last answers go out; then the sockets are let go.
+                self.send_queued();
+                let out = self.sends_lock().out.take();
                 drop(core);
+                drop(out);
                 return;
             }
+            self.hand_over(core);
             let next = core.deadline();
             slot.timer_at = Some(next);
             drop(slot);
             self.busy(now);
+            self.send_queued();
             fence(Ordering::SeqCst);
             if !self.rx.is_empty() {
                 continue;
@@ -910,9 +991,10 @@ impl Gateway {
             input: tx.clone(),
             stats: stats.clone(),
         };
+        shared.sends_lock().out = Some(Arc::new(out));
         shared.lock().core = Some(Core {
             proxy,
-            out,
+            pending: Vec::new(),
             sinks: opts.sinks,
             ticks: opts.ticks,
             tick_every: opts.tick_every,
@@ -991,7 +1073,8 @@ impl Drop for Gateway {
 /// time (see [`core_entry`]).
 struct Core {
     proxy: Proxy,
-    out: Outbound,
+    /// Transmits produced while the core was held, for the send queue.
+    pending: Vec<Transmit>,
     sinks: Vec<EventSink>,
     ticks: Vec<Tick>,
     tick_every: Duration,
@@ -1029,7 +1112,7 @@ impl Core {
                 self.draining = Some(now + grace);
             }
         }
-        flush(&mut self.proxy, &self.out, &mut self.sinks, now);
+        flush(&mut self.proxy, &mut self.pending, &mut self.sinks, now);
     }
 
     /// The next instant the timers need running.
@@ -1043,7 +1126,7 @@ impl Core {
     /// Returns whether the core has finished (drained after a shutdown).
     fn timers(&mut self, now: Instant, queued: usize) -> bool {
         self.proxy.handle_timeout(now);
-        flush(&mut self.proxy, &self.out, &mut self.sinks, now);
+        flush(&mut self.proxy, &mut self.pending, &mut self.sinks, now);
         if now >= self.next_tick {
             let overloaded = self.overload.check(queued, &self.stats);
             if overloaded != self.overload.reported {
@@ -1061,7 +1144,7 @@ impl Core {
             for t in &mut self.ticks {
                 t(&mut self.proxy, now, &self.stats);
             }
-            flush(&mut self.proxy, &self.out, &mut self.sinks, now);
+            flush(&mut self.proxy, &mut self.pending, &mut self.sinks, now);
             self.next_tick = now + self.tick_every;
         }
         self.draining
@@ -1109,14 +1192,12 @@ fn udp_receive_errors() -> Option<u64> {
     values.split_whitespace().nth(i)?.parse().ok()
 }
 
-fn flush(proxy: &mut Proxy, out: &Outbound, sinks: &mut [EventSink], now: Instant) {
+fn flush(proxy: &mut Proxy, pending: &mut Vec<Transmit>, sinks: &mut [EventSink], now: Instant) {
     loop {
         let mut any = false;
         while let Some(t) = proxy.poll_transmit() {
             any = true;
-            if let Some((trunk, kind)) = out.send(t.peer, t.payload, t.trunk) {
-                proxy.handle_transport_error(now, trunk, kind);
-            }
+            pending.push(t);
         }
         while let Some(ev) = proxy.poll_event() {
             any = true;
