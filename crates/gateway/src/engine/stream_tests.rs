@@ -335,15 +335,7 @@ fn options_to_gateway(me: SocketAddr, n: u32) -> String {
 #[test]
 fn an_idle_caller_connection_is_closed() {
     let trunk = DualTrunk::start();
-    let gw = gateway(TrunkConfig {
-        name: "t".into(),
-        large_over_tcp: false,
-        peer: Peer::udp(trunk.addr),
-        probe: ProbeConfig {
-            enabled: false,
-            ..ProbeConfig::default()
-        },
-    });
+    let gw = gateway(unprobed_udp_trunk(trunk.addr));
     gw.tcp_idle.send_replace(Duration::from_millis(200));
     let mut conn = TcpStream::connect(gw.bound.tcp[0]).unwrap();
     let me = conn.local_addr().unwrap();
@@ -375,15 +367,7 @@ fn an_idle_caller_connection_is_closed() {
 #[test]
 fn crlf_keep_alives_keep_a_connection_open() {
     let trunk = DualTrunk::start();
-    let gw = gateway(TrunkConfig {
-        name: "t".into(),
-        large_over_tcp: false,
-        peer: Peer::udp(trunk.addr),
-        probe: ProbeConfig {
-            enabled: false,
-            ..ProbeConfig::default()
-        },
-    });
+    let gw = gateway(unprobed_udp_trunk(trunk.addr));
     let idle = Duration::from_secs(1);
     gw.tcp_idle.send_replace(idle);
     let mut conn = TcpStream::connect(gw.bound.tcp[0]).unwrap();
@@ -478,4 +462,18 @@ fn an_idle_trunk_connection_is_closed_without_evidence_and_reopened() {
     assert_eq!(failures.lock().unwrap().clone(), []);
     assert!(gw.stats.tcp_idle_closed.load(Ordering::Relaxed) >= 1);
     gw.shutdown(Duration::from_secs(1));
+}
+
+/// A UDP trunk `t` that is not probed (the test is about the caller's
+/// connection).
+fn unprobed_udp_trunk(addr: SocketAddr) -> TrunkConfig {
+    TrunkConfig {
+        name: "t".into(),
+        large_over_tcp: false,
+        peer: Peer::udp(addr),
+        probe: ProbeConfig {
+            enabled: false,
+            ..ProbeConfig::default()
+        },
+    }
 }
