@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use lifeline_proxy::{
-    AttemptFailure, Event, Peer, ProbeConfig, ProxyConfig, RouteConfig, RouteMatch, Transport,
-    TrunkConfig, TrunkId,
+    AttemptFailure, Event, Peer, ProxyConfig, RouteConfig, RouteMatch, Transport, TrunkConfig,
+    TrunkId,
 };
 use lifeline_sip::{HeaderName, Message, MessageWriter};
 
@@ -179,12 +179,7 @@ fn run_inner(opts: DemoOptions) -> std::io::Result<bool> {
         listen: vec![(Transport::Udp, loopback)],
         advertise: None,
         proxy_config: Box::new(move |adv| {
-            let t = |n: &str, a| TrunkConfig {
-                name: n.into(),
-                large_over_tcp: false,
-                peer: Peer::udp(a),
-                probe: ProbeConfig::default(),
-            };
+            let t = |n: &str, a| TrunkConfig::new(n, Peer::udp(a));
             ProxyConfig::new(
                 adv,
                 vec![t("primary", paddr), t("backup", baddr)],

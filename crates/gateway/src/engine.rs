@@ -273,15 +273,15 @@ impl Shared {
                 core.timers(now, self.rx.len());
             }
         }
-        if core.deadline() <= now {
+        let mut next = core.deadline();
+        if next <= now {
             core.timers(now, self.rx.len());
+            next = core.deadline();
         }
         self.hand_over(core);
-        let next = if core.draining.is_some() {
-            now // the timer thread decides when the drain is over
-        } else {
-            core.deadline()
-        };
+        if core.draining.is_some() {
+            next = now; // the timer thread decides when the drain is over
+        }
         if slot.timer_at.is_none_or(|t| next < t) {
             slot.timer_at = Some(next);
             if let Some(t) = self.timer.get() {
@@ -1220,7 +1220,7 @@ mod tests {
     use std::net::UdpSocket;
 
     use super::*;
-    use lifeline_proxy::{ProbeConfig, RouteConfig, RouteMatch, TrunkConfig};
+    use lifeline_proxy::{RouteConfig, RouteMatch, TrunkConfig};
     use lifeline_sip::{HeaderName, MessageWriter};
 
     /// A UAS on a loopback socket answering OPTIONS 200 and INVITE 100/180/200
@@ -1312,12 +1312,7 @@ mod tests {
             listen: vec![(Transport::Udp, "127.0.0.1:0".parse().unwrap())],
             advertise: None,
             proxy_config: Box::new(move |adv| {
-                let t = |n: &str, a| TrunkConfig {
-                    name: n.into(),
-                    large_over_tcp: false,
-                    peer: Peer::udp(a),
-                    probe: ProbeConfig::default(),
-                };
+                let t = |n: &str, a| TrunkConfig::new(n, Peer::udp(a));
                 ProxyConfig::new(
                     adv,
                     vec![t("primary", primary), t("backup", backup)],

@@ -101,6 +101,19 @@ pub struct TrunkConfig {
     pub large_over_tcp: bool,
 }
 
+impl TrunkConfig {
+    /// A trunk at `peer`, probed with the default settings, large requests
+    /// on the peer's own transport.
+    pub fn new(name: impl Into<String>, peer: Peer) -> Self {
+        Self {
+            name: name.into(),
+            peer,
+            probe: ProbeConfig::default(),
+            large_over_tcp: false,
+        }
+    }
+}
+
 /// What requests a route takes.
 #[derive(Clone, Debug)]
 pub enum RouteMatch {

@@ -4,8 +4,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use lifeline_proxy::{
-    AttemptFailure, CallFailure, Event, Peer, ProbeConfig, ProxyConfig, RouteConfig, RouteMatch,
-    TrunkConfig,
+    AttemptFailure, CallFailure, Event, Peer, ProxyConfig, RouteConfig, RouteMatch, TrunkConfig,
 };
 use lifeline_sim::{ms, Link, Sim, TrunkScript, GATEWAY};
 use lifeline_sip::{HeaderName, Message};
@@ -14,12 +13,7 @@ const PRIMARY: &str = "127.0.30.1:5060";
 const BACKUP: &str = "127.0.30.2:5060";
 
 fn config() -> ProxyConfig {
-    let trunk = |name: &str, a: &str| TrunkConfig {
-        name: name.into(),
-        large_over_tcp: false,
-        peer: Peer::udp(a.parse().unwrap()),
-        probe: ProbeConfig::default(),
-    };
+    let trunk = |name: &str, a: &str| TrunkConfig::new(name, Peer::udp(a.parse().unwrap()));
     ProxyConfig::new(
         GATEWAY.parse().unwrap(),
         vec![trunk("primary", PRIMARY), trunk("backup", BACKUP)],
@@ -431,12 +425,10 @@ fn reload_keeps_calls_in_progress_and_health() {
     s.run_for(ms(100));
     // New configuration: a third trunk first in the emergency route.
     let mut cfg = config();
-    cfg.trunks.push(TrunkConfig {
-        name: "third".into(),
-        large_over_tcp: false,
-        peer: Peer::udp("127.0.30.3:5060".parse().unwrap()),
-        probe: ProbeConfig::default(),
-    });
+    cfg.trunks.push(TrunkConfig::new(
+        "third",
+        Peer::udp("127.0.30.3:5060".parse().unwrap()),
+    ));
     cfg.routes[0].trunks = vec!["backup".into(), "primary".into()];
     let now = s.now;
     s.proxy.reload(now, cfg.clone()).unwrap();

@@ -197,10 +197,8 @@ fn value(m: &Message, name: HeaderName) -> String {
 fn a_large_invite_goes_over_tcp_to_a_udp_tcp_trunk() {
     let trunk = DualTrunk::start();
     let gw = gateway(TrunkConfig {
-        name: "both".into(),
         large_over_tcp: true,
-        peer: Peer::udp(trunk.addr),
-        probe: ProbeConfig::default(),
+        ..TrunkConfig::new("both", Peer::udp(trunk.addr))
     });
     let caller = UdpSocket::bind("127.0.0.1:0").unwrap();
     caller
@@ -277,10 +275,8 @@ fn a_refused_tcp_connection_to_a_udp_tcp_trunk_is_evidence_and_fails_over() {
         }
     });
     let trunk = |name: &str, addr| TrunkConfig {
-        name: name.into(),
         large_over_tcp: true,
-        peer: Peer::udp(addr),
-        probe: ProbeConfig::default(),
+        ..TrunkConfig::new(name, Peer::udp(addr))
     };
     let gw = gateway_with(
         vec![trunk("primary", primary.addr), trunk("backup", backup.addr)],

@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use lifeline_proxy::{
-    AttemptFailure, Event, Peer, ProbeConfig, Proxy, ProxyConfig, RouteConfig, RouteMatch,
-    Transport, TrunkConfig, TrunkId,
+    AttemptFailure, Event, Peer, Proxy, ProxyConfig, RouteConfig, RouteMatch, Transport,
+    TrunkConfig, TrunkId,
 };
 use lifeline_sip::{HeaderName, Message, MessageWriter};
 use tokio::runtime::Runtime;
@@ -179,12 +179,7 @@ impl Lab {
             listen: vec![(Transport::Udp, sip(GW))],
             advertise: None,
             proxy_config: Box::new(move |adv| {
-                let t = |n: &str, a| TrunkConfig {
-                    name: n.into(),
-                    large_over_tcp: false,
-                    peer: Peer::udp(a),
-                    probe: ProbeConfig::default(),
-                };
+                let t = |n: &str, a| TrunkConfig::new(n, Peer::udp(a));
                 ProxyConfig::new(
                     adv,
                     vec![t("primary", primary), t("backup", backup)],
