@@ -7,13 +7,15 @@
 //!  UDP per trunk  --recv--> parse+validate --+     core (one, behind a lock; whichever
 //!     (connected: ICMP errors -> trunk)       |     thread has an input runs it)
 //!  TCP connections --frame--> parse+validate -+--> queue --> Proxy::handle_checked
-//!  admin HTTP --------- commands -------------+              poll_transmit -> send
+//!  admin HTTP --------- commands -------------+              poll_transmit -> send queue
 //!                                                            poll_event -> metrics,
 //!  timer thread: sleeps until the core's next deadline  -->  Proxy::handle_timeout
+//!  send queue: sent in order, outside the core's lock, by whichever thread finds it free
 //! ```
 //!
-//! Parsing and validation — most of the per-message cost — run on the IO
-//! threads in parallel. The core (every transaction and the trunks' health)
+//! Receiving, parsing and validating run on the IO threads in parallel, and
+//! sending beside the core; routing (about two thirds of the work at
+//! 4,000 calls/s, docs/PERFORMANCE.md) is serial. The core (every transaction and the trunks' health)
 //! is one object used by one thread at a time: the IO thread that received
 //! a message handles it to completion when the core is free, and otherwise
 //! leaves it queued for the thread holding the core, which takes it before
