@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use lifeline_health::{Health, Local, Outcome, TransportError, TrunkId};
+use lifeline_health::{Health, Local, Outcome, State, TransportError, TrunkId};
 use lifeline_sip::{
     check_datagram, Edit, HeaderName, Host, Message, MessageWriter, Method, Uri, Verdict,
 };
@@ -16,9 +16,11 @@ use slab::Slab;
 
 use crate::classify::{classify, select_route, EmergencyRule};
 use crate::config::{
-    ConfigError, Peer, ProxyConfig, RouteConfig, Transport, RFC3261_UDP_MAX_REQUEST,
+    ConfigError, Peer, ProxyConfig, RouteConfig, Transport, TrunkConfig, RFC3261_UDP_MAX_REQUEST,
 };
-use crate::events::{AttemptFailure, CallFailure, CallInfo, CallRef, Event, Location, Transmit};
+use crate::events::{
+    AttemptFailure, CallFailure, CallInfo, CallRef, Event, Location, SkipReason, Transmit,
+};
 use crate::transaction::{
     build_cancel, ClientEvent, ClientState, ClientTimer, ClientTxn, Kind, ServerState, ServerTimer,
     ServerTxn,
@@ -26,6 +28,12 @@ use crate::transaction::{
 
 const LOOP_PREFIX: &str = "z9hG4bK-lp";
 const ACK_PREFIX: &str = "z9hG4bK-la";
+/// Branches of the ACK and BYE that end a second answer (see `end_duplicate`).
+const DUPLICATE_PREFIX: &str = "z9hG4bK-ld";
+/// RFC 3326 Reason on the CANCEL of an attempt moved off a dead trunk.
+const REASON_TRUNK_DOWN: &[u8] = b"SIP;cause=503;text=\"trunk down\"";
+/// RFC 3326 Reason on the CANCEL (or BYE) of an attempt another one beat.
+const REASON_ELSEWHERE: &[u8] = b"SIP;cause=200;text=\"Call completed elsewhere\"";
 
 /// Counters for metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -157,6 +165,16 @@ struct Attempt {
     failover_at: Option<Instant>,
     progress_at: Option<Instant>,
     timer_c: Option<Instant>,
+    /// Hedging: start a parallel attempt if this one has not rung by then.
+    hedge_at: Option<Instant>,
+    /// When its 100 Trying came (for the learned progress time).
+    trying_at: Option<Instant>,
+    /// Its time to ringing was given to the trunk's health already.
+    progress_recorded: bool,
+    /// Counted in its trunk's `max_calls` load.
+    counted: bool,
+    /// A second answer this proxy ACKed and ended with a BYE.
+    ended: bool,
     /// A CANCEL to send once a provisional arrives (RFC 3261 §9.1).
     cancel_wanted: Option<Bytes>,
     cancel_sent: bool,
@@ -194,7 +212,14 @@ struct Call {
     emergency: Option<EmergencyRule>,
     target: Target,
     tried: Vec<TrunkId>,
+    /// The route's trunks in this call's order, when the route shares load
+    /// by weight (drawn once per call); `None`: the route's own order.
+    order: Option<Box<[TrunkId]>>,
+    /// The call's place among non-emergency calls (canary share).
+    ticket: u64,
     attempts: Vec<Attempt>,
+    /// The attempt whose 2xx went to the caller.
+    winner: Option<usize>,
     state: CallState,
     started: Instant,
     to_tag: Bytes,
@@ -217,6 +242,8 @@ struct Dialog {
     trunk_id: Option<TrunkId>,
     nonce: u32,
     confirmed: bool,
+    /// Counted in its trunk's `max_calls` load (an answered call).
+    counted: bool,
     expires: Instant,
     armed: Option<Instant>,
 }
@@ -284,6 +311,73 @@ pub struct Proxy {
     /// Trunks configured before a reload and absent from the new
     /// configuration: drained, never selected.
     retired: Vec<TrunkId>,
+    /// Per trunk: calls on it and its limits.
+    load: Vec<TrunkLoad>,
+    /// Per trunk: its state when last looked at, to see it go Down.
+    seen: Vec<State>,
+    /// Non-emergency calls so far (the canary's tickets).
+    tickets: u64,
+}
+
+/// A trunk's capacity limits and what it carries now.
+#[derive(Clone, Copy, Debug)]
+struct TrunkLoad {
+    max_calls: Option<u32>,
+    max_cps: Option<u32>,
+    /// Attempts waiting for a final response plus answered calls not ended.
+    calls: u32,
+    /// Token bucket for `max_cps`: tokens left (at most `max_cps`), as of
+    /// `refilled`.
+    tokens: f64,
+    refilled: Option<Instant>,
+}
+
+impl TrunkLoad {
+    fn new(t: &TrunkConfig) -> Self {
+        Self {
+            max_calls: t.max_calls,
+            max_cps: t.max_cps,
+            calls: 0,
+            tokens: t.max_cps.map_or(0.0, f64::from),
+            refilled: None,
+        }
+    }
+
+    fn reconfigure(&mut self, t: &TrunkConfig) {
+        if self.max_cps != t.max_cps {
+            self.tokens = t.max_cps.map_or(0.0, f64::from);
+            self.refilled = None;
+        }
+        self.max_calls = t.max_calls;
+        self.max_cps = t.max_cps;
+    }
+
+    /// The bucket refilled to `now`.
+    fn refill(&mut self, now: Instant) {
+        let Some(cps) = self.max_cps else {
+            return;
+        };
+        let cap = f64::from(cps);
+        if let Some(last) = self.refilled {
+            let dt = now.saturating_duration_since(last).as_secs_f64();
+            self.tokens = (self.tokens + dt * cap).min(cap);
+        }
+        self.refilled = Some(now);
+    }
+
+    /// Which limit, if any, stops one more call now.
+    fn full(&self, now: Instant) -> Option<SkipReason> {
+        if self.max_calls.is_some_and(|m| self.calls >= m) {
+            return Some(SkipReason::MaxCalls);
+        }
+        let cps = self.max_cps?;
+        let cap = f64::from(cps);
+        let elapsed = self
+            .refilled
+            .map_or(0.0, |l| now.saturating_duration_since(l).as_secs_f64());
+        let tokens = (self.tokens + elapsed * cap).min(cap);
+        (tokens < 1.0).then_some(SkipReason::MaxCps)
+    }
 }
 
 impl Proxy {
@@ -301,6 +395,7 @@ impl Proxy {
         let mut health = Health::new(local, cfg.seed ^ 0x4ea1);
         let mut trunk_peers = Vec::new();
         let mut large_over_tcp = Vec::new();
+        let mut load = Vec::new();
         for (i, t) in cfg.trunks.iter().enumerate() {
             if cfg.trunks.iter().take(i).any(|o| o.name == t.name) {
                 return Err(ConfigError::DuplicateTrunk(t.name.clone()));
@@ -311,12 +406,14 @@ impl Proxy {
                 .map_err(|e| ConfigError::BadIdentity(e.to_string()))?;
             trunk_peers.push(t.peer);
             large_over_tcp.push(t.large_over_tcp);
+            load.push(TrunkLoad::new(t));
         }
         let mut routes = Vec::new();
         for r in &cfg.routes {
             if r.trunks.is_empty() {
                 return Err(ConfigError::EmptyRoute(r.name.clone()));
             }
+            check_shares(r)?;
             let trunks = r
                 .trunks
                 .iter()
@@ -336,6 +433,7 @@ impl Proxy {
             return Err(ConfigError::BadStatus(cfg.all_failed.status));
         }
         let seed = cfg.seed;
+        let seen = vec![State::Up; trunk_peers.len()];
         Ok(Self {
             cfg,
             routes,
@@ -357,6 +455,9 @@ impl Proxy {
             advertise,
             accepting: true,
             retired: Vec::new(),
+            load,
+            seen,
+            tickets: 0,
         })
     }
 
@@ -448,6 +549,7 @@ impl Proxy {
             if r.trunks.is_empty() {
                 return Err(ConfigError::EmptyRoute(r.name.clone()));
             }
+            check_shares(r)?;
             if let Some(missing) = r
                 .trunks
                 .iter()
@@ -473,6 +575,9 @@ impl Proxy {
                     if let Some(l) = self.large_over_tcp.get_mut(id.index()) {
                         *l = t.large_over_tcp;
                     }
+                    if let Some(l) = self.load.get_mut(id.index()) {
+                        l.reconfigure(t);
+                    }
                     if let Some(pos) = self.retired.iter().position(|r| *r == id) {
                         self.retired.remove(pos);
                         self.health.undrain(now, id);
@@ -484,6 +589,8 @@ impl Proxy {
                         .map_err(|e| ConfigError::BadIdentity(e.to_string()))?;
                     self.trunk_peers.push(t.peer);
                     self.large_over_tcp.push(t.large_over_tcp);
+                    self.load.push(TrunkLoad::new(t));
+                    self.seen.push(State::Up);
                 }
             }
         }
@@ -539,8 +646,7 @@ impl Proxy {
     /// Calls on a trunk now: attempts waiting for a final response and
     /// answered calls not yet ended (what `max_calls` limits).
     pub fn trunk_calls(&self, trunk: TrunkId) -> u32 {
-        let _ = trunk;
-        0
+        self.load.get(trunk.index()).map_or(0, |l| l.calls)
     }
 
     /// Route names, in configuration order, with their trunks.
@@ -623,7 +729,7 @@ impl Proxy {
                     if self.dialogs.get(k).is_some_and(|d| d.armed == Some(at)) {
                         self.dialogs[k].armed = None;
                         if self.dialogs[k].expires <= now {
-                            self.dialogs.remove(k);
+                            self.remove_dialog(k);
                         } else {
                             self.arm_dialog(k);
                         }
@@ -631,33 +737,136 @@ impl Proxy {
                 }
             }
         }
+        self.check_trunks(now);
     }
 
     /// A send to `trunk` failed (ICMP port or host unreachable, TCP refused or
-    /// reset). Every attempt waiting on that trunk fails over at once, and the
-    /// trunk's health hears of it.
+    /// reset): hard evidence. Every attempt waiting on that trunk fails over
+    /// at once — ringing ones too, for the calls its route rescues (see
+    /// [`RescueRinging`](crate::RescueRinging)) — and the trunk's health
+    /// hears of it.
     pub fn handle_transport_error(&mut self, now: Instant, trunk: TrunkId, kind: TransportError) {
         self.health
             .report(now, trunk, Outcome::TransportError(kind));
+        self.rescue(now, trunk, AttemptFailure::TransportError);
+        self.check_trunks(now);
+    }
+
+    /// Rescue the calls of every trunk that went Down since the last look
+    /// (probes, or evidence from other calls): called after every input.
+    fn check_trunks(&mut self, now: Instant) {
+        let mut down = Vec::new();
+        for t in self.health.trunks() {
+            if let Some(seen) = self.seen.get_mut(t.id.index()) {
+                let was = std::mem::replace(seen, t.state);
+                if t.state == State::Down && was != State::Down {
+                    down.push(t.id);
+                }
+            }
+        }
+        for id in down {
+            self.rescue(now, id, AttemptFailure::TrunkDown);
+        }
+    }
+
+    /// Move the calls waiting on `trunk` to the next trunk, at once:
+    ///
+    /// 1. Attempts with no provisional or only 100 Trying, of every call:
+    ///    the caller has heard nothing from that trunk, so this is plain
+    ///    failover, only sooner than the attempt's own timers.
+    /// 2. Ringing attempts (18x heard) of the calls the route rescues
+    ///    (`rescue_ringing`: emergency calls by default): RFC 3261 serial
+    ///    forking would leave them ringing until Timer C on a trunk that
+    ///    will never answer. They are CANCELled (best effort, with a
+    ///    Reason), and the call goes on on the next trunk; should the old
+    ///    trunk still answer, its 2xx goes to the caller only if no other
+    ///    has (see [`answered`](Self::answered)).
+    ///
+    /// `why` is [`AttemptFailure::TransportError`] (hard evidence on one
+    /// send) or [`AttemptFailure::TrunkDown`] (health's verdict).
+    fn rescue(&mut self, now: Instant, trunk: TrunkId, why: AttemptFailure) {
+        let hard = why == AttemptFailure::TransportError;
         let mut hit = Vec::new();
         for (ck, call) in &self.calls {
+            let covers = match &call.target {
+                Target::Route(r) => {
+                    call.state == CallState::Routing
+                        && r.cfg.rescue_ringing.covers(call.emergency.is_some())
+                }
+                // In-dialog requests have nowhere else to go: a transport
+                // error ends them, a verdict of health does not.
+                Target::Fixed { .. } if !hard => continue,
+                Target::Fixed { .. } => false,
+            };
             for (ai, a) in call.attempts.iter().enumerate() {
-                if a.trunk == Some(trunk)
-                    && matches!(a.state, AttemptState::Pending | AttemptState::Trying)
-                {
-                    hit.push((ck, ai));
+                if a.trunk != Some(trunk) {
+                    continue;
+                }
+                match a.state {
+                    AttemptState::Pending | AttemptState::Trying => hit.push((ck, ai)),
+                    AttemptState::Ringing if covers => hit.push((ck, ai)),
+                    _ => {}
                 }
             }
         }
         for (ck, ai) in hit {
-            if let Some(client) = self.calls[ck].attempts[ai].client {
-                if let Some(e) = self.clients.get_mut(client) {
-                    e.txn.on_transport_error();
+            let Some(a) = self.calls.get(ck).and_then(|c| c.attempts.get(ai)) else {
+                continue;
+            };
+            let ringing = a.state == AttemptState::Ringing;
+            if hard && !ringing {
+                // The transaction is over (RFC 3261 §17.1.1.2): nothing to CANCEL.
+                if let Some(client) = a.client {
+                    if let Some(e) = self.clients.get_mut(client) {
+                        e.txn.on_transport_error();
+                    }
+                    self.remove_client(client);
                 }
-                self.remove_client(client);
+                self.fail_attempt(now, ck, ai, why, None);
+            } else if matches!(
+                a.state,
+                AttemptState::Pending | AttemptState::Trying | AttemptState::Ringing
+            ) {
+                self.rescue_attempt(now, ck, ai, why, ringing);
             }
-            self.fail_attempt(now, ck, ai, AttemptFailure::TransportError, None);
         }
+    }
+
+    /// Give up one attempt on a dead trunk (see [`rescue`](Self::rescue)).
+    fn rescue_attempt(
+        &mut self,
+        now: Instant,
+        ck: usize,
+        ai: usize,
+        why: AttemptFailure,
+        ringing: bool,
+    ) {
+        let call = &mut self.calls[ck];
+        let (id, tracked) = (call.id, call.tracked);
+        let a = &mut call.attempts[ai];
+        a.state = AttemptState::Abandoned;
+        a.failover_at = None;
+        a.progress_at = None;
+        a.timer_c = None;
+        a.hedge_at = None;
+        let trunk = a.trunk;
+        if let Some(c) = a.client {
+            if let Some(e) = self.clients.get_mut(c) {
+                e.txn.mute();
+            }
+        }
+        if let (true, Some(trunk)) = (tracked, trunk) {
+            self.events.push_back(Event::Rescued {
+                call: id,
+                at: now,
+                trunk,
+                ringing,
+            });
+        }
+        self.cancel_attempt(now, ck, ai, Bytes::from_static(REASON_TRUNK_DOWN));
+        self.release(ck, ai);
+        self.report_failure(now, ck, ai, why);
+        self.next_attempt(now, ck);
     }
 
     /// A message arrived from `from`: one UDP datagram, or one frame cut from
@@ -677,6 +886,11 @@ impl Proxy {
         msg: Option<Message>,
         verdict: Verdict,
     ) {
+        self.handle_input(now, from, msg, verdict);
+        self.check_trunks(now);
+    }
+
+    fn handle_input(&mut self, now: Instant, from: Peer, msg: Option<Message>, verdict: Verdict) {
         match (msg, verdict) {
             (Some(m), Verdict::Accept) => {
                 if m.is_request() {
@@ -788,7 +1002,7 @@ impl Proxy {
         let d = self.calls.get(k).and_then(|c| {
             c.attempts
                 .iter()
-                .flat_map(|a| [a.failover_at, a.progress_at, a.timer_c])
+                .flat_map(|a| [a.failover_at, a.progress_at, a.timer_c, a.hedge_at])
                 .flatten()
                 .min()
         });
@@ -908,6 +1122,11 @@ impl Proxy {
             if a.progress_at.is_some_and(|t| t <= now) {
                 a.progress_at = None;
                 self.abandon_attempt(now, ck, ai, AttemptFailure::NoProgress);
+            }
+            let a = &mut self.calls[ck].attempts[ai];
+            if a.hedge_at.is_some_and(|t| t <= now) {
+                a.hedge_at = None;
+                self.hedge(now, ck, ai);
             }
             let a = &mut self.calls[ck].attempts[ai];
             if a.timer_c.is_some_and(|t| t <= now) {
@@ -1323,6 +1542,21 @@ impl Proxy {
         let tracked = kind == Kind::Invite && matches!(target, Target::Route(_));
         let id = self.new_call_ref();
         let to_tag = self.new_tag();
+        let ticket = if emergency.is_none() && tracked {
+            self.tickets += 1;
+            self.tickets - 1
+        } else {
+            0
+        };
+        let order = match &target {
+            Target::Route(r) if !r.cfg.shares.is_empty() => {
+                let rng = &mut self.rng;
+                Some(share_order(&r.trunks, &r.cfg.shares, |total| {
+                    rng.next_u64() % total
+                }))
+            }
+            _ => None,
+        };
         let ck = self.calls.insert(Call {
             id,
             server: Some(sk),
@@ -1331,7 +1565,10 @@ impl Proxy {
             emergency,
             target,
             tried: Vec::new(),
+            order,
+            ticket,
             attempts: Vec::new(),
+            winner: None,
             state: CallState::Routing,
             started: now,
             to_tag,
@@ -1356,9 +1593,11 @@ impl Proxy {
         self.next_attempt(now, ck);
     }
 
-    /// Try the next trunk, or finish the call if none is left.
+    /// Try the next trunk, or finish the call if none is left — unless
+    /// another attempt of the call (a hedge) is still alive: the call waits
+    /// for it.
     fn next_attempt(&mut self, now: Instant, ck: usize) {
-        if self.calls[ck].state != CallState::Routing {
+        if self.calls[ck].state != CallState::Routing || self.live_attempts(ck) > 0 {
             return;
         }
         let next = match &self.calls[ck].target {
@@ -1369,18 +1608,122 @@ impl Proxy {
                     None
                 }
             }
-            Target::Route(r) => {
-                let call = &self.calls[ck];
-                let trunks = &r.trunks;
-                self.health
-                    .select(trunks, &call.tried, call.emergency.is_some())
-                    .next()
-                    .map(|t| (self.trunk_peers[t.index()], Some(t)))
-            }
+            Target::Route(_) => self
+                .choose_trunk(now, ck)
+                .map(|t| (self.trunk_peers[t.index()], Some(t))),
         };
         match next {
             Some((peer, trunk)) => self.start_attempt(now, ck, peer, trunk),
             None => self.finish_failed(now, ck),
+        }
+    }
+
+    /// The trunk a routed call tries next: health's order (usable trunks in
+    /// priority order, a trunk in its canary later; for emergency calls the
+    /// rest after them), passing over trunks at `max_calls` or `max_cps`.
+    /// An emergency call still takes a full trunk that is usable before a
+    /// Down one, and a Down one before no trunk at all.
+    fn choose_trunk(&mut self, now: Instant, ck: usize) -> Option<TrunkId> {
+        let call = &self.calls[ck];
+        let Target::Route(r) = &call.target else {
+            return None;
+        };
+        let order = call.order.as_deref().unwrap_or(&r.trunks);
+        let emergency = call.emergency.is_some();
+        let mut chosen = None;
+        let mut full_usable = None;
+        let mut skipped = Vec::new();
+        for t in self
+            .health
+            .select_for(order, &call.tried, emergency, call.ticket)
+        {
+            let usable = self.health.trunk(t).is_some_and(|s| s.ready());
+            let full = self.load.get(t.index()).and_then(|l| l.full(now));
+            match full {
+                None => {
+                    chosen = Some(t);
+                    break;
+                }
+                Some(reason) => {
+                    skipped.push((t, reason));
+                    if usable && full_usable.is_none() {
+                        full_usable = Some(t);
+                    }
+                }
+            }
+        }
+        // Never shed an emergency call over a capacity limit: a full trunk
+        // that works beats a Down one.
+        if emergency {
+            let down_first = chosen.is_some_and(|c| {
+                full_usable.is_some() && !self.health.trunk(c).is_some_and(|s| s.ready())
+            });
+            if chosen.is_none() || down_first {
+                chosen = full_usable.or(chosen);
+            }
+        }
+        let (id, tracked) = (call.id, call.tracked);
+        for (t, reason) in skipped {
+            if Some(t) != chosen && tracked {
+                self.events.push_back(Event::TrunkSkipped {
+                    call: id,
+                    at: now,
+                    trunk: t,
+                    reason,
+                });
+            }
+        }
+        chosen
+    }
+
+    /// Hedging (`hedge_after`): attempt `ai` of an emergency call has not
+    /// rung in time; start the next trunk beside it. The first 2xx wins.
+    fn hedge(&mut self, now: Instant, ck: usize, ai: usize) {
+        let call = &self.calls[ck];
+        let waiting = call
+            .attempts
+            .get(ai)
+            .is_some_and(|a| matches!(a.state, AttemptState::Pending | AttemptState::Trying));
+        if call.state != CallState::Routing || !waiting || self.live_attempts(ck) >= 2 {
+            return;
+        }
+        let Some(t) = self.choose_trunk(now, ck) else {
+            return;
+        };
+        let call = &self.calls[ck];
+        if call.tracked {
+            self.events.push_back(Event::Hedged {
+                call: call.id,
+                at: now,
+                trunk: t,
+            });
+        }
+        let peer = self.trunk_peers[t.index()];
+        self.start_attempt(now, ck, peer, Some(t));
+    }
+
+    /// The attempt no longer counts against its trunk's `max_calls`.
+    fn release(&mut self, ck: usize, ai: usize) {
+        let Some(a) = self.calls.get_mut(ck).and_then(|c| c.attempts.get_mut(ai)) else {
+            return;
+        };
+        if std::mem::take(&mut a.counted) {
+            if let Some(l) = a.trunk.and_then(|t| self.load.get_mut(t.index())) {
+                l.calls = l.calls.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Remove a dialog, releasing its place in its trunk's `max_calls`.
+    fn remove_dialog(&mut self, dk: usize) {
+        if !self.dialogs.contains(dk) {
+            return;
+        }
+        let d = self.dialogs.remove(dk);
+        if d.counted {
+            if let Some(l) = d.trunk_id.and_then(|t| self.load.get_mut(t.index())) {
+                l.calls = l.calls.saturating_sub(1);
+            }
         }
     }
 
@@ -1416,6 +1759,7 @@ impl Proxy {
                     trunk_id: trunk,
                     nonce: dnonce,
                     confirmed: false,
+                    counted: false,
                     expires: now + self.cfg.timers.t1x64() + self.cfg.timers.timer_c,
                     armed: None,
                 });
@@ -1476,10 +1820,26 @@ impl Proxy {
         });
         self.client_index.insert((branch, method_key), client);
         self.calls[ck].clients_live += 1;
-        let failover_at = match target {
-            Target::Route(r) => Some(now + r.cfg.failover_after),
-            Target::Fixed { .. } => None,
+        let emergency = self.calls[ck].emergency.is_some();
+        let (failover_at, hedge_at) = match &target {
+            Target::Route(r) => (
+                Some(now + r.cfg.failover_after),
+                r.cfg
+                    .hedge_after
+                    .filter(|_| emergency && kind == Kind::Invite)
+                    .map(|h| now + h),
+            ),
+            Target::Fixed { .. } => (None, None),
         };
+        // Routed calls count against the trunk's limits.
+        let counted = matches!(target, Target::Route(_));
+        if let (true, Some(l)) = (counted, trunk.and_then(|t| self.load.get_mut(t.index()))) {
+            l.calls = l.calls.saturating_add(1);
+            l.refill(now);
+            if l.max_cps.is_some() {
+                l.tokens -= 1.0;
+            }
+        }
         let call = &mut self.calls[ck];
         call.attempts.push(Attempt {
             trunk,
@@ -1490,6 +1850,11 @@ impl Proxy {
             failover_at,
             progress_at: None,
             timer_c: None,
+            hedge_at,
+            trying_at: None,
+            progress_recorded: false,
+            counted: counted && trunk.is_some(),
+            ended: false,
             cancel_wanted: None,
             cancel_sent: false,
             dialog,
@@ -1520,11 +1885,13 @@ impl Proxy {
         a.state = AttemptState::Abandoned;
         a.failover_at = None;
         a.progress_at = None;
+        a.hedge_at = None;
         if let Some(c) = a.client {
             if let Some(e) = self.clients.get_mut(c) {
                 e.txn.mute();
             }
         }
+        self.release(ck, ai);
         let reason = match why {
             AttemptFailure::NoProgress => {
                 Bytes::from_static(b"SIP;cause=408;text=\"no progress, trying another trunk\"")
@@ -1556,9 +1923,11 @@ impl Proxy {
         a.failover_at = None;
         a.progress_at = None;
         a.timer_c = None;
+        a.hedge_at = None;
         if let Some(d) = a.dialog.take() {
             self.drop_dialog(d);
         }
+        self.release(ck, ai);
         if was_abandoned {
             return; // already reported and replaced
         }
@@ -1747,6 +2116,9 @@ impl Proxy {
         let server_gone = call.server.is_none();
         let clients_gone = call.clients_live == 0;
         if server_gone && clients_gone {
+            for ai in 0..call.attempts.len() {
+                self.release(ck, ai);
+            }
             let call = self.calls.remove(ck);
             for a in call.attempts {
                 if let Some((dk, n)) = a.dialog {
@@ -1755,7 +2127,7 @@ impl Proxy {
                         .get(dk)
                         .is_some_and(|d| d.nonce == n && !d.confirmed)
                     {
-                        self.dialogs.remove(dk);
+                        self.remove_dialog(dk);
                     }
                 }
             }
@@ -1809,9 +2181,12 @@ impl Proxy {
         let tracked = self.calls[ck].tracked;
         let kind = self.calls[ck].kind;
         let progress_timeout = match &self.calls[ck].target {
-            Target::Route(r) => Some(r.cfg.progress_timeout),
+            Target::Route(r) => Some(self.progress_timeout(&r.cfg, trunk)),
             Target::Fixed { .. } => None,
         };
+        if (101..300).contains(&code) {
+            self.learn_progress(now, ck, ai);
+        }
 
         if state == AttemptState::Abandoned {
             if tracked {
@@ -1853,6 +2228,7 @@ impl Proxy {
                 let a = &mut self.calls[ck].attempts[ai];
                 if a.state == AttemptState::Pending {
                     a.state = AttemptState::Trying;
+                    a.trying_at = Some(now);
                     a.failover_at = None;
                     if kind == Kind::Invite {
                         a.progress_at = progress_timeout.map(|p| now + p);
@@ -1871,6 +2247,7 @@ impl Proxy {
                 a.state = AttemptState::Ringing;
                 a.failover_at = None;
                 a.progress_at = None;
+                a.hedge_at = None;
                 a.timer_c = Some(now + self.cfg.timers.timer_c);
                 if let Some(reason) = a.cancel_wanted.take() {
                     self.cancel_attempt(now, ck, ai, reason);
@@ -1892,6 +2269,7 @@ impl Proxy {
                 a.failover_at = None;
                 a.progress_at = None;
                 a.timer_c = None;
+                a.hedge_at = None;
                 if first {
                     if let Some(t) = trunk {
                         self.report_answered(now, ck, t);
@@ -1915,9 +2293,11 @@ impl Proxy {
                 a.failover_at = None;
                 a.progress_at = None;
                 a.timer_c = None;
+                a.hedge_at = None;
                 if let Some(d) = a.dialog.take() {
                     self.drop_dialog(d);
                 }
+                self.release(ck, ai);
                 if was_waiting && !failover {
                     if let Some(t) = trunk {
                         self.report_answered(now, ck, t);
@@ -1934,6 +2314,12 @@ impl Proxy {
                                 }
                             }
                         }
+                    }
+                    CallState::Routing if self.live_attempts(ck) > 0 => {
+                        // A hedge is still alive: its answer decides. (The
+                        // callee's answer here is kept as the best so far
+                        // only by RFC 3261 §16.7's letter; a live emergency
+                        // attempt is a better bet than relaying a 486.)
                     }
                     CallState::Routing => {
                         self.calls[ck].state = CallState::Finished;
@@ -1966,12 +2352,30 @@ impl Proxy {
     /// Remove a dialog if the key still names it.
     fn drop_dialog(&mut self, (dk, nonce): DialogRef) {
         if self.dialogs.get(dk).is_some_and(|d| d.nonce == nonce) {
-            self.dialogs.remove(dk);
+            self.remove_dialog(dk);
         }
     }
 
     /// A 2xx from attempt `ai`: forward it, connect the call, cancel the rest.
+    ///
+    /// A routed call forwards one answer: the first 2xx (RFC 3261 §16.7
+    /// step 10 forwards every 2xx and leaves the caller to end the extra
+    /// dialogs, §13.2.2.4; callers in the field do not, and a PSAP would be
+    /// left holding a line nobody hears). A 2xx from another attempt after
+    /// that, or after the caller already has a final response, is ACKed
+    /// and ended with a BYE here ([`end_duplicate`](Self::end_duplicate)).
     fn answered(&mut self, now: Instant, ck: usize, ai: usize, m: &Message) {
+        if matches!(self.calls[ck].target, Target::Route(_)) {
+            let forward = match self.calls[ck].winner {
+                Some(w) => w == ai,
+                None => self.unanswered_server(ck).is_some(),
+            };
+            if !forward {
+                self.end_duplicate(now, ck, ai, m);
+                return;
+            }
+            self.calls[ck].winner = Some(ai);
+        }
         let first = self.calls[ck].state != CallState::Connected;
         self.relay(now, ck, m);
         if let Some((dk, n)) = self.calls[ck].attempts[ai].dialog {
@@ -2007,15 +2411,206 @@ impl Proxy {
                 let a = &mut self.calls[ck].attempts[other];
                 a.failover_at = None;
                 a.progress_at = None;
-                self.cancel_attempt(
-                    now,
-                    ck,
-                    other,
-                    Bytes::from_static(b"SIP;cause=200;text=\"Call completed elsewhere\""),
+                a.hedge_at = None;
+                let live = matches!(
+                    a.state,
+                    AttemptState::Pending | AttemptState::Trying | AttemptState::Ringing
                 );
+                if live {
+                    // A hedge that lost: given up like a failover, so a
+                    // 2xx of its own later is ended, not forwarded.
+                    a.state = AttemptState::Abandoned;
+                    if let Some(c) = a.client {
+                        if let Some(e) = self.clients.get_mut(c) {
+                            e.txn.mute();
+                        }
+                    }
+                    self.release(ck, other);
+                    self.report_failure(now, ck, other, AttemptFailure::Superseded);
+                }
+                self.cancel_attempt(now, ck, other, Bytes::from_static(REASON_ELSEWHERE));
             }
         }
+        // The answered call keeps its place on the trunk until it ends: the
+        // place moves from the attempt to the dialog (a late answer on an
+        // attempt given up takes one again).
+        let a = &mut self.calls[ck].attempts[ai];
+        let was_counted = std::mem::take(&mut a.counted);
+        let dialog = a
+            .dialog
+            .and_then(|(dk, n)| self.dialogs.get_mut(dk).filter(|d| d.nonce == n));
+        let delta: i64 = match dialog {
+            Some(d) if !d.counted => {
+                d.counted = true;
+                i64::from(!was_counted)
+            }
+            _ => -i64::from(was_counted),
+        };
+        if let Some(l) = a.trunk.and_then(|t| self.load.get_mut(t.index())) {
+            l.calls = match delta {
+                1 => l.calls.saturating_add(1),
+                -1 => l.calls.saturating_sub(1),
+                _ => l.calls,
+            };
+        }
         self.arm_call(ck);
+    }
+
+    /// A second answer: attempt `ai`'s 2xx came after another was forwarded
+    /// (or after the caller's final response). Acting as the UAC of that
+    /// dialog (RFC 3261 §13.2.2.4), ACK it and end it with a BYE along its
+    /// route set, so no dialog is left up at a PSAP that nobody hears. A
+    /// retransmission of the same 2xx is ACKed again.
+    fn end_duplicate(&mut self, now: Instant, ck: usize, ai: usize, m: &Message) {
+        let call = &mut self.calls[ck];
+        let (id, tracked) = (call.id, call.tracked);
+        let a = &mut call.attempts[ai];
+        a.state = AttemptState::Answered;
+        a.failover_at = None;
+        a.progress_at = None;
+        a.timer_c = None;
+        a.hedge_at = None;
+        let first = !std::mem::replace(&mut a.ended, true);
+        let trunk = a.trunk;
+        let peer = trunk
+            .and_then(|t| self.trunk_peers.get(t.index()).copied())
+            .unwrap_or(a.peer);
+        if let Some(d) = a.dialog.take() {
+            self.drop_dialog(d);
+        }
+        self.release(ck, ai);
+        let nonce = self.rng.next_u64();
+        let ack_branch = format!("{DUPLICATE_PREFIX}{nonce:016x}a");
+        let bye_branch = format!("{DUPLICATE_PREFIX}{nonce:016x}b");
+        let via = |branch: &str| {
+            format!(
+                "SIP/2.0/{} {};branch={branch}",
+                peer.transport.via_token(),
+                self.advertise
+            )
+        };
+        let (ack_via, bye_via) = (via(&ack_branch), via(&bye_branch));
+        let Some(ack) = self.in_dialog_request(m, "ACK", &ack_via, None) else {
+            return;
+        };
+        let wire = self.wire_peer(peer, trunk, ack.len());
+        self.send(wire, ack, trunk);
+        if !first {
+            return;
+        }
+        if tracked {
+            if let Some(t) = trunk {
+                self.events.push_back(Event::DuplicateAnswer {
+                    call: id,
+                    at: now,
+                    trunk: t,
+                });
+            }
+        }
+        let Some(bye) = self.in_dialog_request(m, "BYE", &bye_via, Some(REASON_ELSEWHERE)) else {
+            return;
+        };
+        let Ok(parsed) = Message::parse(bye.clone()) else {
+            return;
+        };
+        let branch = Bytes::from(bye_branch);
+        let key = (branch.clone(), Bytes::from_static(b"BYE"));
+        let txn = ClientTxn::new(now, Kind::NonInvite, parsed, peer, branch, self.cfg.timers);
+        let k = self.clients.insert(ClientEntry {
+            txn,
+            key: key.clone(),
+            call: ck,
+            attempt: ai,
+            is_cancel: true,
+            armed: None,
+        });
+        self.client_index.insert(key, k);
+        self.calls[ck].clients_live += 1;
+        self.send(peer, bye, trunk);
+        self.arm_client(k);
+    }
+
+    /// An ACK or BYE in the dialog a 2xx established, sent by this proxy as
+    /// that dialog's UAC: Request-URI the 2xx's Contact, Route the Record-
+    /// Route entries the trunk side added (those above ours, reversed),
+    /// From, To and Call-ID of the 2xx, the INVITE's CSeq number (ACK) or
+    /// the next one (BYE).
+    fn in_dialog_request(
+        &self,
+        resp: &Message,
+        method: &str,
+        via: &str,
+        reason: Option<&[u8]>,
+    ) -> Option<Bytes> {
+        let (off, contact) = resp.values(HeaderName::Contact).next()?;
+        let target = lifeline_sip::NameAddr::parse(contact, off, HeaderName::Contact).ok()?;
+        let mut w = MessageWriter::request(method, target.uri_text).ok()?;
+        w.header(HeaderName::Via, via.as_bytes()).ok()?;
+        w.header(HeaderName::MaxForwards, b"70").ok()?;
+        let mut downstream = Vec::new();
+        for (off, v) in resp.values(HeaderName::RecordRoute) {
+            let rr = lifeline_sip::NameAddr::parse(v, off, HeaderName::RecordRoute).ok()?;
+            if matches!(rr.uri(), Uri::Sip(u) if self.is_us(&u.host, u.port)) {
+                break;
+            }
+            downstream.push(v);
+        }
+        for v in downstream.iter().rev() {
+            w.header(HeaderName::Route, v).ok()?;
+        }
+        for name in [HeaderName::From, HeaderName::To, HeaderName::CallId] {
+            let h = resp.header(name)?;
+            w.raw_header(h.raw_name, h.value).ok()?;
+        }
+        let seq = resp.cseq().ok()?.seq;
+        let seq = if method == "ACK" {
+            seq
+        } else {
+            seq.wrapping_add(1)
+        };
+        w.header(HeaderName::CSeq, format!("{seq} {method}").as_bytes())
+            .ok()?;
+        if let Some(r) = reason {
+            w.header(HeaderName::Reason, r).ok()?;
+        }
+        Some(w.finish())
+    }
+
+    /// The progress timeout of a new attempt on `trunk`: `factor` times
+    /// what the trunk usually takes from 100 Trying to ringing, clamped
+    /// between the route's `progress_timeout_min` and `progress_timeout`;
+    /// `progress_timeout` while the trunk has no history.
+    fn progress_timeout(&self, r: &RouteConfig, trunk: Option<TrunkId>) -> std::time::Duration {
+        let learned = trunk
+            .and_then(|t| self.health.trunk(t))
+            .and_then(|s| s.progress.trying_to_ringing);
+        match learned {
+            None => r.progress_timeout,
+            Some(l) => l
+                .saturating_mul(r.progress_timeout_factor)
+                .max(r.progress_timeout_min)
+                .min(r.progress_timeout),
+        }
+    }
+
+    /// Tell health how long attempt `ai` took to ring (or answer), once per
+    /// attempt. Late answers on attempts already given up count too: a
+    /// trunk that is slow more often than the percentile allows raises its
+    /// own timeout.
+    fn learn_progress(&mut self, now: Instant, ck: usize, ai: usize) {
+        let call = &mut self.calls[ck];
+        if call.kind != Kind::Invite || !matches!(call.target, Target::Route(_)) {
+            return;
+        }
+        let a = &mut call.attempts[ai];
+        if std::mem::replace(&mut a.progress_recorded, true) {
+            return;
+        }
+        if let Some(t) = a.trunk {
+            let invite = now.saturating_duration_since(a.started);
+            let trying = a.trying_at.map(|t0| now.saturating_duration_since(t0));
+            self.health.record_progress(t, invite, trying);
+        }
     }
 
     /// Forward a response to the caller through the call's server transaction.
@@ -2173,4 +2768,65 @@ fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
         hay.get(i..i + needle.len())
             .is_some_and(|w| w.eq_ignore_ascii_case(needle))
     })
+}
+
+/// A route's `shares` are one per trunk, or none.
+fn check_shares(r: &RouteConfig) -> Result<(), ConfigError> {
+    if r.shares.is_empty() || r.shares.len() == r.trunks.len() {
+        Ok(())
+    } else {
+        Err(ConfigError::BadShares(r.name.clone()))
+    }
+}
+
+/// A route's trunks in the order one call tries them when the route shares
+/// load: priority groups in ascending order; within a group, a weighted
+/// draw without replacement (`draw(total)` gives a number below `total`),
+/// so each trunk leads its group in proportion to its weight. Trunks of
+/// weight 0 come last in their group, in list order.
+fn share_order(
+    trunks: &[TrunkId],
+    shares: &[crate::config::TrunkShare],
+    mut draw: impl FnMut(u64) -> u64,
+) -> Box<[TrunkId]> {
+    let mut entries: Vec<(u32, u32, TrunkId)> = trunks
+        .iter()
+        .zip(shares)
+        .map(|(t, s)| (s.priority, s.weight, *t))
+        .collect();
+    // Stable: list order within a priority.
+    entries.sort_by_key(|e| e.0);
+    let mut out = Vec::with_capacity(entries.len());
+    let mut i = 0;
+    while i < entries.len() {
+        let prio = entries[i].0;
+        let end = entries[i..]
+            .iter()
+            .position(|e| e.0 != prio)
+            .map_or(entries.len(), |p| i + p);
+        let mut group: Vec<(u32, TrunkId)> = entries[i..end].iter().map(|e| (e.1, e.2)).collect();
+        while !group.is_empty() {
+            let total: u64 = group.iter().map(|g| u64::from(g.0)).sum();
+            let pick = if total == 0 {
+                0
+            } else {
+                let mut r = draw(total);
+                group
+                    .iter()
+                    .position(|g| {
+                        let w = u64::from(g.0);
+                        if r < w {
+                            true
+                        } else {
+                            r -= w;
+                            false
+                        }
+                    })
+                    .unwrap_or(0)
+            };
+            out.push(group.remove(pick).1);
+        }
+        i = end;
+    }
+    out.into_boxed_slice()
 }

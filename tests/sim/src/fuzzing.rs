@@ -15,7 +15,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use lifeline_proxy::{Peer, ProbeConfig, ProxyConfig, RouteConfig, RouteMatch, TrunkConfig};
+use lifeline_proxy::{
+    Peer, ProbeConfig, ProxyConfig, RescueRinging, RouteConfig, RouteMatch, TrunkConfig, TrunkShare,
+};
 
 use crate::{ms, Link, Sim, TrunkScript, GATEWAY};
 
@@ -53,31 +55,44 @@ fn script(b: u8) -> TrunkScript {
 
 fn config() -> ProxyConfig {
     let trunk = |name: &str, a: &str| TrunkConfig {
-        name: name.into(),
-        large_over_tcp: false,
-        peer: Peer::udp(a.parse().expect("address")),
         // Slower probes than the default keep long quiescent runs cheap.
         probe: ProbeConfig {
             interval: Duration::from_secs(1),
             timeout: Duration::from_millis(500),
             ..ProbeConfig::default()
         },
+        ..TrunkConfig::new(name, Peer::udp(a.parse().expect("address")))
     };
+    let mut primary = trunk("primary", "127.0.30.1:5060");
+    // Small limits, so overflow and the emergency override are exercised.
+    primary.max_calls = Some(3);
+    primary.max_cps = Some(4);
+    let mut emergency = RouteConfig::new(
+        "emergency",
+        RouteMatch::Emergency,
+        &["primary", "backup", "third"],
+    );
+    emergency.hedge_after = Some(Duration::from_millis(150));
+    let mut default = RouteConfig::new("default", RouteMatch::Any, &["backup", "primary"]);
+    default.rescue_ringing = RescueRinging::All;
+    default.shares = vec![
+        TrunkShare {
+            priority: 1,
+            weight: 2,
+        },
+        TrunkShare {
+            priority: 1,
+            weight: 1,
+        },
+    ];
     ProxyConfig::new(
         GATEWAY.parse().expect("address"),
         vec![
-            trunk("primary", "127.0.30.1:5060"),
+            primary,
             trunk("backup", "127.0.30.2:5060"),
             trunk("third", "127.0.30.3:5060"),
         ],
-        vec![
-            RouteConfig::new(
-                "emergency",
-                RouteMatch::Emergency,
-                &["primary", "backup", "third"],
-            ),
-            RouteConfig::new("default", RouteMatch::Any, &["backup", "primary"]),
-        ],
+        vec![emergency, default],
     )
 }
 
@@ -102,6 +117,15 @@ pub fn run(data: &[u8]) {
     );
     assert_eq!(st.client_transactions, 0, "client transactions terminate");
     assert_eq!(st.calls, 0, "calls terminate");
+    // With no call in progress, what counts against trunk limits is exactly
+    // the answered calls' dialogs.
+    let load: u32 = s
+        .proxy
+        .health()
+        .trunks()
+        .map(|t| s.proxy.trunk_calls(t.id))
+        .sum();
+    assert_eq!(load as usize, st.dialogs, "trunk load = dialogs");
 }
 
 /// Play the operations and let the simulation quiesce; returns it for

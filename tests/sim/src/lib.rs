@@ -709,8 +709,8 @@ impl Sim {
             .map(|r| format!("Route: {}\r\n", String::from_utf8_lossy(r)))
             .collect();
         let text = format!(
-            "BYE {target} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKbye{}\r\nMax-Forwards: 70\r\n{routes}From: {}\r\nTo: {}\r\nCall-ID: {call_id}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
-            self.caller.counter,
+            "BYE {target} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKbye-{}\r\nMax-Forwards: 70\r\n{routes}From: {}\r\nTo: {}\r\nCall-ID: {call_id}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+            call_id.split('@').next().unwrap_or_default(),
             String::from_utf8_lossy(inv.header(HeaderName::From).map(|h| h.value).unwrap_or_default()),
             String::from_utf8_lossy(answer.header(HeaderName::To).map(|h| h.value).unwrap_or_default()),
         );
