@@ -2784,12 +2784,12 @@ fn check_shares(r: &RouteConfig) -> Result<(), ConfigError> {
 /// draw without replacement (`draw(total)` gives a number below `total`),
 /// so each trunk leads its group in proportion to its weight. Trunks of
 /// weight 0 come last in their group, in list order.
-fn share_order(
-    trunks: &[TrunkId],
+fn share_order<T: Copy>(
+    trunks: &[T],
     shares: &[crate::config::TrunkShare],
     mut draw: impl FnMut(u64) -> u64,
-) -> Box<[TrunkId]> {
-    let mut entries: Vec<(u32, u32, TrunkId)> = trunks
+) -> Box<[T]> {
+    let mut entries: Vec<(u32, u32, T)> = trunks
         .iter()
         .zip(shares)
         .map(|(t, s)| (s.priority, s.weight, *t))
@@ -2804,7 +2804,7 @@ fn share_order(
             .iter()
             .position(|e| e.0 != prio)
             .map_or(entries.len(), |p| i + p);
-        let mut group: Vec<(u32, TrunkId)> = entries[i..end].iter().map(|e| (e.1, e.2)).collect();
+        let mut group: Vec<(u32, T)> = entries[i..end].iter().map(|e| (e.1, e.2)).collect();
         while !group.is_empty() {
             let total: u64 = group.iter().map(|g| u64::from(g.0)).sum();
             let pick = if total == 0 {
@@ -2829,4 +2829,60 @@ fn share_order(
         i = end;
     }
     out.into_boxed_slice()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TrunkShare;
+
+    fn share(priority: u32, weight: u32) -> TrunkShare {
+        TrunkShare { priority, weight }
+    }
+
+    #[test]
+    fn share_order_groups_by_priority_and_draws_by_weight() {
+        let trunks = ["a", "b", "c", "d"];
+        let shares = [share(2, 1), share(1, 3), share(1, 1), share(2, 0)];
+        // Group 1 is b (3) and c (1): draws 0-2 pick b, 3 picks c.
+        let mut draws = vec![0, 0, 0].into_iter();
+        let order = share_order(&trunks, &shares, |_| draws.next().unwrap());
+        assert_eq!(&*order, ["b", "c", "a", "d"]);
+        let mut draws = vec![3, 0, 0].into_iter();
+        let order = share_order(&trunks, &shares, |_| draws.next().unwrap());
+        assert_eq!(
+            &*order,
+            ["c", "b", "a", "d"],
+            "weight 0 comes last in its group"
+        );
+        // Every draw is asked for below the group's remaining weight.
+        let mut asked = Vec::new();
+        share_order(&trunks, &shares, |total| {
+            asked.push(total);
+            0
+        });
+        assert_eq!(asked, [4, 1, 1]);
+    }
+
+    #[test]
+    fn token_bucket_refills_at_max_cps() {
+        let mut t = TrunkConfig::new("t", Peer::udp("127.0.0.1:5060".parse().unwrap()));
+        t.max_cps = Some(2);
+        let mut l = TrunkLoad::new(&t);
+        let now = Instant::now();
+        for _ in 0..2 {
+            assert_eq!(l.full(now), None);
+            l.refill(now);
+            l.tokens -= 1.0;
+        }
+        assert_eq!(l.full(now), Some(SkipReason::MaxCps));
+        let half = now + std::time::Duration::from_millis(499);
+        assert_eq!(l.full(half), Some(SkipReason::MaxCps));
+        let later = now + std::time::Duration::from_millis(500);
+        assert_eq!(l.full(later), None, "one token after 1/max_cps");
+        t.max_calls = Some(1);
+        l.reconfigure(&t);
+        l.calls = 1;
+        assert_eq!(l.full(later), Some(SkipReason::MaxCalls));
+    }
 }

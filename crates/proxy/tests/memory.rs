@@ -74,10 +74,9 @@ fn per_call(code: u16, phrase: &str) -> isize {
     let cfg = ProxyConfig::new(
         gw,
         vec![TrunkConfig {
-            name: "primary".into(),
             large_over_tcp: false,
-            peer: trunk,
             probe,
+            ..TrunkConfig::new("primary", trunk)
         }],
         vec![RouteConfig::new(
             "emergency",

@@ -31,10 +31,9 @@ fn proxy(large_over_tcp: bool) -> Proxy {
     let cfg = ProxyConfig::new(
         addr(GW),
         vec![TrunkConfig {
-            name: "primary".into(),
             large_over_tcp,
-            peer: Peer::udp(addr(TRUNK)),
             probe,
+            ..TrunkConfig::new("primary", Peer::udp(addr(TRUNK)))
         }],
         // No failover while the test waits: a muted attempt would hide
         // retransmissions.
@@ -160,10 +159,9 @@ fn probes_stay_on_udp() {
     let cfg = ProxyConfig::new(
         addr(GW),
         vec![TrunkConfig {
-            name: "primary".into(),
             large_over_tcp: true,
-            peer: Peer::udp(addr(TRUNK)),
             probe,
+            ..TrunkConfig::new("primary", Peer::udp(addr(TRUNK)))
         }],
         vec![RouteConfig::new("all", RouteMatch::Any, &["primary"])],
     );
