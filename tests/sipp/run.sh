@@ -40,7 +40,24 @@
 #   failback_ms    recovery -> the first new INVITE sent to the primary
 #                  ("none" if none came before the calls ended)
 #   setup_max_ms, setup_p99_ms, delayed_calls: INVITE -> 200 at the caller;
-#                  delayed_calls counts setups over 100 ms
+#                  delayed_calls counts setups over 100 ms (for stall: the
+#                  calls that waited for the stalled primary; for ring-kill
+#                  every call to the ringing primary counts)
+#   ringing_at_kill  kill and ring-kill: calls whose INVITE the proxy had
+#                  sent to the primary before the kill and that were not
+#                  answered then (no 200 from the primary, none at the
+#                  caller): the calls the dead trunk held unanswered
+#   rescued        of those, the calls answered after all (the caller
+#                  received a 200: the backup's, the primary being dead):
+#                  rescued == ringing_at_kill when no call was left behind
+#   rescue_max_ms  the worst, over the rescued calls, of kill -> the caller
+#                  receiving the 200 ("none" when calls were ringing and
+#                  none was rescued)
+#   ringing_bye_failed  rescued calls whose BYE failed anyway (must be 0:
+#                  unlike calls answered on the primary before it died,
+#                  their dialog is on the backup)
+#                  These four need the capture (below) and are "na" for
+#                  other faults or without it.
 #   cpu_s          proxy CPU (utime+stime, every process of it) while the
 #                  caller ran; cpu_ms_per_call = cpu_s / attempted * 1000
 #                  (= CPU seconds per 1,000 calls)
@@ -58,6 +75,11 @@
 #   none   no fault (load runs)
 #   kill   SIGKILL the primary SIPp: its port answers ICMP port unreachable;
 #          restarted on the same port at recovery
+#   ring-kill  as kill, but the primary rings before it answers (100, 180,
+#          --ring-ms of ringing, then 200: scenarios/trunk-ring.xml; the
+#          backup still answers at once), so at the kill about rate x
+#          ring-ms calls are ringing on it: they must be moved to the
+#          backup (rescued, rescue_max_ms above), not left to time out
 #   hang   SIGSTOP the primary (no answer, no ICMP: the hard case); SIGCONT
 #          at recovery
 #   503    the primary answers INVITE 503 (OPTIONS still 200) inside the
@@ -75,6 +97,19 @@
 # capture) the run falls back to the Call-IDs the primary logged, timed by
 # when the caller sent each INVITE; that cannot see INVITEs sent to a killed
 # primary, so switch_ms is then "na" for kill; method= says which was used.
+# The capture also holds what the primary sends (udp src port PRIMARY): its
+# 200s to INVITE tell which calls it had answered before the kill.
+#
+# How rescues are timed (kill, ring-kill): the kill instant is written to
+# the timeline right after kill -KILL returns (so no 200 from the primary
+# can be later). A call was ringing at the kill when the capture shows its
+# INVITE sent to the primary before that instant and no 200 from the
+# primary before it, and the caller had no 200 before it; it was rescued
+# when the caller logged "answered" for it after all (the primary was dead:
+# the 200 came from the backup, unless a proxy waited for the primary's
+# restart, which the time would show); the rescue time is the caller's "answered" time (its gettimeofday, the same
+# clock as the timeline) minus the kill instant: what the caller waited
+# after the trunk died.
 #
 # Everything is bounded: rate x duration calls (-m), a global SIPp timeout,
 # and an EXIT trap that ends every process this script started, by PID.
@@ -92,12 +127,14 @@ usage: tests/sipp/run.sh [options]
   --proxy lifeline|kamailio|none
                               system under test (default lifeline); none: the caller
                               calls the primary trunk directly (SIPp's own ceiling)
-  --fault none|kill|hang|503|stall|flap   (default none)
+  --fault none|kill|ring-kill|hang|503|stall|flap   (default none)
   --rate N                    calls per second (default 100)
   --duration S                seconds of calls: rate x duration calls (default 20)
   --fault-at S                fault this long after the first call (default duration/4)
   --fault-for S               fault lasts this long (default duration/2)
   --call-ms MS                call length, ACK to BYE (default 1000)
+  --ring-ms MS                ring-kill: the primary rings this long before its 200
+                              (default 1500)
   --limit N                   SIPp -l, most calls open at once (default rate x (call + 40 s))
   --out DIR                   where logs go (default: mktemp -d /tmp/lifeline-sipp.XXXXXX)
   --lifeline PATH             lifeline binary (default: cargo build --release -p lifeline)
@@ -114,7 +151,7 @@ usage: tests/sipp/run.sh [options]
 EOF
 }
 
-PROXY=lifeline FAULT=none RATE=100 DURATION=20 FAULT_AT='' FAULT_FOR='' CALL_MS=1000
+PROXY=lifeline FAULT=none RATE=100 DURATION=20 FAULT_AT='' FAULT_FOR='' CALL_MS=1000 RING_MS=1500
 LIMIT='' OUT='' LIFELINE='' IO_THREADS='' PROXY_CPUS='' SIPP_CPUS='' KAM_CHILDREN=4
 KAM_FR=500 KAM_FR_INV=2000 JOURNAL=1 CAPTURE=1 TRACE=0
 while [ $# -gt 0 ]; do
@@ -126,6 +163,7 @@ while [ $# -gt 0 ]; do
     --fault-at) FAULT_AT=$2; shift 2 ;;
     --fault-for) FAULT_FOR=$2; shift 2 ;;
     --call-ms) CALL_MS=$2; shift 2 ;;
+    --ring-ms) RING_MS=$2; shift 2 ;;
     --limit) LIMIT=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --lifeline) LIFELINE=$2; shift 2 ;;
@@ -147,12 +185,16 @@ die() { echo "run.sh: $*" >&2; exit 2; }
 isint() { [[ $1 =~ ^[0-9]+$ ]]; }
 case "$PROXY" in lifeline | kamailio | none) ;; *) die "--proxy: lifeline, kamailio or none" ;; esac
 [ "$PROXY" != none ] || [ "$FAULT" = none ] || die "--proxy none: no fault (nothing would fail over)"
-case "$FAULT" in none | kill | hang | 503 | stall | flap) ;; *) die "--fault: none, kill, hang, 503, stall or flap" ;; esac
+case "$FAULT" in none | kill | ring-kill | hang | 503 | stall | flap) ;; *) die "--fault: none, kill, ring-kill, hang, 503, stall or flap" ;; esac
 if ! isint "$RATE" || [ "$RATE" -eq 0 ]; then die "--rate: a whole number > 0"; fi
 if ! isint "$DURATION" || [ "$DURATION" -eq 0 ] || [ "$DURATION" -gt 600 ]; then
     die "--duration: 1..600 seconds"
 fi
 isint "$CALL_MS" || die "--call-ms: milliseconds"
+isint "$RING_MS" || die "--ring-ms: milliseconds"
+if [ "$FAULT" = ring-kill ] && [ "$PROXY" = kamailio ] && [ "$RING_MS" -ge "$KAM_FR_INV" ]; then
+    echo "run.sh: warning: --ring-ms $RING_MS >= --kamailio-fr-inv-timer $KAM_FR_INV: Kamailio gives up on every ringing call" >&2
+fi
 [ -n "$FAULT_AT" ] || FAULT_AT=$(( DURATION / 4 > 1 ? DURATION / 4 : 1 ))
 [ -n "$FAULT_FOR" ] || FAULT_FOR=$(( DURATION / 2 > 1 ? DURATION / 2 : 1 ))
 if ! isint "$FAULT_AT" || ! isint "$FAULT_FOR"; then die "--fault-at, --fault-for: whole seconds"; fi
@@ -345,6 +387,15 @@ RECOVER_MS=$((FAULT_MS + FAULT_FOR * 1000))
 case "$FAULT" in
 503) PRIMARY_SCEN="$SCEN/trunk-503.xml" ;;
 stall) PRIMARY_SCEN="$SCEN/trunk-stall.xml" ;;
+ring-kill)
+    # The ringing time is the timeout of the scenario's CANCEL wait (SIPp
+    # takes no variable there): a copy with --ring-ms in it.
+    PRIMARY_SCEN="$OUT/trunk-ring.xml"
+    sed "s/timeout=\"1500\" ontimeout=\"answer\"/timeout=\"$RING_MS\" ontimeout=\"answer\"/" \
+        "$SCEN/trunk-ring.xml" >"$PRIMARY_SCEN"
+    grep -q "timeout=\"$RING_MS\" ontimeout=\"answer\"" "$PRIMARY_SCEN" ||
+        die "scenarios/trunk-ring.xml: no timeout=\"1500\" ontimeout=\"answer\" to set --ring-ms in"
+    ;;
 esac
 if [ "$FAULT" = 503 ] || [ "$FAULT" = stall ]; then
     PRIMARY_SET=(-set fault_from_ms "$FAULT_MS" -set fault_until_ms "$RECOVER_MS")
@@ -368,11 +419,11 @@ start_primary
 BACKUP_PID=$!
 PIDS+=("$BACKUP_PID")
 
-# ---- capture of what the proxy sends to the primary ----
+# ---- capture of what the proxy sends to the primary (and its answers) ----
 METHOD=trunk-log
 if [ "$FAULT" != none ] && [ "$CAPTURE" = 1 ] && command -v tcpdump >/dev/null 2>&1; then
     (exec tcpdump -i lo -nn -s 4096 -U -w "$OUT/primary.pcap" \
-        "udp and dst host $IP and dst port $PRIMARY_PORT" >"$OUT/tcpdump.out" 2>&1) &
+        "udp and host $IP and (dst port $PRIMARY_PORT or src port $PRIMARY_PORT)" >"$OUT/tcpdump.out" 2>&1) &
     CAPTURE_PID=$!
     for _ in $(seq 50); do
         grep -q "listening on" "$OUT/tcpdump.out" 2>/dev/null && break
@@ -493,9 +544,11 @@ if [ "$FAULT" != none ]; then
             trap - EXIT
             sleep_until_ms "$FAULT_MS"
             case "$FAULT" in
-            kill)
-                echo "fault $(now_ms)" >>"$OUT/timeline"
+            kill | ring-kill)
+                # The instant after the kill: nothing the primary sent can
+                # be later (see "How rescues are timed").
                 kill -KILL "$PRIMARY_PID"
+                echo "fault $(now_ms)" >>"$OUT/timeline"
                 sleep_until_ms "$RECOVER_MS"
                 echo "recover $(now_ms)" >>"$OUT/timeline"
                 echo restart >"$OUT/restart-primary"
@@ -616,22 +669,39 @@ read -r SETUP_MAX SETUP_P99 DELAYED < <(awk '
           i = int(NR * 0.99); if (i < 1) i = 1
           printf "%d %d %d\n", v[NR], v[i], late }')
 
+# The capture, one line per datagram of interest: "<unix seconds> invite
+# <Call-ID>" for a new INVITE sent to the primary (first sending only),
+# "<unix seconds> answer <Call-ID>" for a 200 to INVITE the primary sent
+# (first one only).
+capture_index() {
+    # tcpdump -A prints the IP and UDP headers as text too; their bytes
+    # may hold a newline, so the start line is looked for on any line, and
+    # the CSeq must say INVITE as well.
+    tcpdump -r "$OUT/primary.pcap" -nn -tt -A 2>/dev/null | awk -v port="$PRIMARY_PORT" '
+        /^[0-9]+\.[0-9]+ IP / {
+            flush(); ts = $1
+            d = $5; sub(/:$/, "", d); sub(/.*\./, "", d)
+            s = $3; sub(/.*\./, "", s)
+            to = (d == port); from = (s == port)
+            next
+        }
+        /INVITE [a-zA-Z]+:[^ ]* SIP\/2\.0/ { req = 1 }
+        /SIP\/2\.0 200 / { ok = 1 }
+        /^CSeq: *[0-9]+ INVITE/ { cseq = 1 }
+        /^(Call-ID|i):/ { cid = $2; sub(/\.$/, "", cid) }
+        function flush() {
+            if (cseq && cid != "") {
+                if (to && req && !((cid, "i") in seen)) { seen[cid, "i"] = 1; print ts, "invite", cid }
+                if (from && ok && !req && !((cid, "a") in seen)) { seen[cid, "a"] = 1; print ts, "answer", cid }
+            }
+            req = 0; ok = 0; cseq = 0; cid = ""; to = 0; from = 0
+        }
+        END { flush() }' >"$OUT/primary-capture.txt"
+}
 # New INVITEs sent to the primary: "<unix seconds> <Call-ID>", first sending only.
 primary_invites() {
     if [ "$METHOD" = pcap ]; then
-        # tcpdump -A prints the IP and UDP headers as text too; their bytes
-        # may hold a newline, so the request line is looked for on any
-        # line, and the CSeq must say INVITE as well.
-        tcpdump -r "$OUT/primary.pcap" -nn -tt -A 2>/dev/null | awk '
-            /^[0-9]+\.[0-9]+ IP / { flush(); ts = $1; next }
-            /INVITE [a-zA-Z]+:[^ ]* SIP\/2\.0/ { req = 1 }
-            /^CSeq: *[0-9]+ INVITE/ { cseq = 1 }
-            /^(Call-ID|i):/ { cid = $2; sub(/\.$/, "", cid) }
-            function flush() {
-                if (req && cseq && cid != "" && !(cid in seen)) { seen[cid] = 1; print ts, cid }
-                req = 0; cseq = 0; cid = ""
-            }
-            END { flush() }'
+        awk '$2 == "invite" { print $1, $3 }' "$OUT/primary-capture.txt"
     else
         # The Call-IDs the primary logged, timed by when the caller sent them.
         awk 'FNR == NR { if ($1 == "invite") t[$2] = $3 + $4 / 1e6; next }
@@ -641,6 +711,7 @@ primary_invites() {
 }
 SWITCH=na FAILBACK=na AFTER=na
 if [ "$FAULT" != none ]; then
+    [ "$METHOD" != pcap ] || capture_index
     primary_invites | sort -n >"$OUT/primary-invites.txt"
     F=$(awk '$1 == "fault" {print $2; exit}' "$OUT/timeline")
     R=$(awk '$1 == "recover" {print $2; exit}' "$OUT/timeline")
@@ -656,8 +727,33 @@ if [ "$FAULT" != none ]; then
             }
             $1 >= r && back == "none" { back = sprintf("%d", ($1 - r) * 1000) }
             END { printf "%d %d %s\n", (prev - f) * 1000, after, back }' "$OUT/primary-invites.txt")
-        if [ "$METHOD" = trunk-log ] && [ "$FAULT" = kill ]; then SWITCH=na; fi
+        if [ "$METHOD" = trunk-log ] && { [ "$FAULT" = kill ] || [ "$FAULT" = ring-kill ]; }; then SWITCH=na; fi
     fi
+fi
+
+# Calls ringing on the primary when it was killed, and their rescue (see
+# "How rescues are timed" at the top).
+RINGING=na RESCUED=na RESCUE_MAX=na RINGING_BYE=na
+if { [ "$FAULT" = kill ] || [ "$FAULT" = ring-kill ]; } && [ "$METHOD" = pcap ] && [ -n "${F:-}" ]; then
+    read -r RINGING RESCUED RESCUE_MAX RINGING_BYE < <(awk -v f="$F" '
+        BEGIN { f /= 1000 }
+        FILENAME == ARGV[1] { if ($1 < f) { if ($2 == "invite") sent[$3] = 1; else if ($2 == "answer") ans[$3] = 1 }; next }
+        $1 == "answered" { at[$2] = $3 + $4 / 1e6 }
+        $1 == "bye-failed" { byef[$2] = 1 }
+        END {
+            ringing = 0; rescued = 0; max = -1; rb = 0
+            for (c in sent) {
+                if ((c in ans) || ((c in at) && at[c] < f)) continue
+                ringing++
+                if (c in at) {
+                    rescued++
+                    d = (at[c] - f) * 1000; if (d > max) max = d
+                    if (c in byef) rb++
+                }
+            }
+            printf "%d %d %s %d\n", ringing, rescued,
+                (ringing == 0 ? "na" : (rescued == 0 ? "none" : sprintf("%d", max))), rb
+        }' "$OUT/primary-capture.txt" "$OUT/caller.calls.log")
 fi
 
 # Calls whose INVITE reached both trunks (by Call-ID, from the trunks'
@@ -681,4 +777,4 @@ ELAPSED=$(awk -v a="$START_MS" -v b="$END_MS" 'BEGIN { printf "%.1f", (b - a) / 
 
 echo "logs: $OUT"
 [ "$CALLER_RC" = 0 ] || echo "note: the SIPp caller exited with status $CALLER_RC (see $OUT/caller.out)"
-echo "result: proxy=$PROXY fault=$FAULT rate=$RATE duration=$DURATION attempted=$ATTEMPTED completed=$COMPLETED failed=$FAILED bye_failed=$BYE_FAILED failed_reasons=$REASONS late_msgs=$LATE stray_1xx=$STRAY retrans=$RETRANS switch_ms=$SWITCH primary_invites_after_switch=$AFTER both_trunks=$BOTH failback_ms=$FAILBACK setup_max_ms=$SETUP_MAX setup_p99_ms=$SETUP_P99 delayed_calls=$DELAYED cpu_s=$CPU_S cpu_ms_per_call=$PER_CALL rss_kib=$RSS pss_kib=$PSS elapsed_s=$ELAPSED method=$METHOD cpu_threads=$THREADS core_busy_s=$CORE_BUSY"
+echo "result: proxy=$PROXY fault=$FAULT rate=$RATE duration=$DURATION attempted=$ATTEMPTED completed=$COMPLETED failed=$FAILED bye_failed=$BYE_FAILED failed_reasons=$REASONS late_msgs=$LATE stray_1xx=$STRAY retrans=$RETRANS switch_ms=$SWITCH primary_invites_after_switch=$AFTER both_trunks=$BOTH failback_ms=$FAILBACK ringing_at_kill=$RINGING rescued=$RESCUED rescue_max_ms=$RESCUE_MAX ringing_bye_failed=$RINGING_BYE setup_max_ms=$SETUP_MAX setup_p99_ms=$SETUP_P99 delayed_calls=$DELAYED cpu_s=$CPU_S cpu_ms_per_call=$PER_CALL rss_kib=$RSS pss_kib=$PSS elapsed_s=$ELAPSED method=$METHOD cpu_threads=$THREADS core_busy_s=$CORE_BUSY"

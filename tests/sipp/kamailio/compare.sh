@@ -11,7 +11,10 @@
 #      climb stops at the second failure. Then the same with the proxy
 #      pinned to core 0 and SIPp to core 1 (taskset).
 #   3. CPU seconds per 1,000 calls and memory at --cpu-rate calls/s.
-#   4. Every fault (kill, hang, 503, stall, flap) at --fault-rate calls/s.
+#   4. Every fault (kill, ring-kill, hang, 503, stall, flap) at --fault-rate
+#      calls/s, lifeline then Kamailio: for ring-kill (calls ringing on the
+#      primary when it is killed) compare ringing_at_kill, rescued and
+#      rescue_max_ms side by side.
 #   5. lifeline on one core and on two (taskset), SIPp on core 1, at fixed
 #      rates (--cores-rates), with its CPU by thread.
 #
@@ -107,7 +110,7 @@ for part in $PARTS; do
         done
         ;;
     faults)
-        for fault in kill hang 503 stall flap; do
+        for fault in kill ring-kill hang 503 stall flap; do
             for p in lifeline kamailio; do
                 run "fault $p $fault" --proxy "$p" --lifeline "$LIFELINE" --fault "$fault" \
                     --rate "$FAULT_RATE" --duration "$FAULT_S" --fault-at 5 --fault-for 10

@@ -8,6 +8,12 @@
 # (apt-get install -y kamailio; the service it installs may stay disabled).
 #
 #   tests/sipp/kamailio/run.sh --fault hang --rate 100 --duration 20
+#   tests/sipp/kamailio/run.sh --fault ring-kill --rate 100 --duration 20 --fault-at 5 --fault-for 10
+#
+# Every fault works the same against Kamailio, ring-kill included (the
+# primary rings --ring-ms, 1500 by default, under Kamailio's fr_inv_timer;
+# Kamailio moves a call ringing on the dead primary to the backup when
+# fr_inv_timer, 2 s, expires).
 #
 # Takes every option of tests/sipp/run.sh (--kamailio-children N,
 # --kamailio-fr-timer MS, --kamailio-fr-inv-timer MS for Kamailio's own).
