@@ -1,17 +1,145 @@
 //! An operation-sequence check shared by the `health` cargo-fuzz target and
 //! the test that replays its corpus. Bytes are decoded into operations
 //! (advance time, answer or lose a probe, report live outcomes, drain,
-//! overload) applied to a [`Health`]; after each one the invariants are
-//! checked. It panics only when an invariant breaks.
+//! overload, record call progress, reconfigure, select with a ticket)
+//! applied to a [`Health`]; after each one the invariants are checked. It
+//! panics only when an invariant breaks.
+//!
+//! Operation bytes below `0xC0` keep the meaning they had before progress
+//! and canaries existed (`op % 10`), so the hand-written seeds still say what
+//! their names say; `0xC0..=0xFF` are the newer operations (`op % 4`).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use lifeline_sip::{Message, MessageWriter};
 
+use crate::progress::{bound, bucket};
 use crate::{
-    AliveCodes, EventKind, Health, Local, Outcome, ProbeConfig, State, TransportError, TrunkId,
+    AliveCodes, CanaryConfig, Event, EventKind, FlapDamping, Health, Local, Outcome, ProbeConfig,
+    Reason, State, TransportError, TrunkId,
 };
+
+/// Samples before there is an estimate (the documented 8, not the crate's
+/// constant: this checks it).
+const MIN_SAMPLES: u64 = 8;
+
+/// What a run exercised, so a sweep can show its invariants were not
+/// checked in vain.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Coverage {
+    /// Canaries started.
+    pub canaries_started: u64,
+    /// Canaries ended, passed.
+    pub canaries_passed: u64,
+    /// Canaries ended by a Down.
+    pub canaries_failed: u64,
+    /// Selections made while some trunk of the route was in a canary.
+    pub selections_with_canary: u64,
+    /// Progress estimates checked (either duration).
+    pub estimates: u64,
+    /// Progress estimates checked that saturated at the top bucket.
+    pub saturated: u64,
+    /// Progress estimates checked against the latest 200 samples.
+    pub decayed: u64,
+}
+
+/// Samples of one duration since the trunk's target last changed: how
+/// many, the shortest and longest, and the latest [`RECENT`].
+#[derive(Clone, Debug, Default)]
+struct Samples {
+    count: u64,
+    min: Option<Duration>,
+    max: Option<Duration>,
+    recent: VecDeque<Duration>,
+}
+
+/// With a sample `k` calls old weighing (63/64)^k of the newest, the latest
+/// 4 always carry more than 5 % of the weight (1 - (63/64)^4 = 6.1 %), and
+/// everything before the latest 200 less than 5 % ((63/64)^200 = 4.3 %).
+const LATEST: usize = 4;
+const RECENT: usize = 200;
+
+impl Samples {
+    fn record(&mut self, d: Duration) {
+        self.count += 1;
+        self.min = Some(self.min.map_or(d, |m| m.min(d)));
+        self.max = Some(self.max.map_or(d, |m| m.max(d)));
+        if self.recent.len() == RECENT {
+            self.recent.pop_back();
+        }
+        self.recent.push_front(d);
+    }
+
+    /// An estimate is there exactly from the 8th sample on. It lies between
+    /// the buckets of the shortest and the longest sample: a high percentile
+    /// of samples is never below the least of them nor above the greatest.
+    /// And it decays: it is at least the bucket of the shortest of the latest
+    /// 4 samples (they alone carry over 5 % of the weight), and, once there
+    /// are 200, at most the bucket of the longest of the latest 200 (older
+    /// ones carry under 5 %).
+    fn check(&self, estimate: Option<Duration>, cov: &mut Coverage) {
+        assert_eq!(
+            estimate.is_some(),
+            self.count >= MIN_SAMPLES,
+            "estimate after 8 samples"
+        );
+        let (Some(est), Some(min), Some(max)) = (estimate, self.min, self.max) else {
+            return;
+        };
+        let latest_min = self
+            .recent
+            .iter()
+            .take(LATEST)
+            .min()
+            .copied()
+            .unwrap_or(min);
+        assert!(
+            est >= bound(bucket(latest_min)),
+            "p95 {est:?} below all of the latest {LATEST} samples (>= {latest_min:?})"
+        );
+        if self.recent.len() == RECENT {
+            cov.decayed += 1;
+            let recent_max = self.recent.iter().max().copied().unwrap_or(max);
+            assert!(
+                est <= bound(bucket(recent_max)),
+                "p95 {est:?} above all of the latest {RECENT} samples (<= {recent_max:?})"
+            );
+        }
+        cov.estimates += 1;
+        let top = bound(usize::MAX);
+        if est == top {
+            cov.saturated += 1;
+        }
+        assert!(
+            est >= bound(bucket(min)),
+            "p95 {est:?} below the shortest sample {min:?}"
+        );
+        assert!(
+            est <= bound(bucket(max)),
+            "p95 {est:?} above the longest sample {max:?}"
+        );
+        assert!(
+            est >= min.min(top),
+            "a bucket bound is at least its samples"
+        );
+        assert!(est <= top, "saturates at the top bucket");
+    }
+}
+
+/// What the run knows about one trunk besides what [`Health`] reports.
+#[derive(Clone, Debug)]
+struct Shadow {
+    state: State,
+    /// The last Down from Up or Suspect was on live evidence.
+    down_on_live: bool,
+    canary_until: Option<Instant>,
+    cfg: ProbeConfig,
+    target: String,
+    invite: Samples,
+    trying: Samples,
+    calls: u64,
+}
 
 struct Bytes<'a>(&'a [u8]);
 
@@ -25,9 +153,15 @@ impl Bytes<'_> {
 
 /// Run the operations encoded in `data`.
 pub fn run(data: &[u8]) {
+    run_with_coverage(data);
+}
+
+/// [`run`], saying what the run exercised.
+pub fn run_with_coverage(data: &[u8]) -> Coverage {
+    let mut cov = Coverage::default();
     let mut input = Bytes(data);
     let Some(setup) = input.byte() else {
-        return;
+        return cov;
     };
     let n = usize::from(setup % 4) + 1;
     let t0 = Instant::now();
@@ -40,6 +174,7 @@ pub fn run(data: &[u8]) {
         u64::from(setup),
     );
     let mut ids = Vec::new();
+    let mut shadows = Vec::new();
     for i in 0..n {
         let b = input.byte().unwrap_or(0);
         let cfg = ProbeConfig {
@@ -55,17 +190,43 @@ pub fn run(data: &[u8]) {
             enabled: b != 255,
             ..ProbeConfig::default()
         };
+        let target = format!("sip:t{i}.example.net");
         let id = h
-            .add_trunk(now, &format!("t{i}"), &format!("sip:t{i}.example.net"), cfg)
+            .add_trunk(now, &format!("t{i}"), &target, cfg.clone())
             .expect("valid trunk");
         ids.push(id);
+        shadows.push(Shadow {
+            state: State::Up,
+            down_on_live: false,
+            canary_until: None,
+            cfg,
+            target,
+            invite: Samples::default(),
+            trying: Samples::default(),
+            calls: 0,
+        });
     }
-    let mut known: Vec<State> = vec![State::Up; n];
     let mut pending: VecDeque<Message> = VecDeque::new();
+    let mut step: u64 = 0;
 
     while let Some(op) = input.byte() {
+        step += 1;
         let arg = input.byte().unwrap_or(0);
         let trunk = ids[usize::from(arg) % n];
+        if op >= 0xC0 {
+            newer_op(
+                op,
+                &mut input,
+                &mut h,
+                trunk,
+                &ids,
+                &mut shadows,
+                now,
+                &mut cov,
+            );
+            check(&mut h, &ids, &mut shadows, now, step, &mut cov);
+            continue;
+        }
         match op % 10 {
             0 => {
                 now += Duration::from_millis(u64::from(arg) * 3);
@@ -134,23 +295,287 @@ pub fn run(data: &[u8]) {
                 pending.pop_front();
             }
         }
-        check(&mut h, &ids, &mut known, now);
+        check(&mut h, &ids, &mut shadows, now, step, &mut cov);
+    }
+    cov
+}
+
+/// Operations `0xC0..=0xFF`: progress samples, reconfiguration, selection
+/// with a ticket over a route of the input's choosing.
+#[allow(clippy::too_many_arguments)]
+fn newer_op(
+    op: u8,
+    input: &mut Bytes<'_>,
+    h: &mut Health,
+    trunk: TrunkId,
+    ids: &[TrunkId],
+    shadows: &mut [Shadow],
+    now: Instant,
+    cov: &mut Coverage,
+) {
+    let shadow = &mut shadows[trunk.index()];
+    match op % 4 {
+        0 => {
+            // A burst of calls' timings: 1..=64 calls around 2^k µs, k up to
+            // 35 (9.5 hours, far past the top bucket); with or without a
+            // 100 Trying.
+            let k = input.byte().unwrap_or(0);
+            let scale = input.byte().unwrap_or(0);
+            let base = Duration::from_micros(1 << (scale % 36));
+            for i in 0..u32::from(k % 64) + 1 {
+                let invite = base * (1 + i % 3) + Duration::from_micros(u64::from(i) * 37);
+                let trying = (k & 0x40 == 0).then(|| invite / (2 + i % 2));
+                h.record_progress(trunk, invite, trying);
+                shadow.calls += 1;
+                shadow.invite.record(invite);
+                if let Some(d) = trying {
+                    shadow.trying.record(d);
+                }
+            }
+        }
+        1 => {
+            // A configuration reload: the same target or (one in four)
+            // another; canary and live hold-down settings of the input's
+            // choosing.
+            let c = input.byte().unwrap_or(0);
+            let i = trunk.index();
+            let target = if c & 0x41 != 0x41 {
+                format!("sip:t{i}.example.net")
+            } else {
+                format!("sip:t{i}-moved.example.net")
+            };
+            let cfg = ProbeConfig {
+                canary: CanaryConfig {
+                    duration: [
+                        Duration::ZERO,
+                        Duration::from_millis(300),
+                        Duration::from_secs(10),
+                    ][usize::from(c / 2 % 3)],
+                    one_in: [0, 1, 2, 10][usize::from(c / 6 % 4)],
+                },
+                flap: FlapDamping {
+                    live_hold: if c & 0x80 == 0 {
+                        FlapDamping::default().live_hold
+                    } else {
+                        Duration::ZERO
+                    },
+                    ..FlapDamping::default()
+                },
+                ..shadow.cfg.clone()
+            };
+            h.reconfigure(now, trunk, &target, cfg.clone())
+                .expect("valid target");
+            if target != shadow.target {
+                shadow.invite = Samples::default();
+                shadow.trying = Samples::default();
+                shadow.calls = 0;
+            }
+            shadow.target = target;
+            shadow.cfg = cfg;
+        }
+        2 => {
+            // A call: a route (possibly naming a trunk twice), trunks already
+            // tried, emergency or not, and its ticket.
+            let c = input.byte().unwrap_or(0);
+            let ticket = u64::from(input.byte().unwrap_or(0));
+            let route: Vec<TrunkId> = (0..c % 6)
+                .map(|_| ids[usize::from(input.byte().unwrap_or(0)) % ids.len()])
+                .collect();
+            let tried: Vec<TrunkId> = ids
+                .iter()
+                .copied()
+                .filter(|id| (c >> 4) & (1 << (id.index() % 4)) != 0)
+                .collect();
+            check_selection(h, shadows, &route, &tried, c & 8 != 0, ticket, cov);
+        }
+        _ => {
+            // An answered call with its timings, as the proxy reports them.
+            let d = Duration::from_millis(u64::from(input.byte().unwrap_or(0)) * 5);
+            h.report(now, trunk, Outcome::Answered);
+            h.record_progress(trunk, d, Some(d / 2));
+            shadow.calls += 1;
+            shadow.invite.record(d);
+            shadow.trying.record(d / 2);
+        }
     }
 }
 
-fn check(h: &mut Health, ids: &[TrunkId], known: &mut [State], now: Instant) {
-    // Events describe exactly the state changes.
-    while let Some(ev) = h.poll_event() {
-        assert!(ev.at <= now);
-        if let EventKind::State { from, to, .. } = ev.kind {
-            let k = &mut known[ev.trunk.index()];
-            assert_eq!(*k, from, "event starts from the known state");
-            assert_ne!(from, to);
-            *k = to;
+/// Where a trunk belongs in a call's order: 0 in its place, 1 deferred (a
+/// canary whose turn it is not), 2 only as an emergency call's fallback.
+fn class(h: &Health, shadows: &[Shadow], id: TrunkId, emergency: bool, ticket: u64) -> u8 {
+    let t = h.trunk(id).expect("trunk exists");
+    let one_in = u64::from(shadows[id.index()].cfg.canary.one_in);
+    if !t.state.usable() {
+        2
+    } else if t.canary_until.is_some()
+        && (emergency || (one_in > 1 && !ticket.is_multiple_of(one_in)))
+    {
+        1
+    } else {
+        0
+    }
+}
+
+/// `select_for` against its specification: the route's distinct trunks that
+/// are neither drained nor tried, stably sorted by [`class`], class 2 only
+/// for emergency calls.
+fn check_selection(
+    h: &Health,
+    shadows: &[Shadow],
+    route: &[TrunkId],
+    tried: &[TrunkId],
+    emergency: bool,
+    ticket: u64,
+    cov: &mut Coverage,
+) {
+    let got: Vec<TrunkId> = h.select_for(route, tried, emergency, ticket).collect();
+    for (i, id) in got.iter().enumerate() {
+        let t = h.trunk(*id).expect("selected trunk exists");
+        assert!(!t.drained, "never a drained trunk");
+        assert!(!tried.contains(id), "never a trunk already tried");
+        assert!(route.contains(id), "only the route's trunks");
+        assert!(!got[..i].contains(id), "never the same trunk twice");
+        assert!(
+            emergency || t.ready(),
+            "ordinary calls only get ready trunks"
+        );
+    }
+    let mut eligible: Vec<TrunkId> = Vec::new();
+    for &id in route {
+        let t = h.trunk(id).expect("trunk exists");
+        if !t.drained && !tried.contains(&id) && !eligible.contains(&id) {
+            eligible.push(id);
         }
     }
+    if emergency && !eligible.is_empty() {
+        assert!(
+            !got.is_empty(),
+            "an emergency call with a trunk left gets one"
+        );
+    }
+    if eligible
+        .iter()
+        .any(|&id| h.trunk(id).is_some_and(|t| t.canary_until.is_some()))
+    {
+        cov.selections_with_canary += 1;
+    }
+    let mut want = eligible;
+    want.retain(|&id| emergency || class(h, shadows, id, emergency, ticket) < 2);
+    want.sort_by_key(|&id| class(h, shadows, id, emergency, ticket));
+    assert_eq!(
+        got, want,
+        "selection order (emergency {emergency}, ticket {ticket})"
+    );
+}
+
+fn check(
+    h: &mut Health,
+    ids: &[TrunkId],
+    shadows: &mut [Shadow],
+    now: Instant,
+    step: u64,
+    cov: &mut Coverage,
+) {
+    // Events describe exactly the state changes; a canary starts right after
+    // a trunk came Up and, if it fails, ends right after it went Down.
+    let mut previous: Option<Event> = None;
+    // A trunk that came Up after a Down on live evidence: its canary must
+    // be the very next event.
+    let mut canary_due: Option<(TrunkId, Instant)> = None;
+    while let Some(ev) = h.poll_event() {
+        assert!(ev.at <= now);
+        let due = canary_due.take();
+        let s = &mut shadows[ev.trunk.index()];
+        match ev.kind {
+            EventKind::State { from, to, reason } => {
+                assert_eq!(s.state, from, "event starts from the known state");
+                assert_ne!(from, to);
+                s.state = to;
+                if to == State::Down && from.usable() {
+                    s.down_on_live = matches!(reason, Reason::Live(_));
+                }
+                if to == State::Up && !from.usable() {
+                    let live = std::mem::take(&mut s.down_on_live);
+                    if live && !s.cfg.canary.duration.is_zero() {
+                        canary_due = Some((ev.trunk, ev.at));
+                    }
+                }
+            }
+            EventKind::CanaryStarted { until } => {
+                assert_eq!(
+                    due,
+                    Some((ev.trunk, ev.at)),
+                    "a canary starts exactly as a trunk Down on live evidence comes Up"
+                );
+                assert_eq!(s.canary_until, None, "one canary at a time");
+                assert_eq!(
+                    until,
+                    ev.at + s.cfg.canary.duration,
+                    "a canary lasts `duration`"
+                );
+                s.canary_until = Some(until);
+                cov.canaries_started += 1;
+            }
+            EventKind::CanaryEnded { passed } => {
+                assert!(s.canary_until.is_some(), "only a canary ends");
+                s.canary_until = None;
+                if passed {
+                    cov.canaries_passed += 1;
+                } else {
+                    cov.canaries_failed += 1;
+                    assert!(
+                        previous.is_some_and(|p| p.trunk == ev.trunk
+                            && p.at == ev.at
+                            && matches!(
+                                p.kind,
+                                EventKind::State {
+                                    to: State::Down,
+                                    ..
+                                }
+                            )),
+                        "a canary fails as its trunk goes Down"
+                    );
+                }
+            }
+            EventKind::Drained | EventKind::Undrained => {}
+        }
+        if due.is_some() {
+            assert!(
+                matches!(ev.kind, EventKind::CanaryStarted { .. }),
+                "a trunk Down on live evidence came Up without a canary"
+            );
+        }
+        previous = Some(ev);
+    }
+    assert_eq!(
+        canary_due, None,
+        "a trunk Down on live evidence came Up without a canary"
+    );
+    let next_timer = h.poll_timeout();
     for t in h.trunks() {
-        assert_eq!(known[t.id.index()], t.state, "every change was reported");
+        let s = &shadows[t.id.index()];
+        assert_eq!(s.state, t.state, "every change was reported");
+        assert_eq!(s.canary_until, t.canary_until, "every canary was reported");
+        if let Some(until) = t.canary_until {
+            assert!(t.state.usable(), "only a usable trunk is in a canary");
+            assert!(until > now, "a canary past its time has ended");
+            assert!(
+                next_timer.is_some_and(|n| n <= until),
+                "poll_timeout wakes the caller for the canary's end"
+            );
+        }
+        assert_eq!(
+            t.progress.samples, s.calls,
+            "calls counted since the target changed"
+        );
+        s.invite.check(t.progress.invite_to_ringing, cov);
+        s.trying.check(t.progress.trying_to_ringing, cov);
+    }
+    // Every call, with this step as its ticket and with ticket 0.
+    for emergency in [false, true] {
+        for ticket in [0, step] {
+            check_selection(h, shadows, ids, &[], emergency, ticket, cov);
+        }
     }
     // Selection: never a drained trunk; never a Down one while an Up one exists.
     let any_ready = h.trunks().any(|t| t.ready());
@@ -176,8 +601,5 @@ fn check(h: &mut Health, ids: &[TrunkId], known: &mut [State], now: Instant) {
     }
     for t in h.trunks() {
         assert!(t.probes_outstanding <= 16, "outstanding probes bounded");
-    }
-    if let Some(next) = h.poll_timeout() {
-        let _ = next;
     }
 }

@@ -15,18 +15,38 @@
 //!   errors (ICMP unreachable, refused, reset) and 408/5xx count as failures;
 //!   answered calls as successes. While the gateway itself is overloaded
 //!   ([`Health::set_overloaded`]), timeouts prove nothing and are not counted.
-//! - Selection ([`Health::select`]): a route's trunks in priority order,
-//!   skipping Down, Recovering, drained and already-tried ones; an emergency
-//!   call that has run out of usable trunks still gets every remaining
-//!   (non-drained) trunk in order, never a refusal without trying.
-//! - Every state change is an [`Event`] with its [`Reason`].
+//! - Selection ([`Health::select`], [`Health::select_for`]): a route's trunks
+//!   in priority order, skipping Down, Recovering, drained and already-tried
+//!   ones; an emergency call that has run out of usable trunks still gets
+//!   every remaining (non-drained) trunk in order, never a refusal without
+//!   trying. No trunk is offered twice.
+//! - Canary after recovery ([`CanaryConfig`]): a trunk that went Down on live
+//!   evidence (failed calls, transport errors) and comes back Up on answered
+//!   probes has not shown it can take calls. For `duration` (default 10 s) it
+//!   is offered after the route's other usable trunks, except to one
+//!   non-emergency call in `one_in` (default 10, by the caller's ticket), so
+//!   emergency calls stay on a trunk known to work while one is left; a
+//!   canary trunk that is the only usable one still takes every call.
+//!   `up_after` answered calls in a row or the end of `duration` pass it
+//!   ([`EventKind::CanaryEnded`]); going Down again fails it. A Down that
+//!   probes alone caused needs no canary: probes saw the outage and its end.
+//! - Progress learning ([`Health::record_progress`], [`Progress`]): per trunk,
+//!   a decaying 95th percentile of INVITE -> ringing and 100 Trying ->
+//!   ringing (log-spaced buckets from 250 µs to 56.8 s, ratio 1.3; about the
+//!   last 64 calls count; none before 8 calls), so the proxy can size each
+//!   trunk's progress timeout to what its calls really take.
+//! - Every state change is an [`Event`] with its [`Reason`]; so are canaries.
 //!
 //! # What it does not do
 //!
 //! No sockets, no timers, no clock: the caller passes `now`, sends what
 //! [`Health::poll_transmit`] returns, feeds back responses and transport
-//! errors, and wakes at [`Health::poll_timeout`]. It does not route calls
-//! (`lifeline-proxy` does, asking [`Health::select`]), log, or keep history.
+//! errors, and wakes at [`Health::poll_timeout`] (which includes the end of
+//! every canary). It does not route calls (`lifeline-proxy` does, asking
+//! [`Health::select_for`]), count them (the caller hands in each call's
+//! ticket), time them (the proxy measures ringing and reports durations),
+//! apply timeouts derived from [`Progress`], log, or keep history beyond the
+//! decaying progress histogram.
 //!
 //! The contract is quinn-proto's: `handle_*` / `report` in, `poll_*` out.
 #![forbid(unsafe_code)]
@@ -35,6 +55,7 @@
 mod config;
 #[doc(hidden)]
 pub mod fuzzing;
+mod progress;
 mod state;
 
 use std::cmp::Reverse;
@@ -192,7 +213,15 @@ impl Rtt {
 
 /// What a trunk's calls usually take to ring, learned from its calls: a
 /// decaying 95th percentile (recent calls weigh more; about the last 64
-/// calls count), `None` until enough calls were seen.
+/// calls count), `None` until 8 calls were seen (for `trying_to_ringing`, 8
+/// calls that had a 100 Trying).
+///
+/// Estimates are upper bounds of log-spaced buckets, 250 µs × 1.3^k rounded
+/// to whole microseconds (250 µs, 325 µs ... 4.490 ms, 5.837 ms ...
+/// 656.354 ms ... 56.777348 s): steady 5 ms calls give 5.837 ms. Anything
+/// longer than 56.777348 s counts as that. A slower trunk shows within a few
+/// calls (once they carry 5 % of the weight); a faster one only after about
+/// 190 calls. Forgotten when the trunk's target changes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Progress {
     /// INVITE sent -> first 18x (or 2xx).
@@ -254,6 +283,15 @@ struct Trunk {
     hold_until: Option<Instant>,
     /// Hold-down for an outage probes did not see (see `FlapDamping::live_hold`).
     live_hold_until: Option<Instant>,
+    /// The last time it went Down (from Up or Suspect), live evidence did it:
+    /// coming Up on probes then starts a canary.
+    down_on_live: bool,
+    /// In a canary until then (see `CanaryConfig`).
+    canary_until: Option<Instant>,
+    /// Answered calls in a row during the canary.
+    canary_answered: u32,
+    /// What its calls take to ring.
+    progress: progress::Learner,
     stats: Stats,
 }
 
@@ -299,17 +337,27 @@ impl TrunkStatus<'_> {
     }
 }
 
-/// Timer entries; stale ones are skipped when they fire.
+/// Timer entries; stale ones are skipped when they fire. Entries due at the
+/// same instant for the same trunk fire in the order of [`TimerKind`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Timer {
     at: Instant,
     trunk: u32,
-    /// `SEND` for "send the next probe", else the seq of the probe whose
-    /// timeout this is.
-    seq: u32,
+    kind: TimerKind,
 }
 
-const SEND: u32 = u32::MAX;
+/// What a [`Timer`] is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKind {
+    /// The probe with this seq has gone unanswered for `timeout`: a failure.
+    ProbeTimeout(u32),
+    /// The canary that was to last until `at` has run its time: passed.
+    /// Stale if the canary ended earlier.
+    CanaryEnd,
+    /// Send the next probe. Stale if an earlier probe superseded it.
+    Send,
+}
+
 const BRANCH_PREFIX: &[u8] = b"z9hG4bK-lh";
 
 /// splitmix64: a small seeded generator for probe nonces (no OS randomness
@@ -384,6 +432,10 @@ impl Health {
             last_up: None,
             hold_until: None,
             live_hold_until: None,
+            down_on_live: false,
+            canary_until: None,
+            canary_answered: 0,
+            progress: progress::Learner::default(),
             stats: Stats::default(),
         };
         // Prove the probe is well-formed before accepting the trunk.
@@ -395,7 +447,10 @@ impl Health {
     }
 
     /// Change where a trunk is probed and how (a configuration reload). Its
-    /// measured state is kept; the new cadence starts with a probe at `now`.
+    /// measured state (and a canary under way) is kept; the new cadence
+    /// starts with a probe at `now`. What its calls take to ring
+    /// ([`Progress`]) is forgotten if `target` changed: that is another
+    /// trunk.
     pub fn reconfigure(
         &mut self,
         now: Instant,
@@ -409,6 +464,9 @@ impl Health {
             return Ok(());
         };
         let changed = t.cfg != cfg || t.target != target;
+        if t.target != target {
+            t.progress = progress::Learner::default();
+        }
         t.target = target.to_string();
         t.cfg = cfg;
         if changed {
@@ -452,8 +510,8 @@ impl Health {
             consecutive_successes: t.counters.successes,
             probes_outstanding: t.outstanding.len(),
             held_until: t.hold_until.max(t.live_hold_until),
-            canary_until: None,
-            progress: Progress::default(),
+            canary_until: t.canary_until,
+            progress: t.progress.progress(),
             stats: t.stats,
         })
     }
@@ -571,7 +629,7 @@ impl Health {
     }
 
     /// Fire every timer due at or before `now`: send due probes, count
-    /// unanswered ones as failures.
+    /// unanswered ones as failures, end canaries that ran their time.
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some(Reverse(timer)) = self.timers.peek().copied() {
             if timer.at > now {
@@ -579,10 +637,10 @@ impl Health {
             }
             self.timers.pop();
             let id = TrunkId(timer.trunk);
-            if timer.seq == SEND {
-                self.send_probe(now, id, timer.at);
-            } else {
-                self.probe_deadline(now, id, timer.seq);
+            match timer.kind {
+                TimerKind::Send => self.send_probe(now, id, timer.at),
+                TimerKind::ProbeTimeout(seq) => self.probe_deadline(now, id, seq),
+                TimerKind::CanaryEnd => self.canary_deadline(now, id, timer.at),
             }
         }
     }
@@ -597,28 +655,32 @@ impl Health {
         self.transmits.pop_front()
     }
 
-    /// The next state or administrative change.
+    /// The next state, canary or administrative change.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
 
     /// What a trunk's call took to ring: `invite_to_ringing` from the INVITE
     /// to its first 18x (or 2xx), `trying_to_ringing` from its 100 Trying,
-    /// if one came. Feeds [`Progress`].
+    /// if one came. Feeds [`Progress`]; O(1) amortised.
     pub fn record_progress(
         &mut self,
         id: TrunkId,
         invite_to_ringing: Duration,
         trying_to_ringing: Option<Duration>,
     ) {
-        let _ = (id, invite_to_ringing, trying_to_ringing);
+        if let Some(t) = self.trunks.get_mut(id.index()) {
+            t.progress.record(invite_to_ringing, trying_to_ringing);
+        }
     }
 
     /// Like [`select`](Self::select), for the `ticket`-th non-emergency call
     /// (the caller counts them): a trunk in its canary (see
     /// [`CanaryConfig`]) keeps its place for a non-emergency call whose
-    /// `ticket` is a multiple of `one_in`, and otherwise comes after the
-    /// route's other usable trunks (for emergency calls, always).
+    /// `ticket` is a multiple of `one_in` (every one if `one_in` is 0 or 1),
+    /// and otherwise comes after the route's other usable trunks but before
+    /// an emergency call's fallback to Down and Recovering ones. Emergency
+    /// calls always defer it.
     pub fn select_for<'a>(
         &'a self,
         route: &'a [TrunkId],
@@ -626,29 +688,35 @@ impl Health {
         emergency: bool,
         ticket: u64,
     ) -> Selection<'a> {
-        let _ = ticket;
-        self.select(route, tried, emergency)
+        Selection {
+            health: self,
+            route,
+            tried,
+            emergency,
+            ticket,
+            pos: 0,
+            pass: Pass::Ready,
+            deferred: false,
+        }
     }
 
     /// Trunks for a call, in the order to try them: the route's trunks in
     /// priority order that are usable (Up or Suspect), not drained and not
-    /// yet tried; then, for an emergency call only, the remaining non-drained
-    /// trunks (Down, Recovering) in order — an emergency call is never refused
-    /// without trying every trunk it may use.
+    /// yet tried; then those of them in a canary (see [`CanaryConfig`]);
+    /// then, for an emergency call only, the remaining non-drained trunks
+    /// (Down, Recovering) in order — an emergency call is never refused
+    /// without trying every trunk it may use. No trunk comes twice, even if
+    /// the route names it twice.
+    ///
+    /// The same as [`select_for`](Self::select_for) with ticket 1: a canary
+    /// trunk keeps its place only if its `one_in` is 0 or 1.
     pub fn select<'a>(
         &'a self,
         route: &'a [TrunkId],
         tried: &'a [TrunkId],
         emergency: bool,
     ) -> Selection<'a> {
-        Selection {
-            health: self,
-            route,
-            tried,
-            emergency,
-            pos: 0,
-            fallback: false,
-        }
+        self.select_for(route, tried, emergency, 1)
     }
 
     fn schedule_probe(&mut self, id: TrunkId, at: Instant) {
@@ -662,7 +730,7 @@ impl Health {
         self.timers.push(Reverse(Timer {
             at,
             trunk: id.0,
-            seq: SEND,
+            kind: TimerKind::Send,
         }));
     }
 
@@ -674,7 +742,7 @@ impl Health {
         if t.next_probe != Some(due) {
             return; // superseded by an earlier probe
         }
-        t.seq = t.seq.wrapping_add(1) % (SEND - 1);
+        t.seq = t.seq.wrapping_add(1);
         let seq = t.seq;
         let Ok(payload) = build_probe(&mut self.scratch, &self.local, &t.target, id, seq, nonce)
         else {
@@ -696,12 +764,12 @@ impl Health {
         self.timers.push(Reverse(Timer {
             at: deadline,
             trunk: id.0,
-            seq,
+            kind: TimerKind::ProbeTimeout(seq),
         }));
         self.timers.push(Reverse(Timer {
             at: next,
             trunk: id.0,
-            seq: SEND,
+            kind: TimerKind::Send,
         }));
         self.transmits.push_back(Transmit { trunk: id, payload });
     }
@@ -730,6 +798,71 @@ impl Health {
         );
     }
 
+    // Canary after recovery, in order (see `CanaryConfig`):
+    // 1. A Down from Up or Suspect remembers whether live evidence (a failed
+    //    call or send) caused it (`down_on_live`); probe timeouts and
+    //    rejections do not count.
+    // 2. When such a trunk comes Up, its canary starts right after the State
+    //    event, until `now + duration`, with a `CanaryEnd` timer for then
+    //    (none if `duration` is zero).
+    // 3. During the canary, live results count answered calls in a row; any
+    //    live failure restarts the count and follows the state machine.
+    // 4. `up_after` answered calls in a row, or the timer, pass it; a Down
+    //    fails it, right after the State event.
+    // 5. Selection defers a canary trunk (see `Selection`); nothing else
+    //    changes.
+
+    /// A trunk that went Down on live evidence has just come Up: unless the
+    /// canary is turned off, it takes a bounded share of calls until `until`.
+    fn start_canary(&mut self, now: Instant, id: TrunkId) {
+        let Some(t) = self.trunks.get_mut(id.index()) else {
+            return;
+        };
+        let duration = t.cfg.canary.duration;
+        if duration.is_zero() {
+            return;
+        }
+        let until = now + duration;
+        t.canary_until = Some(until);
+        t.canary_answered = 0;
+        self.events.push_back(Event {
+            trunk: id,
+            at: now,
+            kind: EventKind::CanaryStarted { until },
+        });
+        self.timers.push(Reverse(Timer {
+            at: until,
+            trunk: id.0,
+            kind: TimerKind::CanaryEnd,
+        }));
+    }
+
+    /// The canary ends: `up_after` answered calls in a row or its time run
+    /// out (`passed`), or the trunk went Down again (`!passed`).
+    fn end_canary(&mut self, now: Instant, id: TrunkId, passed: bool) {
+        let Some(t) = self.trunks.get_mut(id.index()) else {
+            return;
+        };
+        if t.canary_until.take().is_none() {
+            return;
+        }
+        t.canary_answered = 0;
+        self.events.push_back(Event {
+            trunk: id,
+            at: now,
+            kind: EventKind::CanaryEnded { passed },
+        });
+    }
+
+    /// The canary that was to last until `until` has run its time, unless it
+    /// already ended (the timer is then stale).
+    fn canary_deadline(&mut self, now: Instant, id: TrunkId, until: Instant) {
+        let current = self.trunks.get(id.index()).and_then(|t| t.canary_until);
+        if current == Some(until) {
+            self.end_canary(now, id, true);
+        }
+    }
+
     fn apply(&mut self, now: Instant, id: TrunkId, result: state::Result, reason: Reason) {
         let Some(t) = self.trunks.get_mut(id.index()) else {
             return;
@@ -749,9 +882,22 @@ impl Health {
             now,
             t.hold_until.max(t.live_hold_until),
         );
+        let in_canary = t.canary_until.is_some();
+        if in_canary && result.live {
+            t.canary_answered = if result.success {
+                t.canary_answered.saturating_add(1)
+            } else {
+                0
+            };
+        }
+        let passed = in_canary && t.canary_answered >= t.cfg.up_after.max(1);
         if to == from {
+            if passed {
+                self.end_canary(now, id, true);
+            }
             return;
         }
+        let mut canary_due = false;
         match to {
             State::Down if from.usable() => {
                 // A Down soon after the last Up is a flap: hold it down longer each time.
@@ -777,11 +923,15 @@ impl Health {
                 );
                 let live_hold = t.cfg.flap.live_hold;
                 t.live_hold_until = (unseen && !live_hold.is_zero()).then(|| now + live_hold);
+                // Failed calls (or sends) took it Down: answered probes will
+                // not prove it takes calls again, a canary will.
+                t.down_on_live = matches!(reason, Reason::Live(_));
             }
             State::Up => {
                 t.last_up = Some(now);
                 t.hold_until = None;
                 t.live_hold_until = None;
+                canary_due = !from.usable() && std::mem::take(&mut t.down_on_live);
             }
             _ => {}
         }
@@ -793,6 +943,14 @@ impl Health {
             at: now,
             kind: EventKind::State { from, to, reason },
         });
+        if in_canary && !to.usable() {
+            self.end_canary(now, id, false);
+        } else if passed {
+            self.end_canary(now, id, true);
+        }
+        if canary_due {
+            self.start_canary(now, id);
+        }
         if to == State::Suspect {
             // Confirm or clear the suspicion now rather than at the next interval.
             self.schedule_probe(id, now);
@@ -800,15 +958,47 @@ impl Health {
     }
 }
 
-/// Iterator returned by [`Health::select`].
+/// Iterator returned by [`Health::select`] and [`Health::select_for`].
 #[derive(Clone, Debug)]
 pub struct Selection<'a> {
     health: &'a Health,
     route: &'a [TrunkId],
     tried: &'a [TrunkId],
     emergency: bool,
+    ticket: u64,
     pos: usize,
-    fallback: bool,
+    pass: Pass,
+    /// The first pass skipped a canary trunk: the second has work to do.
+    deferred: bool,
+}
+
+/// The passes of a [`Selection`] over its route, in order. Every trunk
+/// belongs to exactly one of them, so none comes twice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pass {
+    /// Usable trunks in their priority order.
+    Ready,
+    /// Usable trunks in a canary whose turn it is not.
+    Deferred,
+    /// Emergency calls only: the trunks that are not usable.
+    Fallback,
+}
+
+impl Selection<'_> {
+    fn pass_of(&self, t: &Trunk) -> Pass {
+        if !t.state.usable() {
+            Pass::Fallback
+        } else if t.canary_until.is_some() && !self.canary_turn(t.cfg.canary.one_in) {
+            Pass::Deferred
+        } else {
+            Pass::Ready
+        }
+    }
+
+    /// Whether this call goes to a canary trunk in its normal place.
+    fn canary_turn(&self, one_in: u32) -> bool {
+        !self.emergency && (one_in <= 1 || self.ticket.is_multiple_of(u64::from(one_in)))
+    }
 }
 
 impl Iterator for Selection<'_> {
@@ -817,23 +1007,31 @@ impl Iterator for Selection<'_> {
     fn next(&mut self) -> Option<TrunkId> {
         loop {
             let Some(&id) = self.route.get(self.pos) else {
-                if self.emergency && !self.fallback {
-                    self.fallback = true;
-                    self.pos = 0;
-                    continue;
-                }
-                return None;
+                self.pass = match self.pass {
+                    Pass::Ready if self.deferred => Pass::Deferred,
+                    Pass::Ready | Pass::Deferred if self.emergency => Pass::Fallback,
+                    _ => return None,
+                };
+                self.pos = 0;
+                continue;
             };
+            let seen = self
+                .route
+                .get(..self.pos)
+                .is_some_and(|before| before.contains(&id));
             self.pos += 1;
             let Some(t) = self.health.trunks.get(id.index()) else {
                 continue;
             };
-            if t.drained || self.tried.contains(&id) {
+            if seen || t.drained || self.tried.contains(&id) {
                 continue;
             }
-            // First pass: usable trunks. Fallback pass: the others.
-            if t.state.usable() != self.fallback {
+            let pass = self.pass_of(t);
+            if pass == self.pass {
                 return Some(id);
+            }
+            if pass == Pass::Deferred {
+                self.deferred = true;
             }
         }
     }

@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use lifeline_health::fuzzing::{self, Coverage};
+
 #[test]
 fn replay_health_corpus() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
@@ -24,6 +26,7 @@ fn replay_health_corpus() {
 fn random_operation_sequences() {
     // A deterministic sweep in plain tests, besides the fuzzer.
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut total = Coverage::default();
     for _ in 0..300 {
         let data: Vec<u8> = (0..400)
             .map(|_| {
@@ -33,6 +36,22 @@ fn random_operation_sequences() {
                 (x >> 24) as u8
             })
             .collect();
-        lifeline_health::fuzzing::run(&data);
+        let c = fuzzing::run_with_coverage(&data);
+        total.canaries_started += c.canaries_started;
+        total.canaries_passed += c.canaries_passed;
+        total.canaries_failed += c.canaries_failed;
+        total.selections_with_canary += c.selections_with_canary;
+        total.estimates += c.estimates;
+        total.saturated += c.saturated;
+        total.decayed += c.decayed;
     }
+    // The invariants on canaries and progress were checked, not skipped.
+    println!("{total:?}");
+    assert!(total.canaries_started >= 10, "{total:?}");
+    assert!(total.canaries_passed >= 5, "{total:?}");
+    assert!(total.canaries_failed >= 1, "{total:?}");
+    assert!(total.selections_with_canary >= 100, "{total:?}");
+    assert!(total.estimates >= 1_000, "{total:?}");
+    assert!(total.saturated >= 10, "{total:?}");
+    assert!(total.decayed >= 100, "{total:?}");
 }

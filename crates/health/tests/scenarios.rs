@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use lifeline_health::{
-    AliveCodes, EventKind, Health, Local, Outcome, ProbeConfig, Reason, State, TransportError,
-    TrunkId,
+    AliveCodes, CanaryConfig, EventKind, Health, Local, Outcome, ProbeConfig, Progress, Reason,
+    State, TransportError, TrunkId,
 };
 use lifeline_sip::{Message, MessageWriter};
 
@@ -40,6 +40,8 @@ struct Sim {
     in_flight: Vec<(Instant, Bytes)>,
     /// (time since t0, trunk, from, to, reason)
     changes: Vec<(Duration, TrunkId, State, State, Reason)>,
+    /// Every event, in order: (time since t0, trunk, kind).
+    log: Vec<(Duration, TrunkId, EventKind)>,
     probes_sent: Vec<usize>,
 }
 
@@ -57,6 +59,7 @@ impl Sim {
             script: vec![],
             in_flight: vec![],
             changes: vec![],
+            log: vec![],
             probes_sent: vec![],
         }
     }
@@ -138,6 +141,7 @@ impl Sim {
             }
         }
         while let Some(ev) = self.h.poll_event() {
+            self.log.push((ev.at - self.t0, ev.trunk, ev.kind));
             if let EventKind::State { from, to, reason } = ev.kind {
                 self.changes
                     .push((ev.at - self.t0, ev.trunk, from, to, reason));
@@ -159,6 +163,23 @@ impl Sim {
 
     fn first_choice(&self, route: &[TrunkId], emergency: bool) -> Option<TrunkId> {
         self.h.select(route, &[], emergency).next()
+    }
+
+    fn choices(&self, route: &[TrunkId], emergency: bool, ticket: u64) -> Vec<TrunkId> {
+        self.h.select_for(route, &[], emergency, ticket).collect()
+    }
+
+    /// Canary events so far: (time since t0, trunk, kind).
+    fn canaries(&self) -> Vec<(Duration, TrunkId, EventKind)> {
+        self.log
+            .iter()
+            .filter(|e| !matches!(e.2, EventKind::State { .. }))
+            .copied()
+            .collect()
+    }
+
+    fn canary_until(&self, t: TrunkId) -> Option<Duration> {
+        self.h.trunk(t).unwrap().canary_until.map(|u| u - self.t0)
     }
 }
 
@@ -503,4 +524,346 @@ fn an_outage_probes_also_see_is_not_held() {
         .map(|c| c.0)
         .collect();
     assert_eq!(ups, vec![ms(1610)]);
+}
+
+/// A primary `a` and a backup `b`, both answering probes in 10 ms. `a`
+/// rejects calls with 503 at 100 and 120 ms: Down at 120 on live evidence,
+/// held for `live_hold` (5 s), Up on the 5350 probe's answer at 5360 (see
+/// `failed_calls_probes_cannot_see_hold_the_trunk_down`).
+fn recovered_after_503s(canary: CanaryConfig) -> (Sim, TrunkId, TrunkId) {
+    let mut s = Sim::new();
+    let cfg = ProbeConfig {
+        canary,
+        ..ProbeConfig::default()
+    };
+    let a = s.trunk("primary", cfg.clone(), OK);
+    let b = s.trunk("backup", cfg, OK);
+    s.report(ms(100), a, Outcome::FailureResponse(503));
+    s.report(ms(120), a, Outcome::FailureResponse(503));
+    assert_eq!(s.state(a), State::Down);
+    s.run_until(ms(5359));
+    assert_eq!(s.state(a), State::Recovering);
+    assert_eq!(s.canaries(), vec![]);
+    s.run_until(ms(5360));
+    assert_eq!(s.state(a), State::Up);
+    (s, a, b)
+}
+
+#[test]
+fn a_trunk_back_from_a_live_outage_is_a_canary() {
+    let (mut s, a, b) = recovered_after_503s(CanaryConfig::default());
+    let route = [a, b];
+    // The canary starts with the Up, right after it, for 10 s.
+    let at_up: Vec<_> = s.log.iter().filter(|e| e.0 == ms(5360)).copied().collect();
+    assert_eq!(
+        at_up,
+        vec![
+            (
+                ms(5360),
+                a,
+                EventKind::State {
+                    from: State::Recovering,
+                    to: State::Up,
+                    reason: Reason::ProbeAnswered(200),
+                }
+            ),
+            (
+                ms(5360),
+                a,
+                EventKind::CanaryStarted {
+                    until: s.t0 + ms(15_360)
+                }
+            ),
+        ]
+    );
+    assert_eq!(s.canary_until(a), Some(ms(15_360)));
+    assert_eq!(s.canary_until(b), None);
+
+    // Emergency calls stay on the backup while it is usable; the canary
+    // trunk comes next, before any fallback.
+    s.run_until(ms(5400));
+    for ticket in 0..20 {
+        assert_eq!(
+            s.choices(&route, true, ticket),
+            vec![b, a],
+            "ticket {ticket}"
+        );
+    }
+    // Non-emergency calls: one in ten tries it first.
+    let firsts: Vec<u64> = (0..20)
+        .filter(|&ticket| s.choices(&route, false, ticket) == vec![a, b])
+        .collect();
+    assert_eq!(firsts, vec![0, 10]);
+    assert_eq!(s.choices(&route, false, 7), vec![b, a]);
+    assert_eq!(
+        s.h.select(&route, &[], false).collect::<Vec<_>>(),
+        vec![b, a],
+        "select is ticket 1"
+    );
+    assert_eq!(
+        s.h.select_for(&route, &[b], true, 0).collect::<Vec<_>>(),
+        vec![a]
+    );
+
+    // The backup dies (its 5500 probe goes unanswered): Suspect at 5750,
+    // still preferred; Down at 6000, and the canary trunk is all that is left.
+    s.at(ms(5500), b, Behaviour::Silent);
+    s.run_until(ms(5750));
+    assert_eq!(s.state(b), State::Suspect);
+    assert_eq!(s.choices(&route, true, 1), vec![b, a]);
+    s.run_until(ms(6000));
+    assert_eq!(s.state(b), State::Down);
+    assert_eq!(s.choices(&route, true, 1), vec![a, b]);
+    assert_eq!(s.choices(&route, false, 1), vec![a]);
+
+    // up_after = 3 answered calls in a row pass it.
+    s.report(ms(6100), a, Outcome::Answered);
+    s.report(ms(6200), a, Outcome::Answered);
+    assert_eq!(s.canary_until(a), Some(ms(15_360)));
+    s.report(ms(6300), a, Outcome::Answered);
+    assert_eq!(s.canary_until(a), None);
+    assert_eq!(
+        s.canaries(),
+        vec![
+            (
+                ms(5360),
+                a,
+                EventKind::CanaryStarted {
+                    until: s.t0 + ms(15_360)
+                }
+            ),
+            (ms(6300), a, EventKind::CanaryEnded { passed: true }),
+        ]
+    );
+    // Its old deadline fires at 15360 and is stale: nothing more.
+    s.at(ms(6300), b, OK);
+    s.run_until(ms(16_000));
+    assert_eq!(s.canaries().len(), 2);
+    assert_eq!(s.choices(&route, true, 1), vec![a, b]);
+}
+
+#[test]
+fn a_canary_that_runs_its_time_passes() {
+    let canary = CanaryConfig {
+        duration: ms(2345),
+        ..CanaryConfig::default()
+    };
+    let (mut s, a, b) = recovered_after_503s(canary);
+    assert_eq!(s.canary_until(a), Some(ms(7705)));
+    // Two answered calls are not enough; the deadline is the next timer
+    // (a's next probe is at 7850, b's at 7750).
+    s.report(ms(6000), a, Outcome::Answered);
+    s.report(ms(6100), a, Outcome::Answered);
+    s.run_until(ms(7704));
+    assert_eq!(s.h.poll_timeout(), Some(s.t0 + ms(7705)));
+    assert_eq!(s.canary_until(a), Some(ms(7705)));
+    s.run_until(ms(7705));
+    assert_eq!(s.canary_until(a), None);
+    assert_eq!(
+        s.canaries().last(),
+        Some(&(ms(7705), a, EventKind::CanaryEnded { passed: true }))
+    );
+    assert_eq!(s.choices(&[a, b], true, 1), vec![a, b]);
+}
+
+#[test]
+fn a_failed_call_restarts_the_canarys_count() {
+    let (mut s, a, _) = recovered_after_503s(CanaryConfig::default());
+    s.report(ms(6000), a, Outcome::Answered);
+    s.report(ms(6100), a, Outcome::Answered);
+    s.report(ms(6200), a, Outcome::FailureResponse(503));
+    assert_eq!(s.state(a), State::Suspect, "the normal state machine");
+    s.report(ms(6300), a, Outcome::Answered);
+    assert_eq!(s.state(a), State::Up);
+    s.report(ms(6400), a, Outcome::Answered);
+    assert_eq!(s.canary_until(a), Some(ms(15_360)));
+    s.report(ms(6500), a, Outcome::Answered);
+    assert_eq!(s.canary_until(a), None);
+    assert_eq!(
+        s.canaries().last(),
+        Some(&(ms(6500), a, EventKind::CanaryEnded { passed: true }))
+    );
+}
+
+#[test]
+fn a_trunk_that_fails_again_fails_its_canary() {
+    let (mut s, a, _) = recovered_after_503s(CanaryConfig::default());
+    s.report(ms(6000), a, Outcome::FailureResponse(503));
+    s.report(ms(6010), a, Outcome::FailureResponse(503));
+    let at_down: Vec<_> = s.log.iter().filter(|e| e.0 == ms(6010)).copied().collect();
+    let fail = Reason::Live(Outcome::FailureResponse(503));
+    assert_eq!(
+        at_down,
+        vec![
+            (
+                ms(6010),
+                a,
+                EventKind::State {
+                    from: State::Suspect,
+                    to: State::Down,
+                    reason: fail,
+                }
+            ),
+            (ms(6010), a, EventKind::CanaryEnded { passed: false }),
+        ]
+    );
+    assert_eq!(s.canary_until(a), None);
+    // Down on live evidence again: held for live_hold, to 11010. The Suspect
+    // at 6000 was probed at once, so probes now go out at 6000 + 250k: the
+    // 11000 probe's answer at 11010, as the hold ends, brings it Up, into a
+    // new canary.
+    s.run_until(ms(16_000));
+    let ups: Vec<_> = s
+        .changes
+        .iter()
+        .filter(|c| c.1 == a && c.3 == State::Up)
+        .map(|c| c.0)
+        .collect();
+    assert_eq!(ups, vec![ms(5360), ms(11_010)]);
+    assert_eq!(
+        s.canaries(),
+        vec![
+            (
+                ms(5360),
+                a,
+                EventKind::CanaryStarted {
+                    until: s.t0 + ms(15_360)
+                }
+            ),
+            (ms(6010), a, EventKind::CanaryEnded { passed: false }),
+            (
+                ms(11_010),
+                a,
+                EventKind::CanaryStarted {
+                    until: s.t0 + ms(21_010)
+                }
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_down_probes_alone_caused_starts_no_canary() {
+    // Probe timeouts only: Down at 1750, Up at 2510 (see the flapping test).
+    let mut s = Sim::new();
+    let a = s.trunk("primary", ProbeConfig::default(), OK);
+    let b = s.trunk("backup", ProbeConfig::default(), OK);
+    s.at(ms(1010), a, Behaviour::Silent);
+    s.at(ms(1990), a, OK);
+    s.run_until(ms(3000));
+    let ups: Vec<_> = s
+        .changes
+        .iter()
+        .filter(|c| c.1 == a && c.3 == State::Up)
+        .map(|c| c.0)
+        .collect();
+    assert_eq!(ups, vec![ms(2510)]);
+    assert_eq!(s.canaries(), vec![]);
+    assert_eq!(s.canary_until(a), None);
+    assert_eq!(s.choices(&[a, b], true, 1), vec![a, b]);
+
+    // Calls timing out took it Down, even though probes saw the outage too:
+    // a canary (compare `an_outage_probes_also_see_is_not_held`).
+    let mut s = Sim::new();
+    let a = s.trunk("primary", ProbeConfig::default(), OK);
+    s.at(ms(90), a, Behaviour::Silent);
+    s.at(ms(1000), a, OK);
+    s.report(ms(100), a, Outcome::Timeout);
+    s.report(ms(120), a, Outcome::Timeout);
+    s.run_until(ms(3000));
+    assert_eq!(
+        s.canaries(),
+        vec![(
+            ms(1610),
+            a,
+            EventKind::CanaryStarted {
+                until: s.t0 + ms(11_610)
+            }
+        )]
+    );
+}
+
+#[test]
+fn canary_settings() {
+    // Zero duration: no canary at all.
+    let off = CanaryConfig {
+        duration: Duration::ZERO,
+        ..CanaryConfig::default()
+    };
+    let (s, a, b) = recovered_after_503s(off);
+    assert_eq!(s.canaries(), vec![]);
+    assert_eq!(s.choices(&[a, b], true, 1), vec![a, b]);
+
+    // one_in 1 (or 0): every non-emergency call keeps it in its place;
+    // emergency calls still defer it.
+    for one_in in [0, 1] {
+        let every = CanaryConfig {
+            one_in,
+            ..CanaryConfig::default()
+        };
+        let (s, a, b) = recovered_after_503s(every);
+        assert_eq!(s.canary_until(a), Some(ms(15_360)));
+        for ticket in [0, 1, 7, u64::MAX] {
+            assert_eq!(s.choices(&[a, b], false, ticket), vec![a, b]);
+            assert_eq!(s.choices(&[a, b], true, ticket), vec![b, a]);
+        }
+    }
+}
+
+#[test]
+fn selection_never_offers_a_trunk_twice() {
+    let (mut s, a, b) = recovered_after_503s(CanaryConfig::default());
+    let route = [a, b, a, b, a];
+    assert_eq!(s.choices(&route, false, 0), vec![a, b]);
+    assert_eq!(s.choices(&route, false, 1), vec![b, a]);
+    assert_eq!(s.choices(&route, true, 1), vec![b, a]);
+    s.at(ms(5500), b, Behaviour::Silent);
+    s.run_until(ms(6000));
+    assert_eq!(s.state(b), State::Down);
+    assert_eq!(s.choices(&route, true, 1), vec![a, b]);
+    assert_eq!(s.choices(&route, false, 1), vec![a]);
+}
+
+#[test]
+fn progress_is_learned_per_trunk_and_forgotten_with_its_target() {
+    let mut s = Sim::new();
+    let a = s.trunk("primary", ProbeConfig::default(), OK);
+    let b = s.trunk("backup", ProbeConfig::default(), OK);
+    for i in 0..8 {
+        assert_eq!(s.h.trunk(a).unwrap().progress.invite_to_ringing, None);
+        let trying = (i % 2 == 0).then_some(ms(3));
+        s.h.record_progress(a, ms(5), trying);
+    }
+    assert_eq!(
+        s.h.trunk(a).unwrap().progress,
+        Progress {
+            invite_to_ringing: Some(Duration::from_micros(5_837)),
+            trying_to_ringing: None,
+            samples: 8,
+        },
+        "four calls had a 100 Trying: too few"
+    );
+    for _ in 0..4 {
+        s.h.record_progress(a, ms(5), Some(ms(3)));
+    }
+    let learned = s.h.trunk(a).unwrap().progress;
+    assert_eq!(
+        learned.trying_to_ringing,
+        Some(Duration::from_micros(3_454))
+    );
+    assert_eq!(learned.samples, 12);
+    assert_eq!(s.h.trunk(b).unwrap().progress, Progress::default());
+
+    // A new cadence for the same target keeps what was learned ...
+    let faster = ProbeConfig {
+        interval: ms(100),
+        ..ProbeConfig::default()
+    };
+    s.h.reconfigure(s.now, a, "sip:primary.example.net:5060", faster.clone())
+        .unwrap();
+    assert_eq!(s.h.trunk(a).unwrap().progress, learned);
+    // ... another target is another trunk.
+    s.h.reconfigure(s.now, a, "sip:elsewhere.example.net:5060", faster)
+        .unwrap();
+    assert_eq!(s.h.trunk(a).unwrap().progress, Progress::default());
 }
