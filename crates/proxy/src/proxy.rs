@@ -2264,7 +2264,8 @@ impl Proxy {
             }
             200..=299 => {
                 let a = &mut self.calls[ck].attempts[ai];
-                let first = a.state != AttemptState::Answered;
+                // One piece of evidence per call: a 2xx after ringing adds none.
+                let first = matches!(a.state, AttemptState::Pending | AttemptState::Trying);
                 a.state = AttemptState::Answered;
                 a.failover_at = None;
                 a.progress_at = None;

@@ -447,10 +447,12 @@ fn after_a_live_outage_the_primary_gets_one_ordinary_call_in_ten_and_no_emergenc
     // Two 503s take it Down on live evidence; probes still answer.
     s.call(ORDINARY, "", None);
     s.call(ORDINARY, "", None);
+    s.run_for(ms(10));
+    let primary = s.proxy.health().find("primary").unwrap();
+    assert!(!s.proxy.health().trunk(primary).unwrap().state.usable());
     s.set_script("primary", TrunkScript::answering());
     // live_hold (5 s), then three answered probes: Up, in a canary.
     s.run_until(ms(7000));
-    let primary = s.proxy.health().find("primary").unwrap();
     let status = s.proxy.health().trunk(primary).unwrap();
     assert!(status.state.usable(), "{:?}", status.state);
     let until = status.canary_until.expect("in a canary");
