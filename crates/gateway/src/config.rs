@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 
 use lifeline_health::{AliveCodes, FlapDamping, ProbeConfig};
 use lifeline_proxy::{
-    AllFailed, EmergencyConfig, Peer, Proxy, ProxyConfig, RouteConfig, RouteMatch, Timers,
-    Transport, TrunkConfig,
+    AllFailed, EmergencyConfig, Peer, Proxy, ProxyConfig, RescueRinging, RouteConfig, RouteMatch,
+    Timers, Transport, TrunkConfig, TrunkShare,
 };
 
 use crate::engine::TCP_IDLE_TIMEOUT;
@@ -58,6 +58,8 @@ pub(crate) struct Config {
     dialog_max_age: Duration,
     tcp_idle_timeout: Duration,
     log: LogConfig,
+    /// Things that are allowed but probably wrong (an under-sized backup).
+    warnings: Vec<ConfigError>,
 }
 
 /// `log:`.
@@ -145,9 +147,14 @@ impl Config {
             text,
             resolve,
             errors: Vec::new(),
+            warnings: Vec::new(),
         };
         match v.config(raw) {
-            Some(cfg) if v.errors.is_empty() => Ok(cfg),
+            Some(mut cfg) if v.errors.is_empty() => {
+                v.warnings.sort_by_key(|e| (e.line == 0, e.line, e.column));
+                cfg.warnings = v.warnings;
+                Ok(cfg)
+            }
             _ => {
                 // Sorted by position; errors without one (a missing
                 // top-level key) last. The sort is stable.
@@ -209,6 +216,12 @@ impl Config {
     pub(crate) fn routes(&self) -> &[RouteConfig] {
         &self.routes
     }
+
+    /// What is allowed but probably wrong, in file order: the daemon logs
+    /// each at WARN (at start and on reload), `check-config` prints them.
+    pub(crate) fn warnings(&self) -> &[ConfigError] {
+        &self.warnings
+    }
 }
 
 /// `lifeline check-config FILE`: exit 0 and `FILE: ok (N trunks, M routes)`,
@@ -232,8 +245,15 @@ pub(crate) fn check_config(file: &Path) -> ExitCode {
         return ExitCode::from(1);
     }
     let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    for w in cfg.warnings() {
+        eprintln!("{}", Warning(w));
+    }
+    let warnings = match cfg.warnings().len() {
+        0 => String::new(),
+        n => format!("; {}", plural(n, "warning")),
+    };
     println!(
-        "{}: ok ({}, {})",
+        "{}: ok ({}, {}{warnings})",
         file.display(),
         plural(cfg.trunks.len(), "trunk"),
         plural(cfg.routes.len(), "route")
@@ -282,6 +302,25 @@ impl fmt::Display for ConfigError {
             write!(f, ": {}", self.key)?;
         }
         write!(f, ": {}", self.message)
+    }
+}
+
+/// A [`ConfigError`] that is only a warning: `file:line:column: warning:
+/// key: message`.
+pub(crate) struct Warning<'a>(pub(crate) &'a ConfigError);
+
+impl fmt::Display for Warning<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let w = self.0;
+        f.write_str(&w.origin)?;
+        if w.line > 0 {
+            write!(f, ":{}:{}", w.line, w.column)?;
+        }
+        f.write_str(": warning")?;
+        if !w.key.is_empty() {
+            write!(f, ": {}", w.key)?;
+        }
+        write!(f, ": {}", w.message)
     }
 }
 
@@ -468,6 +507,8 @@ struct RawTrunk {
     address: Opt,
     transport: Opt,
     probe: Option<RawProbe>,
+    max_calls: Opt,
+    max_cps: Opt,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -483,6 +524,8 @@ struct RawProbe {
     flap_hold: Opt,
     flap_max_hold: Opt,
     live_hold: Opt,
+    canary: Opt,
+    canary_one_in: Opt,
 }
 
 /// `alive: any | not-5xx | [200, 405]`.
@@ -533,10 +576,70 @@ struct RawRoute {
     name: Opt,
     #[serde(rename = "match")]
     matches: Option<Spanned<RawMatch>>,
-    trunks: List<S>,
+    trunks: List<Spanned<RawRouteTrunk>>,
     failover_after: Opt,
     progress_timeout: Opt,
+    progress_timeout_min: Opt,
+    progress_timeout_factor: Opt,
     failover_codes: List<S>,
+    rescue_ringing: Opt,
+    hedge_after: Opt,
+}
+
+/// One of a route's `trunks`: a name, or `{ name: b1, priority: 2, weight: 3 }`.
+#[derive(Debug)]
+enum RawRouteTrunk {
+    Name(Scalar),
+    Share(Box<RawShare>),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawShare {
+    name: Opt,
+    priority: Opt,
+    weight: Opt,
+}
+
+impl<'de> Deserialize<'de> for RawRouteTrunk {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawRouteTrunk;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a trunk's name or `{ name: NAME, priority: N, weight: N }`")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<RawRouteTrunk, E> {
+                Ok(RawRouteTrunk::Name(Scalar::Text(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<RawRouteTrunk, E> {
+                Ok(RawRouteTrunk::Name(Scalar::Text(v)))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<RawRouteTrunk, E> {
+                Ok(RawRouteTrunk::Name(Scalar::Other(v.to_string())))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<RawRouteTrunk, E> {
+                Ok(RawRouteTrunk::Name(Scalar::Other(v.to_string())))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<RawRouteTrunk, E> {
+                Ok(RawRouteTrunk::Name(Scalar::Other(v.to_string())))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<RawRouteTrunk, E> {
+                Ok(RawRouteTrunk::Name(Scalar::Other(v.to_string())))
+            }
+            fn visit_unit<E>(self) -> Result<RawRouteTrunk, E> {
+                Ok(RawRouteTrunk::Name(Scalar::Null))
+            }
+            fn visit_none<E>(self) -> Result<RawRouteTrunk, E> {
+                Ok(RawRouteTrunk::Name(Scalar::Null))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawRouteTrunk, A::Error> {
+                RawShare::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|s| RawRouteTrunk::Share(Box::new(s)))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `match: emergency | any | { uri: REGEX }`.
@@ -689,23 +792,34 @@ struct Validator<'a> {
     text: &'a str,
     resolve: Resolver<'a>,
     errors: Vec<ConfigError>,
+    warnings: Vec<ConfigError>,
 }
 
 /// A value that was checked, or `None` after an error was recorded.
 type Checked<T> = Option<T>;
 
 impl Validator<'_> {
-    fn error(&mut self, at: Option<Location>, key: &str, message: String) {
+    fn located(&self, at: Option<Location>, key: &str, message: String) -> ConfigError {
         let (line, column) = at
             .filter(|l| *l != Location::UNKNOWN)
             .map_or((0, 0), |l| (l.line(), l.column()));
-        self.errors.push(ConfigError {
+        ConfigError {
             origin: self.origin.to_string(),
             line,
             column,
             key: key.to_string(),
             message,
-        });
+        }
+    }
+
+    fn error(&mut self, at: Option<Location>, key: &str, message: String) {
+        let e = self.located(at, key, message);
+        self.errors.push(e);
+    }
+
+    fn warning(&mut self, at: Option<Location>, key: &str, message: String) {
+        let w = self.located(at, key, message);
+        self.warnings.push(w);
     }
 
     /// The text of a scalar: strings as parsed, numbers and booleans as
@@ -985,6 +1099,9 @@ impl Validator<'_> {
             .map(|v| self.text(v))
             .collect();
         let routes = self.routes(raw.routes.as_ref(), &trunk_names, &written);
+        if let (Some(routes), Some(raw_routes)) = (&routes, &raw.routes) {
+            self.backup_capacity(routes, &raw_routes.value, &trunks);
+        }
         let all_failed = self.all_failed(raw.all_failed.as_ref());
         let dialog_max_age = match &raw.dialog_max_age.0 {
             Some(v) => self.positive(v, "dialog_max_age"),
@@ -1010,6 +1127,7 @@ impl Validator<'_> {
             dialog_max_age: dialog_max_age?,
             tcp_idle_timeout: tcp_idle_timeout?,
             log: log?,
+            warnings: Vec::new(),
         })
     }
 
@@ -1285,14 +1403,34 @@ impl Validator<'_> {
                 None => Some((Transport::Udp, false)),
             };
             let probe = self.probe(t.probe.as_ref(), &format!("{key}.probe"));
-            if let (Some(name), Some(addr), Some((transport, large_over_tcp)), Some(probe)) =
-                (name, addr, transport, probe)
+            let mut limit = |v: &Opt, f: &str, what: &str| match &v.0 {
+                Some(v) => self
+                    .int(v, &format!("{key}.{f}"), 1, i64::from(u32::MAX), what)
+                    .map(|n| Some(n as u32)),
+                None => Some(None),
+            };
+            let max_calls = limit(&t.max_calls, "max_calls", "a limit of 1 or more calls");
+            let max_cps = limit(
+                &t.max_cps,
+                "max_cps",
+                "a limit of 1 or more calls per second",
+            );
+            if let (
+                Some(name),
+                Some(addr),
+                Some((transport, large_over_tcp)),
+                Some(probe),
+                Some(max_calls),
+                Some(max_cps),
+            ) = (name, addr, transport, probe, max_calls, max_cps)
             {
                 out.push(TrunkConfig {
                     name,
                     peer: Peer { addr, transport },
                     probe,
                     large_over_tcp,
+                    max_calls,
+                    max_cps,
                 });
             }
         }
@@ -1370,6 +1508,18 @@ impl Validator<'_> {
             ok = false;
         }
         p.flap = flap;
+        if let Some(v) = &raw.canary.0 {
+            match self.duration(v, &k("canary")) {
+                Some(d) => p.canary.duration = d,
+                None => ok = false,
+            }
+        }
+        if let Some(v) = &raw.canary_one_in.0 {
+            match self.int(v, &k("canary_one_in"), 1, 1000, "a count from 1 to 1000") {
+                Some(n) => p.canary.one_in = n as u32,
+                None => ok = false,
+            }
+        }
         ok.then_some(p)
     }
 
@@ -1511,12 +1661,94 @@ impl Validator<'_> {
                     None => ok = false,
                 }
             }
+            let mut progress_ok = true;
             if let Some(v) = &r.progress_timeout.0 {
                 match self.positive(v, &format!("{key}.progress_timeout")) {
                     Some(d) => route.progress_timeout = d,
+                    None => progress_ok = false,
+                }
+            }
+            // The floor of the adaptive progress timeout; by default 100 ms,
+            // or the progress timeout itself if that is shorter.
+            route.progress_timeout_min = route.progress_timeout_min.min(route.progress_timeout);
+            if let Some(v) = &r.progress_timeout_min.0 {
+                let k = format!("{key}.progress_timeout_min");
+                match self.positive(v, &k) {
+                    Some(d) if progress_ok && d > route.progress_timeout => {
+                        self.error(
+                            Some(v.referenced),
+                            &k,
+                            format!(
+                                "progress_timeout_min ({}) is longer than progress_timeout ({})",
+                                show_duration(d),
+                                show_duration(route.progress_timeout)
+                            ),
+                        );
+                        ok = false;
+                    }
+                    Some(d) => route.progress_timeout_min = d,
                     None => ok = false,
                 }
             }
+            if let Some(v) = &r.progress_timeout_factor.0 {
+                match self.int(
+                    v,
+                    &format!("{key}.progress_timeout_factor"),
+                    1,
+                    100,
+                    "a factor from 1 to 100",
+                ) {
+                    Some(n) => route.progress_timeout_factor = n as u32,
+                    None => ok = false,
+                }
+            }
+            if let Some(v) = &r.rescue_ringing.0 {
+                const RESCUE: [RescueRinging; 3] = [
+                    RescueRinging::Emergency,
+                    RescueRinging::All,
+                    RescueRinging::Off,
+                ];
+                match self.word(
+                    v,
+                    &format!("{key}.rescue_ringing"),
+                    &RESCUE.map(RescueRinging::as_str),
+                ) {
+                    Some(i) => route.rescue_ringing = RESCUE[i],
+                    None => ok = false,
+                }
+            }
+            if let Some(v) = &r.hedge_after.0 {
+                let k = format!("{key}.hedge_after");
+                match self.duration(v, &k) {
+                    Some(d) if d.is_zero() => {
+                        let t = self.text(v);
+                        self.error(
+                            Some(v.referenced),
+                            &k,
+                            format!(
+                                "{t}: must be more than 0 (leave hedge_after out for no hedging)"
+                            ),
+                        );
+                        ok = false;
+                    }
+                    Some(d) if progress_ok && d >= route.progress_timeout => {
+                        self.error(
+                            Some(v.referenced),
+                            &k,
+                            format!(
+                                "hedge_after ({}) is not shorter than progress_timeout ({}): \
+                                 the attempt would be given up before it is hedged",
+                                show_duration(d),
+                                show_duration(route.progress_timeout)
+                            ),
+                        );
+                        ok = false;
+                    }
+                    Some(d) => route.hedge_after = Some(d),
+                    None => ok = false,
+                }
+            }
+            ok &= progress_ok;
             if let Some(codes) = &r.failover_codes {
                 let mut list = Vec::new();
                 for (j, c) in codes.value.iter().enumerate() {
@@ -1534,10 +1766,11 @@ impl Validator<'_> {
                 route.failover_codes = list;
             }
             match (name, matches, trunks) {
-                (Some(name), Some(matches), Some(trunks)) => {
+                (Some(name), Some(matches), Some((trunks, shares))) => {
                     route.name = name;
                     route.matches = matches;
                     route.trunks = trunks;
+                    route.shares = shares;
                     out.push(route);
                 }
                 _ => ok = false,
@@ -1579,14 +1812,16 @@ impl Validator<'_> {
         }
     }
 
+    /// A route's `trunks`: the names, and their shares when any entry gives
+    /// a priority or weight (then every entry must give a priority).
     fn route_trunks(
         &mut self,
-        raw: Option<&Spanned<Vec<S>>>,
+        raw: Option<&Spanned<Vec<Spanned<RawRouteTrunk>>>>,
         route_at: Location,
         key: &str,
         trunk_names: &[String],
         written: &[String],
-    ) -> Checked<Vec<String>> {
+    ) -> Checked<(Vec<String>, Vec<TrunkShare>)> {
         let key = format!("{key}.trunks");
         let Some(list) = raw else {
             self.error(
@@ -1604,18 +1839,100 @@ impl Validator<'_> {
             );
             return None;
         }
+        let sharing = list.value.iter().any(|e| {
+            matches!(&e.value, RawRouteTrunk::Share(s) if s.priority.0.is_some() || s.weight.0.is_some())
+        });
         let mut out: Vec<String> = Vec::new();
+        // Where each name in `out` is listed (entries with errors are not in `out`).
+        let mut listed_at: Vec<usize> = Vec::new();
+        let mut shares: Vec<TrunkShare> = Vec::new();
         let mut ok = true;
-        for (j, v) in list.value.iter().enumerate() {
+        for (j, entry) in list.value.iter().enumerate() {
             let k = format!("{key}[{j}]");
-            let Some(name) = self.name(v, &k, "a trunk's name") else {
+            let (v, name_key, share) = match &entry.value {
+                RawRouteTrunk::Name(scalar) => (
+                    Some(Spanned::new(
+                        scalar.clone(),
+                        entry.referenced,
+                        entry.defined,
+                    )),
+                    k.clone(),
+                    None,
+                ),
+                RawRouteTrunk::Share(s) => (s.name.0.clone(), format!("{k}.name"), Some(s)),
+            };
+            let Some(v) = v else {
+                self.error(
+                    Some(entry.referenced),
+                    &name_key,
+                    "missing: write the trunk's name, e.g. { name: backup, priority: 2 }".into(),
+                );
                 ok = false;
                 continue;
             };
+            let Some(name) = self.name(&v, &name_key, "a trunk's name") else {
+                ok = false;
+                continue;
+            };
+            if sharing {
+                match share {
+                    None => {
+                        self.error(
+                            Some(entry.referenced),
+                            &k,
+                            format!(
+                                "{name:?} has no priority: when a trunk of the route has a \
+                                 priority or weight, every one needs a priority, e.g. \
+                                 {{ name: {name}, priority: 1 }}"
+                            ),
+                        );
+                        ok = false;
+                    }
+                    Some(s) => {
+                        let priority = match &s.priority.0 {
+                            Some(p) => self.int(
+                                p,
+                                &format!("{k}.priority"),
+                                0,
+                                1000,
+                                "a priority from 0 to 1000 (lower first)",
+                            ),
+                            None => {
+                                self.error(
+                                    Some(entry.referenced),
+                                    &format!("{k}.priority"),
+                                    "missing: when a trunk of the route has a priority or \
+                                     weight, every one needs a priority"
+                                        .into(),
+                                );
+                                None
+                            }
+                        };
+                        let weight = match &s.weight.0 {
+                            Some(w) => self.int(
+                                w,
+                                &format!("{k}.weight"),
+                                0,
+                                1000,
+                                "a weight from 0 to 1000",
+                            ),
+                            None => Some(1),
+                        };
+                        match (priority, weight) {
+                            (Some(p), Some(w)) => shares.push(TrunkShare {
+                                priority: p as u32,
+                                weight: w as u32,
+                            }),
+                            _ => ok = false,
+                        }
+                    }
+                }
+            }
             if let Some(prev) = out.iter().position(|n| *n == name) {
+                let prev = listed_at.get(prev).copied().unwrap_or(prev);
                 self.error(
                     Some(v.referenced),
-                    &k,
+                    &name_key,
                     format!("trunk {name:?} is already listed as {key}[{prev}]"),
                 );
                 ok = false;
@@ -1632,15 +1949,99 @@ impl Validator<'_> {
                 if !known.contains(&name.as_str()) && !known.is_empty() {
                     self.error(
                         Some(v.referenced),
-                        &k,
+                        &name_key,
                         format!("unknown trunk {name:?} (trunks: {})", known.join(", ")),
                     );
                 }
                 ok = false;
             }
             out.push(name);
+            listed_at.push(j);
         }
-        ok.then_some(out)
+        if ok && !shares.is_empty() && shares.iter().all(|s| s.weight == 0) {
+            self.error(
+                Some(list.referenced),
+                &key,
+                "every weight is 0: give at least one trunk a weight above 0".into(),
+            );
+            ok = false;
+        }
+        ok.then_some((out, shares))
+    }
+
+    /// Warn about each route whose backups together may carry fewer calls
+    /// at once than its primary (the trunk tried first): if the primary
+    /// fails, its calls do not fit. A trunk without `max_calls` counts as
+    /// unlimited. (The 2023 UK 999 outage report faulted an under-sized
+    /// backup.)
+    fn backup_capacity(
+        &mut self,
+        routes: &[RouteConfig],
+        raw: &[Spanned<RawRoute>],
+        trunks: &[TrunkConfig],
+    ) {
+        let max_calls = |name: &str| {
+            trunks
+                .iter()
+                .find(|t| t.name == name)
+                .and_then(|t| t.max_calls)
+        };
+        for (i, (route, raw)) in routes.iter().zip(raw).enumerate() {
+            // The trunk tried first: the first of the lowest priority.
+            let first = match route
+                .shares
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, s)| s.priority)
+            {
+                Some((j, _)) => j,
+                None => 0,
+            };
+            let Some(primary) = route.trunks.get(first) else {
+                continue;
+            };
+            let backups: Vec<(&str, Option<u32>)> = route
+                .trunks
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != first)
+                .map(|(_, t)| (t.as_str(), max_calls(t)))
+                .collect();
+            if backups.is_empty() {
+                continue;
+            }
+            // `None`: unlimited.
+            let total: Option<u64> = backups
+                .iter()
+                .try_fold(0u64, |sum, (_, m)| m.map(|m| sum + u64::from(m)));
+            let Some(total) = total else { continue };
+            let primary_max = max_calls(primary);
+            if primary_max.is_some_and(|p| u64::from(p) <= total) {
+                continue;
+            }
+            let each: Vec<String> = backups
+                .iter()
+                .map(|(t, m)| format!("{t} {}", m.unwrap_or_default()))
+                .collect();
+            let primary_text = match primary_max {
+                Some(p) => format!("primary {primary:?} takes up to {p} calls"),
+                None => format!("primary {primary:?} has no max_calls"),
+            };
+            let at = raw
+                .value
+                .trunks
+                .as_ref()
+                .map_or(raw.referenced, |l| l.referenced);
+            self.warning(
+                Some(at),
+                &format!("routes[{i}].trunks"),
+                format!(
+                    "backup capacity is below the primary's: {primary_text}, its backups \
+                     {total} in all ({}); if {primary:?} fails, not all of its calls fit",
+                    each.join(", ")
+                ),
+            );
+        }
     }
 
     fn all_failed(&mut self, raw: Option<&RawAllFailed>) -> Checked<AllFailed> {
@@ -1841,6 +2242,7 @@ fn standard_reason(status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lifeline_health::CanaryConfig;
 
     const ORIGIN: &str = "lifeline.yaml";
 
@@ -2000,10 +2402,22 @@ routes:
         assert_eq!(t.probe.alive, AliveCodes::Any);
         assert!(t.probe.enabled);
         assert_eq!(t.probe.flap, FlapDamping::default());
+        assert_eq!((t.max_calls, t.max_cps), (None, None));
+        assert_eq!(t.probe.canary, CanaryConfig::default());
+        assert_eq!(
+            (t.probe.canary.duration, t.probe.canary.one_in),
+            (Duration::from_secs(10), 10)
+        );
         let r = &c.routes()[0];
         assert_eq!(r.failover_after, Duration::from_millis(200));
         assert_eq!(r.progress_timeout, Duration::from_millis(800));
+        assert_eq!(r.progress_timeout_min, Duration::from_millis(100));
+        assert_eq!(r.progress_timeout_factor, 4);
         assert_eq!(r.failover_codes, [408, 500, 502, 503, 504]);
+        assert_eq!(r.rescue_ringing, RescueRinging::Emergency);
+        assert_eq!(r.hedge_after, None);
+        assert!(r.shares.is_empty());
+        assert!(c.warnings().is_empty());
         assert_eq!(c.all_failed, AllFailed::default());
         assert_eq!(
             (
@@ -2052,7 +2466,9 @@ trunks:
   - name: primary
     address: "[2001:db8::10]:5061"
     transport: tcp
-    probe: { interval: 1s, timeout: 500ms, down_after: 5, up_after: 100, alive: [200, 405], enabled: false, flap_window: 1m, flap_hold: 2s, flap_max_hold: 1h, live_hold: 0s }
+    probe: { interval: 1s, timeout: 500ms, down_after: 5, up_after: 100, alive: [200, 405], enabled: false, flap_window: 1m, flap_hold: 2s, flap_max_hold: 1h, live_hold: 0s, canary: 0s, canary_one_in: 3 }
+    max_calls: 120
+    max_cps: 10
   - name: backup
     address: trunk.example:5062
     transport: udp+tcp
@@ -2127,8 +2543,13 @@ log: { format: json, level: trace }
                     live_hold: Duration::ZERO,
                 },
                 enabled: false,
+                canary: CanaryConfig {
+                    duration: Duration::ZERO,
+                    one_in: 3,
+                },
             }
         );
+        assert_eq!((t[0].max_calls, t[0].max_cps), (Some(120), Some(10)));
         // The name's only address, though it is not of the advertised family.
         assert_eq!(t[1].peer.addr, "192.0.2.30:5062".parse().unwrap());
         assert_eq!(t[1].peer.transport, Transport::Udp);
@@ -2280,7 +2701,7 @@ dialog_max_age: 12
             (
                 MIN.replace("    address:", "    adress:"),
                 "lifeline.yaml:5:5: trunks[0].adress: unknown field `adress`, expected one of \
-                 name, address, transport, probe",
+                 name, address, transport, probe, max_calls, max_cps",
             ),
             (
                 min_with("emergency: { number: [\"112\"] }\n"),
@@ -2299,12 +2720,21 @@ dialog_max_age: 12
                 ),
                 "lifeline.yaml:6:14: trunks[0].probe.intreval: unknown field `intreval`, \
                  expected one of interval, timeout, down_after, up_after, alive, enabled, \
-                 flap_window, flap_hold, flap_max_hold, live_hold",
+                 flap_window, flap_hold, flap_max_hold, live_hold, canary, canary_one_in",
             ),
             (
                 MIN.replace("    trunks: [a]\n", "    trunks: [a]\n    failover: 1s\n"),
                 "lifeline.yaml:10:5: routes[0].failover: unknown field `failover`, expected one \
-                 of name, match, trunks, failover_after, progress_timeout, failover_codes",
+                 of name, match, trunks, failover_after, progress_timeout, progress_timeout_min, \
+                 progress_timeout_factor, failover_codes, rescue_ringing, hedge_after",
+            ),
+            (
+                MIN.replace(
+                    "    trunks: [a]\n",
+                    "    trunks: [{ name: a, priority: 1, wieght: 2 }]\n",
+                ),
+                "lifeline.yaml:9:38: routes[0].trunks[0].wieght: unknown field `wieght`, expected \
+                 one of name, priority, weight",
             ),
             (
                 min_with("all_failed: { code: 503 }\n"),
@@ -2923,10 +3353,367 @@ routes:
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// The route and trunk keys of rescue, hedging, the adaptive progress
+    /// timeout, load sharing, capacity and the canary.
+    const SHARING: &str = "\
+listen: [udp: 127.0.0.1:5060]
+trunks:
+  - name: primary
+    address: 192.0.2.10:5060
+    max_calls: 100
+    max_cps: 20
+    probe: { canary: 30s, canary_one_in: 4 }
+  - name: b1
+    address: 192.0.2.11:5060
+    max_calls: 60
+  - name: b2
+    address: 192.0.2.12:5060
+routes:
+  - name: emergency
+    match: emergency
+    trunks:
+      - { name: primary, priority: 1 }
+      - { name: b1, priority: 2, weight: 3 }
+      - { name: b2, priority: 2, weight: 0 }
+    progress_timeout: 2s
+    progress_timeout_min: 250ms
+    progress_timeout_factor: 6
+    rescue_ringing: all
+    hedge_after: 300ms
+  - name: default
+    match: any
+    trunks: [primary, { name: b1 }]
+    rescue_ringing: off
+    progress_timeout: 50ms
+";
+
+    #[test]
+    fn rescue_hedging_sharing_capacity_and_canary_keys() {
+        let c = ok(SHARING);
+        let t = c.trunks();
+        assert_eq!((t[0].max_calls, t[0].max_cps), (Some(100), Some(20)));
+        assert_eq!((t[1].max_calls, t[1].max_cps), (Some(60), None));
+        assert_eq!((t[2].max_calls, t[2].max_cps), (None, None));
+        assert_eq!(
+            t[0].probe.canary,
+            CanaryConfig {
+                duration: Duration::from_secs(30),
+                one_in: 4
+            }
+        );
+        assert_eq!(t[1].probe.canary, CanaryConfig::default());
+        let r = &c.routes()[0];
+        assert_eq!(r.trunks, ["primary", "b1", "b2"]);
+        assert_eq!(
+            r.shares,
+            [
+                TrunkShare {
+                    priority: 1,
+                    weight: 1
+                },
+                TrunkShare {
+                    priority: 2,
+                    weight: 3
+                },
+                TrunkShare {
+                    priority: 2,
+                    weight: 0
+                },
+            ]
+        );
+        assert_eq!(r.progress_timeout, Duration::from_secs(2));
+        assert_eq!(r.progress_timeout_min, Duration::from_millis(250));
+        assert_eq!(r.progress_timeout_factor, 6);
+        assert_eq!(r.rescue_ringing, RescueRinging::All);
+        assert_eq!(r.hedge_after, Some(Duration::from_millis(300)));
+        // A map with only a name is a plain entry: no shares.
+        let r = &c.routes()[1];
+        assert_eq!(r.trunks, ["primary", "b1"]);
+        assert!(r.shares.is_empty());
+        // `off` is the word, not YAML 1.1's false.
+        assert_eq!(r.rescue_ringing, RescueRinging::Off);
+        // The floor defaults to 100 ms, or to a shorter progress timeout.
+        assert_eq!(r.progress_timeout_min, Duration::from_millis(50));
+        assert_eq!(r.hedge_after, None);
+        // The proxy gets all of it (a SIGHUP reload builds it the same way).
+        let p = c.proxy_config(1);
+        assert_eq!(p.trunks, c.trunks);
+        assert_eq!(p.routes[0].shares, c.routes()[0].shares);
+        assert_eq!(p.routes[0].hedge_after, Some(Duration::from_millis(300)));
+        assert_eq!(p.routes[1].rescue_ringing, RescueRinging::Off);
+        // The backups of both routes can carry the primary's 100 calls?
+        // b2 is unlimited, so the first can; the second's b1 (60) cannot.
+        let w: Vec<String> = c
+            .warnings()
+            .iter()
+            .map(|w| Warning(w).to_string())
+            .collect();
+        assert_eq!(
+            w,
+            [
+                "lifeline.yaml:27:13: warning: routes[1].trunks: backup capacity is below the \
+              primary's: primary \"primary\" takes up to 100 calls, its backups 60 in all \
+              (b1 60); if \"primary\" fails, not all of its calls fit"
+            ]
+        );
+    }
+
+    #[test]
+    fn under_sized_backups_are_warned_about() {
+        let file = |primary: &str, b1: &str, b2: &str| {
+            let limit = |m: &str| {
+                if m.is_empty() {
+                    String::new()
+                } else {
+                    format!(", max_calls: {m}")
+                }
+            };
+            format!(
+                "\
+listen: [udp: 127.0.0.1:5060]
+trunks:
+  - {{ name: p, address: 192.0.2.10:5060{} }}
+  - {{ name: b1, address: 192.0.2.11:5060{} }}
+  - {{ name: b2, address: 192.0.2.12:5060{} }}
+routes:
+  - {{ name: e, match: emergency, trunks: [p, b1, b2] }}
+  - {{ name: solo, match: any, trunks: [p] }}
+",
+                limit(primary),
+                limit(b1),
+                limit(b2)
+            )
+        };
+        let warnings = |text: &str| -> Vec<String> {
+            ok(text)
+                .warnings()
+                .iter()
+                .map(|w| Warning(w).to_string())
+                .collect()
+        };
+        // Limited primary, backups short of it.
+        assert_eq!(
+            warnings(&file("100", "30", "10")),
+            [
+                "lifeline.yaml:7:42: warning: routes[0].trunks: backup capacity is below the \
+              primary's: primary \"p\" takes up to 100 calls, its backups 40 in all (b1 30, \
+              b2 10); if \"p\" fails, not all of its calls fit"
+            ]
+        );
+        // Unlimited primary, limited backups.
+        assert_eq!(
+            warnings(&file("", "30", "10")),
+            [
+                "lifeline.yaml:7:42: warning: routes[0].trunks: backup capacity is below the \
+              primary's: primary \"p\" has no max_calls, its backups 40 in all (b1 30, b2 10); \
+              if \"p\" fails, not all of its calls fit"
+            ]
+        );
+        // Enough, exactly enough, an unlimited backup, no limits at all, and
+        // a route with no backup: nothing to say.
+        for (p, b1, b2) in [
+            ("100", "60", "50"),
+            ("100", "60", "40"),
+            ("100", "30", ""),
+            ("", "", ""),
+        ] {
+            assert_eq!(
+                warnings(&file(p, b1, b2)),
+                Vec::<String>::new(),
+                "{p} {b1} {b2}"
+            );
+        }
+        // With priorities, the primary is the first of the lowest priority.
+        let text = file("100", "300", "10")
+            .replace("trunks: [p, b1, b2]", "trunks: [{ name: p, priority: 2 }, { name: b1, priority: 1 }, { name: b2, priority: 2 }]");
+        assert_eq!(
+            warnings(&text),
+            [
+                "lifeline.yaml:7:42: warning: routes[0].trunks: backup capacity is below the \
+              primary's: primary \"b1\" takes up to 300 calls, its backups 110 in all (p 100, \
+              b2 10); if \"b1\" fails, not all of its calls fit"
+            ]
+        );
+        // Warnings never make a file invalid, and errors come first.
+        let e = errors(&file("100", "30", "0"));
+        assert_eq!(
+            e,
+            ["lifeline.yaml:5:54: trunks[2].max_calls: 0 is not a limit of 1 or more calls"]
+        );
+    }
+
+    #[test]
+    fn rescue_hedging_sharing_capacity_and_canary_errors() {
+        let trunk = |extra: &str| {
+            MIN.replacen(
+                "    address: 192.0.2.10:5060\n",
+                &format!("    address: 192.0.2.10:5060\n{extra}"),
+                1,
+            )
+        };
+        let route = |extra: &str| {
+            MIN.replacen("    trunks: [a]\n", &format!("    trunks: [a]\n{extra}"), 1)
+        };
+        let cases = [
+            (
+                trunk("    max_calls: 0\n"),
+                "lifeline.yaml:6:16: trunks[0].max_calls: 0 is not a limit of 1 or more calls",
+            ),
+            (
+                trunk("    max_calls: 4294967296\n"),
+                "lifeline.yaml:6:16: trunks[0].max_calls: 4294967296 is not a limit of 1 or more calls",
+            ),
+            (
+                trunk("    max_cps: ten\n"),
+                "lifeline.yaml:6:14: trunks[0].max_cps: \"ten\" is not a whole number (a limit of 1 or more calls per second)",
+            ),
+            (
+                trunk("    max_cps: -5\n"),
+                "lifeline.yaml:6:14: trunks[0].max_cps: -5 is not a limit of 1 or more calls per second",
+            ),
+            (
+                trunk("    max_calls:\n"),
+                "lifeline.yaml:6:14: trunks[0].max_calls: no value: write a limit of 1 or more calls",
+            ),
+            (
+                trunk("    probe: { canary: 10 }\n"),
+                "lifeline.yaml:6:22: trunks[0].probe.canary: 10 has no unit: write 10ms, 10s, 10m or 10h",
+            ),
+            (
+                trunk("    probe: { canary_one_in: 0 }\n"),
+                "lifeline.yaml:6:29: trunks[0].probe.canary_one_in: 0 is not a count from 1 to 1000",
+            ),
+            (
+                route("    rescue_ringing: sometimes\n"),
+                "lifeline.yaml:10:21: routes[0].rescue_ringing: \"sometimes\" is not emergency, all or off",
+            ),
+            (
+                route("    hedge_after: 0ms\n"),
+                "lifeline.yaml:10:18: routes[0].hedge_after: 0ms: must be more than 0 (leave hedge_after out for no hedging)",
+            ),
+            (
+                route("    hedge_after: 300\n"),
+                "lifeline.yaml:10:18: routes[0].hedge_after: 300 has no unit: write 300ms, 300s, 300m or 300h",
+            ),
+            (
+                route("    hedge_after: 800ms\n"),
+                "lifeline.yaml:10:18: routes[0].hedge_after: hedge_after (800ms) is not shorter than \
+                 progress_timeout (800ms): the attempt would be given up before it is hedged",
+            ),
+            (
+                route("    progress_timeout_min: 0s\n"),
+                "lifeline.yaml:10:27: routes[0].progress_timeout_min: 0s: must be more than 0",
+            ),
+            (
+                route("    progress_timeout: 1s\n    progress_timeout_min: 2s\n"),
+                "lifeline.yaml:11:27: routes[0].progress_timeout_min: progress_timeout_min (2s) is \
+                 longer than progress_timeout (1s)",
+            ),
+            (
+                route("    progress_timeout_min: 900ms\n"),
+                "lifeline.yaml:10:27: routes[0].progress_timeout_min: progress_timeout_min (900ms) \
+                 is longer than progress_timeout (800ms)",
+            ),
+            (
+                route("    progress_timeout_factor: 0\n"),
+                "lifeline.yaml:10:30: routes[0].progress_timeout_factor: 0 is not a factor from 1 to 100",
+            ),
+            (
+                route("    progress_timeout_factor: 1.5\n"),
+                "lifeline.yaml:10:30: routes[0].progress_timeout_factor: \"1.5\" is not a whole number (a factor from 1 to 100)",
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(error(&text), want, "{text}");
+        }
+        // Bounds are inclusive; a canary of 0s is off.
+        let c = ok(&trunk(
+            "    max_calls: 4294967295\n    max_cps: 1\n    probe: { canary: 0s, canary_one_in: 1000 }\n",
+        ));
+        let t = &c.trunks()[0];
+        assert_eq!((t.max_calls, t.max_cps), (Some(u32::MAX), Some(1)));
+        assert_eq!(t.probe.canary.duration, Duration::ZERO);
+        assert_eq!(t.probe.canary.one_in, 1000);
+        let c = ok(&route(
+            "    progress_timeout_min: 800ms\n    progress_timeout_factor: 100\n    hedge_after: 799ms\n",
+        ));
+        let r = &c.routes()[0];
+        assert_eq!(r.progress_timeout_min, r.progress_timeout);
+        assert_eq!(r.progress_timeout_factor, 100);
+        assert_eq!(r.hedge_after, Some(Duration::from_millis(799)));
+    }
+
+    #[test]
+    fn share_errors() {
+        let shared = |trunks: &str| {
+            format!(
+                "\
+listen: [udp: 127.0.0.1:5060]
+trunks:
+  - {{ name: a, address: 192.0.2.10:5060 }}
+  - {{ name: b, address: 192.0.2.11:5060 }}
+routes:
+  - name: r
+    match: any
+    trunks: {trunks}
+"
+            )
+        };
+        let cases = [
+            (
+                "[a, { name: b, priority: 2 }]",
+                vec!["lifeline.yaml:8:14: routes[0].trunks[0]: \"a\" has no priority: when a trunk \
+                      of the route has a priority or weight, every one needs a priority, e.g. \
+                      { name: a, priority: 1 }"],
+            ),
+            (
+                "[{ name: a }, { name: b, weight: 2 }]",
+                vec![
+                    "lifeline.yaml:8:14: routes[0].trunks[0].priority: missing: when a trunk of \
+                     the route has a priority or weight, every one needs a priority",
+                    "lifeline.yaml:8:27: routes[0].trunks[1].priority: missing: when a trunk of \
+                     the route has a priority or weight, every one needs a priority",
+                ],
+            ),
+            (
+                "[{ name: a, priority: 1, weight: 0 }, { name: b, priority: 1, weight: 0 }]",
+                vec!["lifeline.yaml:8:13: routes[0].trunks: every weight is 0: give at least one \
+                      trunk a weight above 0"],
+            ),
+            (
+                "[{ name: a, priority: 1001 }, { name: b, priority: -1, weight: 1001 }]",
+                vec![
+                    "lifeline.yaml:8:35: routes[0].trunks[0].priority: 1001 is not a priority from \
+                     0 to 1000 (lower first)",
+                    "lifeline.yaml:8:64: routes[0].trunks[1].priority: -1 is not a priority from \
+                     0 to 1000 (lower first)",
+                    "lifeline.yaml:8:76: routes[0].trunks[1].weight: 1001 is not a weight from 0 \
+                     to 1000",
+                ],
+            ),
+            (
+                "[{ priority: 1 }, { name: c, priority: 2 }, { name: a, priority: 3 }, { name: a, priority: 4 }]",
+                vec![
+                    "lifeline.yaml:8:14: routes[0].trunks[0].name: missing: write the trunk's \
+                     name, e.g. { name: backup, priority: 2 }",
+                    "lifeline.yaml:8:39: routes[0].trunks[1].name: unknown trunk \"c\" (trunks: a, b)",
+                    "lifeline.yaml:8:91: routes[0].trunks[3].name: trunk \"a\" is already listed as \
+                     routes[0].trunks[2]",
+                ],
+            ),
+        ];
+        for (trunks, want) in cases {
+            let text = shared(trunks);
+            assert_eq!(errors(&text), want, "{text}");
+        }
+    }
+
     #[test]
     fn the_proxy_core_accepts_what_validation_accepts() {
         let text = DESIGN_EXAMPLE.replace("admin:", "advertise: 192.0.2.1:5060\nadmin:");
         let c = ok(&text);
         Proxy::new(Instant::now(), c.proxy_config(7)).expect("the proxy accepts it");
+        let c = ok(SHARING);
+        Proxy::new(Instant::now(), c.proxy_config(7)).expect("the proxy accepts shares");
     }
 }

@@ -179,7 +179,14 @@ fn run_inner(opts: DemoOptions) -> std::io::Result<bool> {
         listen: vec![(Transport::Udp, loopback)],
         advertise: None,
         proxy_config: Box::new(move |adv| {
-            let t = |n: &str, a| TrunkConfig::new(n, Peer::udp(a));
+            // A short canary (2 s, not 10 s), so that failback fits in the
+            // demo: the recovered primary takes calls again after it.
+            let mut probe = lifeline_proxy::ProbeConfig::default();
+            probe.canary.duration = Duration::from_secs(2);
+            let t = |n: &str, a| TrunkConfig {
+                probe: probe.clone(),
+                ..TrunkConfig::new(n, Peer::udp(a))
+            };
             ProxyConfig::new(
                 adv,
                 vec![t("primary", paddr), t("backup", baddr)],
@@ -219,24 +226,60 @@ fn run_inner(opts: DemoOptions) -> std::io::Result<bool> {
                             elapsed,
                             ..
                         } => {
-                            if let Ok(mut s) = sink_seen.lock() {
-                                s.failovers += 1;
-                            }
                             let why = match reason {
                                 AttemptFailure::Response(c) => format!("answered {c}"),
                                 AttemptFailure::NoResponse => "no response".into(),
                                 AttemptFailure::NoProgress => "no progress after 100 Trying".into(),
                                 AttemptFailure::TransportError => "ICMP port unreachable".into(),
                                 AttemptFailure::TransactionTimeout => "timed out".into(),
+                                AttemptFailure::TrunkDown => "went down while the call waited".into(),
+                                AttemptFailure::Superseded => {
+                                    // A hedge that lost: the call connected elsewhere.
+                                    println!(
+                                        "t={at:6.3}s  hedge on {} cancelled after {} ms: the other attempt answered",
+                                        name(*trunk),
+                                        elapsed.as_millis()
+                                    );
+                                    return;
+                                }
                             };
+                            if let Ok(mut s) = sink_seen.lock() {
+                                s.failovers += 1;
+                            }
                             println!(
                                 "t={at:6.3}s  failover: {} {why} after {} ms, call moved on",
                                 name(*trunk),
                                 elapsed.as_millis()
                             );
                         }
-                        Event::Trunk(h) => {
-                            if let lifeline_health::EventKind::State { from, to, reason } = h.kind {
+                        Event::Rescued { trunk, ringing, .. } => {
+                            let when = if *ringing { "while ringing" } else { "before ringing" };
+                            println!(
+                                "t={at:6.3}s  rescue: call moved off {} {when}, at once (not after Timer C)",
+                                name(*trunk)
+                            );
+                        }
+                        Event::Hedged { trunk, .. } => {
+                            println!(
+                                "t={at:6.3}s  hedge: no ringing yet, a parallel attempt on {}",
+                                name(*trunk)
+                            );
+                        }
+                        Event::TrunkSkipped { trunk, reason, .. } => {
+                            println!(
+                                "t={at:6.3}s  overflow: {} is full ({}), call sent to the next trunk",
+                                name(*trunk),
+                                reason.as_str()
+                            );
+                        }
+                        Event::DuplicateAnswer { trunk, .. } => {
+                            println!(
+                                "t={at:6.3}s  second answer from {} ACKed and ended with BYE",
+                                name(*trunk)
+                            );
+                        }
+                        Event::Trunk(h) => match h.kind {
+                            lifeline_health::EventKind::State { from, to, reason } => {
                                 println!(
                                     "t={at:6.3}s  trunk {}: {} -> {} ({})",
                                     name(h.trunk),
@@ -245,7 +288,22 @@ fn run_inner(opts: DemoOptions) -> std::io::Result<bool> {
                                     reason_text(reason)
                                 );
                             }
-                        }
+                            lifeline_health::EventKind::CanaryStarted { until } => {
+                                println!(
+                                    "t={at:6.3}s  trunk {}: canary: a share of calls for up to {:.1} s before it is trusted again",
+                                    name(h.trunk),
+                                    until.saturating_duration_since(now).as_secs_f64()
+                                );
+                            }
+                            lifeline_health::EventKind::CanaryEnded { passed } => {
+                                println!(
+                                    "t={at:6.3}s  trunk {}: canary {}",
+                                    name(h.trunk),
+                                    if passed { "passed: full traffic again" } else { "failed" }
+                                );
+                            }
+                            _ => {}
+                        },
                         Event::CallFailed { status, .. } => {
                             println!("t={at:6.3}s  CALL FAILED with {status}")
                         }

@@ -1494,10 +1494,8 @@ mod tcp_tests {
                 ProxyConfig::new(
                     adv,
                     vec![TrunkConfig {
-                        name: "tcp".into(),
-                        large_over_tcp: false,
-                        peer,
                         probe,
+                        ..TrunkConfig::new("tcp", peer)
                     }],
                     vec![RouteConfig::new("all", RouteMatch::Any, &["tcp"])],
                 )

@@ -1,8 +1,10 @@
 //! Prometheus metrics for the daemon, fed by the event loop.
 //!
 //! The event loop owns the [`Proxy`]; it hands every [`Event`] it drains to
-//! [`Metrics::on_event`], calls [`Metrics::set_gauges`] on a regular tick
-//! (once a second is plenty), and bumps the counters only it can see
+//! [`Metrics::on_event`], calls [`Metrics::set_gauges`] and
+//! [`Metrics::set_trunk_calls`] on a regular tick (once a second is plenty),
+//! tells [`Metrics::set_max_calls`] the configured limits (at start and after
+//! a reload), and bumps the counters only it can see
 //! ([`Metrics::add_socket_drops`], [`Metrics::add_queue_drops`],
 //! [`Metrics::add_journal_dropped`], [`Metrics::add_tcp_idle_closed`], [`Metrics::on_transmit`]). The admin server calls [`Metrics::encode`] for
 //! `GET /metrics`. Everything on the event loop's path is an atomic increment
@@ -17,13 +19,21 @@
 //! | `lifeline_emergency_calls_total` | `rule` | emergency calls started: `sos-urn`, `number`, `resource-priority` |
 //! | `lifeline_emergency_calls_failed_total` | | emergency calls that ended `failed` or `no_route`: each one is on the callback list |
 //! | `lifeline_attempts_total` | `trunk` | INVITEs sent to a trunk (first tries and failovers) |
-//! | `lifeline_failovers_total` | `trunk`, `reason` | attempts given up: `no-response`, `no-progress`, `transport-error`, `transaction-timeout`, or `response-<status>` (`response-503`) |
+//! | `lifeline_failovers_total` | `trunk`, `reason` | attempts given up: `no-response`, `no-progress`, `transport-error`, `transaction-timeout`, `trunk-down` (the trunk went Down while the attempt waited), `superseded` (a hedge that lost: the call was answered through another trunk), or `response-<status>` (`response-503`) |
+//! | `lifeline_rescued_total` | `trunk`, `ringing` | calls moved off a trunk at once because it went Down (or gave hard evidence) while they waited; `ringing="true"` if the caller already heard ringing from it |
+//! | `lifeline_hedged_total` | `trunk` | emergency calls given a parallel attempt on this trunk because they had not rung within `hedge_after` |
+//! | `lifeline_trunk_skipped_total` | `trunk`, `reason` | calls that passed this trunk over because it was full: `max_calls` or `max_cps` |
+//! | `lifeline_duplicate_answers_total` | `trunk` | 2xx from this trunk on a call already answered through another (a hedge): ACKed and ended with a BYE |
 //! | `lifeline_late_responses_total` | `trunk` | responses on attempts already given up |
 //! | `lifeline_trunk_state` | `trunk`, `state` | 1 for the current measured state (`up`, `suspect`, `down`, `recovering`), 0 for the others |
 //! | `lifeline_trunk_drained` | `trunk` | 1 while an operator has the trunk drained |
 //! | `lifeline_trunk_state_changes_total` | `trunk`, `to` | measured state changes, by the state entered |
 //! | `lifeline_probe_rtt_seconds` | `trunk` | OPTIONS round trip, EWMA (1/8); absent until a probe is answered |
 //! | `lifeline_probe_rtt_max_seconds` | `trunk` | largest OPTIONS round trip seen |
+//! | `lifeline_trunk_progress_seconds` | `trunk`, `from` | what the trunk's calls usually take to ring (decaying 95th percentile): `from="invite"` from the INVITE, `from="trying"` from 100 Trying; absent until enough calls were seen |
+//! | `lifeline_trunk_canary` | `trunk` | 1 while the trunk is in its canary (back up on probes after failing calls, taking a share of calls) |
+//! | `lifeline_trunk_calls` | `trunk` | calls on the trunk now (being set up, or answered and not ended): what `max_calls` limits |
+//! | `lifeline_trunk_max_calls` | `trunk` | the trunk's configured `max_calls`; absent when unlimited |
 //! | `lifeline_setup_seconds` | `emergency` | INVITE arrival to 2xx forwarded, connected calls only (`"true"`/`"false"`) |
 //! | `lifeline_transactions` | `kind` | live `server` and `client` transactions |
 //! | `lifeline_calls_active` | | calls being set up or forwarded |
@@ -64,7 +74,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use lifeline_health::{Health, State};
-use lifeline_proxy::{AttemptFailure, CallFailure, CallRef, Event, Proxy, Stats, TrunkId};
+use lifeline_proxy::{
+    AttemptFailure, CallFailure, CallRef, Event, Proxy, SkipReason, Stats, TrunkId,
+};
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -189,6 +201,24 @@ impl EncodeLabelValue for Reason {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RescueLabels {
+    trunk: Name,
+    ringing: &'static str,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct SkipLabels {
+    trunk: Name,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ProgressLabels {
+    trunk: Name,
+    from: &'static str,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct StateLabels {
     trunk: Name,
     state: &'static str,
@@ -301,11 +331,19 @@ pub(crate) struct Metrics {
     attempts: Family<TrunkLabels, Counter>,
     failovers: Family<FailoverLabels, Counter>,
     late_responses: Family<TrunkLabels, Counter>,
+    rescued: Family<RescueLabels, Counter>,
+    hedged: Family<TrunkLabels, Counter>,
+    trunk_skipped: Family<SkipLabels, Counter>,
+    duplicate_answers: Family<TrunkLabels, Counter>,
     trunk_state: Family<StateLabels, Gauge>,
     trunk_drained: Family<TrunkLabels, Gauge>,
     state_changes: Family<StateChangeLabels, Counter>,
     rtt: Family<TrunkLabels, Gauge<f64, AtomicU64>>,
     rtt_max: Family<TrunkLabels, Gauge<f64, AtomicU64>>,
+    progress: Family<ProgressLabels, Gauge<f64, AtomicU64>>,
+    canary: Family<TrunkLabels, Gauge>,
+    trunk_calls: Family<TrunkLabels, Gauge>,
+    trunk_max_calls: Family<TrunkLabels, Gauge>,
     setup: SetupFamily,
     transactions: Family<KindLabels, Gauge>,
     calls_active: Gauge,
@@ -358,7 +396,7 @@ impl Metrics {
         let failovers = Family::<FailoverLabels, Counter>::default();
         r.register(
             "failovers",
-            "Attempts given up, by trunk and reason (no-response, no-progress, transport-error, transaction-timeout, response-<status>)",
+            "Attempts given up, by trunk and reason (no-response, no-progress, transport-error, transaction-timeout, trunk-down, superseded, response-<status>)",
             failovers.clone(),
         );
         let late_responses = Family::<TrunkLabels, Counter>::default();
@@ -366,6 +404,30 @@ impl Metrics {
             "late_responses",
             "Responses arriving on attempts already given up",
             late_responses.clone(),
+        );
+        let rescued = Family::<RescueLabels, Counter>::default();
+        r.register(
+            "rescued",
+            "Calls moved off a trunk at once because it went down while they waited (ringing: whether the caller heard ringing from it)",
+            rescued.clone(),
+        );
+        let hedged = Family::<TrunkLabels, Counter>::default();
+        r.register(
+            "hedged",
+            "Emergency calls given a parallel attempt on this trunk after hedge_after without ringing",
+            hedged.clone(),
+        );
+        let trunk_skipped = Family::<SkipLabels, Counter>::default();
+        r.register(
+            "trunk_skipped",
+            "Calls that passed a full trunk over, by the limit reached (max_calls, max_cps)",
+            trunk_skipped.clone(),
+        );
+        let duplicate_answers = Family::<TrunkLabels, Counter>::default();
+        r.register(
+            "duplicate_answers",
+            "Answers from a trunk on a call already answered through another, ended with a BYE",
+            duplicate_answers.clone(),
         );
         let trunk_state = Family::<StateLabels, Gauge>::default();
         r.register(
@@ -396,6 +458,30 @@ impl Metrics {
             "probe_rtt_max_seconds",
             "Largest OPTIONS probe round-trip time seen",
             rtt_max.clone(),
+        );
+        let progress = Family::<ProgressLabels, Gauge<f64, AtomicU64>>::default();
+        r.register(
+            "trunk_progress_seconds",
+            "What the trunk's calls usually take to ring (decaying 95th percentile), from the INVITE or from 100 Trying",
+            progress.clone(),
+        );
+        let canary = Family::<TrunkLabels, Gauge>::default();
+        r.register(
+            "trunk_canary",
+            "1 while the trunk is in its canary after recovering, taking a share of calls",
+            canary.clone(),
+        );
+        let trunk_calls = Family::<TrunkLabels, Gauge>::default();
+        r.register(
+            "trunk_calls",
+            "Calls on the trunk now (being set up, or answered and not ended)",
+            trunk_calls.clone(),
+        );
+        let trunk_max_calls = Family::<TrunkLabels, Gauge>::default();
+        r.register(
+            "trunk_max_calls",
+            "The trunk's configured max_calls (absent when unlimited)",
+            trunk_max_calls.clone(),
         );
         let setup: SetupFamily = Family::new_with_constructor(setup_histogram);
         r.register(
@@ -514,11 +600,19 @@ impl Metrics {
             attempts,
             failovers,
             late_responses,
+            rescued,
+            hedged,
+            trunk_skipped,
+            duplicate_answers,
             trunk_state,
             trunk_drained,
             state_changes,
             rtt,
             rtt_max,
+            progress,
+            canary,
+            trunk_calls,
+            trunk_max_calls,
             setup,
             transactions,
             calls_active,
@@ -551,6 +645,20 @@ impl Metrics {
             };
             drop(self.attempts.get_or_create(&labels));
             drop(self.late_responses.get_or_create(&labels));
+            drop(self.hedged.get_or_create(&labels));
+            drop(self.duplicate_answers.get_or_create(&labels));
+            for ringing in ["true", "false"] {
+                drop(self.rescued.get_or_create(&RescueLabels {
+                    trunk: trunk.clone(),
+                    ringing,
+                }));
+            }
+            for reason in [SkipReason::MaxCalls, SkipReason::MaxCps] {
+                drop(self.trunk_skipped.get_or_create(&SkipLabels {
+                    trunk: trunk.clone(),
+                    reason: reason.as_str(),
+                }));
+            }
         }
         for route in &names.routes {
             for outcome in OUTCOMES {
@@ -653,7 +761,43 @@ impl Metrics {
                             .get_or_create(&TrunkLabels { trunk })
                             .set(0);
                     }
+                    lifeline_health::EventKind::CanaryStarted { .. } => {
+                        self.canary.get_or_create(&TrunkLabels { trunk }).set(1);
+                    }
+                    lifeline_health::EventKind::CanaryEnded { .. } => {
+                        self.canary.get_or_create(&TrunkLabels { trunk }).set(0);
+                    }
                 }
+            }
+            Event::Rescued { trunk, ringing, .. } => {
+                self.rescued
+                    .get_or_create(&RescueLabels {
+                        trunk: names.trunk(*trunk),
+                        ringing: if *ringing { "true" } else { "false" },
+                    })
+                    .inc();
+            }
+            Event::Hedged { trunk, .. } => {
+                self.hedged
+                    .get_or_create(&TrunkLabels {
+                        trunk: names.trunk(*trunk),
+                    })
+                    .inc();
+            }
+            Event::TrunkSkipped { trunk, reason, .. } => {
+                self.trunk_skipped
+                    .get_or_create(&SkipLabels {
+                        trunk: names.trunk(*trunk),
+                        reason: reason.as_str(),
+                    })
+                    .inc();
+            }
+            Event::DuplicateAnswer { trunk, .. } => {
+                self.duplicate_answers
+                    .get_or_create(&TrunkLabels {
+                        trunk: names.trunk(*trunk),
+                    })
+                    .inc();
             }
             Event::Rejected { status, reason, .. } => {
                 self.rejected
@@ -718,12 +862,61 @@ impl Metrics {
                     trunk: trunk.clone(),
                 })
                 .set(i64::from(t.drained));
+            for (from, value) in [
+                ("invite", t.progress.invite_to_ringing),
+                ("trying", t.progress.trying_to_ringing),
+            ] {
+                let labels = ProgressLabels {
+                    trunk: trunk.clone(),
+                    from,
+                };
+                if let Some(d) = value {
+                    self.progress.get_or_create(&labels).set(d.as_secs_f64());
+                } else {
+                    // Not learned (yet, or again after a reload): no series
+                    // rather than a made-up value.
+                    self.progress.remove(&labels);
+                }
+            }
             let labels = TrunkLabels { trunk };
+            self.canary
+                .get_or_create(&labels)
+                .set(i64::from(t.canary_until.is_some()));
             if let Some(ewma) = t.rtt.ewma {
                 self.rtt.get_or_create(&labels).set(ewma.as_secs_f64());
             }
             if let Some(max) = t.rtt.max {
                 self.rtt_max.get_or_create(&labels).set(max.as_secs_f64());
+            }
+        }
+    }
+
+    /// Refresh `lifeline_trunk_calls` from the proxy's count of calls on
+    /// each trunk. Call it on the same tick as [`Metrics::set_gauges`].
+    pub(crate) fn set_trunk_calls(&self, proxy: &Proxy) {
+        for t in proxy.health().trunks() {
+            self.trunk_calls
+                .get_or_create(&TrunkLabels {
+                    trunk: Name::new(t.name),
+                })
+                .set(i64::from(proxy.trunk_calls(t.id)));
+        }
+    }
+
+    /// The configured `max_calls` of each trunk (by name; `None`: unlimited,
+    /// no series). Call it at start and after every reload.
+    pub(crate) fn set_max_calls<'a>(
+        &self,
+        limits: impl IntoIterator<Item = (&'a str, Option<u32>)>,
+    ) {
+        self.trunk_max_calls.clear();
+        for (trunk, max) in limits {
+            if let Some(max) = max {
+                self.trunk_max_calls
+                    .get_or_create(&TrunkLabels {
+                        trunk: Name::new(trunk),
+                    })
+                    .set(i64::from(max));
             }
         }
     }
@@ -885,10 +1078,8 @@ pub(crate) mod testing {
                 ..ProbeConfig::default()
             };
             let trunk = |name: &str, a: &str| TrunkConfig {
-                name: name.into(),
-                large_over_tcp: false,
-                peer: Peer::udp(addr(a)),
                 probe: probe.clone(),
+                ..TrunkConfig::new(name, Peer::udp(addr(a)))
             };
             let mut routes = vec![RouteConfig::new(
                 "emergency",
@@ -1030,7 +1221,8 @@ mod tests {
 
     use bytes::Bytes;
     use lifeline_proxy::{
-        AttemptFailure, CallFailure, CallInfo, CallRef, EmergencyRule, Event, Location, Peer, Stats,
+        AttemptFailure, CallFailure, CallInfo, CallRef, EmergencyRule, Event, Location, Peer,
+        SkipReason, Stats,
     };
 
     use super::testing::{Bench, BACKUP, PRIMARY};
@@ -1408,6 +1600,191 @@ mod tests {
             "lifeline_messages_rejected_total{status=\"dropped\",reason=\"malformed response\"}",
             1.0,
         );
+    }
+
+    #[test]
+    fn rescues_hedges_full_trunks_and_second_answers() {
+        let mut b = Bench::new(true);
+        let m = Metrics::new();
+        let names = m.names(&b.proxy);
+        let primary = b.proxy.health().find("primary").unwrap();
+        let backup = b.proxy.health().find("backup").unwrap();
+        let (call, at) = (CallRef(1), b.now);
+        // Created at zero for every trunk, so increase() sees the first one.
+        let page = m.encode();
+        for series in [
+            "lifeline_rescued_total{trunk=\"backup\",ringing=\"true\"}",
+            "lifeline_rescued_total{trunk=\"backup\",ringing=\"false\"}",
+            "lifeline_hedged_total{trunk=\"primary\"}",
+            "lifeline_trunk_skipped_total{trunk=\"backup\",reason=\"max_calls\"}",
+            "lifeline_trunk_skipped_total{trunk=\"backup\",reason=\"max_cps\"}",
+            "lifeline_duplicate_answers_total{trunk=\"primary\"}",
+        ] {
+            assert_series(&page, series, 0.0);
+        }
+        let events = [
+            Event::Rescued {
+                call,
+                at,
+                trunk: primary,
+                ringing: true,
+            },
+            Event::Rescued {
+                call,
+                at,
+                trunk: primary,
+                ringing: true,
+            },
+            Event::Rescued {
+                call,
+                at,
+                trunk: backup,
+                ringing: false,
+            },
+            Event::Hedged {
+                call,
+                at,
+                trunk: backup,
+            },
+            Event::TrunkSkipped {
+                call,
+                at,
+                trunk: primary,
+                reason: SkipReason::MaxCalls,
+            },
+            Event::TrunkSkipped {
+                call,
+                at,
+                trunk: primary,
+                reason: SkipReason::MaxCps,
+            },
+            Event::DuplicateAnswer {
+                call,
+                at,
+                trunk: primary,
+            },
+            Event::AttemptFailed {
+                call,
+                at,
+                trunk: primary,
+                reason: AttemptFailure::TrunkDown,
+                elapsed: Duration::ZERO,
+            },
+            Event::AttemptFailed {
+                call,
+                at,
+                trunk: backup,
+                reason: AttemptFailure::Superseded,
+                elapsed: Duration::ZERO,
+            },
+            Event::Trunk(lifeline_health::Event {
+                trunk: backup,
+                at,
+                kind: lifeline_health::EventKind::CanaryStarted {
+                    until: at + Duration::from_secs(10),
+                },
+            }),
+        ];
+        for ev in &events {
+            m.on_event(ev, &names);
+        }
+        let page = m.encode();
+        for (series, want) in [
+            (
+                "lifeline_rescued_total{trunk=\"primary\",ringing=\"true\"}",
+                2.0,
+            ),
+            (
+                "lifeline_rescued_total{trunk=\"primary\",ringing=\"false\"}",
+                0.0,
+            ),
+            (
+                "lifeline_rescued_total{trunk=\"backup\",ringing=\"false\"}",
+                1.0,
+            ),
+            ("lifeline_hedged_total{trunk=\"backup\"}", 1.0),
+            ("lifeline_hedged_total{trunk=\"primary\"}", 0.0),
+            (
+                "lifeline_trunk_skipped_total{trunk=\"primary\",reason=\"max_calls\"}",
+                1.0,
+            ),
+            (
+                "lifeline_trunk_skipped_total{trunk=\"primary\",reason=\"max_cps\"}",
+                1.0,
+            ),
+            ("lifeline_duplicate_answers_total{trunk=\"primary\"}", 1.0),
+            (
+                "lifeline_failovers_total{trunk=\"primary\",reason=\"trunk-down\"}",
+                1.0,
+            ),
+            (
+                "lifeline_failovers_total{trunk=\"backup\",reason=\"superseded\"}",
+                1.0,
+            ),
+            ("lifeline_trunk_canary{trunk=\"backup\"}", 1.0),
+        ] {
+            assert_series(&page, series, want);
+        }
+        m.on_event(
+            &Event::Trunk(lifeline_health::Event {
+                trunk: backup,
+                at,
+                kind: lifeline_health::EventKind::CanaryEnded { passed: true },
+            }),
+            &names,
+        );
+        assert_series(&m.encode(), "lifeline_trunk_canary{trunk=\"backup\"}", 0.0);
+
+        // Per-trunk gauges from the proxy: calls now, the configured limit,
+        // the canary and what the trunk's calls take to ring, as health
+        // reports them (progress only once it is known).
+        b.proxy
+            .health_mut()
+            .record_progress(primary, Duration::from_millis(120), None);
+        b.advance(1);
+        m.set_gauges(&b.proxy.stats(), b.proxy.health());
+        m.set_trunk_calls(&b.proxy);
+        m.set_max_calls([("primary", Some(100)), ("backup", None)]);
+        let page = m.encode();
+        for id in [primary, backup] {
+            let t = b.proxy.health().trunk(id).unwrap();
+            let name = t.name;
+            assert_series(
+                &page,
+                &format!("lifeline_trunk_calls{{trunk=\"{name}\"}}"),
+                f64::from(b.proxy.trunk_calls(id)),
+            );
+            assert_series(
+                &page,
+                &format!("lifeline_trunk_canary{{trunk=\"{name}\"}}"),
+                if t.canary_until.is_some() { 1.0 } else { 0.0 },
+            );
+            for (from, d) in [
+                ("invite", t.progress.invite_to_ringing),
+                ("trying", t.progress.trying_to_ringing),
+            ] {
+                let series =
+                    format!("lifeline_trunk_progress_seconds{{trunk=\"{name}\",from=\"{from}\"}}");
+                assert_eq!(
+                    value(&page, &series),
+                    d.map(|d| d.as_secs_f64()),
+                    "{series}"
+                );
+            }
+        }
+        assert_series(&page, "lifeline_trunk_max_calls{trunk=\"primary\"}", 100.0);
+        assert_eq!(
+            value(&page, "lifeline_trunk_max_calls{trunk=\"backup\"}"),
+            None
+        );
+        // A reload that lifts the limit removes the series.
+        m.set_max_calls([("primary", None), ("backup", Some(5))]);
+        let page = m.encode();
+        assert_eq!(
+            value(&page, "lifeline_trunk_max_calls{trunk=\"primary\"}"),
+            None
+        );
+        assert_series(&page, "lifeline_trunk_max_calls{trunk=\"backup\"}", 5.0);
     }
 
     #[test]

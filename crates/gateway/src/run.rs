@@ -36,6 +36,11 @@ pub(crate) struct RunConfig {
     pub(crate) log_json: bool,
     /// How long a TCP connection may stay idle (zero: never closed for it).
     pub(crate) tcp_idle_timeout: Duration,
+    /// What the file has that is allowed but probably wrong, one line each
+    /// (`file:line:column: warning: key: message`): logged at WARN.
+    pub(crate) warnings: Vec<String>,
+    /// Each trunk's `max_calls`, for `lifeline_trunk_max_calls`.
+    pub(crate) max_calls: Vec<(String, Option<u32>)>,
     /// The proxy configuration, given the advertised address.
     pub(crate) proxy: Box<dyn Fn(std::net::SocketAddr) -> ProxyConfig + Send + Sync>,
 }
@@ -61,6 +66,16 @@ pub(crate) fn load_run_config(path: &Path) -> Result<RunConfig, String> {
         log_level: log.level.as_str().to_string(),
         log_json: log.format == crate::config::LogFormat::Json,
         tcp_idle_timeout: shared.tcp_idle_timeout(),
+        warnings: shared
+            .warnings()
+            .iter()
+            .map(|w| crate::config::Warning(w).to_string())
+            .collect(),
+        max_calls: shared
+            .trunks()
+            .iter()
+            .map(|t| (t.name.clone(), t.max_calls))
+            .collect(),
         proxy: Box::new(move |adv| {
             let mut p = for_proxy.proxy_config(seed);
             p.advertise = adv;
@@ -103,12 +118,20 @@ pub(crate) fn run(
         None => cfg.log_json,
     };
     init_logging(json, &cfg.log_level);
+    log_warnings(&cfg.warnings);
     match daemon(config_path, cfg, io_threads) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "lifeline stopped");
             ExitCode::from(1)
         }
+    }
+}
+
+/// The configuration's warnings, at WARN (at start and on every reload).
+fn log_warnings(warnings: &[String]) {
+    for w in warnings {
+        tracing::warn!(warning = %w, "configuration warning");
     }
 }
 
@@ -130,8 +153,9 @@ fn trunk_name(proxy: &Proxy, id: lifeline_proxy::TrunkId) -> String {
         .unwrap_or_default()
 }
 
-/// Failovers and trunk state changes at WARN with the reason; failed
-/// emergency calls at ERROR.
+/// Failovers, rescues, hedges, second answers, trunk state changes and
+/// canaries at WARN with the reason; calls overflowing a full trunk at INFO
+/// (one per call; `lifeline_trunk_skipped_total` is the alarm).
 fn log_event(ev: &Event, proxy: &Proxy) {
     match ev {
         Event::AttemptFailed {
@@ -143,6 +167,10 @@ fn log_event(ev: &Event, proxy: &Proxy) {
         } => {
             let why = match reason {
                 AttemptFailure::Response(code) => format!("response {code}"),
+                AttemptFailure::Superseded => {
+                    tracing::info!(call = call.0, trunk = %trunk_name(proxy, *trunk), elapsed_ms = elapsed.as_millis() as u64, "hedge lost: the call was answered through another trunk; attempt cancelled");
+                    return;
+                }
                 other => other.as_str().to_string(),
             };
             tracing::warn!(call = call.0, trunk = %trunk_name(proxy, *trunk), reason = %why, elapsed_ms = elapsed.as_millis() as u64, "failover: attempt given up");
@@ -157,7 +185,44 @@ fn log_event(ev: &Event, proxy: &Proxy) {
             lifeline_health::EventKind::Undrained => {
                 tracing::warn!(trunk = %trunk_name(proxy, h.trunk), "trunk undrained")
             }
+            lifeline_health::EventKind::CanaryStarted { until } => {
+                tracing::warn!(trunk = %trunk_name(proxy, h.trunk), for_ms = until.saturating_duration_since(h.at).as_millis() as u64, "trunk back up on probes after failing calls: canary, a share of calls until it proves itself")
+            }
+            lifeline_health::EventKind::CanaryEnded { passed: true } => {
+                tracing::info!(trunk = %trunk_name(proxy, h.trunk), "canary passed: trunk takes full traffic again")
+            }
+            lifeline_health::EventKind::CanaryEnded { passed: false } => {
+                tracing::warn!(trunk = %trunk_name(proxy, h.trunk), "canary failed: trunk failed calls again")
+            }
         },
+        Event::Rescued {
+            call,
+            trunk,
+            ringing,
+            ..
+        } => {
+            let name = trunk_name(proxy, *trunk);
+            if *ringing {
+                tracing::warn!(call = call.0, trunk = %name, ringing = true, "call rescued off trunk {name} while ringing");
+            } else {
+                tracing::warn!(call = call.0, trunk = %name, ringing = false, "call rescued off trunk {name} before ringing");
+            }
+        }
+        Event::Hedged { call, trunk, .. } => {
+            tracing::warn!(call = call.0, trunk = %trunk_name(proxy, *trunk), "emergency call not ringing yet: hedged, a parallel attempt on the next trunk");
+        }
+        Event::TrunkSkipped {
+            call,
+            trunk,
+            reason,
+            ..
+        } => {
+            // Every call while a trunk is full: INFO, the metric is the alarm.
+            tracing::info!(call = call.0, trunk = %trunk_name(proxy, *trunk), reason = reason.as_str(), "trunk full: skipped, call overflows to the next");
+        }
+        Event::DuplicateAnswer { call, trunk, .. } => {
+            tracing::warn!(call = call.0, trunk = %trunk_name(proxy, *trunk), "second answer to a hedged call: ACKed and ended with BYE");
+        }
         Event::CallFailed {
             call,
             status,
@@ -252,6 +317,7 @@ impl Observability {
         Box::new(
             move |proxy: &mut Proxy, now: Instant, io: &crate::engine::IoStats| {
                 metrics.set_gauges(&proxy.stats(), proxy.health());
+                metrics.set_trunk_calls(proxy);
                 let q = io.queue_drops.load(std::sync::atomic::Ordering::Relaxed);
                 let s = io.socket_drops.load(std::sync::atomic::Ordering::Relaxed);
                 let j = journal.as_ref().map_or(0, |h| h.dropped());
@@ -337,6 +403,8 @@ fn daemon(config_path: &Path, cfg: RunConfig, io_threads: Option<usize>) -> std:
         net: crate::transport::real(),
     })?;
     gw.tcp_idle.send_replace(cfg.tcp_idle_timeout);
+    obs.metrics
+        .set_max_calls(cfg.max_calls.iter().map(|(t, m)| (t.as_str(), *m)));
     let admin = obs.start_admin(&gw, cfg.admin)?;
     tracing::info!(udp = ?gw.bound.udp, tcp = ?gw.bound.tcp, %admin, "lifeline listening");
 
@@ -350,6 +418,7 @@ fn daemon(config_path: &Path, cfg: RunConfig, io_threads: Option<usize>) -> std:
         config_path.to_path_buf(),
     );
     let tcp_idle = gw.tcp_idle.clone();
+    let metrics = obs.metrics.clone();
     rt.spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
         let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
@@ -364,7 +433,7 @@ fn daemon(config_path: &Path, cfg: RunConfig, io_threads: Option<usize>) -> std:
             tokio::select! {
                 _ = term.recv() => { shutdown(&input, &board, "SIGTERM"); }
                 _ = int.recv() => { shutdown(&input, &board, "SIGINT"); }
-                _ = hup.recv() => { reload(&input, &path, &tcp_idle).await; }
+                _ = hup.recv() => { reload(&input, &path, &tcp_idle, &metrics).await; }
             }
         }
     });
@@ -389,7 +458,12 @@ fn shutdown(input: &InputTx, board: &StatusBoard, why: &str) {
     });
 }
 
-async fn reload(input: &InputTx, path: &Path, tcp_idle: &tokio::sync::watch::Sender<Duration>) {
+async fn reload(
+    input: &InputTx,
+    path: &Path,
+    tcp_idle: &tokio::sync::watch::Sender<Duration>,
+    metrics: &Metrics,
+) {
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
     match load_run_config(path) {
         Err(e) => {
@@ -397,6 +471,7 @@ async fn reload(input: &InputTx, path: &Path, tcp_idle: &tokio::sync::watch::Sen
         }
         Ok(cfg) => {
             let idle = cfg.tcp_idle_timeout;
+            let (warnings, max_calls) = (cfg.warnings, cfg.max_calls);
             let (tx, rx) = crossbeam_channel::bounded(1);
             // The advertised address cannot change; reuse the proxy's own.
             let builder = cfg.proxy;
@@ -414,7 +489,9 @@ async fn reload(input: &InputTx, path: &Path, tcp_idle: &tokio::sync::watch::Sen
                     Ok(Ok(Ok(()))) => {
                         // Open connections take the new idle timeout too.
                         tcp_idle.send_replace(idle);
-                        tracing::warn!(file = %path.display(), "configuration reloaded")
+                        metrics.set_max_calls(max_calls.iter().map(|(t, m)| (t.as_str(), *m)));
+                        tracing::warn!(file = %path.display(), "configuration reloaded");
+                        log_warnings(&warnings);
                     }
                     Ok(Ok(Err(e))) => {
                         tracing::error!(error = %e, "reload refused: the running configuration stays")

@@ -143,7 +143,85 @@ routes:
         format!(
             "{}:6:31: trunks[0].probe.down_afer: unknown field `down_afer`, expected one of \
              interval, timeout, down_after, up_after, alive, enabled, flap_window, flap_hold, \
-             flap_max_hold, live_hold\n",
+             flap_max_hold, live_hold, canary, canary_one_in\n",
+            path.display()
+        )
+    );
+}
+
+/// The snippets in CONFIG.md's sections on capacity, hedging and load
+/// sharing, each completed into a whole file, pass.
+#[test]
+fn the_documented_snippets_pass() {
+    let doc = std::fs::read_to_string(repo().join("docs/CONFIG.md")).unwrap();
+    let listen = "listen: [udp: 127.0.0.1:5060]\n";
+    let two = "trunks:\n  - { name: primary, address: 192.0.2.10:5060 }\n  - { name: backup, address: 198.51.100.20:5060 }\n";
+    let cases = [
+        (
+            "capacity",
+            format!(
+                "{listen}{}routes: [{{ name: all, match: any, trunks: [primary, backup] }}]\n",
+                yaml_block(&doc, "#### Capacity")
+            ),
+            "2 trunks, 1 route",
+        ),
+        (
+            "hedging",
+            format!("{listen}{two}{}", yaml_block(&doc, "#### Hedging")),
+            "2 trunks, 1 route",
+        ),
+        (
+            "sharing",
+            format!(
+                "{listen}trunks:\n  - {{ name: primary-a, address: 192.0.2.10:5060 }}\n  \
+                 - {{ name: primary-b, address: 192.0.2.11:5060 }}\n  \
+                 - {{ name: backup, address: 198.51.100.20:5060 }}\n{}",
+                yaml_block(&doc, "#### Load sharing")
+            ),
+            "3 trunks, 1 route",
+        ),
+    ];
+    for (name, text, counts) in cases {
+        let path = scratch(&format!("{name}.yaml"), &text);
+        let o = check(&path);
+        assert_eq!(o.status.code(), Some(0), "{name}: {}\n{text}", stderr(&o));
+        assert_eq!(stdout(&o), format!("{}: ok ({counts})\n", path.display()));
+        assert_eq!(stderr(&o), "", "{name}");
+    }
+}
+
+/// A file that is valid but probably wrong passes, with a warning on stderr
+/// in the errors' format.
+#[test]
+fn warnings_do_not_fail_the_check() {
+    let path = scratch(
+        "small-backup.yaml",
+        "\
+listen: [udp: 127.0.0.1:5060]
+trunks:
+  - { name: primary, address: 192.0.2.10:5060, max_calls: 200 }
+  - { name: backup, address: 198.51.100.20:5060, max_calls: 50 }
+routes:
+  - name: emergency
+    match: emergency
+    trunks: [primary, backup]
+  - name: default
+    match: any
+    trunks: [{ name: backup, priority: 1 }, { name: primary, priority: 2 }]
+",
+    );
+    let o = check(&path);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        format!("{}: ok (2 trunks, 2 routes; 1 warning)\n", path.display())
+    );
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "{}:8:13: warning: routes[0].trunks: backup capacity is below the primary's: \
+             primary \"primary\" takes up to 200 calls, its backups 50 in all (backup 50); if \
+             \"primary\" fails, not all of its calls fit\n",
             path.display()
         )
     );

@@ -217,7 +217,7 @@ fn config_text(
     second: SocketAddr,
 ) -> String {
     format!(
-        "listen:\n  - udp: {sip}\n  - tcp: {sip}\nadmin: {admin}\njournal: {}\ntrunks:\n  - name: primary\n    address: {first}\n  - name: backup\n    address: {second}\nroutes:\n  - name: emergency\n    match: emergency\n    trunks: [primary, backup]\n  - name: default\n    match: any\n    trunks: [primary, backup]\n",
+        "listen:\n  - udp: {sip}\n  - tcp: {sip}\nadmin: {admin}\njournal: {}\ntrunks:\n  - name: primary\n    address: {first}\n    probe: {{ canary: 2s }}\n  - name: backup\n    address: {second}\nroutes:\n  - name: emergency\n    match: emergency\n    trunks: [primary, backup]\n  - name: default\n    match: any\n    trunks: [primary, backup]\n",
         dir.join("journal").display()
     )
 }
@@ -450,6 +450,14 @@ fn failover_and_failback_over_real_sockets() {
             .1
             .contains(r#""name":"primary","state":"up""#)
     };
+    // Up, and past the canary that follows a Down on failed calls.
+    let trusted = |d: &Daemon| {
+        up(d)
+            && metric(
+                &d.http("GET", "/metrics").1,
+                r#"lifeline_trunk_canary{trunk="primary"}"#,
+            ) == 0.0
+    };
 
     // Killed: its port answers ICMP port unreachable.
     primary.close();
@@ -466,9 +474,16 @@ fn failover_and_failback_over_real_sockets() {
             .1
             .contains(r#""name":"primary","state":"down""#)
     });
-    // Back: probes bring it up, and it takes new calls again.
+    // Back: probes bring it up. Down on failed calls and up on probes alone,
+    // it is a canary for a while (2 s here): emergency calls go to the
+    // backup. Then it takes new calls again.
     primary.reopen();
     d.wait_for(up);
+    let before = primary.invites();
+    assert_eq!(caller.call("sip:999@lifeline"), Some(200));
+    assert_eq!(primary.invites(), before, "no emergency call to a canary");
+    d.wait_for(trusted);
+    assert!(d.log().contains("canary"), "the canary is logged");
     let before = primary.invites();
     assert_eq!(caller.call("sip:999@lifeline"), Some(200));
     assert_eq!(primary.invites(), before + 1, "failback");
@@ -482,8 +497,15 @@ fn failover_and_failback_over_real_sockets() {
             "a hung primary costs no call"
         );
     }
+    // Seen down before it is let recover (/status is published every
+    // 250 ms: an older snapshot would still say up).
+    d.wait_for(|d| {
+        d.http("GET", "/status")
+            .1
+            .contains(r#""name":"primary","state":"down""#)
+    });
     primary.set(NORMAL);
-    d.wait_for(up);
+    d.wait_for(trusted);
 
     // Answering 503 while OPTIONS are fine.
     primary.set(REJECT);

@@ -77,6 +77,7 @@ fn failed_call(n: i64, gateway: &str) -> JournalRecord {
             reason: FailReason::AllTrunksFailed,
         },
         setup: None,
+        notes: Vec::new(),
     }))
 }
 

@@ -58,6 +58,7 @@ fn call(n: u64) -> JournalRecord {
             trunk: "backup".into(),
         },
         setup: Some(Micros(250_000)),
+        notes: Vec::new(),
     }))
 }
 

@@ -10,8 +10,9 @@ use lifeline_proxy::{CallInfo, CallRef, Event, Proxy};
 use serde::Serialize;
 
 use crate::record::{
-    AttemptRecord, AttemptResult, CallOutcome, CallRecord, Caller, EmergencyRule, FailReason,
-    JournalRecord, LateRecord, LocationRecord, Micros, TrunkChange, TrunkRecord, WallTime,
+    AttemptRecord, AttemptResult, CallNote, CallOutcome, CallRecord, Caller, EmergencyRule,
+    FailReason, JournalRecord, LateRecord, LocationRecord, Micros, NoteRecord, SkipReason,
+    TrunkChange, TrunkRecord, WallTime,
 };
 
 /// Turns the proxy's monotonic `Instant`s into wall-clock times: one
@@ -161,12 +162,14 @@ struct InProgress {
     started: Instant,
     info: Box<CallInfo>,
     attempts: Vec<Attempt>,
+    notes: Vec<CallNote>,
 }
 
 #[derive(Debug)]
 struct Finished {
     call_id: String,
     started: WallTime,
+    started_at: Instant,
     emergency: bool,
     connected: bool,
 }
@@ -248,6 +251,7 @@ impl CallAggregator {
                         started: *at,
                         info: info.clone(),
                         attempts: Vec::new(),
+                        notes: Vec::new(),
                     },
                 );
             }
@@ -287,7 +291,9 @@ impl CallAggregator {
                         a.result = Some(AttemptResult::from_failure(*reason));
                         a.elapsed = Some(Micros::from_duration(*elapsed));
                     }
-                } else {
+                } else if !self.finished.contains_key(call) {
+                    // A hedge that lost may be given up after the call was
+                    // answered (and journaled, its attempt as superseded).
                     self.stats.unknown_call_events += 1;
                 }
             }
@@ -323,6 +329,14 @@ impl CallAggregator {
                         .find(|a| a.trunk == *trunk && a.result.is_none())
                     {
                         a.result = Some(AttemptResult::Connected);
+                        a.elapsed = Some(Micros::from_duration(
+                            at.saturating_duration_since(a.started),
+                        ));
+                    }
+                    // Any other attempt still open lost to this answer (a
+                    // hedge, or the attempt a late 2xx overtook): cancelled.
+                    for a in c.attempts.iter_mut().filter(|a| a.result.is_none()) {
+                        a.result = Some(AttemptResult::Superseded);
                         a.elapsed = Some(Micros::from_duration(
                             at.saturating_duration_since(a.started),
                         ));
@@ -391,6 +405,72 @@ impl CallAggregator {
                     self.stats.unknown_call_events += 1;
                 }
             }
+            Event::Rescued {
+                call,
+                at,
+                trunk,
+                ringing,
+            } => {
+                let trunk = self.names.trunk(*trunk);
+                let ringing = *ringing;
+                self.note(*call, *at, |offset| CallNote::Rescued {
+                    trunk,
+                    offset,
+                    ringing,
+                });
+            }
+            Event::Hedged { call, at, trunk } => {
+                let trunk = self.names.trunk(*trunk);
+                self.note(*call, *at, |offset| CallNote::Hedged { trunk, offset });
+            }
+            Event::TrunkSkipped {
+                call,
+                at,
+                trunk,
+                reason,
+            } => {
+                let trunk = self.names.trunk(*trunk);
+                let reason = SkipReason::from(*reason);
+                // Once per trunk and reason: a full trunk may be passed over
+                // at every failover of the call.
+                let seen = self.calls.get(call).is_some_and(|c| {
+                    c.notes.iter().any(|n| match n {
+                        CallNote::Skipped {
+                            trunk: t,
+                            reason: r,
+                            ..
+                        } => *t == trunk && *r == reason,
+                        _ => false,
+                    })
+                });
+                if !seen {
+                    self.note(*call, *at, |offset| CallNote::Skipped {
+                        trunk,
+                        offset,
+                        reason,
+                    });
+                }
+            }
+            Event::DuplicateAnswer { call, at, trunk } => {
+                let trunk = self.names.trunk(*trunk);
+                if let Some(f) = self.finished.get(call) {
+                    // The usual case: the call was journaled when the first
+                    // answer connected it.
+                    let offset = Micros::from_duration(at.saturating_duration_since(f.started_at));
+                    let rec = NoteRecord {
+                        call_id: f.call_id.clone(),
+                        started: f.started,
+                        emergency: f.emergency,
+                        note: CallNote::DuplicateAnswer { trunk, offset },
+                    };
+                    self.emit(JournalRecord::Note(rec));
+                } else {
+                    self.note(*call, *at, |offset| CallNote::DuplicateAnswer {
+                        trunk,
+                        offset,
+                    });
+                }
+            }
             Event::Trunk(t) => {
                 let change = match t.kind {
                     lifeline_health::EventKind::State { from, to, reason } => TrunkChange::State {
@@ -400,6 +480,14 @@ impl CallAggregator {
                     },
                     lifeline_health::EventKind::Drained => TrunkChange::Drained,
                     lifeline_health::EventKind::Undrained => TrunkChange::Undrained,
+                    lifeline_health::EventKind::CanaryStarted { until } => {
+                        TrunkChange::CanaryStarted {
+                            until: self.anchor.wall(until),
+                        }
+                    }
+                    lifeline_health::EventKind::CanaryEnded { passed } => {
+                        TrunkChange::CanaryEnded { passed }
+                    }
                 };
                 let rec = TrunkRecord {
                     at: self.anchor.wall(t.at),
@@ -416,6 +504,16 @@ impl CallAggregator {
     pub fn finish_all(&mut self, at: Instant) {
         while let Some((&call, _)) = self.calls.first_key_value() {
             self.finish(call, at, CallOutcome::Unfinished, None);
+        }
+    }
+
+    /// Add a note to a call in progress, dated from its start.
+    fn note(&mut self, call: CallRef, at: Instant, make: impl FnOnce(Micros) -> CallNote) {
+        if let Some(c) = self.calls.get_mut(&call) {
+            let offset = Micros::from_duration(at.saturating_duration_since(c.started));
+            c.notes.push(make(offset));
+        } else {
+            self.stats.unknown_call_events += 1;
         }
     }
 
@@ -466,6 +564,7 @@ impl CallAggregator {
             attempts,
             outcome,
             setup,
+            notes: c.notes,
         };
         let connected = rec.outcome.connected();
         if rec.is_emergency() && !connected {
@@ -476,6 +575,7 @@ impl CallAggregator {
             Finished {
                 call_id: rec.call_id.clone(),
                 started,
+                started_at: c.started,
                 emergency: rec.is_emergency(),
                 connected,
             },
@@ -555,6 +655,9 @@ pub struct CallbackEntry {
     pub late_answer_via: Option<String>,
     /// Where the call came from.
     pub source: String,
+    /// Rescues, hedges and trunks skipped for capacity, in order
+    /// (`rescued off primary while ringing`, `hedged to backup` ...).
+    pub notes: Vec<String>,
 }
 
 impl CallbackEntry {
@@ -589,6 +692,7 @@ impl CallbackEntry {
             },
             late_answer_via: None,
             source: r.source.clone(),
+            notes: r.notes.iter().map(CallNote::describe).collect(),
         }
     }
 

@@ -5,8 +5,18 @@
 //! header   = "LLJRNL" version:u8 flags:u8 first_seq:u64le        (16 bytes)
 //! record   = len:u32le crc:u32le payload[len]
 //! crc      = crc32c(len:u32le ++ payload)        (Castagnoli, as in iSCSI/ext4)
-//! payload  = postcard((seq:u64, JournalRecord))  (version 1)
+//! payload  = postcard((seq:u64, JournalRecord))
 //! ```
+//!
+//! Versions (the header's `version` says which one a segment holds; a writer
+//! always starts a new segment, so one segment is one version):
+//!
+//! - 1: the first.
+//! - 2: `CallRecord` gained `notes` (rescues, hedges, trunks skipped for
+//!   capacity); new enum variants at the end (`JournalRecord::Note`,
+//!   `AttemptResult::TrunkDown` and `Superseded`, `TrunkChange::CanaryStarted`
+//!   and `CanaryEnded`). Version 1 segments are still read: their calls have
+//!   no notes.
 //!
 //! A segment is named `journal-<first_seq, 20 digits>-<unix seconds>.log` so
 //! that a plain sort by name is the order of its records. Sequence numbers
@@ -26,12 +36,15 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::record::JournalRecord;
+use crate::record::{v1, JournalRecord};
 
 /// Magic bytes at the start of every segment.
 pub const MAGIC: &[u8; 6] = b"LLJRNL";
-/// The format version this crate writes (and the only one it reads).
-pub const FORMAT_VERSION: u8 = 1;
+/// The format version this crate writes.
+pub const FORMAT_VERSION: u8 = 2;
+/// The oldest format version this crate reads (it reads every version from
+/// this one to [`FORMAT_VERSION`]).
+pub const OLDEST_READABLE_VERSION: u8 = 1;
 /// Size of the segment header.
 pub const HEADER_LEN: usize = 16;
 /// Size of a record's frame header (length and checksum).
@@ -211,8 +224,18 @@ pub struct Segment {
     pub valid_len: u64,
 }
 
+/// Decode a payload of a segment of format `version`.
+fn decode(version: u8, payload: &[u8]) -> Option<(u64, JournalRecord)> {
+    match version {
+        1 => postcard::from_bytes::<(u64, v1::JournalRecord)>(payload)
+            .ok()
+            .map(|(seq, r)| (seq, r.into())),
+        _ => postcard::from_bytes(payload).ok(),
+    }
+}
+
 /// Try to read one frame at `pos`: `(seq, record, frame length)`.
-fn frame_at(data: &[u8], pos: usize) -> Option<(u64, JournalRecord, usize)> {
+fn frame_at(data: &[u8], pos: usize, version: u8) -> Option<(u64, JournalRecord, usize)> {
     let header = data.get(pos..pos.checked_add(FRAME_HEADER_LEN)?)?;
     let len_bytes: [u8; 4] = header.get(..4)?.try_into().ok()?;
     let crc_bytes: [u8; 4] = header.get(4..8)?.try_into().ok()?;
@@ -226,10 +249,7 @@ fn frame_at(data: &[u8], pos: usize) -> Option<(u64, JournalRecord, usize)> {
     if crc != u32::from_le_bytes(crc_bytes) {
         return None;
     }
-    let (seq, record): (u64, JournalRecord) = match postcard::from_bytes(payload) {
-        Ok(v) => v,
-        Err(_) => return None,
-    };
+    let (seq, record) = decode(version, payload)?;
     Some((seq, record, FRAME_HEADER_LEN + len as usize))
 }
 
@@ -253,9 +273,10 @@ pub fn parse_segment(path: &Path, data: &[u8]) -> Segment {
         return seg;
     }
     let version = header.get(6).copied().unwrap_or(0);
-    if version != FORMAT_VERSION {
+    if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&version) {
         seg.issues.push(bad(format!(
-            "format version {version}; this build reads version {FORMAT_VERSION}"
+            "format version {version}; this build reads versions \
+             {OLDEST_READABLE_VERSION} to {FORMAT_VERSION}"
         )));
         return seg;
     }
@@ -268,7 +289,7 @@ pub fn parse_segment(path: &Path, data: &[u8]) -> Segment {
     seg.valid_len = pos as u64;
     let mut last_seq: Option<u64> = None;
     while pos < data.len() {
-        match frame_at(data, pos) {
+        match frame_at(data, pos, version) {
             Some((seq, record, len)) => {
                 if last_seq.is_some_and(|l| seq <= l) {
                     seg.issues.push(Issue::Duplicate {
@@ -291,7 +312,8 @@ pub fn parse_segment(path: &Path, data: &[u8]) -> Segment {
                 // Resynchronise: the next offset holding a whole valid frame
                 // with a later sequence number.
                 let next = (pos + 1..data.len()).find(|&p| {
-                    frame_at(data, p).is_some_and(|(seq, _, _)| last_seq.is_none_or(|l| seq > l))
+                    frame_at(data, p, version)
+                        .is_some_and(|(seq, _, _)| last_seq.is_none_or(|l| seq > l))
                 });
                 match next {
                     Some(p) => {
@@ -352,6 +374,167 @@ mod tests {
         let seqs: Vec<u64> = seg.entries.iter().map(|e| e.seq).collect();
         assert_eq!(seqs, [1, 2, 3]);
         assert_eq!(seg.valid_len, data.len() as u64);
+    }
+
+    /// A version 1 segment as the version 1 writer wrote it (seq 7-9: a
+    /// failed emergency call, a trunk going down, a late answer).
+    const V1_SEGMENT: &str = concat!(
+        "4c4c4a524e4c01000700000000000000c900000074304fa7070080a0e2c0a9bcff05a09799c1a9bcff05096331406f72",
+        "6967696e207369703a2b343437373030393030313233406f726967696e2e6578616d706c650105416c69636501133c74",
+        "656c3a2b3434373730303930303132333e127369703a3939394067772e6578616d706c65010101103c6369643a6c6f63",
+        "406f726967696e3e0109656d657267656e6379127564703a3139322e302e322e373a3530363002077072696d61727901",
+        "000101c09a0c01b401066261636b757002c09a0c03f70301d086030001f703000027000000ec9f00cd0801c0baeec0a9",
+        "bcff05077072696d617279000002116c6976653a206e6f20726573706f6e73652700000032181008090280a9dcc1a9bc",
+        "ff05096331406f726967696e80a0e2c0a9bcff05077072696d617279c80101",
+    );
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn version_1_segments_are_still_read() {
+        use crate::record::*;
+        let data = unhex(V1_SEGMENT);
+        assert_eq!(data[6], 1, "a version 1 header");
+        let seg = parse_segment(Path::new("v1"), &data);
+        assert!(seg.issues.is_empty(), "{:?}", seg.issues);
+        assert_eq!(seg.valid_len, data.len() as u64);
+        let seqs: Vec<u64> = seg.entries.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [7, 8, 9]);
+        let JournalRecord::Call(c) = &seg.entries[0].record else {
+            panic!("{:?}", seg.entries[0]);
+        };
+        assert_eq!(c.call_id, "c1@origin");
+        assert_eq!(c.caller.from_display.as_deref(), Some("Alice"));
+        assert_eq!(c.emergency, Some(EmergencyRule::Number));
+        assert!(c.location.pidf_lo);
+        assert_eq!(
+            c.attempts_summary(),
+            "primary:no-response(late 180) backup:503"
+        );
+        assert_eq!(
+            c.outcome,
+            CallOutcome::Failed {
+                status: 503,
+                reason: FailReason::AllTrunksFailed
+            }
+        );
+        assert!(c.notes.is_empty(), "version 1 calls have no notes");
+        assert_eq!(
+            seg.entries[1].record,
+            JournalRecord::Trunk(TrunkRecord {
+                at: WallTime(1_687_687_200_100_000),
+                trunk: "primary".into(),
+                change: TrunkChange::State {
+                    from: TrunkState::Up,
+                    to: TrunkState::Down,
+                    reason: "live: no response".into(),
+                },
+            })
+        );
+        assert!(matches!(
+            &seg.entries[2].record,
+            JournalRecord::Late(l) if l.connected && l.status == 200
+        ));
+        // The same records written now are version 2, and read back equal.
+        let mut v2 = encode_header(7).to_vec();
+        for e in &seg.entries {
+            encode_frame(e.seq, &e.record, &mut v2).unwrap();
+        }
+        assert_eq!(v2[6], FORMAT_VERSION);
+        let again = parse_segment(Path::new("v2"), &v2);
+        assert!(again.issues.is_empty(), "{:?}", again.issues);
+        let records = |s: &Segment| {
+            s.entries
+                .iter()
+                .map(|e| e.record.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(records(&again), records(&seg));
+        assert_eq!(
+            again.entries[1].offset,
+            seg.entries[1].offset + 1,
+            "the call's empty notes take one byte"
+        );
+    }
+
+    #[test]
+    fn version_2_records_round_trip() {
+        use crate::record::*;
+        let call = JournalRecord::Call(Box::new(CallRecord {
+            started: WallTime(1),
+            ended: WallTime(2),
+            call_id: "c".into(),
+            caller: Caller::default(),
+            dialled: "urn:service:sos".into(),
+            emergency: Some(EmergencyRule::SosUrn),
+            location: LocationRecord::default(),
+            route: "emergency".into(),
+            source: "udp:192.0.2.7:5060".into(),
+            attempts: vec![AttemptRecord {
+                trunk: "primary".into(),
+                attempt: 1,
+                offset: Micros(0),
+                result: AttemptResult::TrunkDown,
+                elapsed: Some(Micros(3)),
+                late_status: None,
+            }],
+            outcome: CallOutcome::Connected {
+                trunk: "backup".into(),
+            },
+            setup: Some(Micros(9)),
+            notes: vec![
+                CallNote::Skipped {
+                    trunk: "third".into(),
+                    offset: Micros(0),
+                    reason: SkipReason::MaxCps,
+                },
+                CallNote::Rescued {
+                    trunk: "primary".into(),
+                    offset: Micros(3),
+                    ringing: true,
+                },
+                CallNote::Hedged {
+                    trunk: "backup".into(),
+                    offset: Micros(4),
+                },
+            ],
+        }));
+        let records = [
+            call,
+            JournalRecord::Trunk(TrunkRecord {
+                at: WallTime(5),
+                trunk: "primary".into(),
+                change: TrunkChange::CanaryStarted { until: WallTime(6) },
+            }),
+            JournalRecord::Trunk(TrunkRecord {
+                at: WallTime(6),
+                trunk: "primary".into(),
+                change: TrunkChange::CanaryEnded { passed: false },
+            }),
+            JournalRecord::Note(NoteRecord {
+                call_id: "c".into(),
+                started: WallTime(1),
+                emergency: true,
+                note: CallNote::DuplicateAnswer {
+                    trunk: "primary".into(),
+                    offset: Micros(8),
+                },
+            }),
+        ];
+        let mut data = encode_header(1).to_vec();
+        for (i, r) in records.iter().enumerate() {
+            encode_frame(i as u64 + 1, r, &mut data).unwrap();
+        }
+        let seg = parse_segment(Path::new("s"), &data);
+        assert!(seg.issues.is_empty(), "{:?}", seg.issues);
+        let back: Vec<JournalRecord> = seg.entries.into_iter().map(|e| e.record).collect();
+        assert_eq!(back, records);
+        assert_eq!(back[3].time(), WallTime(9));
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //!
 //! - [`CallAggregator`] (pure, no IO, no clock): fed the proxy's
 //!   [`lifeline_proxy::Event`]s, it builds one [`CallRecord`] per call when
-//!   the call ends (connected, failed, cancelled, no route) and one
-//!   [`TrunkRecord`] per trunk state change or drain, and keeps the recent
+//!   the call ends (connected, failed, cancelled, no route; with its
+//!   [`CallNote`]s: rescues, hedges, trunks skipped for capacity), one
+//!   [`TrunkRecord`] per trunk state change, drain or canary, and keeps the recent
 //!   failed emergency calls in a bounded [`FailedCalls`] ring for the admin
 //!   API's `GET /calls/failed`.
 //! - [`JournalWriter`]: a dedicated thread that appends records to segment
@@ -15,7 +16,7 @@
 //!   the record is dropped and counted; when the disk fails, the error is
 //!   logged at ERROR, records wait in a bounded backlog (then are dropped and
 //!   counted), and writing resumes when the disk does.
-//! - [`format`] and [`reader`]: the framing (`[u32 len][u32 crc32c][payload]`),
+//! - [`format`](mod@format) and [`reader`]: the framing (`[u32 len][u32 crc32c][payload]`),
 //!   and a reader that never panics on a corrupt file, skips a torn final
 //!   record and resynchronises past corruption in the middle.
 //! - [`report`]: the incident timeline, outages and the calls they touched,
@@ -65,8 +66,8 @@ pub use aggregate::{
 pub use format::{Entry, Issue};
 pub use reader::JournalReader;
 pub use record::{
-    AttemptRecord, AttemptResult, CallOutcome, CallRecord, Caller, EmergencyRule, FailReason,
-    JournalRecord, LateRecord, LocationRecord, Micros, TrunkChange, TrunkRecord, TrunkState,
-    WallTime,
+    AttemptRecord, AttemptResult, CallNote, CallOutcome, CallRecord, Caller, EmergencyRule,
+    FailReason, JournalRecord, LateRecord, LocationRecord, Micros, NoteRecord, SkipReason,
+    TrunkChange, TrunkRecord, TrunkState, WallTime,
 };
 pub use writer::{Faults, JournalHandle, JournalOptions, JournalStats, JournalWriter};

@@ -1,11 +1,13 @@
 //! What the journal holds: one record per finished call, one per trunk state
-//! change or drain, and one per late answer on a call already journaled.
+//! change, drain or canary, one per late answer on a call already journaled,
+//! and one per note on a call already journaled (a hedge's second answer).
 //!
 //! Records are plain data with serde derives. On disk they are encoded with
 //! postcard (see [`crate::format`]); in `lifeline report --format json` with
 //! serde_json. Field order is part of the on-disk format: changing a struct
-//! means a new [`FORMAT_VERSION`](crate::format::FORMAT_VERSION); adding a
-//! variant at the end of an enum does not.
+//! means a new [`FORMAT_VERSION`](crate::format::FORMAT_VERSION), and the
+//! reader keeps decoding the old one (see [`crate::format`]'s version
+//! history); adding a variant at the end of an enum does not.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -87,6 +89,10 @@ pub enum JournalRecord {
     /// A response arrived on a call already journaled: a 2xx after the
     /// caller was told the call failed, or after the caller cancelled.
     Late(LateRecord),
+    /// Something happened on a call already journaled: a second answer,
+    /// from a hedged attempt, on a call answered through another trunk
+    /// (format version 2).
+    Note(NoteRecord),
 }
 
 impl JournalRecord {
@@ -97,6 +103,7 @@ impl JournalRecord {
             JournalRecord::Call(c) => c.started,
             JournalRecord::Trunk(t) => t.at,
             JournalRecord::Late(l) => l.at,
+            JournalRecord::Note(n) => n.at(),
         }
     }
 }
@@ -195,6 +202,13 @@ pub enum AttemptResult {
     Cancelled,
     /// Still in progress when the call was journaled (no result seen).
     Unknown,
+    /// The trunk went Down (or gave hard evidence) while the attempt waited,
+    /// ringing or not: the call was moved on at once (see
+    /// [`CallNote::Rescued`]).
+    TrunkDown,
+    /// A hedged attempt that lost: another attempt of the call was answered
+    /// first, and this one was cancelled.
+    Superseded,
 }
 
 impl AttemptResult {
@@ -210,10 +224,13 @@ impl AttemptResult {
             Self::Rejected(s) => format!("rejected-{s}"),
             Self::Cancelled => "cancelled".into(),
             Self::Unknown => "unknown".into(),
+            Self::TrunkDown => "trunk-down".into(),
+            Self::Superseded => "superseded".into(),
         }
     }
 
     /// Whether this attempt was given up on and the call moved on (or failed).
+    /// A superseded hedge was not: another attempt of the call won.
     pub fn is_failover_class(self) -> bool {
         matches!(
             self,
@@ -222,6 +239,7 @@ impl AttemptResult {
                 | Self::Response(_)
                 | Self::TransportError
                 | Self::TransactionTimeout
+                | Self::TrunkDown
         )
     }
 
@@ -233,6 +251,8 @@ impl AttemptResult {
             F::Response(s) => Self::Response(s),
             F::TransportError => Self::TransportError,
             F::TransactionTimeout => Self::TransactionTimeout,
+            F::TrunkDown => Self::TrunkDown,
+            F::Superseded => Self::Superseded,
         }
     }
 }
@@ -252,6 +272,121 @@ pub struct AttemptRecord {
     pub elapsed: Option<Micros>,
     /// A response that arrived after the attempt was given up, if any.
     pub late_status: Option<u16>,
+}
+
+/// Why a trunk was passed over for a call (mirrors `lifeline_proxy::SkipReason`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// The trunk had `max_calls` calls already.
+    MaxCalls,
+    /// The trunk had taken `max_cps` new calls in the last second.
+    MaxCps,
+}
+
+impl SkipReason {
+    /// The config key that caused it: `max_calls`, `max_cps`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MaxCalls => "max_calls",
+            Self::MaxCps => "max_cps",
+        }
+    }
+}
+
+impl From<lifeline_proxy::SkipReason> for SkipReason {
+    fn from(r: lifeline_proxy::SkipReason) -> Self {
+        match r {
+            lifeline_proxy::SkipReason::MaxCalls => Self::MaxCalls,
+            lifeline_proxy::SkipReason::MaxCps => Self::MaxCps,
+        }
+    }
+}
+
+/// Something the proxy did for a call besides its attempts: moving it off a
+/// dying trunk, hedging it, passing a full trunk over, ending a second
+/// answer. `offset` is from the call's start.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CallNote {
+    /// Moved off `trunk` at once because the trunk went Down or gave hard
+    /// evidence (ICMP, TCP reset) while the attempt waited.
+    Rescued {
+        /// The trunk the call was moved off.
+        trunk: String,
+        /// When, from the call's start.
+        offset: Micros,
+        /// Whether the caller had already heard ringing from it.
+        ringing: bool,
+    },
+    /// The attempt had not rung within `hedge_after`: a second attempt
+    /// started in parallel on `trunk`.
+    Hedged {
+        /// The trunk of the parallel attempt.
+        trunk: String,
+        /// When, from the call's start.
+        offset: Micros,
+    },
+    /// `trunk` was passed over because it was at a capacity limit.
+    Skipped {
+        /// The full trunk.
+        trunk: String,
+        /// When, from the call's start.
+        offset: Micros,
+        /// Which limit.
+        reason: SkipReason,
+    },
+    /// A 2xx from `trunk` after the call was answered through another: ACKed
+    /// and ended with a BYE.
+    DuplicateAnswer {
+        /// The trunk whose answer was ended.
+        trunk: String,
+        /// When, from the call's start.
+        offset: Micros,
+    },
+}
+
+impl CallNote {
+    /// The trunk it is about.
+    pub fn trunk(&self) -> &str {
+        match self {
+            Self::Rescued { trunk, .. }
+            | Self::Hedged { trunk, .. }
+            | Self::Skipped { trunk, .. }
+            | Self::DuplicateAnswer { trunk, .. } => trunk,
+        }
+    }
+
+    /// When, from the call's start.
+    pub fn offset(&self) -> Micros {
+        match self {
+            Self::Rescued { offset, .. }
+            | Self::Hedged { offset, .. }
+            | Self::Skipped { offset, .. }
+            | Self::DuplicateAnswer { offset, .. } => *offset,
+        }
+    }
+
+    /// What happened, for an operator: `rescued off primary while ringing`,
+    /// `hedged to backup`, `primary skipped: max_calls`, `second answer from
+    /// backup ended with BYE`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Rescued {
+                trunk,
+                ringing: true,
+                ..
+            } => format!("rescued off {trunk} while ringing"),
+            Self::Rescued { trunk, .. } => format!("rescued off {trunk} before ringing"),
+            Self::Hedged { trunk, .. } => format!("hedged to {trunk}"),
+            Self::Skipped { trunk, reason, .. } => {
+                format!("{trunk} skipped: {}", reason.as_str())
+            }
+            Self::DuplicateAnswer { trunk, .. } => {
+                format!("second answer from {trunk} ended with BYE")
+            }
+        }
+    }
 }
 
 /// Why a call did not connect (mirrors `lifeline_proxy::CallFailure`).
@@ -354,6 +489,9 @@ pub struct CallRecord {
     pub outcome: CallOutcome,
     /// From the INVITE's arrival to the 2xx, if connected.
     pub setup: Option<Micros>,
+    /// Rescues, hedges, trunks skipped for capacity, in order (format
+    /// version 2; empty for calls read from version 1 journals).
+    pub notes: Vec<CallNote>,
 }
 
 impl CallRecord {
@@ -434,6 +572,17 @@ pub enum TrunkChange {
     Drained,
     /// An operator undrained it.
     Undrained,
+    /// It came Up on probes after a Down on live evidence and gets a bounded
+    /// share of calls until `until` at the latest.
+    CanaryStarted {
+        /// The canary ends by then.
+        until: WallTime,
+    },
+    /// The canary ended: full traffic again (`passed`), or it failed again.
+    CanaryEnded {
+        /// Whether its calls were answered.
+        passed: bool,
+    },
 }
 
 /// A trunk state change or drain.
@@ -463,4 +612,89 @@ pub struct LateRecord {
     pub status: u16,
     /// Whether the call was connected by it (the 2xx was forwarded).
     pub connected: bool,
+}
+
+/// A note on a call that had already been journaled: a hedged call's second
+/// answer, which comes after the first one connected the call.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoteRecord {
+    /// The call's Call-ID.
+    pub call_id: String,
+    /// The call's start (to find its record).
+    pub started: WallTime,
+    /// Whether the call is an emergency call.
+    pub emergency: bool,
+    /// What happened (its offset is from `started`).
+    pub note: CallNote,
+}
+
+impl NoteRecord {
+    /// When it happened.
+    pub fn at(&self) -> WallTime {
+        self.started.plus(self.note.offset())
+    }
+}
+
+/// Version 1 of the on-disk records, which [`crate::format`] still reads:
+/// `CallRecord` had no `notes`. Everything else is shared (enums only grew
+/// variants at their end).
+pub(crate) mod v1 {
+    use serde::{Deserialize, Serialize};
+
+    use super::{
+        AttemptRecord, CallOutcome, Caller, EmergencyRule, LateRecord, LocationRecord, Micros,
+        TrunkRecord, WallTime,
+    };
+
+    /// `JournalRecord` in version 1.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub(crate) enum JournalRecord {
+        Call(Box<CallRecord>),
+        Trunk(TrunkRecord),
+        Late(LateRecord),
+    }
+
+    /// `CallRecord` in version 1.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub(crate) struct CallRecord {
+        pub(crate) started: WallTime,
+        pub(crate) ended: WallTime,
+        pub(crate) call_id: String,
+        pub(crate) caller: Caller,
+        pub(crate) dialled: String,
+        pub(crate) emergency: Option<EmergencyRule>,
+        pub(crate) location: LocationRecord,
+        pub(crate) route: String,
+        pub(crate) source: String,
+        pub(crate) attempts: Vec<AttemptRecord>,
+        pub(crate) outcome: CallOutcome,
+        pub(crate) setup: Option<Micros>,
+    }
+
+    impl From<JournalRecord> for super::JournalRecord {
+        fn from(r: JournalRecord) -> Self {
+            match r {
+                JournalRecord::Call(c) => {
+                    let c = *c;
+                    Self::Call(Box::new(super::CallRecord {
+                        started: c.started,
+                        ended: c.ended,
+                        call_id: c.call_id,
+                        caller: c.caller,
+                        dialled: c.dialled,
+                        emergency: c.emergency,
+                        location: c.location,
+                        route: c.route,
+                        source: c.source,
+                        attempts: c.attempts,
+                        outcome: c.outcome,
+                        setup: c.setup,
+                        notes: Vec::new(),
+                    }))
+                }
+                JournalRecord::Trunk(t) => Self::Trunk(t),
+                JournalRecord::Late(l) => Self::Late(l),
+            }
+        }
+    }
 }

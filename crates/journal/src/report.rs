@@ -10,10 +10,12 @@ use serde::Serialize;
 use crate::aggregate::CallbackEntry;
 use crate::format::Issue;
 use crate::record::{
-    AttemptResult, CallOutcome, CallRecord, JournalRecord, TrunkChange, TrunkState, WallTime,
+    AttemptResult, CallNote, CallOutcome, CallRecord, JournalRecord, TrunkChange, TrunkState,
+    WallTime,
 };
 
-/// Failovers from one trunk to the next less than this far apart are shown
+/// Failovers from one trunk to the next (and calls rescued, hedged, passed
+/// over or answered twice on one trunk) less than this far apart are shown
 /// as one line of the timeline.
 pub const FAILOVER_RUN_GAP_US: i64 = 10_000_000;
 
@@ -90,12 +92,35 @@ pub enum TimelineEntry {
         /// Why, with counts: `no-response x12`.
         reasons: Vec<String>,
     },
+    /// Calls the proxy did something for on one trunk: rescued off it,
+    /// hedged to it, passed it over because it was full, or ended its
+    /// second answer.
+    Calls {
+        /// The first.
+        time: String,
+        /// Microseconds since the epoch.
+        at_us: i64,
+        /// The last of the run.
+        until: String,
+        /// The trunk.
+        trunk: String,
+        /// What happened (`rescued off primary while ringing`, `hedged to
+        /// backup`, `primary skipped: max_calls`, `second answer from backup
+        /// ended with BYE`).
+        event: String,
+        /// Calls.
+        calls: u64,
+        /// Of which emergency calls.
+        emergency: u64,
+    },
 }
 
 impl TimelineEntry {
     fn at(&self) -> i64 {
         match self {
-            Self::Trunk { at_us, .. } | Self::Failover { at_us, .. } => *at_us,
+            Self::Trunk { at_us, .. }
+            | Self::Failover { at_us, .. }
+            | Self::Calls { at_us, .. } => *at_us,
         }
     }
 }
@@ -155,6 +180,10 @@ pub struct TrunkTotals {
     pub connected: u64,
     /// Attempts given up (no response, 5xx, transport error ...).
     pub failed_attempts: u64,
+    /// Calls rescued off it (moved at once when it went Down).
+    pub rescued_off: u64,
+    /// Calls that passed it over because it was at `max_calls` or `max_cps`.
+    pub skipped_full: u64,
     /// Median setup time of calls connected through it, ms.
     pub setup_median_ms: Option<f64>,
     /// Worst setup time, ms.
@@ -176,6 +205,12 @@ pub struct Totals {
     pub unfinished: Counts,
     /// Calls that needed more than one attempt.
     pub failed_over: Counts,
+    /// Calls rescued off a trunk that went Down while they waited.
+    pub rescued: Counts,
+    /// Calls hedged (a parallel attempt on the next trunk).
+    pub hedged: Counts,
+    /// Calls that passed over a full trunk (`max_calls`, `max_cps`).
+    pub skipped_full: Counts,
     /// Median setup time over all connected calls, ms.
     pub setup_median_ms: Option<f64>,
     /// Worst setup time, ms.
@@ -232,11 +267,22 @@ struct FailoverEv {
     emergency: bool,
 }
 
+/// A call note, for the timeline.
+#[derive(Debug)]
+struct NoteEv {
+    at: i64,
+    trunk: String,
+    event: String,
+    emergency: bool,
+}
+
 #[derive(Debug, Default)]
 struct TrunkAcc {
     attempts: u64,
     connected: u64,
     failed_attempts: u64,
+    rescued_off: u64,
+    skipped_full: u64,
     setups: Vec<u64>,
 }
 
@@ -250,6 +296,7 @@ pub struct ReportBuilder {
     calls: Vec<(bool, bool)>,
     failed_attempts: Vec<FailedAttempt>,
     failovers: Vec<FailoverEv>,
+    notes: Vec<NoteEv>,
     trunk_events: Vec<(i64, String, TrunkChange)>,
     callbacks: Vec<CallbackEntry>,
     late: HashMap<(String, i64), String>,
@@ -290,7 +337,28 @@ impl ReportBuilder {
                         .insert((l.call_id.clone(), l.started.0), l.trunk.clone());
                 }
             }
+            JournalRecord::Note(n) => {
+                self.last_time = self.last_time.max(n.at().0);
+                if self.window.contains(n.started) {
+                    self.note(n.started, &n.note, n.emergency);
+                }
+            }
         }
+    }
+
+    fn note(&mut self, started: WallTime, n: &CallNote, emergency: bool) {
+        let acc = self.trunks.entry(n.trunk().to_string()).or_default();
+        match n {
+            CallNote::Rescued { .. } => acc.rescued_off += 1,
+            CallNote::Skipped { .. } => acc.skipped_full += 1,
+            CallNote::Hedged { .. } | CallNote::DuplicateAnswer { .. } => {}
+        }
+        self.notes.push(NoteEv {
+            at: started.plus(n.offset()).0,
+            trunk: n.trunk().to_string(),
+            event: n.describe(),
+            emergency,
+        });
     }
 
     fn call(&mut self, c: &CallRecord) {
@@ -315,6 +383,19 @@ impl ReportBuilder {
         }
         if c.attempts.len() > 1 {
             t.failed_over.add(e);
+        }
+        let has = |f: fn(&CallNote) -> bool| c.notes.iter().any(f);
+        if has(|n| matches!(n, CallNote::Rescued { .. })) {
+            t.rescued.add(e);
+        }
+        if has(|n| matches!(n, CallNote::Hedged { .. })) {
+            t.hedged.add(e);
+        }
+        if has(|n| matches!(n, CallNote::Skipped { .. })) {
+            t.skipped_full.add(e);
+        }
+        for n in &c.notes {
+            self.note(c.started, n, e);
         }
         for (i, a) in c.attempts.iter().enumerate() {
             let acc = self.trunks.entry(a.trunk.clone()).or_default();
@@ -395,6 +476,21 @@ impl ReportBuilder {
                 }
                 TrunkChange::Drained => ("drained".to_string(), String::new()),
                 TrunkChange::Undrained => ("undrained".to_string(), String::new()),
+                TrunkChange::CanaryStarted { until } => (
+                    "canary started".to_string(),
+                    format!(
+                        "back up on probes after failing calls: a share of calls until {} at most",
+                        until.rfc3339()
+                    ),
+                ),
+                TrunkChange::CanaryEnded { passed: true } => (
+                    "canary passed".to_string(),
+                    "full traffic again".to_string(),
+                ),
+                TrunkChange::CanaryEnded { passed: false } => (
+                    "canary failed".to_string(),
+                    "its calls failed again".to_string(),
+                ),
             };
             if self.window.contains(WallTime(*at)) {
                 timeline.push(TimelineEntry::Trunk {
@@ -461,6 +557,42 @@ impl ReportBuilder {
                 calls: r.calls,
                 emergency: r.emergency,
                 reasons: r.reasons.iter().map(|(k, v)| format!("{k} x{v}")).collect(),
+            });
+        }
+
+        // Runs of call notes, per trunk and kind, grouped like failovers.
+        self.notes.sort_by_key(|n| n.at);
+        let mut note_runs: Vec<(i64, i64, &NoteEv, u64, u64)> = Vec::new();
+        let mut open_runs: HashMap<&str, usize> = HashMap::new();
+        for n in &self.notes {
+            let run = open_runs.get(n.event.as_str()).copied().filter(|&i| {
+                note_runs
+                    .get(i)
+                    .is_some_and(|r| n.at - r.1 <= FAILOVER_RUN_GAP_US)
+            });
+            let i = match run {
+                Some(i) => i,
+                None => {
+                    note_runs.push((n.at, n.at, n, 0, 0));
+                    open_runs.insert(&n.event, note_runs.len() - 1);
+                    note_runs.len() - 1
+                }
+            };
+            if let Some(r) = note_runs.get_mut(i) {
+                r.1 = n.at;
+                r.3 += 1;
+                r.4 += u64::from(n.emergency);
+            }
+        }
+        for (first, last, n, calls, emergency) in note_runs {
+            timeline.push(TimelineEntry::Calls {
+                time: WallTime(first).rfc3339(),
+                at_us: first,
+                until: WallTime(last).rfc3339(),
+                trunk: n.trunk.clone(),
+                event: n.event.clone(),
+                calls,
+                emergency,
             });
         }
         timeline.sort_by_key(TimelineEntry::at);
@@ -544,6 +676,8 @@ impl ReportBuilder {
                     attempts: acc.attempts,
                     connected: acc.connected,
                     failed_attempts: acc.failed_attempts,
+                    rescued_off: acc.rescued_off,
+                    skipped_full: acc.skipped_full,
                     setup_median_ms: m,
                     setup_max_ms: x,
                 }
@@ -634,7 +768,7 @@ pub fn render_table(r: &Report) -> String {
 
     out.push_str("\nTIMELINE\n");
     if r.timeline.is_empty() {
-        out.push_str("(no trunk changes or failovers)\n");
+        out.push_str("(no trunk changes, failovers, rescues, hedges or full trunks)\n");
     } else {
         let rows: Vec<Vec<String>> = r
             .timeline
@@ -664,6 +798,20 @@ pub fn render_table(r: &Report) -> String {
                         "{calls} call(s), {emergency} emergency, until {until}: {}",
                         reasons.join(", ")
                     ),
+                ],
+                TimelineEntry::Calls {
+                    time,
+                    until,
+                    trunk,
+                    event,
+                    calls,
+                    emergency,
+                    ..
+                } => vec![
+                    time.clone(),
+                    trunk.clone(),
+                    event.clone(),
+                    format!("{calls} call(s), {emergency} emergency, until {until}"),
                 ],
             })
             .collect();
@@ -722,6 +870,9 @@ pub fn render_table(r: &Report) -> String {
                 if let Some(t) = &c.late_answer_via {
                     outcome.push_str(&format!("; late answer via {t}"));
                 }
+                for n in &c.notes {
+                    outcome.push_str(&format!("; {n}"));
+                }
                 vec![
                     c.time.clone(),
                     c.asserted_identities
@@ -769,6 +920,9 @@ pub fn render_table(r: &Report) -> String {
             "CANCELLED",
             "UNKNOWN",
             "FAILED OVER",
+            "RESCUED",
+            "HEDGED",
+            "SKIPPED FULL TRUNK",
             "SETUP MEDIAN MS",
             "SETUP WORST MS",
         ],
@@ -779,6 +933,9 @@ pub fn render_table(r: &Report) -> String {
             pair(t.cancelled),
             pair(t.unfinished),
             pair(t.failed_over),
+            pair(t.rescued),
+            pair(t.hedged),
+            pair(t.skipped_full),
             ms(t.setup_median_ms),
             ms(t.setup_max_ms),
         ]],
@@ -794,6 +951,8 @@ pub fn render_table(r: &Report) -> String {
                     x.attempts.to_string(),
                     x.connected.to_string(),
                     x.failed_attempts.to_string(),
+                    x.rescued_off.to_string(),
+                    x.skipped_full.to_string(),
                     ms(x.setup_median_ms),
                     ms(x.setup_max_ms),
                 ]
@@ -806,6 +965,8 @@ pub fn render_table(r: &Report) -> String {
                 "ATTEMPTS",
                 "CONNECTED",
                 "FAILED ATTEMPTS",
+                "RESCUED OFF",
+                "SKIPPED FULL",
                 "SETUP MEDIAN MS",
                 "SETUP WORST MS",
             ],
@@ -845,6 +1006,7 @@ pub fn render_csv(r: &Report) -> String {
         "late_answer_via",
         "call_id",
         "source",
+        "notes",
     ];
     out.push_str(&header.join(","));
     out.push_str("\r\n");
@@ -867,6 +1029,7 @@ pub fn render_csv(r: &Report) -> String {
             c.late_answer_via.clone().unwrap_or_default(),
             c.call_id.clone(),
             c.source.clone(),
+            c.notes.join("; "),
         ];
         let line: Vec<String> = cells.iter().map(|s| csv_cell(s)).collect();
         out.push_str(&line.join(","));

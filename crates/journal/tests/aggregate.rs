@@ -432,6 +432,7 @@ fn report_timeline_outages_callbacks_and_totals() {
                 emergency,
                 ..
             } => format!("failover {from}->{to} {calls}/{emergency}"),
+            report::TimelineEntry::Calls { event, .. } => event.clone(),
         })
         .collect();
     assert_eq!(
@@ -567,4 +568,269 @@ fn records_survive_the_journal_unchanged() {
         .unwrap()
         .for_each(|e| ring.preload(&e.record));
     assert_eq!(ring.recent(100), w.agg.failed_calls().recent(100));
+}
+
+/// Rescues, hedges, full trunks, a second answer and a canary (issue 11):
+/// each on its call's record (or a note record after it), through the
+/// journal unchanged, and in the report.
+#[test]
+fn rescues_hedges_full_trunks_and_canaries_are_journaled_and_reported() {
+    use lifeline_journal::{CallNote, Micros, NoteRecord, SkipReason, TrunkChange};
+    use lifeline_proxy::SkipReason as Skip;
+
+    let mut w = World::new(AggregatorLimits::default());
+    let (p, b) = (w.primary, w.backup);
+    // Call 10: the primary is full; the call overflows to the backup. The
+    // primary is passed over twice, noted once.
+    w.start(10, 20_000, true);
+    for _ in 0..2 {
+        let at = w.at(20_000);
+        w.feed(Event::TrunkSkipped {
+            call: CallRef(10),
+            at,
+            trunk: p,
+            reason: Skip::MaxCalls,
+        });
+    }
+    w.attempt(10, 20_000, b, 1);
+    w.connect(10, 20_050, b, 50);
+    // Call 11: ringing on the primary when it goes Down: rescued.
+    w.start(11, 21_000, true);
+    w.attempt(11, 21_000, p, 1);
+    let at = w.at(21_300);
+    w.feed(Event::Rescued {
+        call: CallRef(11),
+        at,
+        trunk: p,
+        ringing: true,
+    });
+    w.fail(11, 21_300, p, AttemptFailure::TrunkDown, 300);
+    w.attempt(11, 21_300, b, 2);
+    w.connect(11, 21_400, b, 400);
+    // Call 12: no ringing within hedge_after: hedged to the backup, which
+    // answers; the primary's attempt is cancelled, then answers too.
+    w.start(12, 22_000, true);
+    w.attempt(12, 22_000, p, 1);
+    let at = w.at(22_300);
+    w.feed(Event::Hedged {
+        call: CallRef(12),
+        at,
+        trunk: b,
+    });
+    w.attempt(12, 22_300, b, 2);
+    w.connect(12, 22_350, b, 350);
+    w.fail(12, 22_360, p, AttemptFailure::Superseded, 360);
+    let at = w.at(22_400);
+    w.feed(Event::DuplicateAnswer {
+        call: CallRef(12),
+        at,
+        trunk: p,
+    });
+    // Call 13: rescued before ringing, and the backup fails too.
+    w.start(13, 23_000, true);
+    w.attempt(13, 23_000, p, 1);
+    let at = w.at(23_100);
+    w.feed(Event::Rescued {
+        call: CallRef(13),
+        at,
+        trunk: p,
+        ringing: false,
+    });
+    w.fail(13, 23_100, p, AttemptFailure::TrunkDown, 100);
+    w.attempt(13, 23_100, b, 2);
+    w.fail(13, 23_110, b, AttemptFailure::Response(503), 10);
+    let at = w.at(23_110);
+    w.feed(Event::CallFailed {
+        call: CallRef(13),
+        at,
+        status: 503,
+        reason: CallFailure::AllTrunksFailed,
+    });
+    // The primary comes back on probes: a canary, which it passes.
+    let (start, until, end) = (w.at(25_000), w.at(35_000), w.at(27_000));
+    w.feed(Event::Trunk(HealthEvent {
+        trunk: p,
+        at: start,
+        kind: EventKind::CanaryStarted { until },
+    }));
+    w.feed(Event::Trunk(HealthEvent {
+        trunk: p,
+        at: end,
+        kind: EventKind::CanaryEnded { passed: true },
+    }));
+    assert_eq!(w.agg.stats().unknown_call_events, 0);
+
+    // The records.
+    let cs = calls(&w.records);
+    let notes = |id: &str| {
+        cs.iter()
+            .find(|c| c.call_id == id)
+            .map(|c| (c.attempts_summary(), c.notes.clone()))
+            .unwrap()
+    };
+    assert_eq!(
+        notes("call-10@origin"),
+        (
+            "backup:connected".to_string(),
+            vec![CallNote::Skipped {
+                trunk: "primary".into(),
+                offset: Micros(0),
+                reason: SkipReason::MaxCalls
+            }]
+        )
+    );
+    assert_eq!(
+        notes("call-11@origin"),
+        (
+            "primary:trunk-down backup:connected".to_string(),
+            vec![CallNote::Rescued {
+                trunk: "primary".into(),
+                offset: Micros(300_000),
+                ringing: true
+            }]
+        )
+    );
+    assert_eq!(
+        notes("call-12@origin"),
+        (
+            "primary:superseded backup:connected".to_string(),
+            vec![CallNote::Hedged {
+                trunk: "backup".into(),
+                offset: Micros(300_000)
+            }]
+        )
+    );
+    assert_eq!(notes("call-13@origin").0, "primary:trunk-down backup:503");
+    let extra: Vec<&JournalRecord> = w
+        .records
+        .iter()
+        .filter(|r| matches!(r, JournalRecord::Note(_) | JournalRecord::Trunk(_)))
+        .collect();
+    assert_eq!(
+        extra,
+        [
+            &JournalRecord::Note(NoteRecord {
+                call_id: "call-12@origin".into(),
+                started: WallTime(EPOCH_US + 22_000_000),
+                emergency: true,
+                note: CallNote::DuplicateAnswer {
+                    trunk: "primary".into(),
+                    offset: Micros(400_000)
+                },
+            }),
+            &JournalRecord::Trunk(lifeline_journal::TrunkRecord {
+                at: WallTime(EPOCH_US + 25_000_000),
+                trunk: "primary".into(),
+                change: TrunkChange::CanaryStarted {
+                    until: WallTime(EPOCH_US + 35_000_000)
+                },
+            }),
+            &JournalRecord::Trunk(lifeline_journal::TrunkRecord {
+                at: WallTime(EPOCH_US + 27_000_000),
+                trunk: "primary".into(),
+                change: TrunkChange::CanaryEnded { passed: true },
+            }),
+        ]
+    );
+
+    // Through the journal unchanged.
+    let tmp = tempfile::tempdir().unwrap();
+    let writer = JournalWriter::open(tmp.path(), Default::default()).unwrap();
+    let h = writer.handle();
+    for r in &w.records {
+        assert!(h.record(r.clone()));
+    }
+    writer.shutdown();
+    let (entries, issues) = JournalReader::open(&[tmp.path()]).unwrap().read_all();
+    assert!(issues.is_empty(), "{issues:?}");
+    let back: Vec<JournalRecord> = entries.into_iter().map(|e| e.record).collect();
+    assert_eq!(back, w.records);
+
+    // The report: one timeline line per kind and trunk.
+    let rep = report::build(&back, Window::default());
+    let lines: Vec<String> = rep
+        .timeline
+        .iter()
+        .map(|e| match e {
+            report::TimelineEntry::Trunk {
+                trunk,
+                change,
+                reason,
+                ..
+            } => format!("{trunk} {change}: {reason}"),
+            report::TimelineEntry::Failover {
+                from,
+                to,
+                calls,
+                reasons,
+                ..
+            } => format!("failover {from}->{to} {calls}: {}", reasons.join(", ")),
+            report::TimelineEntry::Calls {
+                trunk,
+                event,
+                calls,
+                emergency,
+                ..
+            } => format!("{trunk}: {event} {calls}/{emergency}"),
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "primary: primary skipped: max_calls 1/1",
+            "failover primary->backup 2: trunk-down x2",
+            "primary: rescued off primary while ringing 1/1",
+            "backup: hedged to backup 1/1",
+            "primary: second answer from primary ended with BYE 1/1",
+            "primary: rescued off primary before ringing 1/1",
+            "primary canary started: back up on probes after failing calls: a share of calls \
+             until 2023-06-25T11:00:35.000Z at most",
+            "primary canary passed: full traffic again",
+        ]
+    );
+    let t = &rep.totals;
+    assert_eq!((t.rescued.emergency, t.rescued.other), (2, 0));
+    assert_eq!(t.hedged.emergency, 1);
+    assert_eq!(t.skipped_full.emergency, 1);
+    assert_eq!(t.failed_over.emergency, 3, "calls 11, 12 and 13");
+    let primary = t.trunks.iter().find(|x| x.trunk == "primary").unwrap();
+    assert_eq!(
+        (
+            primary.attempts,
+            primary.failed_attempts,
+            primary.rescued_off,
+            primary.skipped_full
+        ),
+        (3, 2, 2, 1),
+        "a superseded hedge is not a failed attempt"
+    );
+    // The callback list says the failed call was rescued.
+    assert_eq!(rep.callbacks.len(), 1);
+    assert_eq!(
+        rep.callbacks[0].notes,
+        ["rescued off primary before ringing"]
+    );
+    let table = report::render_table(&rep);
+    for want in [
+        "rescued off primary while ringing",
+        "hedged to backup",
+        "primary skipped: max_calls",
+        "second answer from primary ended with BYE",
+        "canary passed",
+        "failed 503 (all-trunks-failed); rescued off primary before ringing",
+        "RESCUED",
+    ] {
+        assert!(table.contains(want), "{want} in:\n{table}");
+    }
+    let csv = report::render_csv(&rep);
+    let rows: Vec<&str> = csv.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert!(rows[0].ends_with(",source,notes"), "{csv}");
+    assert!(
+        rows[1].ends_with(",udp:192.0.2.7:5060,rescued off primary before ringing"),
+        "{csv}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&report::render_json(&rep)).unwrap();
+    assert_eq!(json["totals"]["rescued"]["emergency"], 2);
+    assert_eq!(json["timeline"][0]["kind"], "calls");
+    assert_eq!(json["timeline"][0]["event"], "primary skipped: max_calls");
 }

@@ -35,16 +35,12 @@ fn proxy(t0: Instant) -> Proxy {
     };
     let trunks = vec![
         TrunkConfig {
-            name: "primary".into(),
-            large_over_tcp: false,
-            peer: trunk(),
             probe: probe.clone(),
+            ..TrunkConfig::new("primary", trunk())
         },
         TrunkConfig {
-            name: "backup".into(),
-            large_over_tcp: false,
-            peer: Peer::udp("127.0.30.2:5060".parse().unwrap()),
             probe,
+            ..TrunkConfig::new("backup", Peer::udp("127.0.30.2:5060".parse().unwrap()))
         },
     ];
     let routes = vec![RouteConfig::new(

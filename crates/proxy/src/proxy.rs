@@ -789,6 +789,10 @@ impl Proxy {
         let mut hit = Vec::new();
         for (ck, call) in &self.calls {
             let covers = match &call.target {
+                // A call cancelled, answered or finished has nowhere to move:
+                // its attempts end on their own (hard evidence ends them at
+                // once, below).
+                Target::Route(_) if call.state != CallState::Routing && !hard => continue,
                 Target::Route(r) => {
                     call.state == CallState::Routing
                         && r.cfg.rescue_ringing.covers(call.emergency.is_some())
@@ -1928,11 +1932,12 @@ impl Proxy {
             self.drop_dialog(d);
         }
         self.release(ck, ai);
-        if was_abandoned {
-            return; // already reported and replaced
+        if !was_abandoned {
+            // (An abandoned attempt was reported, and replaced, already.)
+            self.report_failure(now, ck, ai, why);
         }
-        self.report_failure(now, ck, ai, why);
         match self.calls[ck].state {
+            CallState::Routing if was_abandoned => self.next_attempt(now, ck),
             CallState::Routing => {
                 if let (Target::Fixed { .. }, Some(r)) = (&self.calls[ck].target, resp) {
                     // No alternative for an in-dialog request: relay the answer.

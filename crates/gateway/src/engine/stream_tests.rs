@@ -405,16 +405,17 @@ fn an_idle_trunk_connection_is_closed_without_evidence_and_reopened() {
     });
     let gw = gateway_with(
         vec![TrunkConfig {
-            name: "tcp".into(),
-            large_over_tcp: false,
-            peer: Peer {
-                addr: trunk.addr,
-                transport: Transport::Tcp,
-            },
             probe: ProbeConfig {
                 enabled: false,
                 ..ProbeConfig::default()
             },
+            ..TrunkConfig::new(
+                "tcp",
+                Peer {
+                    addr: trunk.addr,
+                    transport: Transport::Tcp,
+                },
+            )
         }],
         vec![sink],
     );
@@ -464,12 +465,10 @@ fn an_idle_trunk_connection_is_closed_without_evidence_and_reopened() {
 /// connection).
 fn unprobed_udp_trunk(addr: SocketAddr) -> TrunkConfig {
     TrunkConfig {
-        name: "t".into(),
-        large_over_tcp: false,
-        peer: Peer::udp(addr),
         probe: ProbeConfig {
             enabled: false,
             ..ProbeConfig::default()
         },
+        ..TrunkConfig::new("t", Peer::udp(addr))
     }
 }
