@@ -78,6 +78,36 @@ fn rescued(s: &Sim) -> Vec<(Duration, bool)> {
         .collect()
 }
 
+/// Every attempt failure, with its time.
+fn failures(s: &Sim) -> Vec<(Duration, AttemptFailure)> {
+    s.events()
+        .iter()
+        .filter_map(|(t, e)| match e {
+            Event::AttemptFailed { reason, .. } => Some((*t, *reason)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Where the gateway sent the first INVITE of a call.
+fn first_invite_to(s: &Sim, call_id: &str) -> Option<SocketAddr> {
+    s.trace
+        .packets
+        .iter()
+        .find(|p| p.from == gw() && p.summary() == "INVITE" && p.call_id() == call_id)
+        .map(|p| p.to)
+}
+
+/// Place a call to `uri` at 1000 ms, cut the primary off (`link`) at
+/// 1100 ms, and run to `until`.
+fn call_and_cut_primary(s: &mut Sim, uri: &str, link: Link, until: Duration) -> String {
+    let call = s.call(uri, "", None);
+    s.run_until(ms(1100));
+    s.set_link("primary", link);
+    s.run_until(until);
+    call
+}
+
 #[test]
 fn a_call_ringing_on_a_killed_trunk_moves_to_the_backup_at_the_icmp() {
     let mut s = sim(ringing(ms(1500)), TrunkScript::answering());
@@ -104,39 +134,23 @@ fn a_call_ringing_on_a_killed_trunk_moves_to_the_backup_at_the_icmp() {
     assert_eq!(c.statuses(), vec![100, 180, 180, 200]);
     assert_eq!(c.responses.last().unwrap().1, ms(1300));
     assert_eq!(rescued(&s), vec![(ms(1250), true)]);
-    let failed: Vec<_> = s
-        .events()
-        .iter()
-        .filter_map(|(t, e)| match e {
-            Event::AttemptFailed { reason, .. } => Some((*t, *reason)),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(failed, vec![(ms(1250), AttemptFailure::TransportError)]);
+    assert_eq!(
+        failures(&s),
+        vec![(ms(1250), AttemptFailure::TransportError)]
+    );
 }
 
 #[test]
 fn a_call_ringing_on_a_hung_trunk_moves_when_probes_take_it_down() {
     let mut s = sim(ringing(ms(5000)), TrunkScript::answering());
-    let call = s.call("urn:service:sos", "", None);
-    s.run_until(ms(1100));
-    s.set_link("primary", Link::BlackHole);
-    s.run_until(ms(3000));
+    let call = call_and_cut_primary(&mut s, "urn:service:sos", Link::BlackHole, ms(3000));
     assert_eq!(s.trace.first(gw(), b(), "INVITE"), Some(ms(1750)));
     assert_eq!(s.trace.first(gw(), p(), "CANCEL"), Some(ms(1750)));
     assert_eq!(rescued(&s), vec![(ms(1750), true)]);
     let c = s.caller_call(&call);
     assert_eq!(c.final_status(), Some(200));
     assert_eq!(c.responses.last().unwrap().1, ms(1800));
-    let reasons: Vec<_> = s
-        .events()
-        .iter()
-        .filter_map(|(_, e)| match e {
-            Event::AttemptFailed { reason, .. } => Some(*reason),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(reasons, vec![AttemptFailure::TrunkDown]);
+    assert_eq!(failures(&s), vec![(ms(1750), AttemptFailure::TrunkDown)]);
 }
 
 #[test]
@@ -145,10 +159,7 @@ fn the_old_trunk_answering_first_wins_and_the_new_attempt_is_cancelled() {
     // 1800 ms (Down at 1750, the call rescued). The backup rings but takes
     // 500 ms to answer, so the primary's 200 at 2000 ms comes first.
     let mut s = sim(ringing(ms(1000)), ringing(ms(500)));
-    let call = s.call(EMERGENCY, "", None);
-    s.run_until(ms(1100));
-    s.set_link("primary", Link::BlackHole);
-    s.run_until(ms(1800));
+    let call = call_and_cut_primary(&mut s, EMERGENCY, Link::BlackHole, ms(1800));
     s.set_link("primary", Link::Up);
     s.run_until(ms(4000));
     assert_eq!(s.trace.first(gw(), b(), "INVITE"), Some(ms(1750)));
@@ -173,10 +184,7 @@ fn the_old_trunk_answering_second_is_acked_and_ended_with_a_bye() {
     // As above, but the backup answers 50 ms after its INVITE (1800 ms),
     // before the primary's 200 at 2000 ms.
     let mut s = sim(ringing(ms(1000)), TrunkScript::answering());
-    let call = s.call(EMERGENCY, "", None);
-    s.run_until(ms(1100));
-    s.set_link("primary", Link::BlackHole);
-    s.run_until(ms(1800));
+    let call = call_and_cut_primary(&mut s, EMERGENCY, Link::BlackHole, ms(1800));
     s.set_link("primary", Link::Up);
     s.run_until(ms(4000));
     let c = s.caller_call(&call);
@@ -212,10 +220,7 @@ fn the_old_trunk_answering_second_is_acked_and_ended_with_a_bye() {
 #[test]
 fn ringing_ordinary_calls_are_not_rescued_by_default() {
     let mut s = sim(ringing(ms(5000)), TrunkScript::answering());
-    let call = s.call(ORDINARY, "", None);
-    s.run_until(ms(1100));
-    s.set_link("primary", Link::Refused);
-    s.run_until(ms(3000));
+    let call = call_and_cut_primary(&mut s, ORDINARY, Link::Refused, ms(3000));
     assert_eq!(s.trace.find(gw(), b(), "INVITE").count(), 0);
     assert_eq!(s.caller_call(&call).statuses(), vec![100, 180]);
     assert!(rescued(&s).is_empty());
@@ -225,19 +230,13 @@ fn ringing_ordinary_calls_are_not_rescued_by_default() {
 fn rescue_ringing_all_rescues_ordinary_calls_and_off_rescues_none() {
     let all = config(|c| c.routes[1].rescue_ringing = RescueRinging::All);
     let mut s = sim_with(all, ringing(ms(5000)), TrunkScript::answering());
-    let call = s.call(ORDINARY, "", None);
-    s.run_until(ms(1100));
-    s.set_link("primary", Link::Refused);
-    s.run_until(ms(3000));
+    let call = call_and_cut_primary(&mut s, ORDINARY, Link::Refused, ms(3000));
     assert_eq!(s.trace.first(gw(), b(), "INVITE"), Some(ms(1250)));
     assert_eq!(s.caller_call(&call).final_status(), Some(200));
 
     let off = config(|c| c.routes[0].rescue_ringing = RescueRinging::Off);
     let mut s = sim_with(off, ringing(ms(5000)), TrunkScript::answering());
-    let call = s.call(EMERGENCY, "", None);
-    s.run_until(ms(1100));
-    s.set_link("primary", Link::Refused);
-    s.run_until(ms(3000));
+    let call = call_and_cut_primary(&mut s, EMERGENCY, Link::Refused, ms(3000));
     assert_eq!(s.trace.find(gw(), b(), "INVITE").count(), 0);
     assert_eq!(s.caller_call(&call).final_status(), None);
 }
@@ -248,10 +247,7 @@ fn calls_not_yet_ringing_move_when_the_trunk_goes_down_whatever_their_class() {
     // call would wait its 800 ms progress timeout; the Down verdict at
     // 1750 ms moves it sooner.
     let mut s = sim(TrunkScript::stalling(), TrunkScript::answering());
-    let call = s.call(ORDINARY, "", None);
-    s.run_until(ms(1100));
-    s.set_link("primary", Link::BlackHole);
-    s.run_until(ms(3000));
+    let call = call_and_cut_primary(&mut s, ORDINARY, Link::BlackHole, ms(3000));
     assert_eq!(s.trace.first(gw(), b(), "INVITE"), Some(ms(1750)));
     assert_eq!(s.caller_call(&call).final_status(), Some(200));
     assert_eq!(rescued(&s), vec![(ms(1750), false)]);
@@ -465,12 +461,7 @@ fn after_a_live_outage_the_primary_gets_one_ordinary_call_in_ten_and_no_emergenc
     s.run_for(ms(100));
     assert!(s.elapsed() < until - s.t0);
     assert_eq!(s.trace.find(gw(), p(), "INVITE").count() - before, 2);
-    let went_to = s
-        .trace
-        .packets
-        .iter()
-        .find(|p| p.summary() == "INVITE" && p.call_id() == emergency && p.from == gw())
-        .map(|p| p.to);
+    let went_to = first_invite_to(&s, &emergency);
     assert_eq!(went_to, Some(b()), "emergency calls go to the proven trunk");
 }
 
@@ -487,12 +478,7 @@ fn a_full_trunk_overflows_to_the_next_but_never_sheds_an_emergency_call() {
     let backup = s.proxy.health().find("backup").unwrap();
     assert_eq!(s.proxy.trunk_calls(primary), 2);
     assert_eq!(s.proxy.trunk_calls(backup), 1);
-    let third = s
-        .trace
-        .packets
-        .iter()
-        .find(|p| p.summary() == "INVITE" && p.call_id() == calls[2] && p.from == gw())
-        .map(|p| p.to);
+    let third = first_invite_to(&s, &calls[2]);
     assert_eq!(third, Some(b()));
     let skipped: Vec<_> = s
         .events()
@@ -508,12 +494,7 @@ fn a_full_trunk_overflows_to_the_next_but_never_sheds_an_emergency_call() {
     let emergency = s.call(EMERGENCY, "", None);
     s.run_for(ms(50));
     assert_eq!(s.caller_call(&ordinary).final_status(), Some(503));
-    let to = s
-        .trace
-        .packets
-        .iter()
-        .find(|p| p.summary() == "INVITE" && p.call_id() == emergency && p.from == gw())
-        .map(|p| p.to);
+    let to = first_invite_to(&s, &emergency);
     assert_eq!(to, Some(p()), "the full primary, first in its route");
     // A call that ends frees its place.
     s.run_for(ms(6000));
