@@ -31,7 +31,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use lifeline_health::{Outcome, Reason, TransportError, TrunkStatus};
+use lifeline_health::TrunkStatus;
 use lifeline_proxy::Proxy;
 use serde::Serialize;
 use serde_json::json;
@@ -269,7 +269,7 @@ fn trunk_view(t: &TrunkStatus<'_>, now: Instant) -> TrunkView {
         drained: t.drained,
         ready: t.ready(),
         since_seconds_ago: now.saturating_duration_since(t.since).as_secs_f64(),
-        reason: reason_text(t.reason),
+        reason: t.reason.to_string(),
         held_down_seconds: t
             .held_until
             .filter(|h| *h > now)
@@ -287,34 +287,6 @@ fn trunk_view(t: &TrunkStatus<'_>, now: Instant) -> TrunkView {
         live_failures: t.live_failures,
         consecutive_failures: t.consecutive_failures,
         consecutive_successes: t.consecutive_successes,
-    }
-}
-
-/// Why a trunk is in its state, for people.
-pub(crate) fn reason_text(r: Reason) -> String {
-    match r {
-        Reason::Added => "configured".into(),
-        Reason::ProbeAnswered(code) => format!("probe answered {code}"),
-        Reason::ProbeRejected(code) => {
-            format!("probe answered {code}, which does not count as alive")
-        }
-        Reason::ProbeTimeout => "probe unanswered".into(),
-        Reason::Live(o) => match o {
-            Outcome::Answered => "call answered".into(),
-            Outcome::Timeout => "call got no response".into(),
-            Outcome::ProgressTimeout => "call got 100 Trying, then nothing".into(),
-            Outcome::FailureResponse(code) => format!("call answered {code}"),
-            Outcome::TransportError(e) => format!(
-                "send failed: {}",
-                match e {
-                    TransportError::PortUnreachable => "port unreachable",
-                    TransportError::HostUnreachable => "host unreachable",
-                    TransportError::ConnectionRefused => "connection refused",
-                    TransportError::ConnectionReset => "connection reset",
-                    TransportError::Other => "transport error",
-                }
-            ),
-        },
     }
 }
 
@@ -825,7 +797,7 @@ mod tests {
         assert_eq!(r.json()["routes"], serde_json::json!(["default"]));
         let s = http(gw.addr, "GET", "/status").await.json();
         assert_eq!(s["trunks"][0]["state"], "down");
-        assert_eq!(s["trunks"][0]["reason"], "call got no response");
+        assert_eq!(s["trunks"][0]["reason"], "live: no response");
 
         // A fresh proxy, published long ago: the loop looks wedged.
         let fresh = Bench::new(true);

@@ -285,7 +285,7 @@ fn run_inner(opts: DemoOptions) -> std::io::Result<bool> {
                                     name(h.trunk),
                                     from.as_str(),
                                     to.as_str(),
-                                    reason_text(reason)
+                                    reason
                                 );
                             }
                             lifeline_health::EventKind::CanaryStarted { until } => {
@@ -536,21 +536,6 @@ fn run_inner(opts: DemoOptions) -> std::io::Result<bool> {
         failback.map_or("-".to_string(), |ms| ms.to_string())
     );
     Ok(failed == 0)
-}
-
-fn reason_text(r: lifeline_health::Reason) -> String {
-    use lifeline_health::{Outcome, Reason};
-    match r {
-        Reason::Added => "added".into(),
-        Reason::ProbeAnswered(c) => format!("OPTIONS answered {c}"),
-        Reason::ProbeRejected(c) => format!("OPTIONS answered {c}, not alive"),
-        Reason::ProbeTimeout => "OPTIONS unanswered".into(),
-        Reason::Live(Outcome::Answered) => "call answered".into(),
-        Reason::Live(Outcome::Timeout) => "a call got no response".into(),
-        Reason::Live(Outcome::ProgressTimeout) => "a call stalled after 100 Trying".into(),
-        Reason::Live(Outcome::FailureResponse(c)) => format!("a call was answered {c}"),
-        Reason::Live(Outcome::TransportError(k)) => format!("{k:?}"),
-    }
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -17,14 +17,8 @@ use crate::admin::{self, AdminCommand, AdminState, StatusBoard};
 use crate::engine::{EventSink, Gateway, Input, InputTx, Options, Tick};
 use crate::metrics::{Metrics, Names};
 
-/// Log output format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub(crate) enum LogFormat {
-    /// Human-readable lines.
-    Human,
-    /// One JSON object per line.
-    Json,
-}
+/// Log output format: the one type, the configuration's (`--log-format`).
+pub(crate) use crate::config::LogFormat;
 
 /// What the daemon needs from the configuration file.
 pub(crate) struct RunConfig {
@@ -64,7 +58,7 @@ pub(crate) fn load_run_config(path: &Path) -> Result<RunConfig, String> {
         admin: shared.admin(),
         journal: shared.journal().map(Path::to_path_buf),
         log_level: log.level.as_str().to_string(),
-        log_json: log.format == crate::config::LogFormat::Json,
+        log_json: log.format == LogFormat::Json,
         tcp_idle_timeout: shared.tcp_idle_timeout(),
         warnings: shared
             .warnings()
@@ -177,7 +171,7 @@ fn log_event(ev: &Event, proxy: &Proxy) {
         }
         Event::Trunk(h) => match h.kind {
             lifeline_health::EventKind::State { from, to, reason } => {
-                tracing::warn!(trunk = %trunk_name(proxy, h.trunk), from = from.as_str(), to = to.as_str(), reason = %admin::reason_text(reason), "trunk state changed");
+                tracing::warn!(trunk = %trunk_name(proxy, h.trunk), from = from.as_str(), to = to.as_str(), reason = %reason, "trunk state changed");
             }
             lifeline_health::EventKind::Drained => {
                 tracing::warn!(trunk = %trunk_name(proxy, h.trunk), "trunk drained")

@@ -36,6 +36,10 @@
 //!   last 64 calls count; none before 8 calls), so the proxy can size each
 //!   trunk's progress timeout to what its calls really take.
 //! - Every state change is an [`Event`] with its [`Reason`]; so are canaries.
+//!   A [`Reason`] reads as text (`probe answered 200`, `live: no response`)
+//!   for logs, the journal and the admin API.
+//! - [`SplitMix64`], the seeded generator behind probe nonces, which
+//!   `lifeline-proxy` shares for its branches and tags.
 //!
 //! # What it does not do
 //!
@@ -56,6 +60,7 @@ mod config;
 #[doc(hidden)]
 pub mod fuzzing;
 mod progress;
+mod rng;
 mod state;
 
 use std::cmp::Reverse;
@@ -67,6 +72,7 @@ use bytes::Bytes;
 use lifeline_sip::{Error, HeaderName, Message, MessageWriter};
 
 pub use config::{AliveCodes, CanaryConfig, FlapDamping, ProbeConfig};
+pub use rng::SplitMix64;
 use state::Counters;
 pub use state::State;
 
@@ -108,6 +114,20 @@ impl Outcome {
     }
 }
 
+/// `call answered`, `no response`, `no progress after 100 Trying`,
+/// `503 response`, `transport error (port unreachable)`.
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Answered => f.write_str("call answered"),
+            Outcome::Timeout => f.write_str("no response"),
+            Outcome::ProgressTimeout => f.write_str("no progress after 100 Trying"),
+            Outcome::FailureResponse(code) => write!(f, "{code} response"),
+            Outcome::TransportError(e) => write!(f, "transport error ({e})"),
+        }
+    }
+}
+
 /// Kinds of transport failure reported by the gateway.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TransportError {
@@ -123,6 +143,20 @@ pub enum TransportError {
     Other,
 }
 
+/// `port unreachable`, `host unreachable`, `connection refused`,
+/// `connection reset`, `other send or connect failure`.
+impl std::fmt::Display for TransportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TransportError::PortUnreachable => "port unreachable",
+            TransportError::HostUnreachable => "host unreachable",
+            TransportError::ConnectionRefused => "connection refused",
+            TransportError::ConnectionReset => "connection reset",
+            TransportError::Other => "other send or connect failure",
+        })
+    }
+}
+
 /// Why a trunk changed state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Reason {
@@ -136,6 +170,21 @@ pub enum Reason {
     ProbeTimeout,
     /// Evidence from a live call (or a failed send).
     Live(Outcome),
+}
+
+/// For people and the journal: `configured`, `probe answered 200`,
+/// `probe answered 503 (not counted alive)`, `probe timeout`, or `live: `
+/// and the [`Outcome`] (`live: no response`).
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::Added => f.write_str("configured"),
+            Reason::ProbeAnswered(code) => write!(f, "probe answered {code}"),
+            Reason::ProbeRejected(code) => write!(f, "probe answered {code} (not counted alive)"),
+            Reason::ProbeTimeout => f.write_str("probe timeout"),
+            Reason::Live(outcome) => write!(f, "live: {outcome}"),
+        }
+    }
 }
 
 /// A state change or an administrative change.
@@ -360,21 +409,6 @@ enum TimerKind {
 
 const BRANCH_PREFIX: &[u8] = b"z9hG4bK-lh";
 
-/// splitmix64: a small seeded generator for probe nonces (no OS randomness
-/// in a pure crate; the gateway seeds it).
-#[derive(Clone, Debug)]
-struct Rng(u64);
-
-impl Rng {
-    fn next_u32(&mut self) -> u32 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 32) as u32
-    }
-}
-
 /// Health of every trunk.
 #[derive(Debug)]
 pub struct Health {
@@ -383,7 +417,7 @@ pub struct Health {
     timers: BinaryHeap<Reverse<Timer>>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
-    rng: Rng,
+    rng: SplitMix64,
     overloaded: bool,
     scratch: String,
 }
@@ -398,7 +432,7 @@ impl Health {
             timers: BinaryHeap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
-            rng: Rng(seed),
+            rng: SplitMix64::new(seed),
             overloaded: false,
             scratch: String::new(),
         }
@@ -1106,6 +1140,33 @@ mod tests {
         assert_eq!(parse_branch(b"z9hG4bK-lh3.17"), None);
         assert_eq!(parse_branch(b"z9hG4bK-lh3.17.1.2"), None);
         assert_eq!(parse_branch(b"z9hG4bKother"), None);
+    }
+
+    #[test]
+    fn reasons_read_as_text() {
+        let text = |r: Reason| r.to_string();
+        assert_eq!(text(Reason::Added), "configured");
+        assert_eq!(text(Reason::ProbeAnswered(200)), "probe answered 200");
+        assert_eq!(
+            text(Reason::ProbeRejected(503)),
+            "probe answered 503 (not counted alive)"
+        );
+        assert_eq!(text(Reason::ProbeTimeout), "probe timeout");
+        assert_eq!(text(Reason::Live(Outcome::Timeout)), "live: no response");
+        assert_eq!(
+            text(Reason::Live(Outcome::ProgressTimeout)),
+            "live: no progress after 100 Trying"
+        );
+        assert_eq!(
+            text(Reason::Live(Outcome::FailureResponse(503))),
+            "live: 503 response"
+        );
+        assert_eq!(
+            text(Reason::Live(Outcome::TransportError(
+                TransportError::PortUnreachable
+            ))),
+            "live: transport error (port unreachable)"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Instant, SystemTime};
 
-use lifeline_health::{Health, Outcome, Reason, TransportError, TrunkId};
+use lifeline_health::{Health, TrunkId};
 use lifeline_proxy::{CallInfo, CallRef, Event, Proxy};
 use serde::Serialize;
 
@@ -476,7 +476,7 @@ impl CallAggregator {
                     lifeline_health::EventKind::State { from, to, reason } => TrunkChange::State {
                         from: from.into(),
                         to: to.into(),
-                        reason: reason_text(reason),
+                        reason: reason.to_string(),
                     },
                     lifeline_health::EventKind::Drained => TrunkChange::Drained,
                     lifeline_health::EventKind::Undrained => TrunkChange::Undrained,
@@ -584,32 +584,6 @@ impl CallAggregator {
             self.finished.pop_first();
         }
         self.emit(JournalRecord::Call(Box::new(rec)));
-    }
-}
-
-/// A trunk health reason as journal text.
-fn reason_text(r: Reason) -> String {
-    match r {
-        Reason::Added => "added".into(),
-        Reason::ProbeAnswered(c) => format!("probe answered {c}"),
-        Reason::ProbeRejected(c) => format!("probe answered {c} (not counted alive)"),
-        Reason::ProbeTimeout => "probe timeout".into(),
-        Reason::Live(o) => match o {
-            Outcome::Answered => "live: call answered".into(),
-            Outcome::Timeout => "live: no response".into(),
-            Outcome::ProgressTimeout => "live: no progress after 100 Trying".into(),
-            Outcome::FailureResponse(c) => format!("live: {c} response"),
-            Outcome::TransportError(t) => format!(
-                "live: transport error ({})",
-                match t {
-                    TransportError::PortUnreachable => "port unreachable",
-                    TransportError::HostUnreachable => "host unreachable",
-                    TransportError::ConnectionRefused => "connection refused",
-                    TransportError::ConnectionReset => "connection reset",
-                    TransportError::Other => "other",
-                }
-            ),
-        },
     }
 }
 

@@ -1,0 +1,150 @@
+//! What is refreshed on a tick, from the proxy's and the health checker's
+//! current view: gauges, and the counters the proxy keeps cumulatively.
+
+use std::sync::PoisonError;
+
+use lifeline_health::{Health, State};
+use lifeline_proxy::{Proxy, Stats};
+use prometheus_client::metrics::counter::Counter;
+
+use super::labels::{KindLabels, MessageLabels, Name, ProgressLabels, StateLabels, TrunkLabels};
+use super::Metrics;
+
+const STATES: [State; 4] = [State::Up, State::Suspect, State::Down, State::Recovering];
+
+/// The proxy's cumulative counters as last seen by [`Metrics::set_gauges`],
+/// to turn them into counter increments.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Seen {
+    requests: u64,
+    responses: u64,
+    retransmissions: u64,
+}
+
+impl Metrics {
+    /// Refresh the gauges (and the counters the proxy keeps cumulatively)
+    /// from the proxy's and the health checker's current view. Call it on a
+    /// regular tick, about once a second.
+    pub(crate) fn set_gauges(&self, stats: &Stats, health: &Health) {
+        for kind in ["server", "client"] {
+            let n = if kind == "server" {
+                stats.server_transactions
+            } else {
+                stats.client_transactions
+            };
+            self.transactions
+                .get_or_create(&KindLabels { kind })
+                .set(to_i64(n));
+        }
+        self.calls_active.set(to_i64(stats.calls));
+        self.dialogs.set(to_i64(stats.dialogs));
+        {
+            let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+            let inc = |old: &mut u64, now: u64, c: &Counter| {
+                // A smaller value means a new proxy (reload or restart of the
+                // core): count everything it has seen.
+                c.inc_by(now.checked_sub(*old).unwrap_or(now));
+                *old = now;
+            };
+            let received = |kind| MessageLabels {
+                direction: "in",
+                kind,
+            };
+            inc(
+                &mut seen.requests,
+                stats.requests,
+                &self.messages.get_or_create_owned(&received("request")),
+            );
+            inc(
+                &mut seen.responses,
+                stats.responses,
+                &self.messages.get_or_create_owned(&received("response")),
+            );
+            inc(
+                &mut seen.retransmissions,
+                stats.retransmissions_absorbed,
+                &self.retransmissions,
+            );
+        }
+        for t in health.trunks() {
+            let trunk = Name::new(t.name);
+            self.set_state(&trunk, t.state);
+            self.trunk_drained
+                .get_or_create(&TrunkLabels {
+                    trunk: trunk.clone(),
+                })
+                .set(i64::from(t.drained));
+            for (from, value) in [
+                ("invite", t.progress.invite_to_ringing),
+                ("trying", t.progress.trying_to_ringing),
+            ] {
+                let labels = ProgressLabels {
+                    trunk: trunk.clone(),
+                    from,
+                };
+                if let Some(d) = value {
+                    self.progress.get_or_create(&labels).set(d.as_secs_f64());
+                } else {
+                    // Not learned (yet, or again after a reload): no series
+                    // rather than a made-up value.
+                    self.progress.remove(&labels);
+                }
+            }
+            let labels = TrunkLabels { trunk };
+            self.canary
+                .get_or_create(&labels)
+                .set(i64::from(t.canary_until.is_some()));
+            if let Some(ewma) = t.rtt.ewma {
+                self.rtt.get_or_create(&labels).set(ewma.as_secs_f64());
+            }
+            if let Some(max) = t.rtt.max {
+                self.rtt_max.get_or_create(&labels).set(max.as_secs_f64());
+            }
+        }
+    }
+
+    /// Refresh `lifeline_trunk_calls` from the proxy's count of calls on
+    /// each trunk. Call it on the same tick as [`Metrics::set_gauges`].
+    pub(crate) fn set_trunk_calls(&self, proxy: &Proxy) {
+        for t in proxy.health().trunks() {
+            self.trunk_calls
+                .get_or_create(&TrunkLabels {
+                    trunk: Name::new(t.name),
+                })
+                .set(i64::from(proxy.trunk_calls(t.id)));
+        }
+    }
+
+    /// The configured `max_calls` of each trunk (by name; `None`: unlimited,
+    /// no series). Call it at start and after every reload.
+    pub(crate) fn set_max_calls<'a>(
+        &self,
+        limits: impl IntoIterator<Item = (&'a str, Option<u32>)>,
+    ) {
+        self.trunk_max_calls.clear();
+        for (trunk, max) in limits {
+            if let Some(max) = max {
+                self.trunk_max_calls
+                    .get_or_create(&TrunkLabels {
+                        trunk: Name::new(trunk),
+                    })
+                    .set(i64::from(max));
+            }
+        }
+    }
+
+    pub(super) fn set_state(&self, trunk: &Name, state: State) {
+        for s in STATES {
+            self.trunk_state
+                .get_or_create(&StateLabels {
+                    trunk: trunk.clone(),
+                    state: s.as_str(),
+                })
+                .set(i64::from(s == state));
+        }
+    }
+}
+
+fn to_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}

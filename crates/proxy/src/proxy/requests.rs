@@ -1,0 +1,509 @@
+//! Requests: transaction matching (RFC 3261 §17.2.3), ACK, in-dialog
+//! routing, the checks of §16.3 and routing of new calls, CANCEL.
+
+use std::hash::{Hash, Hasher};
+use std::time::Instant;
+
+use bytes::Bytes;
+use lifeline_health::TrunkId;
+use lifeline_sip::{Edit, HeaderName, Host, Message, Method, Uri};
+
+use super::{
+    AttemptState, CallState, Proxy, ServerEntry, ServerKey, Target, ACK_PREFIX, LOOP_PREFIX,
+};
+use crate::classify::{classify, select_route, EmergencyRule};
+use crate::config::{Peer, RouteConfig, Transport, RFC3261_UDP_MAX_REQUEST};
+use crate::events::{CallFailure, CallInfo, CallRef, Event, Location};
+use crate::transaction::{Kind, ServerState, ServerTxn};
+
+impl Proxy {
+    pub(super) fn handle_request(&mut self, now: Instant, from: Peer, m: Message) {
+        let method = m.method().unwrap_or(Method::Other);
+        if method == Method::Ack {
+            self.handle_ack(now, from, m);
+            return;
+        }
+        let Some(key) = server_key(&m, None) else {
+            return;
+        };
+        if let Some(&k) = self.server_index.get(&key) {
+            // A retransmission: resend the last response.
+            self.stats.retransmissions_absorbed += 1;
+            if let Some(bytes) = self.servers[k].txn.on_retransmission() {
+                let peer = self.servers[k].txn.peer;
+                self.send(peer, bytes, None);
+            }
+            return;
+        }
+        let kind = if method == Method::Invite {
+            Kind::Invite
+        } else {
+            Kind::NonInvite
+        };
+        let sk = self.servers.insert(ServerEntry {
+            txn: ServerTxn::new(kind, m.clone(), from, self.cfg.timers),
+            key: key.clone(),
+            call: None,
+            armed: None,
+        });
+        self.server_index.insert(key, sk);
+        if kind == Kind::Invite {
+            // §16.2 / §17.2.1: a 100 Trying at once stops the caller's retransmissions.
+            self.respond(now, sk, 100, "Trying", None, &[]);
+        }
+        if method == Method::Cancel {
+            self.handle_cancel(now, sk, &m);
+            return;
+        }
+        self.route_request(now, sk, from, m);
+    }
+
+    fn handle_ack(&mut self, now: Instant, from: Peer, m: Message) {
+        // An ACK for a non-2xx final belongs to the INVITE server transaction.
+        if let Some(key) = server_key(&m, Some(b"INVITE")) {
+            if let Some(&k) = self.server_index.get(&key) {
+                if self.servers[k].txn.state == ServerState::Completed {
+                    self.servers[k].txn.on_ack(now);
+                    self.arm_server(k);
+                    return;
+                }
+                if self.servers[k].txn.state == ServerState::Confirmed {
+                    return; // retransmitted ACK
+                }
+            }
+        }
+        // An ACK for a 2xx travels end to end, statelessly, along the dialog.
+        let Some((dk, _)) = self.our_route(&m) else {
+            return;
+        };
+        let Some(target) = self.dialog_target(dk, from) else {
+            return;
+        };
+        if matches!(m.max_forwards(), Ok(Some(0))) {
+            return;
+        }
+        let branch = {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            self.cfg.seed.hash(&mut h);
+            m.top_via().ok().and_then(|v| v.branch()).hash(&mut h);
+            m.call_id().hash(&mut h);
+            format!("{ACK_PREFIX}{:016x}", h.finish())
+        };
+        let via = |t: Transport| {
+            format!(
+                "SIP/2.0/{} {};branch={branch}",
+                t.via_token(),
+                self.advertise
+            )
+        };
+        let (mut peer, trunk) = target;
+        let Some(mut e) = forward_edit(
+            &m,
+            true,
+            &via(peer.transport),
+            None,
+            peer.transport.reliable(),
+        ) else {
+            return;
+        };
+        let wire = self.wire_peer(peer, trunk, e.len());
+        if wire != peer {
+            peer = wire;
+            let Some(tcp) = forward_edit(&m, true, &via(peer.transport), None, true) else {
+                return;
+            };
+            e = tcp;
+        }
+        let out = e.to_bytes();
+        self.send(peer, out, trunk);
+    }
+
+    /// The transport a request of `len` bytes (as forwarded) takes to
+    /// `peer`: RFC 3261 §18.1.1, a request over 1300 bytes goes over TCP to
+    /// a trunk that takes both; everything else as configured.
+    pub(super) fn wire_peer(&self, peer: Peer, trunk: Option<TrunkId>, len: usize) -> Peer {
+        let tcp_too = trunk
+            .and_then(|t| self.large_over_tcp.get(t.index()))
+            .copied()
+            .unwrap_or(false);
+        if peer.transport == Transport::Udp && tcp_too && len > RFC3261_UDP_MAX_REQUEST {
+            Peer {
+                addr: peer.addr,
+                transport: Transport::Tcp,
+            }
+        } else {
+            peer
+        }
+    }
+
+    /// If the top Route is this proxy's Record-Route with a dialog token,
+    /// the dialog key and nonce.
+    fn our_route(&self, m: &Message) -> Option<(usize, u32)> {
+        let route = m.routes().next()?.ok()?;
+        let Uri::Sip(u) = route.uri() else {
+            return None;
+        };
+        if !self.is_us(&u.host, u.port) {
+            return None;
+        }
+        let token = u.param("ll")??;
+        let text = std::str::from_utf8(token).ok()?;
+        let (k, n) = text.split_once('.')?;
+        let k: usize = k.parse().ok()?;
+        let n = u32::from_str_radix(n, 16).ok()?;
+        let d = self.dialogs.get(k)?;
+        (d.nonce == n).then_some((k, n))
+    }
+
+    /// Where an in-dialog request from `from` goes: the other side of the dialog.
+    fn dialog_target(&self, dk: usize, from: Peer) -> Option<(Peer, Option<TrunkId>)> {
+        let d = self.dialogs.get(dk)?;
+        if from.addr == d.caller.addr {
+            Some((d.trunk, d.trunk_id))
+        } else if from.addr == d.trunk.addr {
+            Some((d.caller, None))
+        } else {
+            None
+        }
+    }
+
+    pub(super) fn is_us(&self, host: &Host<'_>, port: Option<u16>) -> bool {
+        let port_ok = port.unwrap_or(5060) == self.cfg.advertise.port();
+        let host_ok = match host {
+            Host::Ipv4(ip) => std::net::IpAddr::V4(*ip) == self.cfg.advertise.ip(),
+            Host::Ipv6(text) => std::str::from_utf8(text)
+                .ok()
+                .and_then(|t| t.parse::<std::net::Ipv6Addr>().ok())
+                .is_some_and(|ip| std::net::IpAddr::V6(ip) == self.cfg.advertise.ip()),
+            Host::Domain(d) => self
+                .cfg
+                .aliases
+                .iter()
+                .any(|a| a.as_bytes().eq_ignore_ascii_case(d)),
+        };
+        host_ok && port_ok
+    }
+
+    fn route_request(&mut self, now: Instant, sk: usize, from: Peer, m: Message) {
+        let method = m.method().unwrap_or(Method::Other);
+        // In-dialog: our Record-Route token on top.
+        if let Some((dk, dn)) = self.our_route(&m) {
+            if matches!(m.max_forwards(), Ok(Some(0))) {
+                self.respond(now, sk, 483, "Too Many Hops", None, &[]);
+                return;
+            }
+            let Some((peer, trunk)) = self.dialog_target(dk, from) else {
+                self.respond(now, sk, 403, "Forbidden", None, &[]);
+                return;
+            };
+            let ends = method == Method::Bye;
+            self.start_call(
+                now,
+                sk,
+                &m,
+                None,
+                Target::Fixed {
+                    peer,
+                    trunk,
+                    dialog: (dk, dn),
+                },
+                ends,
+            );
+            return;
+        }
+        let uri = match m.request_uri() {
+            Some(Ok(u)) => u,
+            _ => return,
+        };
+        let to_us = match &uri {
+            Uri::Sip(u) => u.user.is_none() && self.is_us(&u.host, u.port),
+            _ => false,
+        };
+        let has_foreign_route = m.routes().next().is_some_and(|r| {
+            r.ok()
+                .is_none_or(|r| !matches!(r.uri(), Uri::Sip(u) if self.is_us(&u.host, u.port)))
+        });
+        if method == Method::Options && to_us && !has_foreign_route {
+            // Keep-alive from an originating network: answer as a UAS (§11).
+            self.respond(
+                now,
+                sk,
+                200,
+                "OK",
+                None,
+                &[(HeaderName::Allow, b"INVITE, ACK, CANCEL, BYE, OPTIONS")],
+            );
+            return;
+        }
+        if !self.accepting {
+            let retry = self.cfg.all_failed.retry_after.unwrap_or(5).to_string();
+            self.respond(
+                now,
+                sk,
+                503,
+                "Shutting Down",
+                None,
+                &[(HeaderName::RetryAfter, retry.as_bytes())],
+            );
+            return;
+        }
+        if matches!(m.max_forwards(), Ok(Some(0))) {
+            self.respond(now, sk, 483, "Too Many Hops", None, &[]);
+            return;
+        }
+        let scheme_ok = match &uri {
+            Uri::Sip(_) | Uri::Tel(_) => true,
+            Uri::Other { scheme, .. } => scheme.eq_ignore_ascii_case(b"urn"),
+        };
+        if !scheme_ok {
+            self.respond(now, sk, 416, "Unsupported URI Scheme", None, &[]);
+            return;
+        }
+        if self.is_loop(&m) {
+            self.respond(now, sk, 482, "Loop Detected", None, &[]);
+            return;
+        }
+        let emergency = classify(&m, from.addr.ip(), &self.cfg.emergency);
+        if emergency.is_none() {
+            // §16.3 step 5. An emergency call is never refused over an
+            // option tag: it is forwarded, and the trunk decides.
+            if let Some(h) = m.header(HeaderName::ProxyRequire) {
+                let value = h.value.to_vec();
+                self.respond(
+                    now,
+                    sk,
+                    420,
+                    "Bad Extension",
+                    None,
+                    &[(HeaderName::Unsupported, &value)],
+                );
+                return;
+            }
+        }
+        let Some((ri, _)) = select_route(self.routes_cfg(), &m, emergency) else {
+            self.respond(now, sk, 404, "No Route", None, &[]);
+            if method == Method::Invite {
+                let call = self.new_call_ref();
+                self.events.push_back(Event::CallStarted {
+                    call,
+                    at: now,
+                    info: Box::new(call_info(&m, emergency, "", from)),
+                });
+                self.events.push_back(Event::CallFailed {
+                    call,
+                    at: now,
+                    status: 404,
+                    reason: CallFailure::NoRoute,
+                });
+            }
+            return;
+        };
+        let route = Target::Route(self.routes[ri].clone());
+        self.start_call(now, sk, &m, emergency, route, false);
+    }
+
+    fn routes_cfg(&self) -> &[RouteConfig] {
+        // `routes` mirrors `cfg.routes` index for index.
+        &self.cfg.routes
+    }
+
+    pub(super) fn new_call_ref(&mut self) -> CallRef {
+        let c = CallRef(self.next_call);
+        self.next_call += 1;
+        c
+    }
+
+    /// The loop-detection hash of RFC 3261 §16.6 step 8 over the fields a
+    /// spiral changes.
+    pub(super) fn loop_hash(&self, m: &Message) -> u64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.cfg.seed.hash(&mut h);
+        m.request_uri_bytes().hash(&mut h);
+        m.call_id().hash(&mut h);
+        m.cseq().ok().map(|c| c.seq).hash(&mut h);
+        m.from().ok().and_then(|f| f.tag()).hash(&mut h);
+        m.to().ok().and_then(|t| t.tag()).hash(&mut h);
+        for (_, v) in m.values(HeaderName::ProxyRequire) {
+            v.hash(&mut h);
+        }
+        // Route values other than our own.
+        for r in m.routes().flatten() {
+            let ours = matches!(r.uri(), Uri::Sip(u) if self.is_us(&u.host, u.port));
+            if !ours {
+                r.uri_text.hash(&mut h);
+            }
+        }
+        h.finish()
+    }
+
+    /// §16.3 step 4: a Via of ours whose branch carries this request's loop
+    /// hash means the request came back unchanged.
+    fn is_loop(&self, m: &Message) -> bool {
+        let ours = |v: &lifeline_sip::Via<'_>| {
+            self.is_us(&v.host, v.port)
+                && v.branch()
+                    .is_some_and(|b| b.starts_with(LOOP_PREFIX.as_bytes()))
+        };
+        // Only a request that already passed through here can loop: hash it
+        // only then.
+        if !m.vias().flatten().any(|v| ours(&v)) {
+            return false;
+        }
+        let want = format!("{LOOP_PREFIX}{:016x}.", self.loop_hash(m));
+        m.vias()
+            .flatten()
+            .any(|v| ours(&v) && v.branch().is_some_and(|b| b.starts_with(want.as_bytes())))
+    }
+
+    fn handle_cancel(&mut self, now: Instant, sk: usize, m: &Message) {
+        let invite =
+            server_key(m, Some(b"INVITE")).and_then(|k| self.server_index.get(&k).copied());
+        let Some(ik) = invite else {
+            self.respond(now, sk, 481, "Call/Transaction Does Not Exist", None, &[]);
+            return;
+        };
+        self.respond(now, sk, 200, "OK", None, &[]);
+        let Some(ck) = self.servers[ik].call else {
+            return;
+        };
+        if !matches!(self.calls[ck].state, CallState::Routing) {
+            return;
+        }
+        self.calls[ck].state = CallState::Cancelled;
+        let call = self.calls[ck].id;
+        if self.calls[ck].tracked {
+            self.events
+                .push_back(Event::CallCancelled { call, at: now });
+        }
+        let reason = m
+            .header(HeaderName::Reason)
+            .map(|h| m.as_bytes().slice_ref(h.value))
+            .unwrap_or_else(|| Bytes::from_static(b"SIP;cause=487;text=\"Request Terminated\""));
+        let mut any_provisional = false;
+        for ai in 0..self.calls[ck].attempts.len() {
+            let a = &self.calls[ck].attempts[ai];
+            if matches!(a.state, AttemptState::Trying | AttemptState::Ringing) {
+                any_provisional = true;
+            }
+            let a = &mut self.calls[ck].attempts[ai];
+            a.failover_at = None;
+            a.progress_at = None;
+            self.cancel_attempt(now, ck, ai, reason.clone());
+        }
+        if !any_provisional {
+            // Nothing downstream can answer the CANCEL yet: end it here.
+            self.respond(now, ik, 487, "Request Terminated", None, &[]);
+        }
+        self.maybe_finish_call(ck);
+    }
+}
+
+fn server_key(m: &Message, method_override: Option<&'static [u8]>) -> Option<ServerKey> {
+    let bytes = m.as_bytes();
+    let via = m.top_via().ok()?;
+    let method = Bytes::copy_from_slice(method_override.unwrap_or(m.method_bytes()?));
+    if via.is_rfc3261_branch() {
+        // The sent-by as a key: host bytes (or the IPv4 octets) and port.
+        let mut sent_by = Vec::with_capacity(24);
+        match via.host {
+            Host::Domain(d) => sent_by.extend(d.iter().map(u8::to_ascii_lowercase)),
+            Host::Ipv4(ip) => sent_by.extend_from_slice(&ip.octets()),
+            Host::Ipv6(t) => sent_by.extend_from_slice(t),
+        }
+        sent_by.extend_from_slice(&via.port.unwrap_or(0).to_be_bytes());
+        return Some(ServerKey::Branch {
+            branch: bytes.slice_ref(via.branch()?),
+            sent_by: Bytes::from(sent_by),
+            method,
+        });
+    }
+    let top = m.header(HeaderName::Via)?;
+    Some(ServerKey::Legacy {
+        uri: bytes.slice_ref(m.request_uri_bytes()?),
+        from_tag: m
+            .from()
+            .ok()?
+            .tag()
+            .map(|t| bytes.slice_ref(t))
+            .unwrap_or_default(),
+        call_id: bytes.slice_ref(m.call_id()?),
+        cseq: m.cseq().ok()?.seq,
+        via: bytes.slice_ref(top.value),
+        method,
+    })
+}
+
+/// The edits that forward request `m`: our Route removed (`pop_route`),
+/// Max-Forwards decremented, our `via` on top, a Record-Route if given, and
+/// Content-Length made explicit on a `reliable` (stream) transport. `None`
+/// if a value cannot be inserted.
+pub(super) fn forward_edit<'m>(
+    m: &'m Message,
+    pop_route: bool,
+    via: &str,
+    record_route: Option<&str>,
+    reliable: bool,
+) -> Option<Edit<'m>> {
+    let mut e = Edit::new(m);
+    if pop_route {
+        e.remove_first_route();
+    }
+    e.decrement_max_forwards();
+    e.push_via(via.as_bytes()).ok()?;
+    if let Some(rr) = record_route {
+        e.add_record_route(rr.as_bytes()).ok()?;
+    }
+    if reliable {
+        e.ensure_content_length();
+    }
+    Some(e)
+}
+
+pub(super) fn call_info(
+    m: &Message,
+    emergency: Option<EmergencyRule>,
+    route: &str,
+    source: Peer,
+) -> CallInfo {
+    let b = m.as_bytes();
+    let from = m.from().ok();
+    let pidf_lo = m.content_type().and_then(|c| c.ok()).is_some_and(|ct| {
+        ct.is("application", "pidf+xml")
+            || (ct.media_type.eq_ignore_ascii_case(b"multipart")
+                && contains_ignore_case(&m.body(), b"application/pidf+xml"))
+    });
+    CallInfo {
+        call_id: m.call_id().map(|c| b.slice_ref(c)).unwrap_or_default(),
+        from_uri: from.map(|f| b.slice_ref(f.uri_text)).unwrap_or_default(),
+        from_display: from.and_then(|f| f.display_name).map(|d| b.slice_ref(d)),
+        asserted_identities: m
+            .values(HeaderName::PAssertedIdentity)
+            .map(|(_, v)| b.slice_ref(v))
+            .collect(),
+        dialled: m
+            .request_uri_bytes()
+            .map(|u| b.slice_ref(u))
+            .unwrap_or_default(),
+        emergency,
+        location: Location {
+            geolocation: m
+                .values(HeaderName::Geolocation)
+                .map(|(_, v)| b.slice_ref(v))
+                .collect(),
+            pidf_lo,
+        },
+        route: route.to_string(),
+        source,
+    }
+}
+
+/// Case-insensitive substring search; `needle` must start with a letter.
+fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
+    let Some(&first) = needle.first() else {
+        return true;
+    };
+    memchr::memchr2_iter(first.to_ascii_lowercase(), first.to_ascii_uppercase(), hay).any(|i| {
+        hay.get(i..i + needle.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(needle))
+    })
+}
