@@ -709,7 +709,7 @@ impl Proxy {
         let Some(bytes) = build_cancel(&invite, Some(&reason)) else {
             return;
         };
-        let Ok(cancel) = Message::parse(bytes.clone()) else {
+        let Ok(cancel) = Message::parse(bytes) else {
             return;
         };
         // §9.1: if the INVITE gets no final response within 64*T1 of the
@@ -717,8 +717,25 @@ impl Proxy {
         self.clients[client].txn.on_cancel_sent(now);
         self.arm_client(client);
         let branch = self.clients[client].txn.branch.clone();
-        let key = (branch.clone(), Bytes::from_static(b"CANCEL"));
-        let txn = ClientTxn::new(now, Kind::NonInvite, cancel, peer, branch, self.cfg.timers);
+        self.send_absorbed(now, (ck, ai), b"CANCEL", branch, cancel, (peer, trunk));
+    }
+
+    /// Send a non-INVITE request of the proxy's own for attempt `ai` of call
+    /// `ck` (a CANCEL, or the BYE that ends a second answer) in a client
+    /// transaction of its own: retransmitted over UDP, its responses
+    /// absorbed, the call kept until it ends.
+    pub(super) fn send_absorbed(
+        &mut self,
+        now: Instant,
+        (ck, ai): (usize, usize),
+        method: &'static [u8],
+        branch: Bytes,
+        request: Message,
+        (peer, trunk): (Peer, Option<TrunkId>),
+    ) {
+        let bytes = request.as_bytes().clone();
+        let key = (branch.clone(), Bytes::from_static(method));
+        let txn = ClientTxn::new(now, Kind::NonInvite, request, peer, branch, self.cfg.timers);
         let k = self.clients.insert(ClientEntry {
             txn,
             key: key.clone(),

@@ -8,12 +8,11 @@ use lifeline_health::TrunkId;
 use lifeline_sip::{Edit, HeaderName, Message, MessageWriter, Uri};
 
 use super::{
-    AttemptState, CallState, ClientEntry, DialogRef, Proxy, Target, DUPLICATE_PREFIX,
-    REASON_ELSEWHERE,
+    AttemptState, CallState, DialogRef, Proxy, Target, DUPLICATE_PREFIX, REASON_ELSEWHERE,
 };
 use crate::config::{Peer, RouteConfig};
 use crate::events::{AttemptFailure, CallFailure, Event};
-use crate::transaction::{ClientEvent, ClientTxn, Kind};
+use crate::transaction::{ClientEvent, Kind};
 
 impl Proxy {
     pub(super) fn handle_response(&mut self, now: Instant, from: Peer, m: Message) {
@@ -391,24 +390,11 @@ impl Proxy {
         let Some(bye) = self.in_dialog_request(m, "BYE", &bye_via, Some(REASON_ELSEWHERE)) else {
             return;
         };
-        let Ok(parsed) = Message::parse(bye.clone()) else {
+        let Ok(parsed) = Message::parse(bye) else {
             return;
         };
         let branch = Bytes::from(bye_branch);
-        let key = (branch.clone(), Bytes::from_static(b"BYE"));
-        let txn = ClientTxn::new(now, Kind::NonInvite, parsed, peer, branch, self.cfg.timers);
-        let k = self.clients.insert(ClientEntry {
-            txn,
-            key: key.clone(),
-            call: ck,
-            attempt: ai,
-            is_cancel: true,
-            armed: None,
-        });
-        self.client_index.insert(key, k);
-        self.calls[ck].clients_live += 1;
-        self.send(peer, bye, trunk);
-        self.arm_client(k);
+        self.send_absorbed(now, (ck, ai), b"BYE", branch, parsed, (peer, trunk));
     }
 
     /// An ACK or BYE in the dialog a 2xx established, sent by this proxy as
