@@ -18,10 +18,6 @@
 //! publishing for [`STALE_STATUS`] makes `/readyz` fail: a wedged gateway
 //! must not look ready to keepalived or a load balancer.
 
-// The event loop (engine.rs) is written alongside this module and calls into
-// it; until it calls every entry point, unused ones are expected.
-#![allow(dead_code)]
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

@@ -20,7 +20,7 @@ use lifeline_proxy::{
 };
 use lifeline_sip::{HeaderName, Message, MessageWriter};
 
-use crate::engine::{Gateway, Options};
+use lifeline_io::{Gateway, Options};
 
 /// How the primary trunk fails.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -315,7 +315,8 @@ fn run_inner(opts: DemoOptions) -> std::io::Result<bool> {
         },
         ticks: vec![obs.tick()],
         tick_every: Duration::from_millis(250),
-        net: crate::transport::real(),
+        net: lifeline_io::transport::real(),
+        clock: lifeline_io::clock::system(),
     })?;
     // The admin API, so /status and /metrics can be watched during the demo.
     let admin = obs
@@ -474,10 +475,12 @@ fn run_inner(opts: DemoOptions) -> std::io::Result<bool> {
     }
     let io = (
         gw.stats.received.load(Ordering::Relaxed),
-        gw.stats.sent.load(Ordering::Relaxed),
+        gw.stats.sent(),
         gw.stats.queue_drops.load(Ordering::Relaxed),
     );
-    gw.shutdown(Duration::from_secs(2));
+    if let Err(e) = gw.shutdown(Duration::from_secs(2)) {
+        println!("{e}");
+    }
     let total = calls.len();
     let failed = calls
         .values()

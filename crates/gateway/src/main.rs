@@ -16,12 +16,10 @@ use clap::{Parser, Subcommand};
 mod admin;
 mod config;
 mod demo;
-mod engine;
 mod metrics;
 mod parse;
 mod report;
 mod run;
-mod transport;
 
 /// lifeline: a SIP edge gateway for emergency calls.
 #[derive(Debug, Parser)]

@@ -1,6 +1,6 @@
 //! `lifeline run --config FILE`: the daemon.
 //!
-//! Wires the event loop ([`crate::engine`]) to everything around it: logs,
+//! Wires the event loop ([`lifeline_io`]) to everything around it: logs,
 //! metrics and the admin API, the journal, systemd readiness and watchdog,
 //! and signals (SIGTERM/SIGINT: stop taking calls, finish the rest, exit 0;
 //! SIGHUP: reload the configuration without dropping calls).
@@ -14,8 +14,8 @@ use lifeline_journal::{CallAggregator, FailedCalls, JournalOptions, JournalWrite
 use lifeline_proxy::{AttemptFailure, Event, Proxy, ProxyConfig, Transport};
 
 use crate::admin::{self, AdminCommand, AdminState, StatusBoard};
-use crate::engine::{EventSink, Gateway, Input, InputTx, Options, Tick};
 use crate::metrics::{Metrics, Names};
+use lifeline_io::{EventSink, Gateway, Input, InputTx, IoStats, Options, Tick};
 
 /// Log output format: the one type, the configuration's (`--log-format`).
 pub(crate) use crate::config::LogFormat;
@@ -308,34 +308,46 @@ impl Observability {
         let mut last = (0u64, 0u64, 0u64);
         let mut last_idle_closed = 0u64;
         let mut last_busy = 0u64;
-        Box::new(
-            move |proxy: &mut Proxy, now: Instant, io: &crate::engine::IoStats| {
-                metrics.set_gauges(&proxy.stats(), proxy.health());
-                metrics.set_trunk_calls(proxy);
-                let q = io.queue_drops.load(std::sync::atomic::Ordering::Relaxed);
-                let s = io.socket_drops.load(std::sync::atomic::Ordering::Relaxed);
-                let j = journal.as_ref().map_or(0, |h| h.dropped());
-                metrics.add_queue_drops(q.saturating_sub(last.0));
-                // The first reading is the host's total so far, not ours.
-                if last.1 != 0 {
-                    metrics.add_socket_drops(s.saturating_sub(last.1));
-                }
-                metrics.add_journal_dropped(j.saturating_sub(last.2));
-                last = (q, s, j);
-                let idle = io
-                    .tcp_idle_closed
-                    .load(std::sync::atomic::Ordering::Relaxed);
-                metrics.add_tcp_idle_closed(idle.saturating_sub(last_idle_closed));
-                last_idle_closed = idle;
-                let busy = io.core_busy_ns.load(std::sync::atomic::Ordering::Relaxed);
-                metrics.add_core_busy(busy.saturating_sub(last_busy) as f64 / 1e9);
-                last_busy = busy;
-                status.publish(admin::snapshot_from(proxy, now, &started));
-                if watchdog {
-                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
-                }
-            },
-        )
+        let mut last_sent = (0u64, 0u64, 0u64);
+        Box::new(move |proxy: &mut Proxy, now: Instant, io: &IoStats| {
+            metrics.set_gauges(&proxy.stats(), proxy.health());
+            metrics.set_trunk_calls(proxy);
+            let q = io.queue_drops.load(std::sync::atomic::Ordering::Relaxed);
+            let s = io.socket_drops.load(std::sync::atomic::Ordering::Relaxed);
+            let j = journal.as_ref().map_or(0, |h| h.dropped());
+            metrics.add_queue_drops(q.saturating_sub(last.0));
+            // The first reading is the host's total so far, not ours.
+            if last.1 != 0 {
+                metrics.add_socket_drops(s.saturating_sub(last.1));
+            }
+            metrics.add_journal_dropped(j.saturating_sub(last.2));
+            last = (q, s, j);
+            let idle = io
+                .tcp_idle_closed
+                .load(std::sync::atomic::Ordering::Relaxed);
+            metrics.add_tcp_idle_closed(idle.saturating_sub(last_idle_closed));
+            last_idle_closed = idle;
+            let busy = io.core_busy_ns.load(std::sync::atomic::Ordering::Relaxed);
+            metrics.add_core_busy(busy.saturating_sub(last_busy) as f64 / 1e9);
+            last_busy = busy;
+            // Sent messages and failed sends: counted by the IO side,
+            // exported here as received ones are (by difference).
+            let sent = (
+                io.sent_requests.load(std::sync::atomic::Ordering::Relaxed),
+                io.sent_responses.load(std::sync::atomic::Ordering::Relaxed),
+                io.send_errors.load(std::sync::atomic::Ordering::Relaxed),
+            );
+            metrics.add_transmitted(
+                sent.0.saturating_sub(last_sent.0),
+                sent.1.saturating_sub(last_sent.1),
+            );
+            metrics.add_send_errors(sent.2.saturating_sub(last_sent.2));
+            last_sent = sent;
+            status.publish(admin::snapshot_from(proxy, now, &started));
+            if watchdog {
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+            }
+        })
     }
 
     /// Serve the admin API on `addr` (port 0: any), with commands carried
@@ -394,7 +406,8 @@ fn daemon(config_path: &Path, cfg: RunConfig, io_threads: Option<usize>) -> std:
         sinks: obs.sinks(),
         ticks: vec![obs.tick()],
         tick_every: Duration::from_millis(250),
-        net: crate::transport::real(),
+        net: lifeline_io::transport::real(),
+        clock: lifeline_io::clock::system(),
     })?;
     gw.tcp_idle.send_replace(cfg.tcp_idle_timeout);
     obs.metrics
@@ -434,10 +447,14 @@ fn daemon(config_path: &Path, cfg: RunConfig, io_threads: Option<usize>) -> std:
 
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     let mut gw = gw;
-    gw.join();
-    tracing::info!("lifeline stopped: every request answered");
+    // `Err`: a panic in the engine (only where panics unwind: release
+    // builds abort); exit with an error so systemd restarts the process.
+    let stopped = gw.join();
+    if stopped.is_ok() {
+        tracing::info!("lifeline stopped: every request answered");
+    }
     obs.close();
-    Ok(())
+    stopped.map_err(std::io::Error::other)
 }
 
 fn shutdown(input: &InputTx, board: &StatusBoard, why: &str) {

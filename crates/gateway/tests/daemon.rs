@@ -548,6 +548,26 @@ fn failover_and_failback_over_real_sockets() {
         metric(&metrics, "lifeline_emergency_calls_failed_total"),
         0.0
     );
+    // What the gateway sent is counted (every INVITE to a trunk, probe and
+    // response to a caller), and no send failed other than as evidence.
+    assert!(
+        metric(
+            &metrics,
+            r#"lifeline_messages_total{direction="out",kind="request"}"#
+        ) >= 12.0,
+        "{metrics}"
+    );
+    assert!(
+        metric(
+            &metrics,
+            r#"lifeline_messages_total{direction="out",kind="response"}"#
+        ) >= 12.0,
+        "{metrics}"
+    );
+    assert!(
+        metrics.lines().any(|l| l == "lifeline_send_errors_total 0"),
+        "{metrics}"
+    );
     assert!(
         d.log().contains("failover: attempt given up"),
         "failovers are logged"

@@ -169,6 +169,11 @@ impl Metrics {
             "tcp_idle_closed",
             "TCP connections closed after tcp_idle_timeout without traffic",
         );
+        let send_errors: Counter = registered(
+            &mut r,
+            "send_errors",
+            "Sends that failed other than as evidence against a trunk",
+        );
         let core_busy: Counter<f64, AtomicU64> = registered(&mut r, "core_busy_seconds", "Time the core (routing, one thread at a time) was busy; its rate is the core's utilisation");
         let untracked: Counter = registered(
             &mut r,
@@ -238,6 +243,7 @@ impl Metrics {
             socket_drops,
             queue_drops,
             tcp_idle_closed,
+            send_errors,
             core_busy,
             untracked,
             out_requests,

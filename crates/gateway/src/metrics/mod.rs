@@ -7,7 +7,8 @@
 //! tells [`Metrics::set_max_calls`] the configured limits (at start and after
 //! a reload), and bumps the counters only it can see
 //! ([`Metrics::add_socket_drops`], [`Metrics::add_queue_drops`],
-//! [`Metrics::add_journal_dropped`], [`Metrics::add_tcp_idle_closed`], [`Metrics::on_transmit`]). The admin server calls [`Metrics::encode`] for
+//! [`Metrics::add_journal_dropped`], [`Metrics::add_tcp_idle_closed`], [`Metrics::add_transmitted`],
+//! [`Metrics::add_send_errors`]). The admin server calls [`Metrics::encode`] for
 //! `GET /metrics`. Everything on the event loop's path is an atomic increment
 //! behind a label lookup; nothing here reads a clock or blocks on the scraper
 //! for longer than a label-map read lock.
@@ -40,12 +41,13 @@
 //! | `lifeline_calls_active` | | calls being set up or forwarded |
 //! | `lifeline_dialogs` | | dialogs whose in-dialog requests the gateway routes |
 //! | `lifeline_messages_rejected_total` | `status`, `reason` | messages refused: the status sent, or `dropped`; the proxy's short reason |
-//! | `lifeline_messages_total` | `direction`, `kind` | SIP messages: `in` from the proxy's counters, `out` from [`Metrics::on_transmit`]; `request` or `response` |
+//! | `lifeline_messages_total` | `direction`, `kind` | SIP messages: `in` from the proxy's counters, `out` from the IO side's (every message sent, by [`Metrics::add_transmitted`]); `request` or `response` |
 //! | `lifeline_retransmissions_absorbed_total` | | request retransmissions answered by server transactions |
 //! | `lifeline_journal_dropped_total` | | journal records dropped (the writer fell behind) |
 //! | `lifeline_socket_drops_total` | | datagrams the kernel dropped at our sockets |
 //! | `lifeline_input_queue_drops_total` | | inputs dropped because the core's queue was full |
 //! | `lifeline_tcp_idle_closed_total` | | TCP connections closed after `tcp_idle_timeout` without traffic |
+//! | `lifeline_send_errors_total` | | sends that failed other than as evidence against a trunk (no socket for the address family, a caller's TCP connection gone, a full socket buffer) |
 //! | `lifeline_core_busy_seconds_total` | | time the core (routing, one thread at a time) was busy: its rate is the core's utilisation, the gateway's headroom |
 //! | `lifeline_metrics_untracked_calls_total` | | calls whose outcome could not be labelled (see below) |
 //! | `lifeline_build_info` | `version` | 1 |
@@ -75,13 +77,9 @@
 //! - `testing` (tests only): a real proxy on virtual time, for these tests
 //!   and the admin API's.
 
-// The event loop (engine.rs) is written alongside this module and calls into
-// it; until it calls every entry point, unused ones are expected.
-#![allow(dead_code)]
-
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use lifeline_proxy::CallRef;
@@ -182,6 +180,7 @@ pub(crate) struct Metrics {
     socket_drops: Counter,
     queue_drops: Counter,
     tcp_idle_closed: Counter,
+    send_errors: Counter,
     core_busy: Counter<f64, AtomicU64>,
     untracked: Counter,
     /// `lifeline_messages_total{direction="out"}` handles, resolved once.
@@ -193,14 +192,17 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
-    /// Count a message the event loop sent (requests and responses are told
-    /// apart by the status line).
-    pub(crate) fn on_transmit(&self, payload: &[u8]) {
-        if payload.starts_with(b"SIP/2.0 ") {
-            self.out_responses.inc();
-        } else {
-            self.out_requests.inc();
-        }
+    /// Requests and responses the event loop sent since the last call (the
+    /// change in its `IoStats::sent_requests` and `sent_responses`).
+    pub(crate) fn add_transmitted(&self, requests: u64, responses: u64) {
+        self.out_requests.inc_by(requests);
+        self.out_responses.inc_by(responses);
+    }
+
+    /// Sends that failed since the last call (not those that are evidence
+    /// against a trunk: those are failovers).
+    pub(crate) fn add_send_errors(&self, n: u64) {
+        self.send_errors.inc_by(n);
     }
 
     /// Journal records dropped since the last call.
@@ -247,10 +249,11 @@ impl Metrics {
     }
 
     /// Calls labelled now (waiting for their final event).
+    #[cfg(test)]
     pub(crate) fn tracked_calls(&self) -> usize {
         self.live
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .len()
     }
 

@@ -599,9 +599,8 @@ fn gauges_counters_from_stats_and_the_loops_own_counters() {
         },
         b.proxy.health(),
     );
-    m.on_transmit(b"INVITE sip:x SIP/2.0\r\n");
-    m.on_transmit(b"SIP/2.0 100 Trying\r\n");
-    m.on_transmit(b"SIP/2.0 180 Ringing\r\n");
+    m.add_transmitted(1, 2);
+    m.add_send_errors(5);
     m.add_socket_drops(7);
     m.add_journal_dropped(2);
     m.add_queue_drops(3);
@@ -630,6 +629,7 @@ fn gauges_counters_from_stats_and_the_loops_own_counters() {
     assert_series(&page, "lifeline_journal_dropped_total", 2.0);
     assert_series(&page, "lifeline_input_queue_drops_total", 3.0);
     assert_series(&page, "lifeline_tcp_idle_closed_total", 4.0);
+    assert_series(&page, "lifeline_send_errors_total", 5.0);
     assert_series(&page, "lifeline_core_busy_seconds_total", 0.25);
     for state in ["up", "suspect", "down", "recovering"] {
         let want = if state == "up" { 1.0 } else { 0.0 };

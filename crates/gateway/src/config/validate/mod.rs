@@ -16,10 +16,9 @@ use std::time::Duration;
 use lifeline_proxy::{AllFailed, EmergencyConfig, Timers, Transport};
 use serde_saphyr::{Location, Spanned};
 
-// The TCP transport's default, defined with the event loop: the one thing
-// the configuration takes from the IO side. It moves with the engine to
-// crates/io; this path follows it.
-use crate::engine::TCP_IDLE_TIMEOUT;
+// The TCP transport's default, defined by the IO edge (lifeline-io): the
+// one thing the configuration takes from it.
+use lifeline_io::TCP_IDLE_TIMEOUT;
 
 use super::raw::{
     Opt, RawAllFailed, RawConfig, RawEmergency, RawListen, RawLog, RawTimers, Scalar, S,

@@ -3,7 +3,7 @@
 //! jitter, drop or cut off their datagrams, all in this process.
 //!
 //! A vnet `Conn` is async and owns its address alone, so each bound address
-//! is one `Conn` (a [`Port`]) with two tasks on the virtual network's
+//! is one `Conn` (a `Port`) with two tasks on the virtual network's
 //! runtime: a sender draining an unbounded channel (so `try_send_to` never
 //! blocks the core thread) and a receiver handing each datagram to the
 //! socket connected to its sender, else to the unconnected one — what the
@@ -32,7 +32,7 @@ fn other(e: impl fmt::Display) -> io::Error {
 }
 
 /// The sockets of one host of a virtual network.
-pub(crate) struct VnetNet {
+pub struct VnetNet {
     net: Arc<Net>,
     /// The runtime the virtual network (router, `Conn`s) runs on.
     rt: Handle,
@@ -48,7 +48,7 @@ impl fmt::Debug for VnetNet {
 
 impl VnetNet {
     /// Sockets on `net`, a host whose virtual network runs on `rt`.
-    pub(crate) fn new(net: Arc<Net>, rt: Handle) -> Arc<VnetNet> {
+    pub fn new(net: Arc<Net>, rt: Handle) -> Arc<VnetNet> {
         Arc::new(VnetNet {
             net,
             rt,

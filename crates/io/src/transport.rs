@@ -11,6 +11,9 @@
 //! ICMP errors about that peer on that socket.
 //!
 //! TCP is not behind this trait: it stays on real sockets only.
+//!
+//! With the `vnet` feature, `vnet::VnetNet` is the same trait over
+//! webrtc-util's virtual network.
 
 use std::fmt;
 use std::future::Future;
@@ -23,19 +26,20 @@ use bytes::BytesMut;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::runtime::Handle;
 
-use crate::engine::SOCKET_BUFFER;
+/// Socket buffer size asked of the kernel (the kernel may cap it at
+/// `net.core.rmem_max` / `wmem_max`): large, so bursts wait in the kernel
+/// rather than being dropped at our socket.
+pub const SOCKET_BUFFER: usize = 8 * 1024 * 1024;
 
-#[cfg(test)]
-pub(crate) mod vnet;
-#[cfg(test)]
-mod vnet_tests;
+#[cfg(feature = "vnet")]
+pub mod vnet;
 
 /// What [`DatagramSocket::recv_from`] returns.
-pub(crate) type RecvFuture<'a> =
+pub type RecvFuture<'a> =
     Pin<Box<dyn Future<Output = io::Result<(usize, SocketAddr)>> + Send + 'a>>;
 
 /// One bound datagram socket.
-pub(crate) trait DatagramSocket: Send + Sync + fmt::Debug + 'static {
+pub trait DatagramSocket: Send + Sync + fmt::Debug + 'static {
     /// The address it is bound to.
     fn local_addr(&self) -> io::Result<SocketAddr>;
 
@@ -51,7 +55,7 @@ pub(crate) trait DatagramSocket: Send + Sync + fmt::Debug + 'static {
 }
 
 /// Where datagram sockets come from.
-pub(crate) trait DatagramNet: Send + Sync + fmt::Debug + 'static {
+pub trait DatagramNet: Send + Sync + fmt::Debug + 'static {
     /// Bind `addr` (port 0: any free port). With `connect`, the socket sends
     /// to and receives from that peer only, and may share `addr` with an
     /// unconnected socket bound there before: datagrams from the peer reach
@@ -66,14 +70,14 @@ pub(crate) trait DatagramNet: Send + Sync + fmt::Debug + 'static {
 }
 
 /// The operating system's UDP sockets.
-pub(crate) fn real() -> Arc<dyn DatagramNet> {
+pub fn real() -> Arc<dyn DatagramNet> {
     Arc::new(RealNet)
 }
 
 /// The operating system's UDP sockets (socket2: address and port reuse, large
 /// buffers, non-blocking).
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct RealNet;
+pub struct RealNet;
 
 impl DatagramNet for RealNet {
     fn bind(

@@ -1,16 +1,24 @@
 //! TCP beside UDP, over real loopback sockets: requests too large for UDP go
 //! to a `udp+tcp` trunk over TCP (RFC 3261 §18.1.1). Nothing is timed, only
 //! counted and ordered; every wait is bounded.
+#![cfg(not(loom))]
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use super::*;
-use lifeline_proxy::{AttemptFailure, ProbeConfig, RouteConfig, RouteMatch, TrunkConfig};
-use lifeline_sip::{Frame, HeaderName, MessageWriter};
+use bytes::Bytes;
+use lifeline_io::{clock, transport, EventSink, Gateway, Options};
+use lifeline_proxy::{
+    AttemptFailure, Event, Peer, ProbeConfig, ProxyConfig, RouteConfig, RouteMatch, Transport,
+    TrunkConfig,
+};
+use lifeline_sip::{Frame, HeaderName, Message, MessageWriter, StreamFramer};
 
 /// The emergency INVITE with SDP and PIDF-LO, about 2.4 KB.
-const LARGE_INVITE: &str = include_str!("../../../sip/testdata/bench/emergency-invite.sip");
+const LARGE_INVITE: &str = include_str!("../../sip/testdata/bench/emergency-invite.sip");
 
 /// What a trunk received, in order: (transport, method).
 type Seen = Arc<Mutex<Vec<(Transport, String)>>>;
@@ -166,7 +174,8 @@ fn gateway_with(trunks: Vec<TrunkConfig>, sinks: Vec<EventSink>) -> Gateway {
         sinks,
         ticks: vec![],
         tick_every: Duration::from_millis(100),
-        net: crate::transport::real(),
+        net: transport::real(),
+        clock: clock::system(),
     })
     .unwrap()
 }
@@ -260,7 +269,7 @@ fn a_large_invite_goes_over_tcp_to_a_udp_tcp_trunk() {
             .any(|(t, m)| *t == Transport::Tcp && m == "OPTIONS"),
         "no probe over TCP: {seen:?}"
     );
-    gw.shutdown(Duration::from_secs(1));
+    gw.shutdown(Duration::from_secs(1)).unwrap();
 }
 
 #[test]
@@ -303,7 +312,7 @@ fn a_refused_tcp_connection_to_a_udp_tcp_trunk_is_evidence_and_fails_over() {
     // The failover came from the refused connection, not from a timer.
     let failures = failures.lock().unwrap().clone();
     assert_eq!(failures, [AttemptFailure::TransportError]);
-    gw.shutdown(Duration::from_secs(1));
+    gw.shutdown(Duration::from_secs(1)).unwrap();
 }
 
 /// Read until the gateway closes the connection (bounded: 10 s of silence
@@ -357,7 +366,7 @@ fn an_idle_caller_connection_is_closed() {
         "the idle connection was not closed"
     );
     assert_eq!(gw.stats.tcp_idle_closed.load(Ordering::Relaxed), 1);
-    gw.shutdown(Duration::from_secs(1));
+    gw.shutdown(Duration::from_secs(1)).unwrap();
 }
 
 #[test]
@@ -390,7 +399,7 @@ fn crlf_keep_alives_keep_a_connection_open() {
         "the idle connection was not closed"
     );
     assert_eq!(gw.stats.tcp_idle_closed.load(Ordering::Relaxed), 1);
-    gw.shutdown(Duration::from_secs(1));
+    gw.shutdown(Duration::from_secs(1)).unwrap();
 }
 
 #[test]
@@ -458,7 +467,7 @@ fn an_idle_trunk_connection_is_closed_without_evidence_and_reopened() {
     assert_eq!(trunk.accepted.load(Ordering::Relaxed), 2);
     assert_eq!(failures.lock().unwrap().clone(), []);
     assert!(gw.stats.tcp_idle_closed.load(Ordering::Relaxed) >= 1);
-    gw.shutdown(Duration::from_secs(1));
+    gw.shutdown(Duration::from_secs(1)).unwrap();
 }
 
 /// A UDP trunk `t` that is not probed (the test is about the caller's

@@ -1,0 +1,308 @@
+//! A running gateway: bind every socket, start the IO runtime and the timer
+//! thread, put the core in place; stop it gracefully, or learn that it
+//! failed.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lifeline_proxy::{Proxy, ProxyConfig, Transport};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::runtime::Runtime;
+
+use crate::clock::Clock;
+use crate::engine::{core_entry, Core, EventSink, Input, InputTx, Shared, Tick};
+use crate::net::{accept_tcp, recv_udp, Outbound, TrunkSocket};
+use crate::stats::IoStats;
+use crate::transport::DatagramNet;
+
+/// A TCP connection with no traffic either way for this long is closed
+/// (Kamailio's and OpenSIPS's `tcp_connection_lifetime` default); the
+/// daemon's `tcp_idle_timeout` key defaults to it.
+pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What the gateway listens on, once bound.
+#[derive(Clone, Debug)]
+pub struct Bound {
+    /// UDP listening addresses (actual ports).
+    pub udp: Vec<SocketAddr>,
+    /// TCP listening addresses (actual ports).
+    pub tcp: Vec<SocketAddr>,
+}
+
+/// How to start a gateway.
+pub struct Options {
+    /// (transport, address) to listen on; port 0 picks a free port.
+    pub listen: Vec<(Transport, SocketAddr)>,
+    /// Address put in Via/Record-Route; `None`: the first listener's.
+    pub advertise: Option<SocketAddr>,
+    /// Builds the proxy configuration once the advertised address is known.
+    pub proxy_config: Box<dyn FnOnce(SocketAddr) -> ProxyConfig + Send>,
+    /// IO threads (tokio workers), each receiving, parsing and handling.
+    pub io_threads: usize,
+    /// Event observers.
+    pub sinks: Vec<EventSink>,
+    /// Periodic work on the core.
+    pub ticks: Vec<Tick>,
+    /// How often `ticks` run (and the overload check).
+    pub tick_every: Duration,
+    /// Where UDP sockets come from: the operating system's
+    /// ([`crate::transport::real`]), or in tests a virtual network.
+    pub net: Arc<dyn DatagramNet>,
+    /// Where the engine reads the time: [`crate::clock::system`] in
+    /// production, a [`crate::clock::ManualClock`] in tests that move time
+    /// themselves.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Options")
+            .field("listen", &self.listen)
+            .field("io_threads", &self.io_threads)
+            .field("net", &self.net)
+            .field("clock", &self.clock)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The engine stopped by itself: a panic in the core or on an IO task (see
+/// the crate's documentation, "Panics").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineFailed(pub String);
+
+impl fmt::Display for EngineFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the engine failed: {}", self.0)
+    }
+}
+
+impl std::error::Error for EngineFailed {}
+
+/// A running gateway's handle: send inputs, learn addresses, stop it, wait
+/// for it.
+#[derive(Debug)]
+pub struct Gateway {
+    /// What it listens on.
+    pub bound: Bound,
+    /// The way into the core.
+    pub input: InputTx,
+    /// The IO side's counters.
+    pub stats: Arc<IoStats>,
+    /// How long a TCP connection may stay idle (zero: never closed for
+    /// that); `send_replace` applies a new value to open connections too.
+    pub tcp_idle: tokio::sync::watch::Sender<Duration>,
+    shared: Arc<Shared>,
+    core: Option<std::thread::JoinHandle<()>>,
+    rt: Option<Runtime>,
+    accepting: Arc<AtomicBool>,
+}
+
+impl Gateway {
+    /// Bind every socket and start the IO runtime and the timer thread.
+    pub fn start(opts: Options) -> io::Result<Gateway> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(opts.io_threads.max(1))
+            .thread_name("lifeline-io")
+            .enable_all()
+            .build()?;
+        let stats = Arc::new(IoStats::default());
+        let (tx, shared) = core_entry(stats.clone(), opts.clock.clone());
+        let accepting = Arc::new(AtomicBool::new(true));
+        let tcp_conns = Arc::new(Mutex::new(HashMap::new()));
+        let (tcp_idle, idle_rx) = tokio::sync::watch::channel(TCP_IDLE_TIMEOUT);
+
+        // Bind UDP first: trunk sockets share its port.
+        let mut udp = Vec::new();
+        let mut listeners = Vec::new();
+        for (t, addr) in &opts.listen {
+            if *t == Transport::Udp {
+                let s = opts.net.bind(rt.handle(), *addr, None)?;
+                let local = s.local_addr()?;
+                udp.push(local);
+                listeners.push((local, s));
+            }
+        }
+        let mut tcp = Vec::new();
+        let mut tcp_listeners = Vec::new();
+        for (t, addr) in &opts.listen {
+            if *t == Transport::Tcp {
+                // A TCP listener on port 0 takes the UDP listener's port if there is one.
+                let addr = if addr.port() == 0 {
+                    udp.iter()
+                        .find(|u| u.ip() == addr.ip())
+                        .copied()
+                        .unwrap_or(*addr)
+                } else {
+                    *addr
+                };
+                let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+                s.set_reuse_address(true)?;
+                s.bind(&addr.into())?;
+                s.listen(1024)?;
+                s.set_nonblocking(true)?;
+                let l: std::net::TcpListener = s.into();
+                tcp.push(l.local_addr()?);
+                tcp_listeners.push(l);
+            }
+        }
+        let advertise = opts
+            .advertise
+            .map(|a| {
+                if a.port() == 0 {
+                    SocketAddr::new(
+                        a.ip(),
+                        udp.first().or(tcp.first()).map_or(5060, |b| b.port()),
+                    )
+                } else {
+                    a
+                }
+            })
+            .or_else(|| udp.first().or(tcp.first()).copied())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "nothing to listen on"))?;
+        let cfg = (opts.proxy_config)(advertise);
+        let now = opts.clock.now();
+        let proxy = Proxy::new(now, cfg.clone())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+
+        // A connected socket per UDP trunk, on the UDP listener's address
+        // (opened now so the first probe's ICMP is caught; reopened if a
+        // reload moves the trunk).
+        let mut trunk_sockets = Vec::new();
+        for t in &cfg.trunks {
+            let local = listeners
+                .iter()
+                .find(|(l, _)| l.is_ipv4() == t.peer.addr.is_ipv4())
+                .map(|(l, _)| *l);
+            let id = proxy.health().find(&t.name);
+            let sock = match (t.peer.transport, local, id) {
+                (Transport::Udp, Some(local), Some(id)) => Some(TrunkSocket::open(
+                    &*opts.net,
+                    local,
+                    t.peer.addr,
+                    id,
+                    rt.handle(),
+                    &tx,
+                    &stats,
+                )?),
+                _ => None,
+            };
+            trunk_sockets.push(sock);
+        }
+
+        {
+            let _guard = rt.enter();
+            for (_, s) in &listeners {
+                rt.spawn(tx.supervise(recv_udp(s.clone(), tx.clone(), stats.clone(), None)));
+            }
+            for l in tcp_listeners {
+                let l = tokio::net::TcpListener::from_std(l)?;
+                rt.spawn(tx.supervise(accept_tcp(
+                    l,
+                    tx.clone(),
+                    stats.clone(),
+                    tcp_conns.clone(),
+                    accepting.clone(),
+                    idle_rx.clone(),
+                )));
+            }
+        }
+
+        let out = Outbound {
+            net: opts.net,
+            listeners,
+            trunk_sockets: Mutex::new(trunk_sockets),
+            tcp: tcp_conns,
+            tcp_idle: idle_rx,
+            rt: rt.handle().clone(),
+            input: tx.clone(),
+            stats: stats.clone(),
+        };
+        let core = Core::new(
+            proxy,
+            now,
+            opts.sinks,
+            opts.ticks,
+            opts.tick_every,
+            accepting.clone(),
+            stats.clone(),
+        );
+        shared.install(core, Arc::new(out));
+        let timer = shared.clone();
+        let core = std::thread::Builder::new()
+            .name("lifeline-timer".into())
+            .spawn(move || timer.timer_loop())?;
+        Ok(Gateway {
+            bound: Bound { udp, tcp },
+            input: tx,
+            stats,
+            tcp_idle,
+            shared,
+            core: Some(core),
+            rt: Some(rt),
+            accepting,
+        })
+    }
+
+    /// The IO runtime, for the admin server and signal handling.
+    pub fn runtime(&self) -> Option<tokio::runtime::Handle> {
+        self.rt.as_ref().map(|r| r.handle().clone())
+    }
+
+    /// Ask for a graceful stop and wait for it (see [`Gateway::join`]).
+    pub fn shutdown(mut self, grace: Duration) -> Result<(), EngineFailed> {
+        self.accepting.store(false, Ordering::Relaxed);
+        self.input.send(Input::Shutdown { grace });
+        self.join()
+    }
+
+    /// Wait for the core to finish (after a [`Input::Shutdown`], or a
+    /// failure), then stop the IO runtime. `Err` if the engine failed
+    /// rather than stopped: the caller should exit with an error.
+    pub fn join(&mut self) -> Result<(), EngineFailed> {
+        if let Some(core) = self.core.take() {
+            let _ = core.join();
+        }
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_timeout(Duration::from_secs(1));
+        }
+        match self.failure() {
+            Some(why) => Err(EngineFailed(why.to_string())),
+            None => Ok(()),
+        }
+    }
+
+    /// Why the engine stopped by itself, if it did (it then takes no more
+    /// input and its timer thread has ended).
+    pub fn failure(&self) -> Option<&str> {
+        self.shared.failure()
+    }
+
+    /// Run `f` on the core and wait (at most 5 s) for its answer; `None`
+    /// if the core did not answer (stopped, failed, or stuck).
+    pub fn with_proxy<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Proxy, Instant) -> R + Send + 'static,
+    ) -> Option<R> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.input.send(Input::Call(Box::new(move |p, now| {
+            let _ = tx.send(f(p, now));
+        })));
+        rx.recv_timeout(Duration::from_secs(5)).ok()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if self.core.is_some() {
+            self.input.send(Input::Shutdown {
+                grace: Duration::ZERO,
+            });
+            let _ = self.join();
+        }
+    }
+}

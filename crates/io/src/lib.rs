@@ -1,0 +1,87 @@
+//! lifeline-io: the gateway's IO edge — the pure proxy core
+//! ([`lifeline_proxy`]) on sockets, threads and a clock.
+//!
+//! ```text
+//!  IO runtime (tokio, one thread per core)
+//!  ---------------------------------------
+//!  UDP listener   --recv--> parse+validate --+
+//!  UDP per trunk  --recv--> parse+validate --+     core (one, behind a lock; whichever
+//!     (connected: ICMP errors -> trunk)       |     thread has an input runs it)
+//!  TCP connections --frame--> parse+validate -+--> queue --> Proxy::handle_checked
+//!  Input::Call (admin, reload) ---------------+              poll_transmit -> send queue
+//!                                                            poll_event -> EventSinks
+//!  timer thread: sleeps until the core's next deadline  -->  Proxy::handle_timeout, Ticks
+//!  send queue: sent in order, outside the core's lock, by whichever thread finds it free
+//! ```
+//!
+//! What it does:
+//! - binds the UDP and TCP listeners and a connected UDP socket per trunk
+//!   (address and port reuse, 8 MiB buffers; ICMP errors and TCP resets
+//!   become evidence against the trunk);
+//! - receives, frames (TCP: Content-Length, CRLF keep-alives, idle
+//!   timeout), parses and validates on the IO threads, in parallel;
+//! - runs the one proxy core behind a flat-combining lock ([`combiner`]):
+//!   the thread that received a message routes it when the core is free,
+//!   otherwise the holder takes it before letting go;
+//! - sends what the core produced in order, outside the core's lock;
+//! - runs the core's timers and a housekeeping tick ([`Tick`]) on one
+//!   timer thread, and tells the health checker when the gateway itself is
+//!   overloaded (its queue, its drops, the kernel's `/proc/net/snmp`
+//!   receive-buffer drops, a late timer);
+//! - starts ([`Gateway::start`]), runs work on the core ([`Input::Call`]:
+//!   reloads, admin commands), drains and stops ([`Gateway::shutdown`]);
+//! - reads the time through a [`clock::Clock`], so tests can move it (TCP
+//!   idle timeouts excepted: they run on tokio's timer).
+//!
+//! What it does not do: decide anything about a call (that is
+//! lifeline-proxy and lifeline-health, which it drives); read
+//! configuration files, export metrics, serve the admin API, write the
+//! journal, install signal handlers or set up logging (the `lifeline`
+//! binary does, through [`EventSink`]s, [`Tick`]s and [`Input::Call`]);
+//! TLS, DNS, media. UDP can run over a virtual network
+//! (`transport::vnet`, feature `vnet`); TCP is real sockets only.
+//!
+//! # Panics
+//!
+//! A panic anywhere in the engine means its state can no longer be
+//! trusted. Release builds of the daemon abort (`panic = "abort"`): the
+//! process dies at once and systemd restarts it; the journal is crash-safe.
+//! Where a panic unwinds (tests, debug builds), the engine catches it at
+//! the core's lock and around every IO task, drops the core, ignores
+//! further input and ends its timer thread: the housekeeping tick stops (so
+//! the daemon's readiness goes stale and the systemd watchdog starves), and
+//! [`Gateway::join`] returns [`EngineFailed`], on which the daemon exits
+//! with an error. It never goes on half-deaf.
+//!
+//! # Tests
+//!
+//! `tests/` drives the public API only: real loopback sockets
+//! (`engine.rs`, `stream.rs`), the virtual network (`vnet.rs`), a manual
+//! clock (`clock.rs`), injected panics (`panic.rs`), and a loom model of
+//! the combining lock (`loom.rs`:
+//! `RUSTFLAGS="--cfg loom" cargo test -p lifeline-io --release --test loom`).
+#![warn(missing_docs)]
+
+pub mod clock;
+pub mod combiner;
+#[cfg(not(loom))]
+mod engine;
+#[cfg(not(loom))]
+mod gateway;
+#[cfg(not(loom))]
+mod net;
+#[cfg(not(loom))]
+mod overload;
+#[cfg(not(loom))]
+mod stats;
+#[cfg(not(loom))]
+pub mod transport;
+
+#[cfg(not(loom))]
+pub use engine::{CoreFn, EventSink, Input, InputTx, Received, Tick, INPUT_QUEUE};
+#[cfg(not(loom))]
+pub use gateway::{Bound, EngineFailed, Gateway, Options, TCP_IDLE_TIMEOUT};
+#[cfg(not(loom))]
+pub use net::MAX_STREAM_MESSAGE;
+#[cfg(not(loom))]
+pub use stats::IoStats;

@@ -1,0 +1,161 @@
+//! The clock seam: a gateway on real loopback sockets reading a
+//! [`ManualClock`], so its timers fire when the test moves time, at exact
+//! instants. Waits for datagrams are bounded in real time; the instants
+//! asserted are the clock's.
+#![cfg(not(loom))]
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use lifeline_io::clock::{Clock, ManualClock};
+use lifeline_io::{transport, EventSink, Gateway, Options};
+use lifeline_proxy::{
+    AttemptFailure, Event, Peer, ProbeConfig, ProxyConfig, RouteConfig, RouteMatch, Transport,
+    TrunkConfig, TrunkId,
+};
+use lifeline_sip::{HeaderName, Message, MessageWriter};
+
+/// A trunk socket: what it receives, and a way to answer.
+struct Trunk {
+    sock: UdpSocket,
+}
+
+impl Trunk {
+    fn bind() -> Trunk {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        Trunk { sock }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.sock.local_addr().unwrap()
+    }
+
+    /// The next request (bounded wait), and who sent it.
+    fn request(&self) -> (Message, SocketAddr) {
+        let mut buf = [0u8; 65536];
+        loop {
+            let (n, from) = self.sock.recv_from(&mut buf).expect("a request in 5 s");
+            let m = Message::parse(Bytes::copy_from_slice(&buf[..n])).unwrap();
+            if m.status().is_none() {
+                return (m, from);
+            }
+        }
+    }
+
+    /// Answer `req` with `code` (Record-Route echoed, a Contact).
+    fn answer(&self, req: &Message, code: u16, to: SocketAddr) {
+        let mut w = MessageWriter::response_to(req, code, "X", Some(b"uas")).unwrap();
+        if code > 100 {
+            for h in req.headers().filter(|h| h.name == HeaderName::RecordRoute) {
+                w.raw_header(h.raw_name, h.value).unwrap();
+            }
+            let contact = format!("<sip:uas@{}>", self.addr());
+            w.header(HeaderName::Contact, contact.as_bytes()).unwrap();
+        }
+        self.sock.send_to(&w.finish(), to).unwrap();
+    }
+}
+
+/// (event, instant the core handled it) for attempts, by trunk.
+type Log = Arc<Mutex<Vec<(String, TrunkId, Instant)>>>;
+
+fn unprobed(name: &str, addr: SocketAddr) -> TrunkConfig {
+    TrunkConfig {
+        probe: ProbeConfig {
+            enabled: false,
+            ..ProbeConfig::default()
+        },
+        ..TrunkConfig::new(name, Peer::udp(addr))
+    }
+}
+
+#[test]
+fn a_silent_primary_fails_over_exactly_failover_after_later() {
+    let (primary, backup) = (Trunk::bind(), Trunk::bind());
+    let (paddr, baddr) = (primary.addr(), backup.addr());
+    let clock = Arc::new(ManualClock::new());
+    let log: Log = Arc::default();
+    let l2 = log.clone();
+    let sink: EventSink = Box::new(move |ev, now, _| {
+        let entry = match ev {
+            Event::AttemptStarted { trunk, .. } => ("started", *trunk),
+            Event::AttemptFailed {
+                trunk,
+                reason: AttemptFailure::NoResponse,
+                ..
+            } => ("no-response", *trunk),
+            _ => return,
+        };
+        l2.lock().unwrap().push((entry.0.to_string(), entry.1, now));
+    });
+    let failover = Duration::from_millis(200);
+    let gw = Gateway::start(Options {
+        listen: vec![(Transport::Udp, "127.0.0.1:0".parse().unwrap())],
+        advertise: None,
+        proxy_config: Box::new(move |adv| {
+            let mut route = RouteConfig::new("all", RouteMatch::Any, &["primary", "backup"]);
+            route.failover_after = failover;
+            ProxyConfig::new(
+                adv,
+                vec![unprobed("primary", paddr), unprobed("backup", baddr)],
+                vec![route],
+            )
+        }),
+        io_threads: 1,
+        sinks: vec![sink],
+        ticks: vec![],
+        tick_every: Duration::from_millis(250),
+        net: transport::real(),
+        clock: clock.clone(),
+    })
+    .unwrap();
+    let start = clock.now();
+    let caller = UdpSocket::bind("127.0.0.1:0").unwrap();
+    caller
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let me = caller.local_addr().unwrap();
+    let invite = format!(
+        "INVITE sip:999@gw SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKclock1\r\nMax-Forwards: 70\r\nFrom: <sip:a@b>;tag=c1\r\nTo: <sip:999@gw>\r\nCall-ID: clock-1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+    );
+    caller.send_to(invite.as_bytes(), gw.bound.udp[0]).unwrap();
+    // The primary gets it and says nothing.
+    let (to_primary, _) = primary.request();
+    assert_eq!(to_primary.method_bytes(), Some(&b"INVITE"[..]));
+
+    // 1 ms short of the failover timer: still waiting for the primary.
+    clock.advance(failover - Duration::from_millis(1));
+    gw.with_proxy(|_, _| ()).unwrap();
+    let seen = log.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].0, "started");
+    assert_eq!(seen[0].2, start, "sent at the instant it arrived");
+
+    // On the instant: given up, and the backup tried at once.
+    clock.advance(Duration::from_millis(1));
+    gw.with_proxy(|_, _| ()).unwrap();
+    let seen = log.lock().unwrap().clone();
+    let names: Vec<&str> = seen.iter().map(|(e, _, _)| e.as_str()).collect();
+    assert_eq!(names, ["started", "no-response", "started"], "{seen:?}");
+    assert_ne!(seen[0].1, seen[2].1, "another trunk");
+    assert_eq!(seen[1].2, start + failover, "given up exactly then");
+    assert_eq!(seen[2].2, start + failover, "the backup tried at once");
+
+    // The backup answers; the caller gets its 200.
+    let (req, from) = backup.request();
+    assert_eq!(req.method_bytes(), Some(&b"INVITE"[..]));
+    backup.answer(&req, 200, from);
+    let mut buf = [0u8; 65536];
+    let status = loop {
+        let n = caller.recv(&mut buf).expect("a response in 5 s");
+        let m = Message::parse(Bytes::copy_from_slice(&buf[..n])).unwrap();
+        if let Some(code) = m.status().filter(|c| *c >= 200) {
+            break code;
+        }
+    };
+    assert_eq!(status, 200);
+    gw.shutdown(Duration::ZERO).unwrap();
+}
