@@ -3,9 +3,10 @@
 //! It starts the gateway, two trunks (real UAS on loopback sockets, answering
 //! OPTIONS and calls) and a caller placing emergency calls — to 999 and to
 //! `urn:service:sos`, each with SDP and a PIDF-LO location — at a steady
-//! rate. A few seconds in, the primary trunk fails (killed, hung, or
-//! answering 503); later it comes back. What happens is printed as it
-//! happens, and a summary at the end.
+//! rate. The trunks ring for `--ring-ms` before answering. A few seconds in,
+//! the primary trunk fails (killed, hung, or answering 503) with calls
+//! ringing on it, which are rescued to the backup; later it comes back.
+//! What happens is printed as it happens, and a summary at the end.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
@@ -42,6 +43,8 @@ pub(crate) struct DemoOptions {
     pub(crate) rate: u32,
     pub(crate) fault: Fault,
     pub(crate) hold: Duration,
+    /// How long the PSAPs ring before they answer.
+    pub(crate) ring: Duration,
 }
 
 const NORMAL: u8 = 0;
@@ -57,16 +60,16 @@ struct Trunk {
 }
 
 impl Trunk {
-    fn start(bind: SocketAddr, name: &'static str) -> std::io::Result<Trunk> {
+    fn start(bind: SocketAddr, name: &'static str, ring: Duration) -> std::io::Result<Trunk> {
         let sock = UdpSocket::bind(bind)?;
-        sock.set_read_timeout(Some(Duration::from_millis(20)))?;
+        sock.set_read_timeout(Some(Duration::from_millis(5)))?;
         let addr = sock.local_addr()?;
         let mode = Arc::new(AtomicU8::new(NORMAL));
         let stop = Arc::new(AtomicBool::new(false));
         let (m, s) = (mode.clone(), stop.clone());
         let thread = std::thread::Builder::new()
             .name(format!("demo-{name}"))
-            .spawn(move || uas(sock, addr, m, s))?;
+            .spawn(move || uas(sock, addr, ring, m, s))?;
         Ok(Trunk {
             addr,
             mode,
@@ -89,9 +92,33 @@ impl Drop for Trunk {
     }
 }
 
-fn uas(sock: UdpSocket, me: SocketAddr, mode: Arc<AtomicU8>, stop: Arc<AtomicBool>) {
+/// A PSAP's answer waiting for its ringing time: (due, Call-ID, 200, to).
+type Pending = (Instant, Vec<u8>, Bytes, SocketAddr);
+
+/// The PSAP: 100 and 180 at once, the 200 after `ring` (a CANCEL before it
+/// gets 200 and the INVITE 487). A hung PSAP neither reads nor sends; what
+/// it owes goes out when it wakes, as a stopped process's would.
+fn uas(
+    sock: UdpSocket,
+    me: SocketAddr,
+    ring: Duration,
+    mode: Arc<AtomicU8>,
+    stop: Arc<AtomicBool>,
+) {
     let mut buf = vec![0u8; 65536];
+    let mut pending: Vec<Pending> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
+        let hung = mode.load(Ordering::Relaxed) == HANG;
+        if !hung {
+            let now = Instant::now();
+            pending.retain(|(due, _, answer, to)| {
+                if *due > now {
+                    return true;
+                }
+                let _ = sock.send_to(answer, to);
+                false
+            });
+        }
         let Ok((n, from)) = sock.recv_from(&mut buf) else {
             continue;
         };
@@ -116,12 +143,36 @@ fn uas(sock: UdpSocket, me: SocketAddr, mode: Arc<AtomicU8>, stop: Arc<AtomicBoo
             }
             Some(w.finish())
         };
+        let call_id = m.call_id().unwrap_or_default().to_vec();
         let out: Vec<Bytes> = match m.method_bytes().unwrap_or_default() {
             b"INVITE" if mode == REJECT => reply(503, "Service Unavailable").into_iter().collect(),
-            b"INVITE" => [(100, "Trying"), (180, "Ringing"), (200, "OK")]
+            b"INVITE" if ring.is_zero() => [(100, "Trying"), (180, "Ringing"), (200, "OK")]
                 .iter()
                 .filter_map(|(c, r)| reply(*c, r))
                 .collect(),
+            b"INVITE" => {
+                if let Some(ok) = reply(200, "OK") {
+                    pending.push((Instant::now() + ring, call_id, ok, from));
+                }
+                [(100, "Trying"), (180, "Ringing")]
+                    .iter()
+                    .filter_map(|(c, r)| reply(*c, r))
+                    .collect()
+            }
+            b"CANCEL" => {
+                let mut out: Vec<Bytes> = reply(200, "OK").into_iter().collect();
+                if let Some(i) = pending.iter().position(|p| p.1 == call_id) {
+                    pending.remove(i);
+                    // The 487 answers the INVITE: its Via and CSeq, from
+                    // the CANCEL's (the same but for the method).
+                    if let Some(r) = reply(487, "Request Terminated") {
+                        let text =
+                            String::from_utf8_lossy(&r).replace(" CANCEL\r\n", " INVITE\r\n");
+                        out.push(Bytes::from(text));
+                    }
+                }
+                out
+            }
             b"ACK" => vec![],
             _ => reply(200, "OK").into_iter().collect(),
         };
@@ -148,6 +199,8 @@ struct Seen {
     /// (when, trunk name) of every INVITE sent to a trunk.
     attempts: Vec<(Instant, String)>,
     failovers: u64,
+    /// Calls moved off a dying trunk while the caller heard it ring.
+    rescued_ringing: u64,
 }
 
 pub(crate) fn run(opts: DemoOptions) -> std::process::ExitCode {
@@ -163,8 +216,8 @@ pub(crate) fn run(opts: DemoOptions) -> std::process::ExitCode {
 
 fn run_inner(opts: DemoOptions) -> std::io::Result<bool> {
     let loopback: SocketAddr = "127.0.0.1:0".parse().map_err(std::io::Error::other)?;
-    let mut primary = Trunk::start(loopback, "primary")?;
-    let backup = Trunk::start(loopback, "backup")?;
+    let mut primary = Trunk::start(loopback, "primary", opts.ring)?;
+    let backup = Trunk::start(loopback, "backup", opts.ring)?;
     let (paddr, baddr) = (primary.addr, backup.addr);
     let seen = Arc::new(Mutex::new(Seen::default()));
     let t0 = Instant::now();
@@ -253,6 +306,11 @@ fn run_inner(opts: DemoOptions) -> std::io::Result<bool> {
                             );
                         }
                         Event::Rescued { trunk, ringing, .. } => {
+                            if *ringing {
+                                if let Ok(mut s) = sink_seen.lock() {
+                                    s.rescued_ringing += 1;
+                                }
+                            }
                             let when = if *ringing { "while ringing" } else { "before ringing" };
                             println!(
                                 "t={at:6.3}s  rescue: call moved off {} {when}, at once (not after Timer C)",
@@ -387,7 +445,7 @@ fn run_inner(opts: DemoOptions) -> std::io::Result<bool> {
         if !revived && now >= revive_at {
             revived = true;
             match opts.fault {
-                Fault::Kill => primary = Trunk::start(paddr, "primary")?,
+                Fault::Kill => primary = Trunk::start(paddr, "primary", opts.ring)?,
                 _ => primary.mode.store(NORMAL, Ordering::Relaxed),
             }
             println!(
@@ -525,6 +583,10 @@ fn run_inner(opts: DemoOptions) -> std::io::Result<bool> {
     println!(
         "  attempts on a failing trunk that moved on: {}",
         s.failovers
+    );
+    println!(
+        "  calls ringing on the primary when it failed, moved to the backup at once: {}",
+        s.rescued_ringing
     );
     println!(
         "  gateway messages in/out {} / {}, dropped by the gateway {}",

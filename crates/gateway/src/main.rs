@@ -62,6 +62,10 @@ enum Command {
         /// How long each answered call lasts before the caller hangs up, in ms.
         #[arg(long, default_value_t = 1000)]
         hold_ms: u64,
+        /// How long the PSAPs ring before they answer, in ms (calls ringing
+        /// when the primary fails are rescued to the backup).
+        #[arg(long, default_value_t = 300)]
+        ring_ms: u64,
         /// Admin API address (GET /status, /metrics, /calls/failed); if it is
         /// taken, any free port on the same address.
         #[arg(long, default_value = "127.0.0.1:9060")]
@@ -109,6 +113,7 @@ fn main() -> ExitCode {
             rate,
             fault,
             hold_ms,
+            ring_ms,
             admin,
         } => demo::run(demo::DemoOptions {
             admin,
@@ -116,6 +121,7 @@ fn main() -> ExitCode {
             rate: rate.clamp(1, 2000),
             fault,
             hold: std::time::Duration::from_millis(hold_ms),
+            ring: std::time::Duration::from_millis(ring_ms.min(10_000)),
         }),
         Command::Parse { json, files } => parse::run(&files, json),
         Command::CheckConfig { file } => config::check_config(&file),
