@@ -116,10 +116,7 @@ impl Proxy {
         let (id, tracked) = (call.id, call.tracked);
         let a = &mut call.attempts[ai];
         a.state = AttemptState::Abandoned;
-        a.failover_at = None;
-        a.progress_at = None;
-        a.timer_c = None;
-        a.hedge_at = None;
+        a.stop_timers();
         let trunk = a.trunk;
         if let Some(c) = a.client {
             if let Some(e) = self.clients.get_mut(c) {
@@ -537,10 +534,7 @@ impl Proxy {
             return;
         }
         a.state = AttemptState::Done;
-        a.failover_at = None;
-        a.progress_at = None;
-        a.timer_c = None;
-        a.hedge_at = None;
+        a.stop_timers();
         if let Some(d) = a.dialog.take() {
             self.drop_dialog(d);
         }

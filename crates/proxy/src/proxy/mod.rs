@@ -150,6 +150,17 @@ struct Attempt {
     dialog: Option<DialogRef>,
 }
 
+impl Attempt {
+    /// No timer of the attempt's own is due any more (failover, progress,
+    /// Timer C, hedge).
+    fn stop_timers(&mut self) {
+        self.failover_at = None;
+        self.progress_at = None;
+        self.timer_c = None;
+        self.hedge_at = None;
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum CallState {
     Routing,

@@ -146,10 +146,7 @@ impl Proxy {
                 // One piece of evidence per call: a 2xx after ringing adds none.
                 let first = matches!(a.state, AttemptState::Pending | AttemptState::Trying);
                 a.state = AttemptState::Answered;
-                a.failover_at = None;
-                a.progress_at = None;
-                a.timer_c = None;
-                a.hedge_at = None;
+                a.stop_timers();
                 if first {
                     if let Some(t) = trunk {
                         self.report_answered(now, ck, t);
@@ -170,10 +167,7 @@ impl Proxy {
                 let a = &mut self.calls[ck].attempts[ai];
                 let was_waiting = matches!(a.state, AttemptState::Pending | AttemptState::Trying);
                 a.state = AttemptState::Done;
-                a.failover_at = None;
-                a.progress_at = None;
-                a.timer_c = None;
-                a.hedge_at = None;
+                a.stop_timers();
                 if let Some(d) = a.dialog.take() {
                     self.drop_dialog(d);
                 }
@@ -346,10 +340,7 @@ impl Proxy {
         let (id, tracked) = (call.id, call.tracked);
         let a = &mut call.attempts[ai];
         a.state = AttemptState::Answered;
-        a.failover_at = None;
-        a.progress_at = None;
-        a.timer_c = None;
-        a.hedge_at = None;
+        a.stop_timers();
         let first = !std::mem::replace(&mut a.ended, true);
         let trunk = a.trunk;
         let peer = trunk
