@@ -42,7 +42,7 @@ pub fn system() -> Arc<dyn Clock> {
 ///
 /// The engine's timer thread still sleeps in real time; with this clock it
 /// wakes, finds nothing due, and sleeps again. Timers that a jump made due
-/// run at the next input the core handles, so after
+/// run before the next input the core handles, so after
 /// [`ManualClock::advance`] a test hands the gateway one (for example
 /// [`crate::Gateway::with_proxy`]) and, when that returns, everything due
 /// at the new instant has run.

@@ -285,6 +285,12 @@ impl Shared {
             }
             return;
         };
+        // What fell due before these inputs arrived happens first: a timer
+        // due at `now` fires before an input handled at `now` sees the
+        // state, so an input never observes a timer that is already late.
+        if core.deadline() <= now {
+            core.timers(now, queue.len());
+        }
         let mut n = 0;
         while let Some(i) = queue.pop() {
             core.input(now, i);
