@@ -10,16 +10,17 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use lifeline_kit::{Call, Mode, Uas, UasConfig};
 use lifeline_proxy::{
     AttemptFailure, Event, Peer, ProxyConfig, RouteConfig, RouteMatch, Transport, TrunkConfig,
     TrunkId,
 };
-use lifeline_sip::{HeaderName, Message, MessageWriter};
+use lifeline_sip::Message;
 
 use lifeline_io::{Gateway, Options};
 
@@ -47,146 +48,20 @@ pub(crate) struct DemoOptions {
     pub(crate) ring: Duration,
 }
 
-const NORMAL: u8 = 0;
-const HANG: u8 = 1;
-const REJECT: u8 = 2;
-
-/// A trunk: a UAS on a loopback socket.
-struct Trunk {
-    addr: SocketAddr,
-    mode: Arc<AtomicU8>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Trunk {
-    fn start(bind: SocketAddr, name: &'static str, ring: Duration) -> std::io::Result<Trunk> {
-        let sock = UdpSocket::bind(bind)?;
-        sock.set_read_timeout(Some(Duration::from_millis(5)))?;
-        let addr = sock.local_addr()?;
-        let mode = Arc::new(AtomicU8::new(NORMAL));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (m, s) = (mode.clone(), stop.clone());
-        let thread = std::thread::Builder::new()
-            .name(format!("demo-{name}"))
-            .spawn(move || uas(sock, addr, ring, m, s))?;
-        Ok(Trunk {
-            addr,
-            mode,
-            stop,
-            thread: Some(thread),
-        })
-    }
-
-    fn kill(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+/// The PSAPs: answer at once, or ring for `ring` first.
+fn psap_mode(ring: Duration) -> Mode {
+    if ring.is_zero() {
+        Mode::Answer
+    } else {
+        Mode::Ring(ring)
     }
 }
 
-impl Drop for Trunk {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// A PSAP's answer waiting for its ringing time: (due, Call-ID, 200, to).
-type Pending = (Instant, Vec<u8>, Bytes, SocketAddr);
-
-/// The PSAP: 100 and 180 at once, the 200 after `ring` (a CANCEL before it
-/// gets 200 and the INVITE 487). A hung PSAP neither reads nor sends; what
-/// it owes goes out when it wakes, as a stopped process's would.
-fn uas(
-    sock: UdpSocket,
-    me: SocketAddr,
-    ring: Duration,
-    mode: Arc<AtomicU8>,
-    stop: Arc<AtomicBool>,
-) {
-    let mut buf = vec![0u8; 65536];
-    let mut pending: Vec<Pending> = Vec::new();
-    while !stop.load(Ordering::Relaxed) {
-        let hung = mode.load(Ordering::Relaxed) == HANG;
-        if !hung {
-            let now = Instant::now();
-            pending.retain(|(due, _, answer, to)| {
-                if *due > now {
-                    return true;
-                }
-                let _ = sock.send_to(answer, to);
-                false
-            });
-        }
-        let Ok((n, from)) = sock.recv_from(&mut buf) else {
-            continue;
-        };
-        let mode = mode.load(Ordering::Relaxed);
-        if mode == HANG {
-            continue;
-        }
-        let Ok(m) = Message::parse(Bytes::copy_from_slice(buf.get(..n).unwrap_or_default())) else {
-            continue;
-        };
-        if m.status().is_some() {
-            continue;
-        }
-        let reply = |code: u16, reason: &str| -> Option<Bytes> {
-            let mut w = MessageWriter::response_to(&m, code, reason, Some(b"psap")).ok()?;
-            if (180..300).contains(&code) {
-                for h in m.headers().filter(|h| h.name == HeaderName::RecordRoute) {
-                    w.raw_header(h.raw_name, h.value).ok()?;
-                }
-                w.header(HeaderName::Contact, format!("<sip:psap@{me}>").as_bytes())
-                    .ok()?;
-            }
-            Some(w.finish())
-        };
-        let call_id = m.call_id().unwrap_or_default().to_vec();
-        let out: Vec<Bytes> = match m.method_bytes().unwrap_or_default() {
-            b"INVITE" if mode == REJECT => reply(503, "Service Unavailable").into_iter().collect(),
-            b"INVITE" if ring.is_zero() => [(100, "Trying"), (180, "Ringing"), (200, "OK")]
-                .iter()
-                .filter_map(|(c, r)| reply(*c, r))
-                .collect(),
-            b"INVITE" => {
-                if let Some(ok) = reply(200, "OK") {
-                    pending.push((Instant::now() + ring, call_id, ok, from));
-                }
-                [(100, "Trying"), (180, "Ringing")]
-                    .iter()
-                    .filter_map(|(c, r)| reply(*c, r))
-                    .collect()
-            }
-            b"CANCEL" => {
-                let mut out: Vec<Bytes> = reply(200, "OK").into_iter().collect();
-                if let Some(i) = pending.iter().position(|p| p.1 == call_id) {
-                    pending.remove(i);
-                    // The 487 answers the INVITE: its Via and CSeq, from
-                    // the CANCEL's (the same but for the method).
-                    if let Some(r) = reply(487, "Request Terminated") {
-                        let text =
-                            String::from_utf8_lossy(&r).replace(" CANCEL\r\n", " INVITE\r\n");
-                        out.push(Bytes::from(text));
-                    }
-                }
-                out
-            }
-            b"ACK" => vec![],
-            _ => reply(200, "OK").into_iter().collect(),
-        };
-        for b in out {
-            let _ = sock.send_to(&b, from);
-        }
-    }
-}
-
-const BODY: &str = "--demo-boundary\r\nContent-Type: application/sdp\r\n\r\nv=0\r\no=caller 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 49170 RTP/AVP 0\r\n\r\n--demo-boundary\r\nContent-Type: application/pidf+xml\r\nContent-ID: <loc@caller.example>\r\n\r\n<?xml version=\"1.0\"?><presence xmlns=\"urn:ietf:params:xml:ns:pidf\" xmlns:gp=\"urn:ietf:params:xml:ns:pidf:geopriv10\" xmlns:gml=\"http://www.opengis.net/gml\" entity=\"pres:caller@example.net\"><tuple id=\"t\"><status><gp:geopriv><gp:location-info><gml:Point srsName=\"urn:ogc:def:crs:EPSG::4326\"><gml:pos>51.5034 -0.1276</gml:pos></gml:Point></gp:location-info></gp:geopriv></status></tuple></presence>\r\n--demo-boundary--\r\n";
+const BODY: &str = "--demo-boundary\r\nContent-Type: application/sdp\r\n\r\nv=0\r\no=caller 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 49170 RTP/AVP 0\r\n\r\n--demo-boundary\r\nContent-Type: application/pidf+xml\r\nContent-ID: <loc@orig.example>\r\n\r\n<?xml version=\"1.0\"?><presence xmlns=\"urn:ietf:params:xml:ns:pidf\" xmlns:gp=\"urn:ietf:params:xml:ns:pidf:geopriv10\" xmlns:gml=\"http://www.opengis.net/gml\" entity=\"pres:caller@example.net\"><tuple id=\"t\"><status><gp:geopriv><gp:location-info><gml:Point srsName=\"urn:ogc:def:crs:EPSG::4326\"><gml:pos>51.5034 -0.1276</gml:pos></gml:Point></gp:location-info></gp:geopriv></status></tuple></presence>\r\n--demo-boundary--\r\n";
 
 #[derive(Debug)]
 struct CallState {
-    invite: Message,
+    call: Call,
     started: Instant,
     final_status: Option<u16>,
     bye_at: Option<Instant>,
@@ -216,9 +91,14 @@ pub(crate) fn run(opts: DemoOptions) -> std::process::ExitCode {
 
 fn run_inner(opts: DemoOptions) -> std::io::Result<bool> {
     let loopback: SocketAddr = "127.0.0.1:0".parse().map_err(std::io::Error::other)?;
-    let mut primary = Trunk::start(loopback, "primary", opts.ring)?;
-    let backup = Trunk::start(loopback, "backup", opts.ring)?;
-    let (paddr, baddr) = (primary.addr, backup.addr);
+    let psap = |name: &str| UasConfig {
+        name: name.into(),
+        mode: psap_mode(opts.ring),
+        ..UasConfig::default()
+    };
+    let mut primary = Uas::with(psap("primary"), loopback)?;
+    let backup = Uas::with(psap("backup"), loopback)?;
+    let (paddr, baddr) = (primary.addr(), backup.addr());
     let seen = Arc::new(Mutex::new(Seen::default()));
     let t0 = Instant::now();
     let names: Arc<Mutex<HashMap<TrunkId, String>>> = Arc::default();
@@ -429,8 +309,8 @@ fn run_inner(opts: DemoOptions) -> std::io::Result<bool> {
             faulted = true;
             match opts.fault {
                 Fault::Kill => primary.kill(),
-                Fault::Hang => primary.mode.store(HANG, Ordering::Relaxed),
-                Fault::Reject503 => primary.mode.store(REJECT, Ordering::Relaxed),
+                Fault::Hang => primary.set_mode(Mode::Hang),
+                Fault::Reject503 => primary.set_mode(Mode::Reject(503)),
             }
             println!(
                 "t={:6.3}s  *** FAULT: primary trunk {} ***",
@@ -445,8 +325,8 @@ fn run_inner(opts: DemoOptions) -> std::io::Result<bool> {
         if !revived && now >= revive_at {
             revived = true;
             match opts.fault {
-                Fault::Kill => primary = Trunk::start(paddr, "primary", opts.ring)?,
-                _ => primary.mode.store(NORMAL, Ordering::Relaxed),
+                Fault::Kill => primary.reopen()?,
+                _ => primary.set_mode(psap_mode(opts.ring)),
             }
             println!(
                 "t={:6.3}s  *** primary trunk is back ***",
@@ -456,31 +336,26 @@ fn run_inner(opts: DemoOptions) -> std::io::Result<bool> {
         if now >= next_call && now < stop_calls_at {
             next_call += interval;
             n += 1;
-            let (uri, to) = if n.is_multiple_of(2) {
-                ("urn:service:sos", "urn:service:sos")
+            let uri = if n.is_multiple_of(2) {
+                "urn:service:sos"
             } else {
-                ("sip:999@lifeline.invalid", "sip:999@lifeline.invalid")
+                "sip:999@lifeline.invalid"
             };
-            let call_id = format!("demo-{n}@{}", me.ip());
-            let text = format!(
-                "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKdemo{n}\r\nMax-Forwards: 70\r\nFrom: \"Demo Caller {n}\" <sip:+44163296{:04}@caller.example>;tag=d{n}\r\nTo: <{to}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:caller@{me}>\r\nP-Asserted-Identity: <tel:+44163296{:04}>\r\nGeolocation: <cid:loc@caller.example>\r\nGeolocation-Routing: no\r\nContent-Type: multipart/mixed;boundary=demo-boundary\r\nContent-Length: {}\r\n\r\n{BODY}",
-                n % 10_000,
-                n % 10_000,
-                BODY.len()
+            let call = Call::new(me, format!("demo-{n}@{}", me.ip()), uri, n)
+                .with_identity()
+                .header("Geolocation-Routing", "no")
+                .body("multipart/mixed;boundary=demo-boundary", BODY);
+            let _ = caller.send_to(call.invite().as_bytes(), gw_addr);
+            calls.insert(
+                call.call_id.clone(),
+                CallState {
+                    call,
+                    started: now,
+                    final_status: None,
+                    bye_at: None,
+                    bye: None,
+                },
             );
-            if let Ok(invite) = Message::parse(Bytes::from(text.clone())) {
-                let _ = caller.send_to(text.as_bytes(), gw_addr);
-                calls.insert(
-                    call_id,
-                    CallState {
-                        invite,
-                        started: now,
-                        final_status: None,
-                        bye_at: None,
-                        bye: None,
-                    },
-                );
-            }
         }
         // BYEs due.
         for c in calls.values_mut() {
@@ -495,7 +370,7 @@ fn run_inner(opts: DemoOptions) -> std::io::Result<bool> {
             if let Ok(m) =
                 Message::parse(Bytes::copy_from_slice(buf.get(..len).unwrap_or_default()))
             {
-                handle_response(&caller, gw_addr, me, &m, &mut calls, now, opts.hold);
+                handle_response(&caller, gw_addr, &m, &mut calls, now, opts.hold);
             }
         }
         if now >= next_report {
@@ -607,7 +482,6 @@ fn run_inner(opts: DemoOptions) -> std::io::Result<bool> {
 fn handle_response(
     sock: &UdpSocket,
     gw: SocketAddr,
-    me: SocketAddr,
     m: &Message,
     calls: &mut HashMap<String, CallState>,
     now: Instant,
@@ -620,38 +494,14 @@ fn handle_response(
     let Some(c) = calls.get_mut(&call_id) else {
         return;
     };
-    let Ok(cseq) = m.cseq() else {
-        return;
-    };
-    if cseq.method != b"INVITE" || code < 200 {
+    if m.cseq().map_or(true, |cseq| cseq.method != b"INVITE") || code < 200 {
         return;
     }
     let first = c.final_status.is_none();
     c.final_status.get_or_insert(code);
-    let text = |h: &Message, n: HeaderName| {
-        String::from_utf8_lossy(h.header(n).map(|h| h.value).unwrap_or_default()).into_owned()
-    };
-    let from = text(&c.invite, HeaderName::From);
-    let to = text(m, HeaderName::To);
-    let uri =
-        String::from_utf8_lossy(c.invite.request_uri_bytes().unwrap_or_default()).into_owned();
-    if code >= 300 {
-        let via = text(&c.invite, HeaderName::Via);
-        let ack = format!("ACK {uri} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n");
-        let _ = sock.send_to(ack.as_bytes(), gw);
-        return;
-    }
-    let routes: String = m
-        .values(HeaderName::RecordRoute)
-        .map(|(_, v)| format!("Route: {}\r\n", String::from_utf8_lossy(v)))
-        .collect();
-    let target = text(m, HeaderName::Contact)
-        .trim_matches(|ch| ch == '<' || ch == '>')
-        .to_string();
-    let ack = format!("ACK {target} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKack{call_id}\r\nMax-Forwards: 70\r\n{routes}From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n");
-    let _ = sock.send_to(ack.as_bytes(), gw);
-    if first {
-        c.bye = Some(format!("BYE {target} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKbye{call_id}\r\nMax-Forwards: 70\r\n{routes}From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"));
+    let _ = sock.send_to(c.call.ack(m).as_bytes(), gw);
+    if first && code < 300 {
+        c.bye = Some(c.call.bye(m));
         c.bye_at = Some(now + hold);
     }
 }

@@ -7,183 +7,10 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-const NORMAL: u8 = 0;
-const HANG: u8 = 1;
-const REJECT: u8 = 2;
-const SLOW: u8 = 3; // ring, answer after 1 s
-
-/// A trunk: a UAS on a loopback socket whose behaviour can be changed.
-struct Trunk {
-    addr: SocketAddr,
-    mode: Arc<AtomicU8>,
-    invites: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
-    msg.split("\r\n").find_map(|l| {
-        let (n, v) = l.split_once(':')?;
-        n.trim().eq_ignore_ascii_case(name).then_some(v.trim())
-    })
-}
-
-fn headers<'a>(msg: &'a str, name: &str) -> Vec<&'a str> {
-    msg.split("\r\n")
-        .filter_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.trim().eq_ignore_ascii_case(name).then_some(v.trim())
-        })
-        .collect()
-}
-
-/// A response to `req` with every Via, From, To (+tag), Call-ID and CSeq.
-fn response(req: &str, code: u16, contact: Option<SocketAddr>) -> String {
-    let mut out = format!("SIP/2.0 {code} X\r\n");
-    for v in headers(req, "Via") {
-        out += &format!("Via: {v}\r\n");
-    }
-    out += &format!("From: {}\r\n", header(req, "From").unwrap_or_default());
-    let to = header(req, "To").unwrap_or_default();
-    if to.contains("tag=") || code == 100 {
-        out += &format!("To: {to}\r\n");
-    } else {
-        out += &format!("To: {to};tag=uas1\r\n");
-    }
-    out += &format!(
-        "Call-ID: {}\r\n",
-        header(req, "Call-ID").unwrap_or_default()
-    );
-    out += &format!("CSeq: {}\r\n", header(req, "CSeq").unwrap_or_default());
-    if let Some(c) = contact {
-        for rr in headers(req, "Record-Route") {
-            out += &format!("Record-Route: {rr}\r\n");
-        }
-        out += &format!("Contact: <sip:uas@{c}>\r\n");
-    }
-    out + "Content-Length: 0\r\n\r\n"
-}
-
-impl Trunk {
-    fn start() -> Trunk {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        Trunk::on(sock)
-    }
-
-    fn on(sock: UdpSocket) -> Trunk {
-        sock.set_read_timeout(Some(Duration::from_millis(10)))
-            .unwrap();
-        let addr = sock.local_addr().unwrap();
-        let mode = Arc::new(AtomicU8::new(NORMAL));
-        let invites = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (m, i, s) = (mode.clone(), invites.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            let mut buf = vec![0u8; 65536];
-            let mut pending: Vec<(Instant, String, SocketAddr)> = Vec::new();
-            while !s.load(Ordering::Relaxed) {
-                let now = Instant::now();
-                pending.retain(|(at, text, to)| {
-                    if *at <= now {
-                        let _ = sock.send_to(text.as_bytes(), to);
-                        false
-                    } else {
-                        true
-                    }
-                });
-                let Ok((n, from)) = sock.recv_from(&mut buf) else {
-                    continue;
-                };
-                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-                if text.starts_with("SIP/2.0") {
-                    continue;
-                }
-                let mode = m.load(Ordering::Relaxed);
-                if mode == HANG {
-                    continue;
-                }
-                let method = text.split(' ').next().unwrap_or_default();
-                match method {
-                    "INVITE" => {
-                        i.fetch_add(1, Ordering::Relaxed);
-                        match mode {
-                            REJECT => {
-                                let _ = sock.send_to(response(&text, 503, None).as_bytes(), from);
-                            }
-                            SLOW => {
-                                let _ = sock.send_to(response(&text, 100, None).as_bytes(), from);
-                                let _ =
-                                    sock.send_to(response(&text, 180, Some(addr)).as_bytes(), from);
-                                pending.push((
-                                    now + Duration::from_secs(1),
-                                    response(&text, 200, Some(addr)),
-                                    from,
-                                ));
-                            }
-                            _ => {
-                                for c in [100, 180, 200] {
-                                    let contact = (c > 100).then_some(addr);
-                                    let _ =
-                                        sock.send_to(response(&text, c, contact).as_bytes(), from);
-                                }
-                            }
-                        }
-                    }
-                    "ACK" => {}
-                    _ => {
-                        let _ = sock.send_to(response(&text, 200, None).as_bytes(), from);
-                    }
-                }
-            }
-        });
-        Trunk {
-            addr,
-            mode,
-            invites,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn set(&self, mode: u8) {
-        self.mode.store(mode, Ordering::Relaxed);
-    }
-
-    fn invites(&self) -> u64 {
-        self.invites.load(Ordering::Relaxed)
-    }
-
-    /// Close the socket: the port answers ICMP port unreachable.
-    fn close(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-    }
-
-    /// Open the same port again.
-    fn reopen(&mut self) {
-        self.close();
-        let sock = UdpSocket::bind(self.addr).unwrap();
-        let count = self.invites();
-        let new = Trunk::on(sock);
-        new.invites.store(count, Ordering::Relaxed);
-        *self = new;
-    }
-}
-
-impl Drop for Trunk {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
+use lifeline_kit::{Caller, Mode, Uas};
 
 /// A UDP and TCP port that were both free a moment ago.
 fn free_port() -> u16 {
@@ -320,111 +147,6 @@ impl Drop for Daemon {
     }
 }
 
-/// A caller placing complete calls (INVITE, ACK, BYE) and recording outcomes.
-struct Caller {
-    sock: UdpSocket,
-    gw: SocketAddr,
-    n: u32,
-    /// Call-ID -> (final status, when the caller saw it).
-    finals: Arc<Mutex<Vec<(String, u16, Instant)>>>,
-}
-
-impl Caller {
-    fn new(gw: SocketAddr) -> Caller {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(20)))
-            .unwrap();
-        Caller {
-            sock,
-            gw,
-            n: 0,
-            finals: Arc::default(),
-        }
-    }
-
-    fn invite(&mut self, uri: &str) -> String {
-        self.n += 1;
-        let me = self.sock.local_addr().unwrap();
-        let call_id = format!("daemon-{}-{}@127.0.0.1", me.port(), self.n);
-        let text = format!(
-            "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKd{}-{}\r\nMax-Forwards: 70\r\nFrom: \"Caller\" <sip:+441632960{:03}@orig.example>;tag=c{}\r\nTo: <{uri}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:caller@{me}>\r\nP-Asserted-Identity: <tel:+441632960{:03}>\r\nGeolocation: <cid:loc@orig.example>\r\nContent-Length: 0\r\n\r\n",
-            me.port(),
-            self.n,
-            self.n % 1000,
-            self.n,
-            self.n % 1000
-        );
-        self.sock.send_to(text.as_bytes(), self.gw).unwrap();
-        call_id
-    }
-
-    /// Handle what arrives for `wait`; returns finals seen for `want`.
-    fn pump(&self, wait: Duration, want: Option<&str>) -> Option<u16> {
-        let end = Instant::now() + wait;
-        let mut buf = vec![0u8; 65536];
-        while Instant::now() < end {
-            let Ok(n) = self.sock.recv(&mut buf) else {
-                continue;
-            };
-            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-            let Some(code) = text
-                .split(' ')
-                .nth(1)
-                .and_then(|c| c.parse::<u16>().ok())
-                .filter(|_| text.starts_with("SIP/2.0"))
-            else {
-                // A request from the far side (BYE): answer 200.
-                if !text.starts_with("ACK") {
-                    let _ = self
-                        .sock
-                        .send_to(response(&text, 200, None).as_bytes(), self.gw);
-                }
-                continue;
-            };
-            let cseq = header(&text, "CSeq").unwrap_or_default().to_string();
-            let call_id = header(&text, "Call-ID").unwrap_or_default().to_string();
-            if !cseq.ends_with("INVITE") || code < 200 {
-                continue;
-            }
-            let me = self.sock.local_addr().unwrap();
-            let from = header(&text, "From").unwrap_or_default();
-            let to = header(&text, "To").unwrap_or_default();
-            if code >= 300 {
-                let via = header(&text, "Via").unwrap_or_default();
-                let ack = format!("ACK sip:x@gw SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n");
-                let _ = self.sock.send_to(ack.as_bytes(), self.gw);
-            } else {
-                let routes: String = headers(&text, "Record-Route")
-                    .iter()
-                    .map(|r| format!("Route: {r}\r\n"))
-                    .collect();
-                let target = header(&text, "Contact")
-                    .unwrap_or("<sip:uas@127.0.0.1>")
-                    .trim_matches(|c| c == '<' || c == '>')
-                    .to_string();
-                let ack = format!("ACK {target} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKa{call_id}\r\nMax-Forwards: 70\r\n{routes}From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n");
-                let _ = self.sock.send_to(ack.as_bytes(), self.gw);
-                let bye = format!("BYE {target} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKb{call_id}\r\nMax-Forwards: 70\r\n{routes}From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n");
-                let _ = self.sock.send_to(bye.as_bytes(), self.gw);
-            }
-            let mut f = self.finals.lock().unwrap();
-            if !f.iter().any(|(c, _, _)| *c == call_id) {
-                f.push((call_id.clone(), code, Instant::now()));
-            }
-            if want == Some(call_id.as_str()) {
-                return Some(code);
-            }
-        }
-        None
-    }
-
-    /// One call, waiting for its final status.
-    fn call(&mut self, uri: &str) -> Option<u16> {
-        let id = self.invite(uri);
-        self.pump(Duration::from_secs(10), Some(&id))
-    }
-}
-
 fn metric(text: &str, series: &str) -> f64 {
     text.lines()
         .find(|l| l.starts_with(series))
@@ -435,10 +157,10 @@ fn metric(text: &str, series: &str) -> f64 {
 
 #[test]
 fn failover_and_failback_over_real_sockets() {
-    let mut primary = Trunk::start();
-    let backup = Trunk::start();
-    let d = Daemon::start("failover", primary.addr, backup.addr);
-    let mut caller = Caller::new(d.sip);
+    let mut primary = Uas::start(Mode::Answer);
+    let backup = Uas::start(Mode::Answer);
+    let d = Daemon::start("failover", primary.addr(), backup.addr());
+    let mut caller = Caller::new(d.sip, "daemon").with_identities();
     d.wait_for(|d| d.http("GET", "/readyz").0 == 200);
     for _ in 0..3 {
         assert_eq!(caller.call("sip:999@lifeline"), Some(200));
@@ -460,7 +182,7 @@ fn failover_and_failback_over_real_sockets() {
     };
 
     // Killed: its port answers ICMP port unreachable.
-    primary.close();
+    primary.kill();
     for _ in 0..3 {
         assert_eq!(
             caller.call("sip:999@lifeline"),
@@ -477,7 +199,7 @@ fn failover_and_failback_over_real_sockets() {
     // Back: probes bring it up. Down on failed calls and up on probes alone,
     // it is a canary for a while (2 s here): emergency calls go to the
     // backup. Then it takes new calls again.
-    primary.reopen();
+    primary.reopen().unwrap();
     d.wait_for(up);
     let before = primary.invites();
     assert_eq!(caller.call("sip:999@lifeline"), Some(200));
@@ -489,7 +211,7 @@ fn failover_and_failback_over_real_sockets() {
     assert_eq!(primary.invites(), before + 1, "failback");
 
     // Hung: no answer, no ICMP.
-    primary.set(HANG);
+    primary.set_mode(Mode::Hang);
     for _ in 0..3 {
         assert_eq!(
             caller.call("urn:service:sos"),
@@ -504,11 +226,11 @@ fn failover_and_failback_over_real_sockets() {
             .1
             .contains(r#""name":"primary","state":"down""#)
     });
-    primary.set(NORMAL);
+    primary.set_mode(Mode::Answer);
     d.wait_for(trusted);
 
     // Answering 503 while OPTIONS are fine.
-    primary.set(REJECT);
+    primary.set_mode(Mode::Reject(503));
     for _ in 0..3 {
         assert_eq!(
             caller.call("sip:112@lifeline"),
@@ -576,10 +298,10 @@ fn failover_and_failback_over_real_sockets() {
 
 #[test]
 fn malformed_datagrams_are_answered_or_dropped_while_calls_go_on() {
-    let primary = Trunk::start();
-    let backup = Trunk::start();
-    let d = Daemon::start("malformed", primary.addr, backup.addr);
-    let mut caller = Caller::new(d.sip);
+    let primary = Uas::start(Mode::Answer);
+    let backup = Uas::start(Mode::Answer);
+    let d = Daemon::start("malformed", primary.addr(), backup.addr());
+    let mut caller = Caller::new(d.sip, "daemon").with_identities();
     let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
     probe
         .set_read_timeout(Some(Duration::from_millis(500)))
@@ -622,26 +344,26 @@ fn malformed_datagrams_are_answered_or_dropped_while_calls_go_on() {
 
 #[test]
 fn sighup_reloads_without_dropping_calls_and_refuses_a_bad_file() {
-    let primary = Trunk::start();
-    let backup = Trunk::start();
-    primary.set(SLOW);
-    let d = Daemon::start("reload", primary.addr, backup.addr);
-    let mut caller = Caller::new(d.sip);
+    let primary = Uas::start(Mode::Answer);
+    let backup = Uas::start(Mode::Answer);
+    primary.set_mode(Mode::Ring(Duration::from_secs(1)));
+    let d = Daemon::start("reload", primary.addr(), backup.addr());
+    let mut caller = Caller::new(d.sip, "daemon").with_identities();
     d.wait_for(|d| d.http("GET", "/readyz").0 == 200);
     // Two calls ringing on the primary (answered after 1 s) ...
     let a = caller.invite("sip:999@lifeline");
     let b = caller.invite("sip:999@lifeline");
     caller.pump(Duration::from_millis(200), None);
     // ... while the configuration changes: backup first now.
-    let text = config_text(d.sip, d.admin, &d.dir, backup.addr, primary.addr);
+    let text = config_text(d.sip, d.admin, &d.dir, backup.addr(), primary.addr());
     std::fs::write(&d.config, text).unwrap();
     d.signal("HUP");
     d.wait_for(|d| d.log().contains("configuration reloaded"));
     caller.pump(Duration::from_millis(1500), None);
-    let finals = caller.finals.lock().unwrap().clone();
+    let finals = caller.finals().to_vec();
     for id in [&a, &b] {
         assert!(
-            finals.iter().any(|(c, s, _)| c == id && *s == 200),
+            finals.iter().any(|f| f.call_id == *id && f.status == 200),
             "{id} survived the reload: {finals:?}"
         );
     }
@@ -659,12 +381,12 @@ fn sighup_reloads_without_dropping_calls_and_refuses_a_bad_file() {
 
 #[test]
 fn sigterm_refuses_new_calls_finishes_the_rest_and_exits_0() {
-    let primary = Trunk::start();
-    let backup = Trunk::start();
-    primary.set(SLOW);
-    backup.set(SLOW);
-    let mut d = Daemon::start("sigterm", primary.addr, backup.addr);
-    let mut caller = Caller::new(d.sip);
+    let primary = Uas::start(Mode::Answer);
+    let backup = Uas::start(Mode::Answer);
+    primary.set_mode(Mode::Ring(Duration::from_secs(1)));
+    backup.set_mode(Mode::Ring(Duration::from_secs(1)));
+    let mut d = Daemon::start("sigterm", primary.addr(), backup.addr());
+    let mut caller = Caller::new(d.sip, "daemon").with_identities();
     d.wait_for(|d| d.http("GET", "/readyz").0 == 200);
     let live = caller.invite("sip:999@lifeline");
     caller.pump(Duration::from_millis(200), None);
@@ -672,13 +394,15 @@ fn sigterm_refuses_new_calls_finishes_the_rest_and_exits_0() {
     d.wait_for(|d| d.log().contains("shutting down"));
     let refused = caller.invite("sip:999@lifeline");
     caller.pump(Duration::from_millis(1500), None);
-    let finals = caller.finals.lock().unwrap().clone();
+    let finals = caller.finals().to_vec();
     assert!(
-        finals.iter().any(|(c, s, _)| *c == refused && *s == 503),
+        finals
+            .iter()
+            .any(|f| f.call_id == refused && f.status == 503),
         "{finals:?}"
     );
     assert!(
-        finals.iter().any(|(c, s, _)| *c == live && *s == 200),
+        finals.iter().any(|f| f.call_id == live && f.status == 200),
         "{finals:?}"
     );
     caller.pump(Duration::from_millis(500), None); // BYE completes
@@ -687,10 +411,10 @@ fn sigterm_refuses_new_calls_finishes_the_rest_and_exits_0() {
 
 #[test]
 fn sigkill_during_load_leaves_every_finished_call_in_the_journal() {
-    let primary = Trunk::start();
-    let backup = Trunk::start();
-    let mut d = Daemon::start("sigkill", primary.addr, backup.addr);
-    let mut caller = Caller::new(d.sip);
+    let primary = Uas::start(Mode::Answer);
+    let backup = Uas::start(Mode::Answer);
+    let mut d = Daemon::start("sigkill", primary.addr(), backup.addr());
+    let mut caller = Caller::new(d.sip, "daemon").with_identities();
     d.wait_for(|d| d.http("GET", "/readyz").0 == 200);
     // Load: a call every 10 ms for 1.5 s; the primary fails half way.
     let start = Instant::now();
@@ -703,18 +427,18 @@ fn sigkill_during_load_leaves_every_finished_call_in_the_journal() {
         });
         i += 1;
         if i == 75 {
-            primary.set(REJECT);
+            primary.set_mode(Mode::Reject(503));
         }
         caller.pump(Duration::from_millis(10), None);
     }
     let killed_at = Instant::now();
     d.child.kill().unwrap(); // SIGKILL
     d.child.wait().unwrap();
-    let finals = caller.finals.lock().unwrap().clone();
+    let finals = caller.finals().to_vec();
     let settled: Vec<&String> = finals
         .iter()
-        .filter(|(_, _, at)| killed_at.saturating_duration_since(*at) >= Duration::from_millis(100))
-        .map(|(c, _, _)| c)
+        .filter(|f| killed_at.saturating_duration_since(f.at) >= Duration::from_millis(100))
+        .map(|f| &f.call_id)
         .collect();
     assert!(
         settled.len() > 50,

@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use lifeline_io::clock::{Clock, ManualClock};
 use lifeline_io::{transport, EventSink, Gateway, Options};
+use lifeline_kit::Caller;
 use lifeline_proxy::{
     AttemptFailure, Event, Peer, ProbeConfig, ProxyConfig, RouteConfig, RouteMatch, Transport,
     TrunkConfig, TrunkId,
 };
-use lifeline_sip::{HeaderName, Message, MessageWriter};
+use lifeline_sip::{Message, MessageWriter};
 
 /// A trunk socket: what it receives, and a way to answer.
 struct Trunk {
@@ -45,16 +46,11 @@ impl Trunk {
         }
     }
 
-    /// Answer `req` with `code` (Record-Route echoed, a Contact).
+    /// Answer `req` with `code` (RFC 3261 §12.1.1).
     fn answer(&self, req: &Message, code: u16, to: SocketAddr) {
-        let mut w = MessageWriter::response_to(req, code, "X", Some(b"uas")).unwrap();
-        if code > 100 {
-            for h in req.headers().filter(|h| h.name == HeaderName::RecordRoute) {
-                w.raw_header(h.raw_name, h.value).unwrap();
-            }
-            let contact = format!("<sip:uas@{}>", self.addr());
-            w.header(HeaderName::Contact, contact.as_bytes()).unwrap();
-        }
+        let contact = format!("<sip:uas@{}>", self.addr());
+        let w = MessageWriter::dialog_response_to(req, code, "X", b"uas", contact.as_bytes());
+        let w = w.unwrap();
         self.sock.send_to(&w.finish(), to).unwrap();
     }
 }
@@ -113,15 +109,8 @@ fn a_silent_primary_fails_over_exactly_failover_after_later() {
     })
     .unwrap();
     let start = clock.now();
-    let caller = UdpSocket::bind("127.0.0.1:0").unwrap();
-    caller
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let me = caller.local_addr().unwrap();
-    let invite = format!(
-        "INVITE sip:999@gw SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKclock1\r\nMax-Forwards: 70\r\nFrom: <sip:a@b>;tag=c1\r\nTo: <sip:999@gw>\r\nCall-ID: clock-1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
-    );
-    caller.send_to(invite.as_bytes(), gw.bound.udp[0]).unwrap();
+    let mut caller = Caller::new(gw.bound.udp[0], "clock");
+    let call = caller.invite("sip:999@gw");
     // The primary gets it and says nothing.
     let (to_primary, _) = primary.request();
     assert_eq!(to_primary.method_bytes(), Some(&b"INVITE"[..]));
@@ -148,14 +137,7 @@ fn a_silent_primary_fails_over_exactly_failover_after_later() {
     let (req, from) = backup.request();
     assert_eq!(req.method_bytes(), Some(&b"INVITE"[..]));
     backup.answer(&req, 200, from);
-    let mut buf = [0u8; 65536];
-    let status = loop {
-        let n = caller.recv(&mut buf).expect("a response in 5 s");
-        let m = Message::parse(Bytes::copy_from_slice(&buf[..n])).unwrap();
-        if let Some(code) = m.status().filter(|c| *c >= 200) {
-            break code;
-        }
-    };
-    assert_eq!(status, 200);
+    let status = caller.pump(Duration::from_secs(5), Some(&call));
+    assert_eq!(status, Some(200));
     gw.shutdown(Duration::ZERO).unwrap();
 }

@@ -4,151 +4,31 @@
 #![cfg(not(loom))]
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use lifeline_io::{clock, transport, EventSink, Gateway, Options};
+use lifeline_kit::{Mode, Uas, UasConfig};
 use lifeline_proxy::{
     AttemptFailure, Event, Peer, ProbeConfig, ProxyConfig, RouteConfig, RouteMatch, Transport,
     TrunkConfig,
 };
-use lifeline_sip::{Frame, HeaderName, Message, MessageWriter, StreamFramer};
+use lifeline_sip::{Frame, HeaderName, Message, StreamFramer};
 
 /// The emergency INVITE with SDP and PIDF-LO, about 2.4 KB.
 const LARGE_INVITE: &str = include_str!("../../sip/testdata/bench/emergency-invite.sip");
 
-/// What a trunk received, in order: (transport, method).
-type Seen = Arc<Mutex<Vec<(Transport, String)>>>;
-
 /// A UAS listening on UDP and TCP on the same port: OPTIONS, BYE and the
 /// rest answered 200, INVITE 100/180/200 (with Record-Route echoed).
-struct DualTrunk {
-    addr: SocketAddr,
-    seen: Seen,
-    stop: Arc<AtomicBool>,
-    /// TCP connections accepted, and closed by the other end.
-    accepted: Arc<AtomicU64>,
-    closed: Arc<AtomicU64>,
-}
-
-impl Drop for DualTrunk {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-impl DualTrunk {
-    fn start() -> DualTrunk {
-        Self::start_with(true)
-    }
-
-    /// `tcp`: listen on TCP too; without, a connection is refused.
-    fn start_with(tcp: bool) -> DualTrunk {
-        // A UDP port from the OS, then TCP on the same port (another test
-        // may hold it for TCP: try again).
-        let (udp, tcp_listener) = (0..50)
-            .find_map(|_| {
-                let udp = UdpSocket::bind("127.0.0.1:0").ok()?;
-                let tcp = TcpListener::bind(udp.local_addr().ok()?).ok()?;
-                Some((udp, tcp))
-            })
-            .expect("a port free for both UDP and TCP");
-        let addr = udp.local_addr().unwrap();
-        let seen: Seen = Arc::default();
-        let stop = Arc::new(AtomicBool::new(false));
-        udp.set_read_timeout(Some(Duration::from_millis(20)))
-            .unwrap();
-        let (seen2, stop2) = (seen.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 65536];
-            while !stop2.load(Ordering::Relaxed) {
-                let Ok((n, from)) = udp.recv_from(&mut buf) else {
-                    continue;
-                };
-                let Ok(m) = Message::parse(Bytes::copy_from_slice(&buf[..n])) else {
-                    continue;
-                };
-                for reply in answer(&m, addr, Transport::Udp, &seen2) {
-                    let _ = udp.send_to(&reply, from);
-                }
-            }
-        });
-        let (accepted, closed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-        let trunk = DualTrunk {
-            addr,
-            seen: seen.clone(),
-            stop,
-            accepted: accepted.clone(),
-            closed: closed.clone(),
-        };
-        if !tcp {
-            drop(tcp_listener);
-            return trunk;
-        }
-        std::thread::spawn(move || {
-            for conn in tcp_listener.incoming() {
-                let Ok(mut conn) = conn else { return };
-                accepted.fetch_add(1, Ordering::Relaxed);
-                let (seen, closed) = (seen.clone(), closed.clone());
-                std::thread::spawn(move || {
-                    let mut framer = StreamFramer::default();
-                    let mut buf = [0u8; 16384];
-                    loop {
-                        let n = match conn.read(&mut buf) {
-                            Ok(0) | Err(_) => {
-                                closed.fetch_add(1, Ordering::Relaxed);
-                                return;
-                            }
-                            Ok(n) => n,
-                        };
-                        framer.extend(&buf[..n]);
-                        while let Ok(Some(Frame::Message(b))) = framer.next_frame() {
-                            let Ok(m) = Message::parse(b) else { continue };
-                            for reply in answer(&m, addr, Transport::Tcp, &seen) {
-                                let _ = conn.write_all(&reply);
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        trunk
-    }
-
-    fn seen(&self) -> Vec<(Transport, String)> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-/// A UAS's answers to request `m` (none to a response or an ACK).
-fn answer(m: &Message, me: SocketAddr, t: Transport, seen: &Seen) -> Vec<Bytes> {
-    let Some(method) = m.method_bytes() else {
-        return vec![];
+fn dual_trunk() -> Uas {
+    let config = UasConfig {
+        tcp: true,
+        ..UasConfig::default()
     };
-    let method = String::from_utf8_lossy(method).to_string();
-    seen.lock().unwrap().push((t, method.clone()));
-    let codes: &[u16] = match method.as_str() {
-        "ACK" => &[],
-        "INVITE" => &[100, 180, 200],
-        _ => &[200],
-    };
-    codes
-        .iter()
-        .map(|&c| {
-            let mut w = MessageWriter::response_to(m, c, "X", Some(b"uas")).unwrap();
-            if c > 100 && method == "INVITE" {
-                for h in m.headers().filter(|h| h.name == HeaderName::RecordRoute) {
-                    w.raw_header(h.raw_name, h.value).unwrap();
-                }
-                w.header(HeaderName::Contact, format!("<sip:uas@{me}>").as_bytes())
-                    .unwrap();
-            }
-            w.finish()
-        })
-        .collect()
+    Uas::with(config, "127.0.0.1:0".parse().unwrap()).unwrap()
 }
 
 /// A gateway listening on UDP and TCP, one trunk, one route.
@@ -204,10 +84,10 @@ fn value(m: &Message, name: HeaderName) -> String {
 
 #[test]
 fn a_large_invite_goes_over_tcp_to_a_udp_tcp_trunk() {
-    let trunk = DualTrunk::start();
+    let trunk = dual_trunk();
     let gw = gateway(TrunkConfig {
         large_over_tcp: true,
-        ..TrunkConfig::new("both", Peer::udp(trunk.addr))
+        ..TrunkConfig::new("both", Peer::udp(trunk.addr()))
     });
     let caller = UdpSocket::bind("127.0.0.1:0").unwrap();
     caller
@@ -226,7 +106,7 @@ fn a_large_invite_goes_over_tcp_to_a_udp_tcp_trunk() {
     let in_dialog = |method: &str, cseq: u32| {
         format!(
             "{method} sip:uas@{} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK{method}1\r\nRoute: {rr}\r\nMax-Forwards: 70\r\nFrom: \"Alice Caller\" <sip:+15555550123@carrier.example.net;user=phone>;tag=9fxced76sl\r\nTo: {to}\r\nCall-ID: 3848276298220188511@192.0.2.10\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n",
-            trunk.addr
+            trunk.addr()
         )
     };
     caller
@@ -274,8 +154,8 @@ fn a_large_invite_goes_over_tcp_to_a_udp_tcp_trunk() {
 
 #[test]
 fn a_refused_tcp_connection_to_a_udp_tcp_trunk_is_evidence_and_fails_over() {
-    let primary = DualTrunk::start_with(false);
-    let backup = DualTrunk::start();
+    let primary = Uas::start(Mode::Answer);
+    let backup = dual_trunk();
     let failures: Arc<Mutex<Vec<AttemptFailure>>> = Arc::default();
     let f2 = failures.clone();
     let sink: EventSink = Box::new(move |ev, _, _| {
@@ -288,7 +168,10 @@ fn a_refused_tcp_connection_to_a_udp_tcp_trunk_is_evidence_and_fails_over() {
         ..TrunkConfig::new(name, Peer::udp(addr))
     };
     let gw = gateway_with(
-        vec![trunk("primary", primary.addr), trunk("backup", backup.addr)],
+        vec![
+            trunk("primary", primary.addr()),
+            trunk("backup", backup.addr()),
+        ],
         vec![sink],
     );
     let caller = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -300,7 +183,7 @@ fn a_refused_tcp_connection_to_a_udp_tcp_trunk_is_evidence_and_fails_over() {
     caller.send_to(invite.as_bytes(), gw.bound.udp[0]).unwrap();
     let ok = final_response(&caller, b"INVITE").expect("a final response");
     assert_eq!(ok.status(), Some(200));
-    let invites = |t: &DualTrunk| -> Vec<Transport> {
+    let invites = |t: &Uas| -> Vec<Transport> {
         t.seen()
             .into_iter()
             .filter(|(_, m)| m == "INVITE")
@@ -339,8 +222,8 @@ fn options_to_gateway(me: SocketAddr, n: u32) -> String {
 
 #[test]
 fn an_idle_caller_connection_is_closed() {
-    let trunk = DualTrunk::start();
-    let gw = gateway(unprobed_udp_trunk(trunk.addr));
+    let trunk = dual_trunk();
+    let gw = gateway(unprobed_udp_trunk(trunk.addr()));
     gw.tcp_idle.send_replace(Duration::from_millis(200));
     let mut conn = TcpStream::connect(gw.bound.tcp[0]).unwrap();
     let me = conn.local_addr().unwrap();
@@ -371,8 +254,8 @@ fn an_idle_caller_connection_is_closed() {
 
 #[test]
 fn crlf_keep_alives_keep_a_connection_open() {
-    let trunk = DualTrunk::start();
-    let gw = gateway(unprobed_udp_trunk(trunk.addr));
+    let trunk = dual_trunk();
+    let gw = gateway(unprobed_udp_trunk(trunk.addr()));
     let idle = Duration::from_secs(1);
     gw.tcp_idle.send_replace(idle);
     let mut conn = TcpStream::connect(gw.bound.tcp[0]).unwrap();
@@ -404,7 +287,7 @@ fn crlf_keep_alives_keep_a_connection_open() {
 
 #[test]
 fn an_idle_trunk_connection_is_closed_without_evidence_and_reopened() {
-    let trunk = DualTrunk::start();
+    let trunk = dual_trunk();
     let failures: Arc<Mutex<Vec<AttemptFailure>>> = Arc::default();
     let f2 = failures.clone();
     let sink: EventSink = Box::new(move |ev, _, _| {
@@ -421,7 +304,7 @@ fn an_idle_trunk_connection_is_closed_without_evidence_and_reopened() {
             ..TrunkConfig::new(
                 "tcp",
                 Peer {
-                    addr: trunk.addr,
+                    addr: trunk.addr(),
                     transport: Transport::Tcp,
                 },
             )
@@ -442,16 +325,16 @@ fn an_idle_trunk_connection_is_closed_without_evidence_and_reopened() {
         final_response(&caller, b"INVITE").and_then(|m| m.status())
     };
     assert_eq!(call(1), Some(200));
-    assert_eq!(trunk.accepted.load(Ordering::Relaxed), 1);
+    assert_eq!(trunk.stats().accepted.load(Ordering::Relaxed), 1);
     // Left idle, the gateway closes its connection to the trunk.
     for _ in 0..500 {
-        if trunk.closed.load(Ordering::Relaxed) > 0 {
+        if trunk.stats().closed.load(Ordering::Relaxed) > 0 {
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(
-        trunk.closed.load(Ordering::Relaxed),
+        trunk.stats().closed.load(Ordering::Relaxed),
         1,
         "closed by the gateway"
     );
@@ -464,7 +347,7 @@ fn an_idle_trunk_connection_is_closed_without_evidence_and_reopened() {
     assert_eq!(failures.lock().unwrap().clone(), []);
     // The next call opens a new connection.
     assert_eq!(call(2), Some(200));
-    assert_eq!(trunk.accepted.load(Ordering::Relaxed), 2);
+    assert_eq!(trunk.stats().accepted.load(Ordering::Relaxed), 2);
     assert_eq!(failures.lock().unwrap().clone(), []);
     assert!(gw.stats.tcp_idle_closed.load(Ordering::Relaxed) >= 1);
     gw.shutdown(Duration::from_secs(1)).unwrap();

@@ -26,7 +26,7 @@ use lifeline_proxy::{
     AttemptFailure, Event, Peer, Proxy, ProxyConfig, RouteConfig, RouteMatch, Transport,
     TrunkConfig, TrunkId,
 };
-use lifeline_sip::{HeaderName, Message, MessageWriter};
+use lifeline_sip::Message;
 use tokio::runtime::Runtime;
 use tokio::time::Instant;
 use webrtc_util::vnet::chunk::Chunk;
@@ -36,13 +36,16 @@ use webrtc_util::Conn;
 
 use lifeline_io::transport::vnet::VnetNet;
 use lifeline_io::{clock, EventSink, Gateway, Options};
+use lifeline_kit::uas::Mode;
+use lifeline_kit::vnet::{serve, VnetUas};
+use lifeline_kit::Call;
 
 const GW: &str = "192.0.2.1";
 const CALLER: &str = "192.0.2.10";
 const PRIMARY: &str = "192.0.2.21";
 const BACKUP: &str = "192.0.2.22";
 
-/// Retransmission base interval of the test UAs (RFC 3261 T1, shortened).
+/// Retransmission base interval of the test caller (RFC 3261 T1, shortened).
 const T1: Duration = Duration::from_millis(250);
 /// Cap of the doubling retransmission interval (T2).
 const T2: Duration = Duration::from_secs(2);
@@ -164,11 +167,14 @@ impl Lab {
     }
 
     /// Start a trunk (UAS) on `host`.
-    fn uas(&self, host: &str) -> Arc<UasStats> {
-        let stats = Arc::new(UasStats::default());
+    /// OPTIONS and BYE get 200; INVITE gets 100, 180, 200, and the 200
+    /// is retransmitted until its ACK arrives (RFC 3261 §13.3.1.4); a
+    /// retransmitted INVITE gets the 200 again.
+    fn uas(&self, host: &str) -> Arc<VnetUas> {
+        let uas = VnetUas::new(sip(host), Mode::Answer);
         let conn = self.rt.block_on(self.bind(sip(host)));
-        self.rt.spawn(uas(conn, sip(host), stats.clone()));
-        stats
+        self.rt.spawn(serve(conn, uas.clone()));
+        uas
     }
 
     /// A gateway on the virtual host 192.0.2.1, routing every call to the
@@ -285,98 +291,6 @@ impl Seen {
     }
 }
 
-/// What a trunk saw.
-#[derive(Debug, Default)]
-struct UasStats {
-    /// New INVITE transactions (retransmissions not counted).
-    invites: AtomicU64,
-    acks: AtomicU64,
-    byes: AtomicU64,
-    /// 2xx retransmitted for want of an ACK.
-    resent: AtomicU64,
-}
-
-fn reply(req: &Message, code: u16, me: SocketAddr) -> Bytes {
-    let mut w = MessageWriter::response_to(req, code, "X", Some(b"uas")).unwrap();
-    if req.method_bytes() == Some(b"INVITE") && code > 100 {
-        for h in req.headers().filter(|h| h.name == HeaderName::RecordRoute) {
-            w.raw_header(h.raw_name, h.value).unwrap();
-        }
-        w.header(HeaderName::Contact, format!("<sip:uas@{me}>").as_bytes())
-            .unwrap();
-    }
-    w.finish()
-}
-
-/// A trunk: OPTIONS and BYE get 200; INVITE gets 100, 180, 200, and the 200
-/// is retransmitted until its ACK arrives (RFC 3261 §13.3.1.4); a
-/// retransmitted INVITE gets the 200 again.
-async fn uas(conn: Arc<dyn Conn + Send + Sync>, me: SocketAddr, stats: Arc<UasStats>) {
-    let mut buf = vec![0u8; 65536];
-    // The 200 sent for each INVITE branch.
-    let mut answered: HashMap<Vec<u8>, Bytes> = HashMap::new();
-    // 2xx awaiting their ACK, by Call-ID: (response, to, last sent, interval).
-    let mut unacked: HashMap<Vec<u8>, (Bytes, SocketAddr, Instant, Duration)> = HashMap::new();
-    let mut tick = tokio::time::interval(Duration::from_millis(50));
-    loop {
-        tokio::select! {
-            r = conn.recv_from(&mut buf) => {
-                let Ok((n, from)) = r else { return };
-                let Ok(m) = Message::parse(Bytes::copy_from_slice(&buf[..n])) else {
-                    continue;
-                };
-                if m.status().is_some() {
-                    continue;
-                }
-                let branch = m
-                    .top_via()
-                    .ok()
-                    .and_then(|v| v.branch())
-                    .unwrap_or_default()
-                    .to_vec();
-                let call_id = m.call_id().unwrap_or_default().to_vec();
-                match m.method_bytes().unwrap_or_default() {
-                    b"INVITE" => {
-                        if let Some(ok) = answered.get(&branch) {
-                            let _ = conn.send_to(ok, from).await;
-                            continue;
-                        }
-                        stats.invites.fetch_add(1, Ordering::Relaxed);
-                        for code in [100, 180] {
-                            let _ = conn.send_to(&reply(&m, code, me), from).await;
-                        }
-                        let ok = reply(&m, 200, me);
-                        let _ = conn.send_to(&ok, from).await;
-                        answered.insert(branch, ok.clone());
-                        unacked.insert(call_id, (ok, from, Instant::now(), T1));
-                    }
-                    b"ACK" => {
-                        if unacked.remove(&call_id).is_some() {
-                            stats.acks.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    method => {
-                        if method == b"BYE" {
-                            stats.byes.fetch_add(1, Ordering::Relaxed);
-                        }
-                        let _ = conn.send_to(&reply(&m, 200, me), from).await;
-                    }
-                }
-            }
-            _ = tick.tick() => {
-                for (ok, to, last, interval) in unacked.values_mut() {
-                    if last.elapsed() >= *interval {
-                        let _ = conn.send_to(ok, *to).await;
-                        stats.resent.fetch_add(1, Ordering::Relaxed);
-                        *last = Instant::now();
-                        *interval = (*interval * 2).min(T2);
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// How one call went, at the caller.
 #[derive(Debug, Default)]
 struct CallResult {
@@ -468,25 +382,18 @@ enum Exchange {
     Again,
 }
 
-fn header(m: &Message, name: HeaderName) -> Option<String> {
-    m.header(name)
-        .map(|h| String::from_utf8_lossy(h.value).into_owned())
-}
-
 /// A caller (UAC): INVITE, ACK the 200, BYE, over the gateway, retransmitting
 /// as RFC 3261 §17.1 says (INVITE until a provisional, BYE until its final,
 /// ACK again for each 2xx again).
 async fn call(conn: Arc<dyn Conn + Send + Sync>, gw: SocketAddr, n: u32) -> CallResult {
     let me = conn.local_addr().unwrap();
-    let call_id = format!("vnet-{n}");
+    let call = Call::new(me, format!("vnet-{n}"), "sip:999@gw", n);
+    let call_id = call.call_id.clone();
     let mut res = CallResult {
         n,
         ..CallResult::default()
     };
-    let from = format!("<sip:+441632960001@orig>;tag=c{n}");
-    let invite = format!(
-        "INVITE sip:999@gw SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKvi{n}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: <sip:999@gw>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:caller@{me}>\r\nContent-Length: 0\r\n\r\n"
-    );
+    let invite = call.invite();
     let ok = exchange(
         &*conn,
         gw,
@@ -510,27 +417,13 @@ async fn call(conn: Arc<dyn Conn + Send + Sync>, gw: SocketAddr, n: u32) -> Call
     let Some(ok) = ok.filter(|m| m.status() == Some(200)) else {
         return res;
     };
-    // The dialog: Route from Record-Route (one hop: the gateway), the
-    // remote target from Contact, the To tag from the 200.
-    let route: Vec<String> = ok
-        .headers()
-        .filter(|h| h.name == HeaderName::RecordRoute)
-        .map(|h| String::from_utf8_lossy(h.value).into_owned())
-        .collect();
-    let route = route.into_iter().rev().collect::<Vec<_>>().join(", ");
-    let target = header(&ok, HeaderName::Contact).unwrap_or_default();
-    let target = target.trim_start_matches('<').trim_end_matches('>');
-    let to = header(&ok, HeaderName::To).unwrap_or_default();
-    let in_dialog = |method: &str, branch: &str, seq: u32| {
-        format!(
-            "{method} {target} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK{branch}{n}\r\nRoute: {route}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {seq} {method}\r\nContent-Length: 0\r\n\r\n"
-        )
-    };
-    let ack = in_dialog("ACK", "va", 1);
+    // The dialog: the route set from Record-Route (one hop: the gateway),
+    // the remote target from Contact, the To tag from the 200.
+    let ack = call.ack(&ok);
     if conn.send_to(ack.as_bytes(), gw).await.is_err() {
         return res;
     }
-    let bye = in_dialog("BYE", "vb", 2);
+    let bye = call.bye(&ok);
     let done = exchange(
         &*conn,
         gw,
@@ -579,10 +472,10 @@ fn calls_complete_over_a_delayed_jittery_network() {
     for r in &results {
         assert_eq!(r.distinct(), [100, 180, 200], "call {}", r.n);
     }
-    assert_eq!(primary.invites.load(Ordering::Relaxed), 10);
-    assert_eq!(primary.acks.load(Ordering::Relaxed), 10);
-    assert_eq!(primary.byes.load(Ordering::Relaxed), 10);
-    assert_eq!(backup.invites.load(Ordering::Relaxed), 0);
+    assert_eq!(primary.stats.invites.load(Ordering::Relaxed), 10);
+    assert_eq!(primary.stats.acks.load(Ordering::Relaxed), 10);
+    assert_eq!(primary.stats.byes.load(Ordering::Relaxed), 10);
+    assert_eq!(backup.stats.invites.load(Ordering::Relaxed), 0);
     assert_eq!(seen.count(&Happened::Connected("primary".into())), 10);
     assert!(
         !seen
@@ -604,19 +497,19 @@ fn a_primary_cut_off_fails_over_with_no_failed_call() {
     let gw = lab.gateway(&seen);
 
     assert_all_completed(&lab.calls(0..3, false));
-    assert_eq!(primary.invites.load(Ordering::Relaxed), 3);
+    assert_eq!(primary.stats.invites.load(Ordering::Relaxed), 3);
 
     lab.impair.cut.lock().unwrap().insert(ip(PRIMARY));
     let before = seen.all().len();
     let results = lab.calls(3..13, false);
     assert_all_completed(&results);
     assert_eq!(
-        primary.invites.load(Ordering::Relaxed),
+        primary.stats.invites.load(Ordering::Relaxed),
         3,
         "nothing reaches a trunk that is cut off"
     );
-    assert_eq!(backup.invites.load(Ordering::Relaxed), 10);
-    assert_eq!(backup.byes.load(Ordering::Relaxed), 10);
+    assert_eq!(backup.stats.invites.load(Ordering::Relaxed), 10);
+    assert_eq!(backup.stats.byes.load(Ordering::Relaxed), 10);
     assert!(lab.impair.cut_dropped.load(Ordering::Relaxed) > 0);
 
     let after: Vec<Happened> = seen.all().split_off(before);
@@ -680,12 +573,12 @@ fn loss_on_the_caller_link_is_recovered_by_retransmission() {
     assert_all_completed(&results);
     assert!(lab.impair.lost.load(Ordering::Relaxed) > 0);
     let resent: u64 = results.iter().map(|r| u64::from(r.resent)).sum::<u64>()
-        + primary.resent.load(Ordering::Relaxed);
+        + primary.stats.resent.load(Ordering::Relaxed);
     assert!(resent > 0, "losses were recovered by retransmissions");
     // Retransmitted INVITEs were absorbed by the gateway: each call reached
     // the trunk once, and none failed over (the trunk link is clean).
-    assert_eq!(primary.invites.load(Ordering::Relaxed), 6);
-    assert_eq!(backup.invites.load(Ordering::Relaxed), 0);
+    assert_eq!(primary.stats.invites.load(Ordering::Relaxed), 6);
+    assert_eq!(backup.stats.invites.load(Ordering::Relaxed), 0);
     assert_eq!(seen.count(&Happened::Connected("primary".into())), 6);
     assert!(
         !seen

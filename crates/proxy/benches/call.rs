@@ -69,15 +69,9 @@ fn record(t0: Instant) -> Vec<(Peer, Bytes)> {
     let out = drain(&mut p);
     let fwd = Message::parse(out.into_iter().find(|b| b.starts_with(b"INVITE")).unwrap()).unwrap();
     for (code, reason) in [(100, "Trying"), (180, "Ringing"), (200, "OK")] {
-        let mut w = MessageWriter::response_to(&fwd, code, reason, Some(b"trunk1")).unwrap();
-        if code > 100 {
-            for h in fwd.headers().filter(|h| h.name == HeaderName::RecordRoute) {
-                w.raw_header(h.raw_name, h.value).unwrap();
-            }
-            w.header(HeaderName::Contact, b"<sip:psap@127.0.30.1:5060>")
-                .unwrap();
-        }
-        let bytes = w.finish();
+        let contact = b"<sip:psap@127.0.30.1:5060>";
+        let w = MessageWriter::dialog_response_to(&fwd, code, reason, b"trunk1", contact);
+        let bytes = w.unwrap().finish();
         p.handle_message(t0, trunk(), bytes.clone());
         script.push((trunk(), bytes));
     }

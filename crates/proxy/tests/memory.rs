@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use lifeline_proxy::{Peer, ProbeConfig, Proxy, ProxyConfig, RouteConfig, RouteMatch, TrunkConfig};
-use lifeline_sip::{HeaderName, Message, MessageWriter};
+use lifeline_sip::{Message, MessageWriter};
 
 struct Counting;
 
@@ -114,11 +114,8 @@ fn per_call(code: u16, phrase: &str) -> isize {
         }
         while p.poll_event().is_some() {}
         let fwd = Message::parse(fwd.unwrap_or_else(|| panic!("call {i} not forwarded"))).unwrap();
-        let mut w = MessageWriter::response_to(&fwd, code, phrase, Some(b"t")).unwrap();
-        for h in fwd.headers().filter(|h| h.name == HeaderName::RecordRoute) {
-            w.raw_header(h.raw_name, h.value).unwrap();
-        }
-        p.handle_message(t0, trunk, w.finish());
+        let w = MessageWriter::dialog_response_to(&fwd, code, phrase, b"t", b"<sip:t@trunk>");
+        p.handle_message(t0, trunk, w.unwrap().finish());
         while p.poll_transmit().is_some() {}
         while p.poll_event().is_some() {}
     }

@@ -110,6 +110,29 @@ impl MessageWriter {
         Ok(w)
     }
 
+    /// A UAS's response that may establish a dialog (RFC 3261 §12.1.1):
+    /// [`response_to`](Self::response_to) with `to_tag`, and, for 101 to
+    /// 299 (an early or confirmed dialog), every Record-Route of the
+    /// request copied in order and `contact` (the whole value, such as
+    /// `<sip:uas@192.0.2.1:5060>`) as the Contact. Any other status is a
+    /// plain [`response_to`](Self::response_to).
+    pub fn dialog_response_to(
+        req: &Message,
+        code: u16,
+        reason: &str,
+        to_tag: &[u8],
+        contact: &[u8],
+    ) -> Result<Self, Error> {
+        let mut w = Self::response_to(req, code, reason, Some(to_tag))?;
+        if (101..300).contains(&code) {
+            for h in req.headers().filter(|h| h.name == HeaderName::RecordRoute) {
+                w.raw_header(h.raw_name, h.value)?;
+            }
+            w.header(HeaderName::Contact, contact)?;
+        }
+        Ok(w)
+    }
+
     /// Add a header.
     pub fn header(&mut self, name: HeaderName, value: &[u8]) -> Result<&mut Self, Error> {
         self.raw_header(name.as_str().as_bytes(), value)
@@ -202,6 +225,35 @@ mod tests {
             .unwrap()
             .finish();
         assert!(!String::from_utf8_lossy(&trying).contains("tag=gw1"));
+    }
+
+    #[test]
+    fn dialog_response_copies_record_route_in_order_and_adds_contact() {
+        let req = Message::parse(Bytes::from_static(
+            b"INVITE sip:999@psap SIP/2.0\r\nVia: SIP/2.0/UDP gw;branch=z9hG4bK1\r\nRecord-Route: <sip:gw2;lr>\r\nRecord-Route: <sip:gw1;lr;ftag=x>\r\nFrom: <sip:c@x>;tag=9\r\nTo: <sip:999@psap>\r\nCall-ID: abc\r\nCSeq: 1 INVITE\r\n\r\n",
+        ))
+        .unwrap();
+        let ok = MessageWriter::dialog_response_to(&req, 200, "OK", b"uas", b"<sip:uas@psap>")
+            .unwrap()
+            .finish();
+        let expected = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP gw;branch=z9hG4bK1\r\nFrom: <sip:c@x>;tag=9\r\nTo: <sip:999@psap>;tag=uas\r\nCall-ID: abc\r\nCSeq: 1 INVITE\r\nRecord-Route: <sip:gw2;lr>\r\nRecord-Route: <sip:gw1;lr;ftag=x>\r\nContact: <sip:uas@psap>\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(String::from_utf8_lossy(&ok), expected);
+        validate(&Message::parse(ok).unwrap()).unwrap();
+        // 180 makes an early dialog: the same; 100 and a failure do not.
+        let ringing = MessageWriter::dialog_response_to(&req, 180, "Ringing", b"uas", b"<sip:u>")
+            .unwrap()
+            .finish();
+        assert!(String::from_utf8_lossy(&ringing).contains("Contact: <sip:u>"));
+        for code in [100, 486] {
+            let r = MessageWriter::dialog_response_to(&req, code, "X", b"uas", b"<sip:u>")
+                .unwrap()
+                .finish();
+            let text = String::from_utf8_lossy(&r).into_owned();
+            assert!(
+                !text.contains("Record-Route") && !text.contains("Contact"),
+                "{text}"
+            );
+        }
     }
 
     #[test]

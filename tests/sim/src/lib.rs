@@ -530,17 +530,11 @@ impl Sim {
             .map(Bytes::copy_from_slice)
             .unwrap_or_default();
         let method = m.method_bytes().unwrap_or_default().to_vec();
+        let contact = format!("<sip:uas@{me}>");
         let reply = |m: &Message, code: u16, tag: &str| -> Bytes {
-            let mut w =
-                MessageWriter::response_to(m, code, "Sim", Some(tag.as_bytes())).expect("response");
-            if (101..300).contains(&code) {
-                for h in m.headers().filter(|h| h.name == HeaderName::RecordRoute) {
-                    w.raw_header(h.raw_name, h.value).expect("rr");
-                }
-                w.header(HeaderName::Contact, format!("<sip:uas@{me}>").as_bytes())
-                    .expect("contact");
-            }
-            w.finish()
+            MessageWriter::dialog_response_to(m, code, "Sim", tag.as_bytes(), contact.as_bytes())
+                .expect("response")
+                .finish()
         };
         match method.as_slice() {
             b"OPTIONS" => {
@@ -611,16 +605,16 @@ impl Sim {
             *finalised = true;
         }
         let (inv, tag) = (inv.clone(), tag.clone());
-        let mut w =
-            MessageWriter::response_to(&inv, code, "Sim", Some(tag.as_bytes())).expect("response");
-        if (101..300).contains(&code) {
-            for h in inv.headers().filter(|h| h.name == HeaderName::RecordRoute) {
-                w.raw_header(h.raw_name, h.value).expect("rr");
-            }
-            w.header(HeaderName::Contact, format!("<sip:uas@{me}>").as_bytes())
-                .expect("contact");
-        }
-        let r = w.finish();
+        let contact = format!("<sip:uas@{me}>");
+        let r = MessageWriter::dialog_response_to(
+            &inv,
+            code,
+            "Sim",
+            tag.as_bytes(),
+            contact.as_bytes(),
+        )
+        .expect("response")
+        .finish();
         self.send(me, gw, r);
     }
 

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use lifeline_proxy::{
     Event, Peer, ProbeConfig, Proxy, ProxyConfig, RouteConfig, RouteMatch, TrunkConfig,
 };
-use lifeline_sip::{HeaderName, Message, MessageWriter};
+use lifeline_sip::{Message, MessageWriter};
 
 pub(crate) const CALLER: &str = "127.0.0.9:5070";
 pub(crate) const PRIMARY: &str = "127.0.0.2:5060";
@@ -152,21 +152,10 @@ impl Bench {
             .map(|(_, p)| Message::parse(p.clone()).unwrap())
             .find(|m| m.call_id() == Some(id.as_bytes()))
             .unwrap_or_else(|| panic!("no INVITE for {id} at {trunk}"));
-        let mut w = MessageWriter::response_to(&invite, code, reason, Some(b"t-1")).unwrap();
-        for h in invite
-            .headers()
-            .filter(|h| h.name == HeaderName::RecordRoute)
-        {
-            w.raw_header(h.raw_name, h.value).unwrap();
-        }
-        if (200..300).contains(&code) {
-            w.header(
-                HeaderName::Contact,
-                format!("<sip:callee@{trunk}>").as_bytes(),
-            )
-            .unwrap();
-        }
-        let bytes = w.finish();
+        let contact = format!("<sip:callee@{trunk}>");
+        let w =
+            MessageWriter::dialog_response_to(&invite, code, reason, b"t-1", contact.as_bytes());
+        let bytes = w.unwrap().finish();
         self.receive(trunk, String::from_utf8(bytes.to_vec()).unwrap());
     }
 }
