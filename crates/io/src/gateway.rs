@@ -59,6 +59,29 @@ pub struct Options {
     pub clock: Arc<dyn Clock>,
 }
 
+impl Options {
+    /// Listen on `listen` with the configuration `proxy_config` builds; the
+    /// rest as in production: the first listener advertised, one IO thread,
+    /// no sinks or ticks, a tick every 100 ms, the operating system's
+    /// sockets and clock. Change any of it with struct update syntax.
+    pub fn new(
+        listen: Vec<(Transport, SocketAddr)>,
+        proxy_config: impl FnOnce(SocketAddr) -> ProxyConfig + Send + 'static,
+    ) -> Options {
+        Options {
+            listen,
+            advertise: None,
+            proxy_config: Box::new(proxy_config),
+            io_threads: 1,
+            sinks: Vec::new(),
+            ticks: Vec::new(),
+            tick_every: Duration::from_millis(100),
+            net: crate::transport::real(),
+            clock: crate::clock::system(),
+        }
+    }
+}
+
 impl fmt::Debug for Options {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Options")

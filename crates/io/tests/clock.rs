@@ -10,12 +10,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use lifeline_io::clock::{Clock, ManualClock};
-use lifeline_io::{transport, EventSink, Gateway, Options};
-use lifeline_kit::Caller;
-use lifeline_proxy::{
-    AttemptFailure, Event, Peer, ProbeConfig, ProxyConfig, RouteConfig, RouteMatch, Transport,
-    TrunkConfig, TrunkId,
-};
+use lifeline_io::{EventSink, Gateway, Options};
+use lifeline_kit::{one_route, unprobed, Caller};
+use lifeline_proxy::{AttemptFailure, Event, Peer, Transport, TrunkId};
 use lifeline_sip::{Message, MessageWriter};
 
 /// A trunk socket: what it receives, and a way to answer.
@@ -58,16 +55,6 @@ impl Trunk {
 /// (event, instant the core handled it) for attempts, by trunk.
 type Log = Arc<Mutex<Vec<(String, TrunkId, Instant)>>>;
 
-fn unprobed(name: &str, addr: SocketAddr) -> TrunkConfig {
-    TrunkConfig {
-        probe: ProbeConfig {
-            enabled: false,
-            ..ProbeConfig::default()
-        },
-        ..TrunkConfig::new(name, Peer::udp(addr))
-    }
-}
-
 #[test]
 fn a_silent_primary_fails_over_exactly_failover_after_later() {
     let (primary, backup) = (Trunk::bind(), Trunk::bind());
@@ -88,24 +75,20 @@ fn a_silent_primary_fails_over_exactly_failover_after_later() {
         l2.lock().unwrap().push((entry.0.to_string(), entry.1, now));
     });
     let failover = Duration::from_millis(200);
+    let trunks = vec![
+        unprobed("primary", Peer::udp(paddr)),
+        unprobed("backup", Peer::udp(baddr)),
+    ];
+    let listen = vec![(Transport::Udp, "127.0.0.1:0".parse().unwrap())];
     let gw = Gateway::start(Options {
-        listen: vec![(Transport::Udp, "127.0.0.1:0".parse().unwrap())],
-        advertise: None,
-        proxy_config: Box::new(move |adv| {
-            let mut route = RouteConfig::new("all", RouteMatch::Any, &["primary", "backup"]);
-            route.failover_after = failover;
-            ProxyConfig::new(
-                adv,
-                vec![unprobed("primary", paddr), unprobed("backup", baddr)],
-                vec![route],
-            )
-        }),
-        io_threads: 1,
         sinks: vec![sink],
-        ticks: vec![],
         tick_every: Duration::from_millis(250),
-        net: transport::real(),
         clock: clock.clone(),
+        ..Options::new(listen, move |adv| {
+            let mut config = one_route(adv, trunks);
+            config.routes[0].failover_after = failover;
+            config
+        })
     })
     .unwrap();
     let start = clock.now();

@@ -7,37 +7,18 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use lifeline_io::{clock, transport, Gateway, Options};
-use lifeline_kit::{Caller, Mode, Uas, UasConfig};
-use lifeline_proxy::{
-    Peer, ProbeConfig, ProxyConfig, RouteConfig, RouteMatch, Transport, TrunkConfig,
-};
+use lifeline_io::{Gateway, Options};
+use lifeline_kit::{one_route, unprobed, Caller, Mode, Uas, UasConfig};
+use lifeline_proxy::{Peer, Transport, TrunkConfig};
 use lifeline_sip::{Frame, Message, StreamFramer};
 
 fn gateway(primary: SocketAddr, backup: SocketAddr) -> Gateway {
-    Gateway::start(Options {
-        listen: vec![(Transport::Udp, "127.0.0.1:0".parse().unwrap())],
-        advertise: None,
-        proxy_config: Box::new(move |adv| {
-            let t = |n: &str, a| TrunkConfig::new(n, Peer::udp(a));
-            ProxyConfig::new(
-                adv,
-                vec![t("primary", primary), t("backup", backup)],
-                vec![RouteConfig::new(
-                    "emergency",
-                    RouteMatch::Any,
-                    &["primary", "backup"],
-                )],
-            )
-        }),
-        io_threads: 1,
-        sinks: vec![],
-        ticks: vec![],
-        tick_every: Duration::from_millis(100),
-        net: transport::real(),
-        clock: clock::system(),
-    })
-    .unwrap()
+    let trunks = vec![
+        TrunkConfig::new("primary", Peer::udp(primary)),
+        TrunkConfig::new("backup", Peer::udp(backup)),
+    ];
+    let listen = vec![(Transport::Udp, "127.0.0.1:0".parse().unwrap())];
+    Gateway::start(Options::new(listen, |adv| one_route(adv, trunks))).unwrap()
 }
 
 #[test]
@@ -96,38 +77,16 @@ fn a_tcp_caller_and_a_tcp_trunk() {
     )
     .unwrap();
     let trunk = uas.addr();
-    let gw = Gateway::start(Options {
-        listen: vec![
-            (Transport::Udp, "127.0.0.1:0".parse().unwrap()),
-            (Transport::Tcp, "127.0.0.1:0".parse().unwrap()),
-        ],
-        advertise: None,
-        proxy_config: Box::new(move |adv| {
-            let peer = Peer {
-                addr: trunk,
-                transport: Transport::Tcp,
-            };
-            let probe = ProbeConfig {
-                enabled: false,
-                ..ProbeConfig::default()
-            };
-            ProxyConfig::new(
-                adv,
-                vec![TrunkConfig {
-                    probe,
-                    ..TrunkConfig::new("tcp", peer)
-                }],
-                vec![RouteConfig::new("all", RouteMatch::Any, &["tcp"])],
-            )
-        }),
-        io_threads: 1,
-        sinks: vec![],
-        ticks: vec![],
-        tick_every: Duration::from_millis(100),
-        net: transport::real(),
-        clock: clock::system(),
-    })
-    .unwrap();
+    let listen = vec![
+        (Transport::Udp, "127.0.0.1:0".parse().unwrap()),
+        (Transport::Tcp, "127.0.0.1:0".parse().unwrap()),
+    ];
+    let peer = Peer {
+        addr: trunk,
+        transport: Transport::Tcp,
+    };
+    let config = move |adv| one_route(adv, vec![unprobed("tcp", peer)]);
+    let gw = Gateway::start(Options::new(listen, config)).unwrap();
     let mut caller = TcpStream::connect(gw.bound.tcp[0]).unwrap();
     caller
         .set_read_timeout(Some(Duration::from_secs(5)))

@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use lifeline_io::transport::{self, DatagramNet, DatagramSocket, RecvFuture};
-use lifeline_io::{clock, EventSink, Gateway, Options, Tick};
-use lifeline_proxy::TrunkConfig;
-use lifeline_proxy::{Event, Peer, ProbeConfig, ProxyConfig, RouteConfig, RouteMatch, Transport};
+use lifeline_io::{EventSink, Gateway, Options, Tick};
+use lifeline_kit::{one_route, unprobed};
+use lifeline_proxy::{Event, Peer, Transport};
 use tokio::runtime::Handle;
 
 /// A gateway with one unprobed trunk (nothing listens there), ticking
@@ -26,29 +26,14 @@ fn gateway(sinks: Vec<EventSink>, net: Arc<dyn DatagramNet>, ticks: Arc<AtomicU6
     let tick: Tick = Box::new(move |_, _, _| {
         ticks.fetch_add(1, Ordering::Relaxed);
     });
+    let listen = vec![(Transport::Udp, "127.0.0.1:0".parse().unwrap())];
+    let trunk = unprobed("t", Peer::udp("127.0.0.1:9".parse().unwrap()));
     Gateway::start(Options {
-        listen: vec![(Transport::Udp, "127.0.0.1:0".parse().unwrap())],
-        advertise: None,
-        proxy_config: Box::new(|adv| {
-            let trunk = TrunkConfig {
-                probe: ProbeConfig {
-                    enabled: false,
-                    ..ProbeConfig::default()
-                },
-                ..TrunkConfig::new("t", Peer::udp("127.0.0.1:9".parse().unwrap()))
-            };
-            ProxyConfig::new(
-                adv,
-                vec![trunk],
-                vec![RouteConfig::new("all", RouteMatch::Any, &["t"])],
-            )
-        }),
-        io_threads: 1,
         sinks,
         ticks: vec![tick],
         tick_every: Duration::from_millis(10),
         net,
-        clock: clock::system(),
+        ..Options::new(listen, |adv| one_route(adv, vec![trunk]))
     })
     .unwrap()
 }

@@ -10,12 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use lifeline_io::{clock, transport, EventSink, Gateway, Options};
-use lifeline_kit::{Mode, Uas, UasConfig};
-use lifeline_proxy::{
-    AttemptFailure, Event, Peer, ProbeConfig, ProxyConfig, RouteConfig, RouteMatch, Transport,
-    TrunkConfig,
-};
+use lifeline_io::{EventSink, Gateway, Options};
+use lifeline_kit::{one_route, unprobed, Mode, Uas, UasConfig};
+use lifeline_proxy::{AttemptFailure, Event, Peer, ProbeConfig, Transport, TrunkConfig};
 use lifeline_sip::{Frame, HeaderName, Message, StreamFramer};
 
 /// The emergency INVITE with SDP and PIDF-LO, about 2.4 KB.
@@ -38,24 +35,13 @@ fn gateway(trunk: TrunkConfig) -> Gateway {
 
 /// A gateway listening on UDP and TCP; one route through `trunks` in order.
 fn gateway_with(trunks: Vec<TrunkConfig>, sinks: Vec<EventSink>) -> Gateway {
+    let listen = vec![
+        (Transport::Udp, "127.0.0.1:0".parse().unwrap()),
+        (Transport::Tcp, "127.0.0.1:0".parse().unwrap()),
+    ];
     Gateway::start(Options {
-        listen: vec![
-            (Transport::Udp, "127.0.0.1:0".parse().unwrap()),
-            (Transport::Tcp, "127.0.0.1:0".parse().unwrap()),
-        ],
-        advertise: None,
-        proxy_config: Box::new(move |adv| {
-            let names: Vec<String> = trunks.iter().map(|t| t.name.clone()).collect();
-            let names: Vec<&str> = names.iter().map(String::as_str).collect();
-            let route = RouteConfig::new("all", RouteMatch::Any, &names);
-            ProxyConfig::new(adv, trunks, vec![route])
-        }),
-        io_threads: 1,
         sinks,
-        ticks: vec![],
-        tick_every: Duration::from_millis(100),
-        net: transport::real(),
-        clock: clock::system(),
+        ..Options::new(listen, |adv| one_route(adv, trunks))
     })
     .unwrap()
 }
@@ -356,11 +342,5 @@ fn an_idle_trunk_connection_is_closed_without_evidence_and_reopened() {
 /// A UDP trunk `t` that is not probed (the test is about the caller's
 /// connection).
 fn unprobed_udp_trunk(addr: SocketAddr) -> TrunkConfig {
-    TrunkConfig {
-        probe: ProbeConfig {
-            enabled: false,
-            ..ProbeConfig::default()
-        },
-        ..TrunkConfig::new("t", Peer::udp(addr))
-    }
+    unprobed("t", Peer::udp(addr))
 }

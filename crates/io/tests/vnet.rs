@@ -22,10 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use lifeline_proxy::{
-    AttemptFailure, Event, Peer, Proxy, ProxyConfig, RouteConfig, RouteMatch, Transport,
-    TrunkConfig, TrunkId,
-};
+use lifeline_proxy::{AttemptFailure, Event, Peer, Proxy, Transport, TrunkConfig, TrunkId};
 use lifeline_sip::Message;
 use tokio::runtime::Runtime;
 use tokio::time::Instant;
@@ -35,10 +32,10 @@ use webrtc_util::vnet::router::{Router, RouterConfig};
 use webrtc_util::Conn;
 
 use lifeline_io::transport::vnet::VnetNet;
-use lifeline_io::{clock, EventSink, Gateway, Options};
+use lifeline_io::{EventSink, Gateway, Options};
 use lifeline_kit::uas::Mode;
 use lifeline_kit::vnet::{serve, VnetUas};
-use lifeline_kit::Call;
+use lifeline_kit::{one_route, Call};
 
 const GW: &str = "192.0.2.1";
 const CALLER: &str = "192.0.2.10";
@@ -182,27 +179,15 @@ impl Lab {
     fn gateway(&self, seen: &Seen) -> Gateway {
         let net = VnetNet::new(self.nets[GW].clone(), self.rt.handle().clone());
         let (primary, backup) = (sip(PRIMARY), sip(BACKUP));
+        let trunks = vec![
+            TrunkConfig::new("primary", Peer::udp(primary)),
+            TrunkConfig::new("backup", Peer::udp(backup)),
+        ];
+        let listen = vec![(Transport::Udp, sip(GW))];
         Gateway::start(Options {
-            listen: vec![(Transport::Udp, sip(GW))],
-            advertise: None,
-            proxy_config: Box::new(move |adv| {
-                let t = |n: &str, a| TrunkConfig::new(n, Peer::udp(a));
-                ProxyConfig::new(
-                    adv,
-                    vec![t("primary", primary), t("backup", backup)],
-                    vec![RouteConfig::new(
-                        "emergency",
-                        RouteMatch::Any,
-                        &["primary", "backup"],
-                    )],
-                )
-            }),
-            io_threads: 1,
             sinks: vec![seen.sink()],
-            ticks: vec![],
-            tick_every: Duration::from_millis(100),
             net,
-            clock: clock::system(),
+            ..Options::new(listen, |adv| one_route(adv, trunks))
         })
         .unwrap()
     }

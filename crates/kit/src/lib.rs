@@ -14,6 +14,8 @@
 //! - [`caller::Call`]: the requests of one call at a UAC — the INVITE, and
 //!   the ACK and BYE of the dialog its 2xx set up (RFC 3261 §12.1.2, §13.2.2.4)
 //!   — and [`caller::Caller`], a blocking UDP caller placing them.
+//! - [`one_route`] and [`unprobed`]: the proxy configurations tests use
+//!   most, one route through trunks in order.
 //! - `vnet` (feature `vnet`): the [`uas::Answerer`] on a webrtc-util virtual
 //!   network socket.
 //!
@@ -21,11 +23,13 @@
 //! hand them `now`, as the gateway's engine does to the proxy.
 
 pub mod caller;
+mod config;
 mod sockets;
 pub mod uas;
 #[cfg(feature = "vnet")]
 pub mod vnet;
 
 pub use caller::{Call, Caller};
+pub use config::{one_route, unprobed};
 pub use sockets::{Uas, UasConfig};
 pub use uas::{Mode, UasStats};
