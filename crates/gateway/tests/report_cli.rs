@@ -7,9 +7,8 @@ use std::process::{Command, Output};
 
 use lifeline_journal::reader::list_segments;
 use lifeline_journal::{
-    AttemptRecord, AttemptResult, CallOutcome, CallRecord, Caller, EmergencyRule, FailReason,
-    JournalOptions, JournalRecord, JournalWriter, LocationRecord, Micros, TrunkChange, TrunkRecord,
-    TrunkState, WallTime,
+    testing, CallRecord, Caller, JournalOptions, JournalRecord, JournalWriter, TrunkChange,
+    TrunkRecord, TrunkState, WallTime,
 };
 
 /// A scratch directory removed on drop (no tempfile dependency here).
@@ -36,48 +35,22 @@ impl Drop for TempDir {
 
 const T0: i64 = 1_687_690_800_000_000; // 2023-06-25T11:00:00Z
 
+/// Call `n` of `gateway`: an emergency call that every trunk failed
+/// (`primary:no-response backup:503`), from a caller of its own whose
+/// display name needs quoting in CSV.
 fn failed_call(n: i64, gateway: &str) -> JournalRecord {
+    let call = testing::failed_call(
+        WallTime(T0 + n * 1_000_000),
+        format!("{gateway}-call-{n}"),
+        503,
+    );
     JournalRecord::Call(Box::new(CallRecord {
-        started: WallTime(T0 + n * 1_000_000),
-        ended: WallTime(T0 + n * 1_000_000 + 400_000),
-        call_id: format!("{gateway}-call-{n}"),
         caller: Caller {
             from_uri: format!("sip:+44700900{n:04}@origin.example"),
             from_display: Some("Caller, \"quoted\"".into()),
             asserted_identities: vec![format!("<tel:+44700900{n:04}>")],
         },
-        dialled: "sip:999@gw.example".into(),
-        emergency: Some(EmergencyRule::Number),
-        location: LocationRecord {
-            geolocation: vec!["<cid:loc@origin.example>".into()],
-            pidf_lo: true,
-        },
-        route: "emergency".into(),
-        source: "udp:192.0.2.7:5060".into(),
-        attempts: vec![
-            AttemptRecord {
-                trunk: "primary".into(),
-                attempt: 1,
-                offset: Micros(0),
-                result: AttemptResult::NoResponse,
-                elapsed: Some(Micros(200_000)),
-                late_status: None,
-            },
-            AttemptRecord {
-                trunk: "backup".into(),
-                attempt: 2,
-                offset: Micros(200_000),
-                result: AttemptResult::Response(503),
-                elapsed: Some(Micros(5_000)),
-                late_status: None,
-            },
-        ],
-        outcome: CallOutcome::Failed {
-            status: 503,
-            reason: FailReason::AllTrunksFailed,
-        },
-        setup: None,
-        notes: Vec::new(),
+        ..call
     }))
 }
 

@@ -9,57 +9,14 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use lifeline_journal::format::encode_frame;
-use lifeline_journal::{
-    AttemptRecord, AttemptResult, CallOutcome, CallRecord, Caller, EmergencyRule, JournalOptions,
-    JournalRecord, JournalWriter, LocationRecord, Micros, WallTime,
-};
+use lifeline_journal::{testing, JournalOptions, JournalRecord, JournalWriter, WallTime};
 
 /// A typical emergency call that failed over once and connected.
 fn call(n: u64) -> JournalRecord {
-    JournalRecord::Call(Box::new(CallRecord {
-        started: WallTime(1_687_690_800_000_000 + n as i64),
-        ended: WallTime(1_687_690_800_250_000 + n as i64),
-        call_id: format!("a84b4c76e66710-{n}@pc33.origin.example"),
-        caller: Caller {
-            from_uri: "sip:+447700900123@origin.example".into(),
-            from_display: Some("\"Alice Example\"".into()),
-            asserted_identities: vec![
-                "<sip:+447700900123@origin.example;user=phone>".into(),
-                "<tel:+447700900123>".into(),
-            ],
-        },
-        dialled: "urn:service:sos".into(),
-        emergency: Some(EmergencyRule::SosUrn),
-        location: LocationRecord {
-            geolocation: vec!["<cid:target123@origin.example>".into()],
-            pidf_lo: true,
-        },
-        route: "emergency".into(),
-        source: "udp:192.0.2.7:5060".into(),
-        attempts: vec![
-            AttemptRecord {
-                trunk: "primary".into(),
-                attempt: 1,
-                offset: Micros(0),
-                result: AttemptResult::NoResponse,
-                elapsed: Some(Micros(200_000)),
-                late_status: None,
-            },
-            AttemptRecord {
-                trunk: "backup".into(),
-                attempt: 2,
-                offset: Micros(200_000),
-                result: AttemptResult::Connected,
-                elapsed: Some(Micros(50_000)),
-                late_status: None,
-            },
-        ],
-        outcome: CallOutcome::Connected {
-            trunk: "backup".into(),
-        },
-        setup: Some(Micros(250_000)),
-        notes: Vec::new(),
-    }))
+    JournalRecord::Call(Box::new(testing::connected_call(
+        WallTime(1_687_690_800_000_000 + n as i64),
+        format!("a84b4c76e66710-{n}@pc33.origin.example"),
+    )))
 }
 
 fn record_size() -> u64 {

@@ -157,12 +157,33 @@ struct Attempt {
     late_status: Option<u16>,
 }
 
+impl Attempt {
+    /// It ended at `at`, with `result`.
+    fn end(&mut self, result: AttemptResult, at: Instant) {
+        self.result = Some(result);
+        self.elapsed = Some(Micros::from_duration(
+            at.saturating_duration_since(self.started),
+        ));
+    }
+}
+
 #[derive(Debug)]
 struct InProgress {
     started: Instant,
     info: Box<CallInfo>,
     attempts: Vec<Attempt>,
     notes: Vec<CallNote>,
+}
+
+impl InProgress {
+    /// The latest attempt on `trunk` that is still open (`open`), or that
+    /// has ended (`!open`).
+    fn latest_on(&mut self, trunk: TrunkId, open: bool) -> Option<&mut Attempt> {
+        self.attempts
+            .iter_mut()
+            .rev()
+            .find(|a| a.trunk == trunk && a.result.is_none() == open)
+    }
 }
 
 #[derive(Debug)]
@@ -282,12 +303,7 @@ impl CallAggregator {
                 ..
             } => {
                 if let Some(c) = self.calls.get_mut(call) {
-                    if let Some(a) = c
-                        .attempts
-                        .iter_mut()
-                        .rev()
-                        .find(|a| a.trunk == *trunk && a.result.is_none())
-                    {
+                    if let Some(a) = c.latest_on(*trunk, true) {
                         a.result = Some(AttemptResult::from_failure(*reason));
                         a.elapsed = Some(Micros::from_duration(*elapsed));
                     }
@@ -304,12 +320,7 @@ impl CallAggregator {
                 ..
             } => {
                 if let Some(c) = self.calls.get_mut(call) {
-                    if let Some(a) = c
-                        .attempts
-                        .iter_mut()
-                        .rev()
-                        .find(|a| a.trunk == *trunk && a.result.is_some())
-                    {
+                    if let Some(a) = c.latest_on(*trunk, false) {
                         a.late_status = Some(*status);
                     }
                 }
@@ -322,24 +333,13 @@ impl CallAggregator {
                 setup,
             } => {
                 if let Some(c) = self.calls.get_mut(call) {
-                    if let Some(a) = c
-                        .attempts
-                        .iter_mut()
-                        .rev()
-                        .find(|a| a.trunk == *trunk && a.result.is_none())
-                    {
-                        a.result = Some(AttemptResult::Connected);
-                        a.elapsed = Some(Micros::from_duration(
-                            at.saturating_duration_since(a.started),
-                        ));
+                    if let Some(a) = c.latest_on(*trunk, true) {
+                        a.end(AttemptResult::Connected, *at);
                     }
                     // Any other attempt still open lost to this answer (a
                     // hedge, or the attempt a late 2xx overtook): cancelled.
                     for a in c.attempts.iter_mut().filter(|a| a.result.is_none()) {
-                        a.result = Some(AttemptResult::Superseded);
-                        a.elapsed = Some(Micros::from_duration(
-                            at.saturating_duration_since(a.started),
-                        ));
+                        a.end(AttemptResult::Superseded, *at);
                     }
                     let outcome = CallOutcome::Connected {
                         trunk: self.names.trunk(*trunk),
@@ -378,10 +378,7 @@ impl CallAggregator {
                         AttemptResult::Unknown
                     };
                     if let Some(a) = c.attempts.iter_mut().rev().find(|a| a.result.is_none()) {
-                        a.result = Some(open);
-                        a.elapsed = Some(Micros::from_duration(
-                            at.saturating_duration_since(a.started),
-                        ));
+                        a.end(open, *at);
                     }
                     let outcome = CallOutcome::Failed {
                         status: *status,
@@ -395,10 +392,7 @@ impl CallAggregator {
             Event::CallCancelled { call, at } => {
                 if let Some(c) = self.calls.get_mut(call) {
                     for a in c.attempts.iter_mut().filter(|a| a.result.is_none()) {
-                        a.result = Some(AttemptResult::Cancelled);
-                        a.elapsed = Some(Micros::from_duration(
-                            at.saturating_duration_since(a.started),
-                        ));
+                        a.end(AttemptResult::Cancelled, *at);
                     }
                     self.finish(*call, *at, CallOutcome::Cancelled, None);
                 } else {

@@ -57,6 +57,8 @@ pub mod format;
 pub mod reader;
 mod record;
 pub mod report;
+#[doc(hidden)]
+pub mod testing;
 mod writer;
 
 pub use aggregate::{

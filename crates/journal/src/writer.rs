@@ -223,10 +223,18 @@ impl JournalWriter {
     /// writer thread. Existing segments are never appended to: the first
     /// record of this run opens a new segment, numbered after the last
     /// record found. One writer per directory.
+    ///
+    /// The journal holds callers' identities and locations, so it is kept
+    /// private to the user the gateway runs as: the directory is created
+    /// with mode 0700 and segments with 0600. A directory or segment found
+    /// more open is tightened, with a WARN; a directory that cannot be
+    /// tightened (owned by another user) is an error rather than a journal
+    /// others can read.
     pub fn open(dir: impl Into<PathBuf>, opts: JournalOptions) -> io::Result<Self> {
         let dir = dir.into();
-        fs::create_dir_all(&dir)?;
+        private_dir(&dir)?;
         let next_seq = next_seq_in(&dir)?;
+        private_segments(&dir);
         let shared = Arc::new(Shared::default());
         shared
             .fsynced_seq
@@ -290,6 +298,100 @@ impl Drop for JournalWriter {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Mode of the journal directory: its owner only.
+pub(crate) const DIR_MODE: u32 = 0o700;
+/// Mode of a journal segment: its owner may read and write it.
+pub(crate) const FILE_MODE: u32 = 0o600;
+
+/// A new segment file, readable and writable by its owner only
+/// ([`FILE_MODE`], whatever the umask allows beyond it).
+fn new_segment_file(path: &Path) -> io::Result<File> {
+    let mut opts = OpenOptions::new();
+    opts.create_new(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(FILE_MODE);
+    }
+    opts.open(path)
+}
+
+/// Create `dir` (and missing parents) with [`DIR_MODE`], or tighten an
+/// existing one that others may enter.
+fn private_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(DIR_MODE)
+            .create(dir)?;
+        let mode = fs::metadata(dir)?.permissions().mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            let tight = mode & !0o077;
+            fs::set_permissions(dir, fs::Permissions::from_mode(tight)).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "journal directory {} can be read by other users (mode {mode:04o}) and \
+                         cannot be made private: {e}",
+                        dir.display()
+                    ),
+                )
+            })?;
+            tracing::warn!(
+                dir = %dir.display(),
+                was = format!("{mode:04o}"),
+                now = format!("{tight:04o}"),
+                "journal directory was open to other users: made private to its owner"
+            );
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        fs::create_dir_all(dir)
+    }
+}
+
+/// Tighten segments of earlier runs that others may read to [`FILE_MODE`].
+/// A failure is logged, not fatal: the private directory already keeps
+/// other users out.
+fn private_segments(dir: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(segments) = list_segments(dir) else {
+            return;
+        };
+        let mut tightened = 0usize;
+        for path in segments {
+            let Ok(meta) = fs::metadata(&path) else {
+                continue;
+            };
+            let mode = meta.permissions().mode() & 0o7777;
+            if mode & 0o077 == 0 {
+                continue;
+            }
+            match fs::set_permissions(&path, fs::Permissions::from_mode(mode & !0o077)) {
+                Ok(()) => tightened += 1,
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "journal segment readable by other users could not be made private")
+                }
+            }
+        }
+        if tightened > 0 {
+            tracing::warn!(
+                dir = %dir.display(),
+                segments = tightened,
+                "journal segments were readable by other users: made private to their owner"
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
 }
 
 /// The sequence number the next record in `dir` gets.
@@ -589,7 +691,7 @@ impl Worker {
             let path = self
                 .dir
                 .join(segment_name(self.batch.first_seq, unix + attempt));
-            match OpenOptions::new().create_new(true).append(true).open(&path) {
+            match new_segment_file(&path) {
                 Ok(f) => break (path, f),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 1000 => {
                     attempt += 1;

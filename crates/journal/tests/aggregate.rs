@@ -66,6 +66,17 @@ impl World {
 
     fn feed(&mut self, ev: Event) {
         self.agg.handle(&ev);
+        self.collect();
+    }
+
+    /// Feed the event `make` builds for `ms` after the start.
+    fn feed_at(&mut self, ms: u64, make: impl FnOnce(Instant) -> Event) {
+        let at = self.at(ms);
+        self.feed(make(at));
+    }
+
+    /// Take the records the aggregator has ready.
+    fn collect(&mut self) {
         while let Some(r) = self.agg.poll_record() {
             self.records.push(r);
         }
@@ -103,8 +114,7 @@ impl World {
             },
             source: Peer::udp("192.0.2.7:5060".parse().unwrap()),
         };
-        let at = self.at(ms);
-        self.feed(Event::CallStarted {
+        self.feed_at(ms, |at| Event::CallStarted {
             call: CallRef(call),
             at,
             info: Box::new(info),
@@ -112,8 +122,7 @@ impl World {
     }
 
     fn attempt(&mut self, call: u64, ms: u64, trunk: TrunkId, n: u32) {
-        let at = self.at(ms);
-        self.feed(Event::AttemptStarted {
+        self.feed_at(ms, |at| Event::AttemptStarted {
             call: CallRef(call),
             at,
             trunk,
@@ -122,8 +131,7 @@ impl World {
     }
 
     fn fail(&mut self, call: u64, ms: u64, trunk: TrunkId, reason: AttemptFailure, elapsed: u64) {
-        let at = self.at(ms);
-        self.feed(Event::AttemptFailed {
+        self.feed_at(ms, |at| Event::AttemptFailed {
             call: CallRef(call),
             at,
             trunk,
@@ -133,8 +141,7 @@ impl World {
     }
 
     fn connect(&mut self, call: u64, ms: u64, trunk: TrunkId, setup: u64) {
-        let at = self.at(ms);
-        self.feed(Event::CallConnected {
+        self.feed_at(ms, |at| Event::CallConnected {
             call: CallRef(call),
             at,
             trunk,
@@ -143,12 +150,32 @@ impl World {
     }
 
     fn trunk(&mut self, ms: u64, trunk: TrunkId, from: State, to: State, reason: Reason) {
-        let at = self.at(ms);
-        self.feed(Event::Trunk(HealthEvent {
-            trunk,
+        self.health(ms, trunk, EventKind::State { from, to, reason });
+    }
+
+    /// A health event (state change, drain, canary) about `trunk`.
+    fn health(&mut self, ms: u64, trunk: TrunkId, kind: EventKind) {
+        self.feed_at(ms, |at| Event::Trunk(HealthEvent { trunk, at, kind }));
+    }
+
+    /// The call ends with `status` to the caller.
+    fn call_failed(&mut self, call: u64, ms: u64, status: u16, reason: CallFailure) {
+        self.feed_at(ms, |at| Event::CallFailed {
+            call: CallRef(call),
             at,
-            kind: EventKind::State { from, to, reason },
-        }));
+            status,
+            reason,
+        });
+    }
+
+    /// The call's attempt on `trunk` is moved off it (the trunk went Down).
+    fn rescued(&mut self, call: u64, ms: u64, trunk: TrunkId, ringing: bool) {
+        self.feed_at(ms, |at| Event::Rescued {
+            call: CallRef(call),
+            at,
+            trunk,
+            ringing,
+        });
     }
 
     /// The incident: the primary stops answering at 1 s and is back at 10 s.
@@ -190,40 +217,21 @@ impl World {
         self.fail(4, 2010, b, AttemptFailure::Response(503), 10);
         self.attempt(4, 2010, p, 2);
         self.fail(4, 2210, p, AttemptFailure::NoResponse, 200);
-        let at = self.at(2210);
-        self.feed(Event::CallFailed {
-            call: CallRef(4),
-            at,
-            status: 503,
-            reason: CallFailure::AllTrunksFailed,
-        });
+        self.call_failed(4, 2210, 503, CallFailure::AllTrunksFailed);
         // Call 5 (emergency): the caller gives up while it rings.
         self.start(5, 3000, true);
         self.attempt(5, 3000, b, 1);
-        let at = self.at(3500);
-        self.feed(Event::CallCancelled {
+        self.feed_at(3500, |at| Event::CallCancelled {
             call: CallRef(5),
             at,
         });
         // Call 6 (emergency): the callee side says 486 (not failed over).
         self.start(6, 4000, true);
         self.attempt(6, 4000, b, 1);
-        let at = self.at(4100);
-        self.feed(Event::CallFailed {
-            call: CallRef(6),
-            at,
-            status: 486,
-            reason: CallFailure::Rejected,
-        });
+        self.call_failed(6, 4100, 486, CallFailure::Rejected);
         // Call 7 (emergency): no route.
         self.start(7, 5000, true);
-        let at = self.at(5000);
-        self.feed(Event::CallFailed {
-            call: CallRef(7),
-            at,
-            status: 404,
-            reason: CallFailure::NoRoute,
-        });
+        self.call_failed(7, 5000, 404, CallFailure::NoRoute);
         // The primary recovers.
         self.trunk(
             9000,
@@ -240,8 +248,7 @@ impl World {
             Reason::ProbeAnswered(200),
         );
         // Call 4's primary attempt answers 200 late: the 2xx is forwarded.
-        let at = self.at(10_500);
-        self.feed(Event::LateResponse {
+        self.feed_at(10_500, |at| Event::LateResponse {
             call: CallRef(4),
             at,
             trunk: p,
@@ -259,6 +266,22 @@ fn calls(records: &[JournalRecord]) -> Vec<&lifeline_journal::CallRecord> {
             _ => None,
         })
         .collect()
+}
+
+/// Write `records` to a new journal and read them back: the journal's
+/// folder (removed on drop) and what it held.
+fn through_journal(records: &[JournalRecord]) -> (tempfile::TempDir, Vec<JournalRecord>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let writer = JournalWriter::open(tmp.path(), Default::default()).unwrap();
+    let h = writer.handle();
+    for r in records {
+        assert!(h.record(r.clone()));
+    }
+    writer.shutdown();
+    let (entries, issues) = JournalReader::open(&[tmp.path()]).unwrap().read_all();
+    assert!(issues.is_empty(), "{issues:?}");
+    let back = entries.into_iter().map(|e| e.record).collect();
+    (tmp, back)
 }
 
 #[test]
@@ -406,9 +429,7 @@ fn calls_in_progress_are_bounded_and_evicted_calls_are_journaled() {
     // Shutdown journals the rest.
     let at = w.at(200);
     w.agg.finish_all(at);
-    while let Some(r) = w.agg.poll_record() {
-        w.records.push(r);
-    }
+    w.collect();
     assert_eq!(calls(&w.records).len(), 4);
     assert_eq!(w.agg.in_progress(), 0);
 }
@@ -546,16 +567,7 @@ fn report_window_selects_calls_and_events() {
 fn records_survive_the_journal_unchanged() {
     let mut w = World::new(AggregatorLimits::default());
     w.incident();
-    let tmp = tempfile::tempdir().unwrap();
-    let writer = JournalWriter::open(tmp.path(), Default::default()).unwrap();
-    let h = writer.handle();
-    for r in &w.records {
-        assert!(h.record(r.clone()));
-    }
-    writer.shutdown();
-    let (entries, issues) = JournalReader::open(&[tmp.path()]).unwrap().read_all();
-    assert!(issues.is_empty());
-    let back: Vec<JournalRecord> = entries.into_iter().map(|e| e.record).collect();
+    let (tmp, back) = through_journal(&w.records);
     assert_eq!(back, w.records);
     assert_eq!(
         report::build(&back, Window::default()),
@@ -584,8 +596,7 @@ fn rescues_hedges_full_trunks_and_canaries_are_journaled_and_reported() {
     // primary is passed over twice, noted once.
     w.start(10, 20_000, true);
     for _ in 0..2 {
-        let at = w.at(20_000);
-        w.feed(Event::TrunkSkipped {
+        w.feed_at(20_000, |at| Event::TrunkSkipped {
             call: CallRef(10),
             at,
             trunk: p,
@@ -597,13 +608,7 @@ fn rescues_hedges_full_trunks_and_canaries_are_journaled_and_reported() {
     // Call 11: ringing on the primary when it goes Down: rescued.
     w.start(11, 21_000, true);
     w.attempt(11, 21_000, p, 1);
-    let at = w.at(21_300);
-    w.feed(Event::Rescued {
-        call: CallRef(11),
-        at,
-        trunk: p,
-        ringing: true,
-    });
+    w.rescued(11, 21_300, p, true);
     w.fail(11, 21_300, p, AttemptFailure::TrunkDown, 300);
     w.attempt(11, 21_300, b, 2);
     w.connect(11, 21_400, b, 400);
@@ -611,8 +616,7 @@ fn rescues_hedges_full_trunks_and_canaries_are_journaled_and_reported() {
     // answers; the primary's attempt is cancelled, then answers too.
     w.start(12, 22_000, true);
     w.attempt(12, 22_000, p, 1);
-    let at = w.at(22_300);
-    w.feed(Event::Hedged {
+    w.feed_at(22_300, |at| Event::Hedged {
         call: CallRef(12),
         at,
         trunk: b,
@@ -620,8 +624,7 @@ fn rescues_hedges_full_trunks_and_canaries_are_journaled_and_reported() {
     w.attempt(12, 22_300, b, 2);
     w.connect(12, 22_350, b, 350);
     w.fail(12, 22_360, p, AttemptFailure::Superseded, 360);
-    let at = w.at(22_400);
-    w.feed(Event::DuplicateAnswer {
+    w.feed_at(22_400, |at| Event::DuplicateAnswer {
         call: CallRef(12),
         at,
         trunk: p,
@@ -629,35 +632,15 @@ fn rescues_hedges_full_trunks_and_canaries_are_journaled_and_reported() {
     // Call 13: rescued before ringing, and the backup fails too.
     w.start(13, 23_000, true);
     w.attempt(13, 23_000, p, 1);
-    let at = w.at(23_100);
-    w.feed(Event::Rescued {
-        call: CallRef(13),
-        at,
-        trunk: p,
-        ringing: false,
-    });
+    w.rescued(13, 23_100, p, false);
     w.fail(13, 23_100, p, AttemptFailure::TrunkDown, 100);
     w.attempt(13, 23_100, b, 2);
     w.fail(13, 23_110, b, AttemptFailure::Response(503), 10);
-    let at = w.at(23_110);
-    w.feed(Event::CallFailed {
-        call: CallRef(13),
-        at,
-        status: 503,
-        reason: CallFailure::AllTrunksFailed,
-    });
+    w.call_failed(13, 23_110, 503, CallFailure::AllTrunksFailed);
     // The primary comes back on probes: a canary, which it passes.
-    let (start, until, end) = (w.at(25_000), w.at(35_000), w.at(27_000));
-    w.feed(Event::Trunk(HealthEvent {
-        trunk: p,
-        at: start,
-        kind: EventKind::CanaryStarted { until },
-    }));
-    w.feed(Event::Trunk(HealthEvent {
-        trunk: p,
-        at: end,
-        kind: EventKind::CanaryEnded { passed: true },
-    }));
+    let until = w.at(35_000);
+    w.health(25_000, p, EventKind::CanaryStarted { until });
+    w.health(27_000, p, EventKind::CanaryEnded { passed: true });
     assert_eq!(w.agg.stats().unknown_call_events, 0);
 
     // The records.
@@ -734,16 +717,7 @@ fn rescues_hedges_full_trunks_and_canaries_are_journaled_and_reported() {
     );
 
     // Through the journal unchanged.
-    let tmp = tempfile::tempdir().unwrap();
-    let writer = JournalWriter::open(tmp.path(), Default::default()).unwrap();
-    let h = writer.handle();
-    for r in &w.records {
-        assert!(h.record(r.clone()));
-    }
-    writer.shutdown();
-    let (entries, issues) = JournalReader::open(&[tmp.path()]).unwrap().read_all();
-    assert!(issues.is_empty(), "{issues:?}");
-    let back: Vec<JournalRecord> = entries.into_iter().map(|e| e.record).collect();
+    let (_tmp, back) = through_journal(&w.records);
     assert_eq!(back, w.records);
 
     // The report: one timeline line per kind and trunk.

@@ -1,0 +1,507 @@
+//! Building a [`Report`] from records: trunk changes into outages, failed
+//! attempts and failovers into runs, calls into the callback list and
+//! totals.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::{
+    Counts, Outage, Report, TimelineEntry, Totals, TrunkTotals, Window, FAILOVER_RUN_GAP_US,
+};
+use crate::aggregate::CallbackEntry;
+use crate::format::Issue;
+use crate::record::{
+    AttemptResult, CallNote, CallOutcome, CallRecord, JournalRecord, TrunkChange, TrunkState,
+    WallTime,
+};
+
+#[derive(Debug)]
+struct OutageAcc {
+    trunk: String,
+    first: i64,
+    down: i64,
+    down_reason: String,
+    up: Option<(i64, String)>,
+}
+
+#[derive(Debug)]
+struct FailedAttempt {
+    trunk: String,
+    at: i64,
+    call: usize,
+}
+
+#[derive(Debug)]
+struct FailoverEv {
+    at: i64,
+    from: String,
+    to: String,
+    reason: String,
+    emergency: bool,
+}
+
+/// A call note, for the timeline.
+#[derive(Debug)]
+struct NoteEv {
+    at: i64,
+    trunk: String,
+    event: String,
+    emergency: bool,
+}
+
+#[derive(Debug, Default)]
+struct TrunkAcc {
+    attempts: u64,
+    connected: u64,
+    failed_attempts: u64,
+    rescued_off: u64,
+    skipped_full: u64,
+    setups: Vec<u64>,
+}
+
+/// Builds a [`Report`] from records fed one at a time (in any order).
+#[derive(Debug, Default)]
+pub struct ReportBuilder {
+    window: Window,
+    records: u64,
+    last_time: i64,
+    /// Per call seen in the window: (emergency, connected).
+    calls: Vec<(bool, bool)>,
+    failed_attempts: Vec<FailedAttempt>,
+    failovers: Vec<FailoverEv>,
+    notes: Vec<NoteEv>,
+    trunk_events: Vec<(i64, String, TrunkChange)>,
+    callbacks: Vec<CallbackEntry>,
+    late: HashMap<(String, i64), String>,
+    totals: Totals,
+    setups: Vec<u64>,
+    trunks: BTreeMap<String, TrunkAcc>,
+}
+
+impl ReportBuilder {
+    /// A builder reporting on `window`.
+    pub fn new(window: Window) -> Self {
+        Self {
+            window,
+            last_time: i64::MIN,
+            ..Self::default()
+        }
+    }
+
+    /// Feed one record.
+    pub fn push(&mut self, r: &JournalRecord) {
+        self.records += 1;
+        match r {
+            JournalRecord::Call(c) => {
+                self.last_time = self.last_time.max(c.ended.0);
+                if self.window.contains(c.started) {
+                    self.call(c);
+                }
+            }
+            JournalRecord::Trunk(t) => {
+                self.last_time = self.last_time.max(t.at.0);
+                self.trunk_events
+                    .push((t.at.0, t.trunk.clone(), t.change.clone()));
+            }
+            JournalRecord::Late(l) => {
+                self.last_time = self.last_time.max(l.at.0);
+                if l.connected {
+                    self.late
+                        .insert((l.call_id.clone(), l.started.0), l.trunk.clone());
+                }
+            }
+            JournalRecord::Note(n) => {
+                self.last_time = self.last_time.max(n.at().0);
+                if self.window.contains(n.started) {
+                    self.note(n.started, &n.note, n.emergency);
+                }
+            }
+        }
+    }
+
+    fn note(&mut self, started: WallTime, n: &CallNote, emergency: bool) {
+        let acc = self.trunks.entry(n.trunk().to_string()).or_default();
+        match n {
+            CallNote::Rescued { .. } => acc.rescued_off += 1,
+            CallNote::Skipped { .. } => acc.skipped_full += 1,
+            CallNote::Hedged { .. } | CallNote::DuplicateAnswer { .. } => {}
+        }
+        self.notes.push(NoteEv {
+            at: started.plus(n.offset()).0,
+            trunk: n.trunk().to_string(),
+            event: n.describe(),
+            emergency,
+        });
+    }
+
+    fn call(&mut self, c: &CallRecord) {
+        let e = c.is_emergency();
+        let idx = self.calls.len();
+        self.calls.push((e, c.outcome.connected()));
+        let t = &mut self.totals;
+        t.calls.add(e);
+        match &c.outcome {
+            CallOutcome::Connected { trunk } => {
+                t.connected.add(e);
+                let acc = self.trunks.entry(trunk.clone()).or_default();
+                acc.connected += 1;
+                if let Some(s) = c.setup {
+                    acc.setups.push(s.0);
+                    self.setups.push(s.0);
+                }
+            }
+            CallOutcome::Failed { .. } => t.failed.add(e),
+            CallOutcome::Cancelled => t.cancelled.add(e),
+            CallOutcome::Unfinished => t.unfinished.add(e),
+        }
+        if c.attempts.len() > 1 {
+            t.failed_over.add(e);
+        }
+        let has = |f: fn(&CallNote) -> bool| c.notes.iter().any(f);
+        if has(|n| matches!(n, CallNote::Rescued { .. })) {
+            t.rescued.add(e);
+        }
+        if has(|n| matches!(n, CallNote::Hedged { .. })) {
+            t.hedged.add(e);
+        }
+        if has(|n| matches!(n, CallNote::Skipped { .. })) {
+            t.skipped_full.add(e);
+        }
+        for n in &c.notes {
+            self.note(c.started, n, e);
+        }
+        for (i, a) in c.attempts.iter().enumerate() {
+            let acc = self.trunks.entry(a.trunk.clone()).or_default();
+            acc.attempts += 1;
+            if a.result.is_failover_class() {
+                acc.failed_attempts += 1;
+                // When it was given up: the moment the trunk showed the fault.
+                let at = c
+                    .started
+                    .plus(a.offset)
+                    .plus(a.elapsed.unwrap_or_default())
+                    .0;
+                self.failed_attempts.push(FailedAttempt {
+                    trunk: a.trunk.clone(),
+                    at,
+                    call: idx,
+                });
+                if let Some(next) = c.attempts.get(i + 1) {
+                    self.failovers.push(FailoverEv {
+                        at,
+                        from: a.trunk.clone(),
+                        to: next.trunk.clone(),
+                        reason: match a.result {
+                            AttemptResult::Response(s) => s.to_string(),
+                            r => r.describe(),
+                        },
+                        emergency: e,
+                    });
+                }
+            }
+        }
+        if e && !c.outcome.connected() {
+            self.callbacks.push(CallbackEntry::from_record(c));
+        }
+    }
+
+    /// The report, with the problems found reading the journal.
+    pub fn finish(mut self, issues: &[Issue], segments: u64) -> Report {
+        // Outages, from every trunk event (also before the window, so that a
+        // trunk already down when the window opens is known to be).
+        self.trunk_events.sort_by_key(|(at, _, _)| *at);
+        let mut outages: Vec<OutageAcc> = Vec::new();
+        let mut sign: HashMap<String, i64> = HashMap::new();
+        let mut open: HashMap<String, usize> = HashMap::new();
+        let mut timeline = Vec::new();
+        for (at, trunk, change) in &self.trunk_events {
+            let (label, reason) = match change {
+                TrunkChange::State { from, to, reason } => {
+                    match to {
+                        TrunkState::Suspect if *from == TrunkState::Up => {
+                            sign.insert(trunk.clone(), *at);
+                        }
+                        TrunkState::Down if !open.contains_key(trunk) => {
+                            let first = sign.remove(trunk).unwrap_or(*at);
+                            open.insert(trunk.clone(), outages.len());
+                            outages.push(OutageAcc {
+                                trunk: trunk.clone(),
+                                first,
+                                down: *at,
+                                down_reason: reason.clone(),
+                                up: None,
+                            });
+                        }
+                        TrunkState::Up => {
+                            sign.remove(trunk);
+                            if let Some(i) = open.remove(trunk) {
+                                if let Some(o) = outages.get_mut(i) {
+                                    o.up = Some((*at, reason.clone()));
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                    (
+                        format!("{} -> {}", from.as_str(), to.as_str()),
+                        reason.clone(),
+                    )
+                }
+                TrunkChange::Drained => ("drained".to_string(), String::new()),
+                TrunkChange::Undrained => ("undrained".to_string(), String::new()),
+                TrunkChange::CanaryStarted { until } => (
+                    "canary started".to_string(),
+                    format!(
+                        "back up on probes after failing calls: a share of calls until {} at most",
+                        until.rfc3339()
+                    ),
+                ),
+                TrunkChange::CanaryEnded { passed: true } => (
+                    "canary passed".to_string(),
+                    "full traffic again".to_string(),
+                ),
+                TrunkChange::CanaryEnded { passed: false } => (
+                    "canary failed".to_string(),
+                    "its calls failed again".to_string(),
+                ),
+            };
+            if self.window.contains(WallTime(*at)) {
+                timeline.push(TimelineEntry::Trunk {
+                    time: WallTime(*at).rfc3339(),
+                    at_us: *at,
+                    trunk: trunk.clone(),
+                    change: label,
+                    reason,
+                });
+            }
+        }
+
+        // Failover runs.
+        self.failovers.sort_by_key(|f| f.at);
+        struct Run {
+            first: i64,
+            last: i64,
+            from: String,
+            to: String,
+            calls: u64,
+            emergency: u64,
+            reasons: BTreeMap<String, u64>,
+        }
+        let mut runs: Vec<Run> = Vec::new();
+        let mut current: HashMap<(String, String), usize> = HashMap::new();
+        for f in &self.failovers {
+            let key = (f.from.clone(), f.to.clone());
+            let idx = match current.get(&key) {
+                Some(&i)
+                    if runs
+                        .get(i)
+                        .is_some_and(|r| f.at - r.last <= FAILOVER_RUN_GAP_US) =>
+                {
+                    i
+                }
+                _ => {
+                    runs.push(Run {
+                        first: f.at,
+                        last: f.at,
+                        from: f.from.clone(),
+                        to: f.to.clone(),
+                        calls: 0,
+                        emergency: 0,
+                        reasons: BTreeMap::new(),
+                    });
+                    current.insert(key, runs.len() - 1);
+                    runs.len() - 1
+                }
+            };
+            if let Some(r) = runs.get_mut(idx) {
+                r.last = f.at;
+                r.calls += 1;
+                r.emergency += u64::from(f.emergency);
+                *r.reasons.entry(f.reason.clone()).or_default() += 1;
+            }
+        }
+        for r in runs {
+            timeline.push(TimelineEntry::Failover {
+                time: WallTime(r.first).rfc3339(),
+                at_us: r.first,
+                until: WallTime(r.last).rfc3339(),
+                from: r.from,
+                to: r.to,
+                calls: r.calls,
+                emergency: r.emergency,
+                reasons: r.reasons.iter().map(|(k, v)| format!("{k} x{v}")).collect(),
+            });
+        }
+
+        // Runs of call notes, per trunk and kind, grouped like failovers.
+        self.notes.sort_by_key(|n| n.at);
+        let mut note_runs: Vec<(i64, i64, &NoteEv, u64, u64)> = Vec::new();
+        let mut open_runs: HashMap<&str, usize> = HashMap::new();
+        for n in &self.notes {
+            let run = open_runs.get(n.event.as_str()).copied().filter(|&i| {
+                note_runs
+                    .get(i)
+                    .is_some_and(|r| n.at - r.1 <= FAILOVER_RUN_GAP_US)
+            });
+            let i = match run {
+                Some(i) => i,
+                None => {
+                    note_runs.push((n.at, n.at, n, 0, 0));
+                    open_runs.insert(&n.event, note_runs.len() - 1);
+                    note_runs.len() - 1
+                }
+            };
+            if let Some(r) = note_runs.get_mut(i) {
+                r.1 = n.at;
+                r.3 += 1;
+                r.4 += u64::from(n.emergency);
+            }
+        }
+        for (first, last, n, calls, emergency) in note_runs {
+            timeline.push(TimelineEntry::Calls {
+                time: WallTime(first).rfc3339(),
+                at_us: first,
+                until: WallTime(last).rfc3339(),
+                trunk: n.trunk.clone(),
+                event: n.event.clone(),
+                calls,
+                emergency,
+            });
+        }
+        timeline.sort_by_key(TimelineEntry::at);
+
+        // Calls each outage touched.
+        let end_of_journal = self.last_time;
+        let mut report_outages = Vec::new();
+        for OutageAcc {
+            trunk,
+            first,
+            down,
+            down_reason,
+            up,
+        } in outages
+        {
+            let end = up.as_ref().map(|(t, _)| *t);
+            if !self.window.overlaps(WallTime(first), end.map(WallTime)) {
+                continue;
+            }
+            let mut touched_calls: Vec<usize> = self
+                .failed_attempts
+                .iter()
+                .filter(|a| a.trunk == trunk && a.at >= first && end.is_none_or(|e| a.at <= e))
+                .map(|a| a.call)
+                .collect();
+            touched_calls.sort_unstable();
+            touched_calls.dedup();
+            let mut touched = Counts::default();
+            let mut not_connected = Counts::default();
+            for c in &touched_calls {
+                if let Some(&(e, connected)) = self.calls.get(*c) {
+                    touched.add(e);
+                    if !connected {
+                        not_connected.add(e);
+                    }
+                }
+            }
+            let failovers = self
+                .failovers
+                .iter()
+                .filter(|f| f.from == trunk && f.at >= first && end.is_none_or(|e| f.at <= e))
+                .count() as u64;
+            let stop = end.unwrap_or(end_of_journal.max(down));
+            report_outages.push(Outage {
+                trunk,
+                first_sign: WallTime(first).rfc3339(),
+                down: WallTime(down).rfc3339(),
+                down_reason,
+                up: end.map(|t| WallTime(t).rfc3339()),
+                up_reason: up.map(|(_, r)| r),
+                duration_s: (stop.saturating_sub(first)) as f64 / 1e6,
+                calls_touched: touched,
+                not_connected,
+                failovers,
+            });
+        }
+
+        // Callback list, newest first.
+        for cb in &mut self.callbacks {
+            if let Some(t) = self.late.get(&(cb.call_id.clone(), cb.started_us)) {
+                cb.late_answer_via = Some(t.clone());
+            }
+        }
+        self.callbacks.sort_by(|a, b| {
+            b.started_us
+                .cmp(&a.started_us)
+                .then(b.call_id.cmp(&a.call_id))
+        });
+
+        // Totals.
+        let (m, x) = median_max(&mut self.setups);
+        self.totals.setup_median_ms = m;
+        self.totals.setup_max_ms = x;
+        self.totals.trunks = self
+            .trunks
+            .into_iter()
+            .map(|(trunk, mut acc)| {
+                let (m, x) = median_max(&mut acc.setups);
+                TrunkTotals {
+                    trunk,
+                    attempts: acc.attempts,
+                    connected: acc.connected,
+                    failed_attempts: acc.failed_attempts,
+                    rescued_off: acc.rescued_off,
+                    skipped_full: acc.skipped_full,
+                    setup_median_ms: m,
+                    setup_max_ms: x,
+                }
+            })
+            .collect();
+
+        Report {
+            since: self.window.since.map(WallTime::rfc3339),
+            until: self.window.until.map(WallTime::rfc3339),
+            records: self.records,
+            segments,
+            issues: issues.iter().map(ToString::to_string).collect(),
+            timeline,
+            outages: report_outages,
+            callbacks: self.callbacks,
+            totals: self.totals,
+        }
+    }
+}
+
+/// Median (lower middle for an even count) and maximum, in ms.
+fn median_max(v: &mut [u64]) -> (Option<f64>, Option<f64>) {
+    if v.is_empty() {
+        return (None, None);
+    }
+    v.sort_unstable();
+    let ms = |us: u64| (us / 100) as f64 / 10.0;
+    let mid = v.get((v.len() - 1) / 2).copied();
+    let max = v.last().copied();
+    (mid.map(ms), max.map(ms))
+}
+
+/// Build a report from records in memory.
+pub fn build<'a>(records: impl IntoIterator<Item = &'a JournalRecord>, window: Window) -> Report {
+    let mut b = ReportBuilder::new(window);
+    for r in records {
+        b.push(r);
+    }
+    b.finish(&[], 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_is_lower_middle() {
+        assert_eq!(median_max(&mut []), (None, None));
+        assert_eq!(median_max(&mut [3000, 1000, 2000]), (Some(2.0), Some(3.0)));
+        assert_eq!(
+            median_max(&mut [4000, 1000, 2000, 3000]),
+            (Some(2.0), Some(4.0))
+        );
+    }
+}
