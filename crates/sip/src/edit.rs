@@ -28,6 +28,8 @@ pub struct Edit<'m> {
     msg: &'m Message,
     splices: Vec<Splice>,
     arena: Vec<u8>,
+    /// The body's length once edited, if [`Edit::set_body`] replaced it.
+    body_len: Option<usize>,
 }
 
 fn check_value(v: &[u8], name: HeaderName) -> Result<(), Error> {
@@ -45,6 +47,7 @@ impl<'m> Edit<'m> {
             msg,
             splices: Vec::new(),
             arena: Vec::new(),
+            body_len: None,
         }
     }
 
@@ -132,12 +135,44 @@ impl<'m> Edit<'m> {
         Ok(self)
     }
 
+    /// Remove every header line whose name is one of `names`, in any case
+    /// and in compact form (names are compared as [`HeaderName`]s;
+    /// [`HeaderName::Other`] matches nothing), with its folded
+    /// continuation lines. Every other byte stays as it was.
+    pub fn remove_headers(&mut self, names: &[HeaderName]) -> &mut Self {
+        let msg = self.msg;
+        for h in msg.headers() {
+            if h.name != HeaderName::Other && names.contains(&h.name) {
+                self.splice(h.line_start, h.line_end, &[]);
+            }
+        }
+        self
+    }
+
+    /// Replace the body with `body`, and the Content-Length value, if the
+    /// message has one, with its length. Content-Type is left alone (remove
+    /// it with [`Edit::remove_headers`] when the body goes).
+    pub fn set_body(&mut self, body: &[u8]) -> &mut Self {
+        let start = self.msg.body_offset();
+        let end = start + self.msg.body().len();
+        self.splice(start, end, &[body]);
+        if let Some(h) = self.msg.header(HeaderName::ContentLength) {
+            let mut digits = [0u8; 10];
+            let text = fmt_u32(body.len() as u32, &mut digits);
+            let v = h.value_offset;
+            self.splice(v, v + h.value.len(), &[text]);
+        }
+        self.body_len = Some(body.len());
+        self
+    }
+
     /// Add Content-Length if the message has none (a UDP message without it
     /// must carry it on a stream transport).
     pub fn ensure_content_length(&mut self) -> &mut Self {
         if self.msg.content_length().is_none() {
             let mut digits = [0u8; 10];
-            let text = fmt_u32(self.msg.body().len() as u32, &mut digits);
+            let len = self.body_len.unwrap_or(self.msg.body().len());
+            let text = fmt_u32(len as u32, &mut digits);
             let at = self.msg.header_section().1;
             self.splice(at, at, &[b"Content-Length: ", text, b"\r\n"]);
         }
@@ -280,6 +315,80 @@ Record-Route: <sip:gw;lr>\r\n\
         assert_eq!(
             &out[..],
             b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP b\r\nContent-Length: 4\r\nMax-Forwards: 70\r\n\r\nbody"
+        );
+    }
+
+    #[test]
+    fn removed_headers_leave_every_other_byte_alone() {
+        let text: &[u8] = b"INVITE sip:999@gw SIP/2.0\r\n\
+Via: SIP/2.0/UDP a;branch=z9hG4bK1\r\n\
+P-Asserted-Identity: <tel:+441632960999>\r\n\
+From: <sip:a@b>;tag=1\r\n\
+p-asserted-identity: <sip:forged@example.net>,\r\n <tel:+441632960998>\r\n\
+To: <sip:999@gw>\r\n\
+Call-ID: x\r\n\
+CSeq: 1 INVITE\r\n\
+P-Preferred-Identity: <sip:me@example.net>\r\n\
+Resource-Priority : esnet.0\r\n\
+Geolocation: <cid:loc@example.net>\r\n\
+Content-Length: 2\r\n\
+\r\nxy";
+        let m = Message::parse(Bytes::from_static(text)).unwrap();
+        let mut e = Edit::new(&m);
+        e.remove_headers(&[
+            HeaderName::PAssertedIdentity,
+            HeaderName::PPreferredIdentity,
+            HeaderName::ResourcePriority,
+            HeaderName::Other,
+        ]);
+        let out = e.to_bytes();
+        assert_eq!(out.len(), e.len());
+        let expected: &[u8] = b"INVITE sip:999@gw SIP/2.0\r\n\
+Via: SIP/2.0/UDP a;branch=z9hG4bK1\r\n\
+From: <sip:a@b>;tag=1\r\n\
+To: <sip:999@gw>\r\n\
+Call-ID: x\r\n\
+CSeq: 1 INVITE\r\n\
+Geolocation: <cid:loc@example.net>\r\n\
+Content-Length: 2\r\n\
+\r\nxy";
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(expected)
+        );
+        // Compact forms go too (Content-Type is `c`).
+        let m = Message::parse(Bytes::from_static(
+            b"MESSAGE sip:a@b SIP/2.0\r\nv: SIP/2.0/UDP a;branch=z9hG4bK1\r\nc: text/plain\r\nl: 0\r\n\r\n",
+        ))
+        .unwrap();
+        let out = Edit::new(&m)
+            .remove_headers(&[HeaderName::ContentType])
+            .to_bytes();
+        assert_eq!(
+            &out[..],
+            b"MESSAGE sip:a@b SIP/2.0\r\nv: SIP/2.0/UDP a;branch=z9hG4bK1\r\nl: 0\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn a_new_body_and_its_length() {
+        let m = Message::parse(Bytes::from_static(MSG)).unwrap();
+        let out = Edit::new(&m).set_body(b"").to_bytes();
+        let want = String::from_utf8_lossy(MSG)
+            .replace("Content-Length: 2\r\n\r\nxy", "Content-Length: 0\r\n\r\n");
+        assert_eq!(String::from_utf8_lossy(&out), want);
+        // Without a Content-Length, one added for a stream says the new length.
+        let m = Message::parse(Bytes::from_static(
+            b"MESSAGE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\n\r\nhello",
+        ))
+        .unwrap();
+        let out = Edit::new(&m)
+            .set_body(b"hi")
+            .ensure_content_length()
+            .to_bytes();
+        assert_eq!(
+            &out[..],
+            b"MESSAGE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\nContent-Length: 2\r\n\r\nhi"
         );
     }
 

@@ -53,6 +53,15 @@ pub enum ErrorKind {
     DuplicateHeader(HeaderName),
     /// The value of a header field does not follow its grammar.
     BadHeaderValue(HeaderName),
+    /// A header value holds a control character other than HT (NUL, DEL,
+    /// ESC ...; CR and LF end lines or fold them, else they are a
+    /// [`BareLineEnd`](Self::BareLineEnd)). RFC 3261's `TEXT-UTF8` and
+    /// `qdtext` exclude them, and a stack downstream that stops at a NUL
+    /// would read another message than the one checked here. Only a
+    /// `quoted-pair` inside a quoted string may carry one (`"\<NUL>"`, which
+    /// RFC 4475 §3.1.1.2 holds valid). The header is [`HeaderName::Other`]
+    /// for a name this crate does not know.
+    ControlCharacter(HeaderName),
     /// A quoted string is not terminated.
     UnterminatedQuote,
     /// A parameter list holds an empty parameter (`;;`) or an empty value.
@@ -105,6 +114,10 @@ impl ErrorKind {
             Self::MissingHeader(h) => return write!(f, "missing {} header", h.as_str()),
             Self::DuplicateHeader(h) => return write!(f, "more than one {} header", h.as_str()),
             Self::BadHeaderValue(h) => return write!(f, "malformed {} header", h.as_str()),
+            Self::ControlCharacter(HeaderName::Other) => "control character in a header value",
+            Self::ControlCharacter(h) => {
+                return write!(f, "control character in the {} header value", h.as_str())
+            }
             Self::UnterminatedQuote => "unterminated quoted string",
             Self::EmptyParameter => "empty parameter",
             Self::MethodMismatch => "CSeq method differs from the request method",

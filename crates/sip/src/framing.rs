@@ -141,7 +141,9 @@ fn content_length(head: &[u8]) -> Result<u32, Error> {
     loop {
         match scan_header(head, pos)? {
             Scanned::End(_) => break,
-            Scanned::Header(h) => {
+            // A control character in a value does not change the framing;
+            // validation refuses the message once it is cut.
+            Scanned::Header(h, _) => {
                 if h.name == HeaderName::ContentLength {
                     if found.is_some() {
                         return Err(Error::new(

@@ -2,7 +2,7 @@
 //! that handles folding, and comma splitting of list values.
 
 use crate::error::{Error, ErrorKind};
-use crate::scan::{find_line_end, is_lws, is_token, word_at};
+use crate::scan::{find_value_stop, is_lws, is_token, word_at};
 
 macro_rules! header_names {
     ($( $(#[$doc:meta])* $variant:ident => $canon:literal $(, $compact:literal)? ;)*) => {
@@ -444,9 +444,7 @@ impl<'a> Header<'a> {
 pub(crate) fn scan_header(buf: &[u8], pos: usize) -> Result<Scanned<'_>, Error> {
     match known_name(buf, pos) {
         // The common case: a known name directly followed by ':'.
-        Some((name_len, name)) => {
-            scan_value(buf, pos, name_len, name, name_len + 1).map(Scanned::Header)
-        }
+        Some((name_len, name)) => scan_value(buf, pos, name_len, name, name_len + 1),
         None => scan_header_slow(buf, pos),
     }
 }
@@ -489,7 +487,7 @@ fn scan_header_slow(buf: &[u8], pos: usize) -> Result<Scanned<'_>, Error> {
         }
         Some(_) => return Err(Error::new(ErrorKind::MissingColon, pos + i)),
     }
-    scan_value(buf, pos, name_len, name, i).map(Scanned::Header)
+    scan_value(buf, pos, name_len, name, i)
 }
 
 /// The rest of a header line whose name (`name_len` bytes at `pos`) and
@@ -501,7 +499,7 @@ fn scan_value(
     name_len: usize,
     name: HeaderName,
     mut i: usize,
-) -> Result<Header<'_>, Error> {
+) -> Result<Scanned<'_>, Error> {
     let rest = buf.get(pos..).unwrap_or_default();
     let raw_name = rest.get(..name_len).unwrap_or_default();
     // Value: up to a CRLF that is not followed by SP/HT. Leading SP/HT is
@@ -510,8 +508,12 @@ fn scan_value(
         i += 1;
     }
     let value_start = i;
+    // The first control character the value may not hold, and how far the
+    // quoted strings before it have been followed.
+    let mut control = None;
+    let mut quotes = Quotes::new(value_start);
     loop {
-        let Some(cr) = find_line_end(rest, i) else {
+        let Some(cr) = find_value_stop(rest, i) else {
             return Err(Error::new(ErrorKind::Unterminated, buf.len()));
         };
         match (rest.get(cr), rest.get(cr + 1), rest.get(cr + 2)) {
@@ -528,20 +530,77 @@ fn scan_value(
                     .iter()
                     .rposition(|&b| !is_lws(b))
                     .map_or(lead, |p| p + 1);
-                return Ok(Header {
+                let header = Header {
                     name,
                     raw_name,
                     value: raw_value.get(lead..trail).unwrap_or_default(),
                     value_offset: pos + value_start + lead,
                     line_start: pos,
                     line_end: pos + cr + 2,
-                });
+                };
+                return Ok(Scanned::Header(header, control));
             }
             (Some(b'\r'), None, _) => {
                 return Err(Error::new(ErrorKind::Unterminated, pos + cr + 1))
             }
-            _ => return Err(Error::new(ErrorKind::BareLineEnd, pos + cr)),
+            (Some(b'\r' | b'\n'), _, _) => {
+                return Err(Error::new(ErrorKind::BareLineEnd, pos + cr))
+            }
+            // Any other control character: kept track of, and the line read
+            // on to its end, so that the message still parses and the
+            // request can be answered (validation refuses it).
+            _ => {
+                if control.is_none() && !quotes.escapes(rest, cr) {
+                    control = Some(pos + cr);
+                }
+                i = cr + 1;
+            }
         }
+    }
+}
+
+/// Where the quoted strings of a header value stand, followed from the
+/// value's start only as far as a control character found in it, to tell
+/// whether that character is the second octet of a `quoted-pair` (RFC
+/// 3261 §25.1: `"\" (%x00-09 / %x0B-0C / %x0E-7F)` inside a quoted string),
+/// the one place the grammar allows one. Each byte is looked at once
+/// however many control characters the value holds.
+#[derive(Clone, Copy, Debug)]
+struct Quotes {
+    /// The next byte to look at.
+    at: usize,
+    quoted: bool,
+    escaped: bool,
+}
+
+impl Quotes {
+    fn new(at: usize) -> Self {
+        Self {
+            at,
+            quoted: false,
+            escaped: false,
+        }
+    }
+
+    /// Whether the byte at `control` (past `self.at`) is escaped by a
+    /// backslash inside a quoted string; the byte is then consumed.
+    #[cold]
+    fn escapes(&mut self, s: &[u8], control: usize) -> bool {
+        for &b in s.get(self.at..control).unwrap_or_default() {
+            if !self.quoted {
+                self.quoted = b == b'"';
+            } else if self.escaped {
+                self.escaped = false;
+            } else if b == b'\\' {
+                self.escaped = true;
+            } else if b == b'"' {
+                self.quoted = false;
+            }
+        }
+        let escaped = self.quoted && self.escaped;
+        self.escaped = false;
+        self.at = control + 1;
+        escaped
     }
 }
 
@@ -608,11 +667,13 @@ pub(crate) fn simple_line(buf: &[u8], pos: usize) -> Option<SimpleLine> {
     if buf.get(value_start) == Some(&b' ') {
         value_start += 1;
     }
-    // The value starts with neither white space nor a line end.
+    // The value starts with neither white space nor a line end, and the
+    // first byte it stops at is its CR (else it holds a control character,
+    // which `scan_header` deals with).
     if *buf.get(value_start)? <= b' ' {
         return None;
     }
-    let value_end = find_line_end(buf, value_start + 1)?;
+    let value_end = find_value_stop(buf, value_start)?;
     match (
         buf.get(value_end - 1),
         buf.get(value_end),
@@ -635,7 +696,10 @@ pub(crate) fn simple_line(buf: &[u8], pos: usize) -> Option<SimpleLine> {
 }
 
 pub(crate) enum Scanned<'a> {
-    Header(Header<'a>),
+    /// A header line, and the offset of the first control character its
+    /// value may not hold, if it has one
+    /// ([`ErrorKind::ControlCharacter`]).
+    Header(Header<'a>, Option<usize>),
     /// End of the header section; the body starts at this offset.
     End(usize),
 }
@@ -751,7 +815,7 @@ impl<'a> Iterator for Headers<'a> {
 #[inline(never)]
 fn rescan(buf: &[u8], pos: usize) -> Option<Header<'_>> {
     match scan_header(buf, pos) {
-        Ok(Scanned::Header(h)) => Some(h),
+        Ok(Scanned::Header(h, _)) => Some(h),
         _ => None,
     }
 }
@@ -891,9 +955,41 @@ mod tests {
 
     fn one(line: &[u8]) -> Result<Header<'_>, Error> {
         match scan_header(line, 0)? {
-            Scanned::Header(h) => Ok(h),
+            Scanned::Header(h, _) => Ok(h),
             Scanned::End(_) => panic!("end"),
         }
+    }
+
+    /// Where the first control character a header value may not hold is.
+    fn control(line: &[u8]) -> Option<usize> {
+        match scan_header(line, 0) {
+            Ok(Scanned::Header(_, c)) => c,
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+    }
+
+    #[test]
+    fn control_characters_in_values() {
+        assert_eq!(control(b"Subject: a\x00b\r\n"), Some(10));
+        assert_eq!(control(b"Subject: ab\x7f\r\n"), Some(11));
+        assert_eq!(control(b"X-Whatever: ok\x1b[0m\r\n"), Some(14));
+        assert_eq!(control(b"X-Whatever:\x01\r\n"), Some(11));
+        assert_eq!(control(b"s: first line\r\n \x0bfolded\r\n"), Some(16));
+        // The first of several.
+        assert_eq!(control(b"s: \x01\x02\x03\r\n"), Some(3));
+        // HT anywhere, folds, and UTF-8 are text.
+        assert_eq!(control(b"Subject: \ttab\there\t\r\n"), None);
+        assert_eq!(control(b"Subject: a\r\n\tb\r\n c\r\n"), None);
+        assert_eq!(control("Subject: caf\u{e9} \u{2603}\r\n".as_bytes()), None);
+        // A quoted-pair may escape one; qdtext and unquoted text may not.
+        assert_eq!(control(b"To: \"a\\\x00b\" <sip:a@b>\r\n"), None);
+        assert_eq!(control(b"To: \"a\x00b\" <sip:a@b>\r\n"), Some(6));
+        assert_eq!(control(b"To: a\\\x00b <sip:a@b>\r\n"), Some(6));
+        assert_eq!(control(b"To: \"a\\\\\x00\" <sip:a@b>\r\n"), Some(8));
+        assert_eq!(control(b"To: \"\\\x07\" x \"\\\x00\" \x00\r\n"), Some(16));
+        // A long value: the control character past the first sixteen bytes.
+        let long = b"Subject: 0123456789abcdef0123456789abcdef\x08\r\n";
+        assert_eq!(control(long), Some(41));
     }
 
     #[test]

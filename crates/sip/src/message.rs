@@ -149,6 +149,10 @@ pub(crate) struct Index {
     pub(crate) content_length: Option<u32>,
     /// Bit per single-valued header seen twice ([`dup_bit`]).
     pub(crate) duplicates: u16,
+    /// The first control character in a header value that may not be
+    /// there, and the header: the message parses (so that a request can be
+    /// answered), and validation refuses it.
+    pub(crate) control: Option<(u32, HeaderName)>,
 }
 
 pub(crate) fn dup_bit(name: HeaderName) -> u16 {
@@ -229,13 +233,18 @@ impl Message {
                 Some(line) => line,
                 None => match scan_header(b, pos)? {
                     Scanned::End(body) => break (pos, body),
-                    Scanned::Header(h) => SimpleLine {
-                        name: h.name,
-                        name_len: h.raw_name.len(),
-                        value_start: h.value_offset,
-                        value_end: h.value_offset + h.value.len(),
-                        line_end: h.line_end,
-                    },
+                    Scanned::Header(h, control) => {
+                        if let (Some(at), None) = (control, index.control) {
+                            index.control = Some((at as u32, h.name));
+                        }
+                        SimpleLine {
+                            name: h.name,
+                            name_len: h.raw_name.len(),
+                            value_start: h.value_offset,
+                            value_end: h.value_offset + h.value.len(),
+                            line_end: h.line_end,
+                        }
+                    }
                 },
             };
             index_header(&mut index, b, pos, &line)?;

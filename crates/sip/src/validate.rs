@@ -100,11 +100,17 @@ pub fn check_datagram(datagram: Bytes) -> (Option<Message>, Verdict) {
     }
 }
 
-/// Check a parsed message: the mandatory headers are present once each, the
-/// version is SIP/2.0, every header a proxy reads parses (all Via values, From,
+/// Check a parsed message: no header value holds a control character
+/// other than HT (outside a quoted-pair), the mandatory headers are present
+/// once each, the version is SIP/2.0, every header a proxy reads parses (all Via values, From,
 /// To, CSeq, Max-Forwards, Contact, Route, Record-Route), the CSeq method equals
 /// the request method, and the Request-URI is usable.
 pub fn validate(m: &Message) -> Result<(), Error> {
+    // Found by the parse, refused here so that the message is there to
+    // answer (400) from.
+    if let Some((at, name)) = m.index.control {
+        return Err(Error::new(ErrorKind::ControlCharacter(name), at as usize));
+    }
     let request = m.is_request();
     if !m.version().eq_ignore_ascii_case(b"SIP/2.0") {
         return Err(Error::new(ErrorKind::UnsupportedVersion, 0));
@@ -276,6 +282,68 @@ CSeq: 7 OPTIONS
             let v = verdict(&OK.replace("Call-ID", &format!("{name}: \nCall-ID")));
             assert_eq!(v.status(), Some(400), "empty {name}");
         }
+    }
+
+    /// `OK` with `extra` (a header line) before its Call-ID.
+    fn with_header(extra: &[u8]) -> (Option<Message>, Verdict) {
+        let ok = OK.replace('\n', "\r\n");
+        let at = ok.find("Call-ID").unwrap();
+        let mut data = ok.as_bytes()[..at].to_vec();
+        data.extend_from_slice(extra);
+        data.extend_from_slice(&ok.as_bytes()[at..]);
+        check_datagram(Bytes::from(data))
+    }
+
+    #[test]
+    fn control_characters_in_header_values_get_400() {
+        let offset = OK.replace('\n', "\r\n").find("Call-ID").unwrap();
+        for (line, name, at) in [
+            (&b"Subject: urgent\x00Via: SIP/2.0/UDP 198.51.100.66\r\n"[..], HeaderName::Subject, 15),
+            (b"Subject: a\x7f\r\n", HeaderName::Subject, 10),
+            (b"s: \x1b[2J\r\n", HeaderName::Subject, 3),
+            (b"X-Custom: ok\x01\r\n", HeaderName::Other, 12),
+            (b"P-Asserted-Identity: <sip:+441632960001@example.net>\x00<sip:evil@example.net>\r\n", HeaderName::PAssertedIdentity, 52),
+            (b"Geolocation: <cid:a@b>\r\n \x0c\r\n", HeaderName::Geolocation, 25),
+        ] {
+            let (m, v) = with_header(line);
+            let e = v.error().unwrap_or_else(|| panic!("{:?} accepted", String::from_utf8_lossy(line)));
+            assert_eq!(e.kind(), ErrorKind::ControlCharacter(name), "{line:?}");
+            assert_eq!(e.offset(), offset + at, "{line:?}");
+            assert_eq!(v.status(), Some(400));
+            assert!(m.is_some(), "the request is there to answer");
+        }
+        // A control character in the Call-ID or the From is reported the
+        // same way, before anything else validation checks.
+        let v = verdict(&OK.replace("Call-ID: abc", "Call-ID: a\u{0}bc"));
+        assert_eq!(
+            v.error().unwrap().kind(),
+            ErrorKind::ControlCharacter(HeaderName::CallId)
+        );
+        let v = verdict(
+            &OK.replace("SIP/2.0\n", "SIP/3.0\n")
+                .replace("To:", "To: \u{7}"),
+        );
+        assert_eq!(
+            v.error().unwrap().kind(),
+            ErrorKind::ControlCharacter(HeaderName::To)
+        );
+        // HT, folds, UTF-8, and a quoted-pair escaping one (RFC 4475
+        // §3.1.1.2) are fine.
+        for line in [
+            &b"Subject: \ttabs\tinside\t\r\n"[..],
+            b"Subject: folded\r\n continued\r\n\tagain\r\n",
+            "Subject: caf\u{e9}\r\n".as_bytes(),
+            b"X-Quoted: \"bell \\\x07 nul \\\x00 del \\\x7f\"\r\n",
+        ] {
+            assert_eq!(with_header(line).1, Verdict::Accept, "{line:?}");
+        }
+        // A response with one is dropped, never answered.
+        let resp = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: abc\r\nCSeq: 7 OPTIONS\r\nServer: x\u{0}y\r\n\r\n";
+        let (_, v) = check_datagram(Bytes::from(resp));
+        assert!(
+            matches!(v, Verdict::Drop(e) if e.kind() == ErrorKind::ControlCharacter(HeaderName::Server)),
+            "{v:?}"
+        );
     }
 
     #[test]
