@@ -9,7 +9,14 @@
 //! | `GET /status` | JSON: the latest [`StatusSnapshot`] plus call totals |
 //! | `POST /trunks/{name}/drain` | drain a trunk: `200` JSON, `404` unknown trunk, `503` if the event loop does not answer within [`COMMAND_TIMEOUT`] |
 //! | `POST /trunks/{name}/undrain` | the reverse, same answers |
+//! | `GET /calls/failed[?limit=N]` | JSON: the callback list, newest first |
 //! | anything else | `404` (`405` for a known path with another method) |
+//!
+//! With `admin.token_file`, every request but those for `admin.open_paths`
+//! (`/metrics`, `/healthz`, `/readyz` by default) needs `Authorization:
+//! Bearer <token>`, else `401` ([`access`]); the server's limits on
+//! connections, sizes and time are in [`server`]. Every request that may
+//! change state is logged at WARN with its peer's address.
 //!
 //! The server never touches the [`Proxy`]: the event loop owns it. The loop
 //! publishes a [`StatusSnapshot`] (built with [`snapshot_from`]) on the
@@ -35,6 +42,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::{CallTotals, Metrics, CONTENT_TYPE};
 
+mod access;
+mod server;
+
+pub(crate) use access::{AccessBoard, AdminAccess, AdminToken, DEFAULT_OPEN_PATHS};
+
 /// How long a drain or undrain waits for the event loop's answer.
 pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -54,6 +66,8 @@ pub(crate) struct AdminState {
     /// Recent emergency calls that did not connect (set once the event loop
     /// has seen its first event).
     pub(crate) failed: Arc<std::sync::OnceLock<lifeline_journal::FailedCalls>>,
+    /// Who may ask (the token and open paths in force).
+    pub(crate) access: Arc<AccessBoard>,
 }
 
 /// An operator's request the event loop carries out (see [`handle_command`]).
@@ -343,17 +357,17 @@ impl StatusBoard {
     }
 }
 
-/// Serve the admin endpoints on `listener` until the runtime stops (or the
-/// listener fails).
+/// Serve the admin endpoints on `listener` until the runtime stops, with
+/// the access rules of `state.access` and the limits of [`server`].
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     state: AdminState,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).await
+    server::serve(listener, router(state)).await
 }
 
 fn router(state: AdminState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -361,8 +375,8 @@ fn router(state: AdminState) -> Router {
         .route("/trunks/{name}/drain", post(drain))
         .route("/trunks/{name}/undrain", post(undrain))
         .route("/calls/failed", get(calls_failed))
-        .fallback(not_found)
-        .with_state(state)
+        .fallback(not_found);
+    server::guarded(routes, state)
 }
 
 /// `GET /calls/failed[?limit=N]`: the callback list, newest first (JSON).
@@ -501,8 +515,8 @@ mod tests {
     use tokio::sync::mpsc;
 
     use super::{
-        handle_command, serve, snapshot_from, AdminCommand, AdminState, Started, StatusBoard,
-        STALE_STATUS,
+        handle_command, serve, snapshot_from, AccessBoard, AdminAccess, AdminCommand, AdminState,
+        Started, StatusBoard, STALE_STATUS,
     };
     use crate::metrics::testing::{Bench, PRIMARY};
     use crate::metrics::Metrics;
@@ -598,6 +612,7 @@ mod tests {
             status: board.clone(),
             commands: tx,
             failed: Arc::default(),
+            access: AccessBoard::new(AdminAccess::open()),
         };
         tokio::spawn(serve(listener, state));
         Gateway {
@@ -828,6 +843,7 @@ mod tests {
             status: StatusBoard::new(),
             commands,
             failed: Arc::default(),
+            access: AccessBoard::new(AdminAccess::open()),
         }
     }
 

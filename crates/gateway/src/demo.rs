@@ -9,7 +9,7 @@
 //! What happens is printed as it happens, and a summary at the end.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use lifeline_kit::{Call, Mode, Uas, UasConfig};
 use lifeline_proxy::{
-    AttemptFailure, Event, Peer, ProxyConfig, RouteConfig, RouteMatch, Transport, TrunkConfig,
-    TrunkId,
+    AccessConfig, AttemptFailure, Event, IpNet, Peer, ProxyConfig, RouteConfig, RouteMatch,
+    Transport, TrunkConfig, TrunkId,
 };
 use lifeline_sip::Message;
 
@@ -120,14 +120,24 @@ fn run_inner(opts: DemoOptions) -> std::io::Result<bool> {
                 probe: probe.clone(),
                 ..TrunkConfig::new(n, Peer::udp(a))
             };
-            ProxyConfig::new(
+            let mut cfg = ProxyConfig::new(
                 adv,
                 vec![t("primary", paddr), t("backup", baddr)],
                 vec![
                     RouteConfig::new("emergency", RouteMatch::Emergency, &["primary", "backup"]),
                     RouteConfig::new("default", RouteMatch::Any, &["primary", "backup"]),
                 ],
-            )
+            );
+            // The simulated originating network is on loopback, and is the
+            // trust domain: its callers' asserted identities are kept.
+            let lo = IpAddr::from([127, 0, 0, 0]);
+            let loopback = IpNet::new(lo, 8).unwrap_or(IpNet::from(lo));
+            cfg.access = AccessConfig {
+                callers: Some(vec![loopback]),
+                trusted: vec![loopback],
+                ..AccessConfig::default()
+            };
+            cfg
         }),
         io_threads: 1,
         sinks: {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use lifeline_journal::{CallAggregator, FailedCalls, JournalOptions, JournalWriter, TimeAnchor};
 use lifeline_proxy::{AttemptFailure, Event, Proxy, ProxyConfig, Transport};
 
-use crate::admin::{self, AdminCommand, AdminState, StatusBoard};
+use crate::admin::{self, AccessBoard, AdminAccess, AdminCommand, AdminState, StatusBoard};
 use crate::metrics::{Metrics, Names};
 use lifeline_io::{EventSink, Gateway, Input, InputTx, IoStats, Options, Tick};
 
@@ -25,6 +25,8 @@ pub(crate) struct RunConfig {
     pub(crate) listen: Vec<(Transport, std::net::SocketAddr)>,
     pub(crate) advertise: Option<std::net::SocketAddr>,
     pub(crate) admin: std::net::SocketAddr,
+    /// The admin API's token and open paths.
+    pub(crate) admin_access: AdminAccess,
     pub(crate) journal: Option<PathBuf>,
     pub(crate) log_level: String,
     pub(crate) log_json: bool,
@@ -43,12 +45,14 @@ pub(crate) struct RunConfig {
 pub(crate) fn load_run_config(path: &Path) -> Result<RunConfig, String> {
     let cfg = crate::config::Config::load(path).map_err(|e| e.to_string())?;
     let log = cfg.log();
-    // Branch, tag and token nonces: seeded from the OS's per-process hasher keys.
+    // Branches, tags, Record-Route tokens and probe nonces: ChaCha20 keyed
+    // with 256 bits from the operating system, once. Without them every
+    // token would be predictable: refuse to start.
     let seed = {
-        use std::hash::{BuildHasher, Hasher};
-        std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish()
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes)
+            .map_err(|e| format!("cannot seed tokens from the operating system: {e}"))?;
+        lifeline_proxy::Seed::from_bytes(bytes)
     };
     let shared = Arc::new(cfg);
     let for_proxy = shared.clone();
@@ -56,6 +60,7 @@ pub(crate) fn load_run_config(path: &Path) -> Result<RunConfig, String> {
         listen: shared.listen(),
         advertise: Some(shared.advertise()),
         admin: shared.admin(),
+        admin_access: shared.admin_access().clone(),
         journal: shared.journal().map(Path::to_path_buf),
         log_level: log.level.as_str().to_string(),
         log_json: log.format == LogFormat::Json,
@@ -64,6 +69,16 @@ pub(crate) fn load_run_config(path: &Path) -> Result<RunConfig, String> {
             .warnings()
             .iter()
             .map(|w| crate::config::Warning(w).to_string())
+            .chain(
+                // Allowed, and the default, but never what an operator wants.
+                shared.access().callers.is_none().then(|| {
+                    format!(
+                        "{}: warning: access.callers: not set: any source may place calls \
+                         through this gateway; list the originating networks' prefixes",
+                        path.display()
+                    )
+                }),
+            )
             .collect(),
         max_calls: shared
             .trunks()
@@ -254,6 +269,9 @@ pub(crate) struct Observability {
     pub(crate) failed: Arc<OnceLock<FailedCalls>>,
     pub(crate) started: admin::Started,
     pub(crate) journal: Option<JournalWriter>,
+    /// The admin API's access rules in force (open until the daemon puts
+    /// the configuration's in force, and replaced on reload).
+    pub(crate) access: Arc<AccessBoard>,
 }
 
 impl Observability {
@@ -268,6 +286,7 @@ impl Observability {
             failed: Arc::default(),
             started: admin::Started::now(),
             journal,
+            access: AccessBoard::new(AdminAccess::open()),
         })
     }
 
@@ -366,6 +385,7 @@ impl Observability {
             status: self.status.clone(),
             commands: cmd_tx,
             failed: self.failed.clone(),
+            access: self.access.clone(),
         };
         let listener = rt.block_on(tokio::net::TcpListener::bind(addr))?;
         let bound = listener.local_addr()?;
@@ -412,13 +432,24 @@ fn daemon(config_path: &Path, cfg: RunConfig, io_threads: Option<usize>) -> std:
     gw.tcp_idle.send_replace(cfg.tcp_idle_timeout);
     obs.metrics
         .set_max_calls(cfg.max_calls.iter().map(|(t, m)| (t.as_str(), *m)));
-    let admin = obs.start_admin(&gw, cfg.admin)?;
-    tracing::info!(udp = ?gw.bound.udp, tcp = ?gw.bound.tcp, %admin, "lifeline listening");
-
-    // Signals.
+    // Signals, installed before the admin API answers: a SIGHUP or SIGTERM
+    // sent as soon as /healthz does is handled, not the default (fatal).
     let rt = gw
         .runtime()
         .ok_or_else(|| std::io::Error::other("no runtime"))?;
+    let signals = {
+        use tokio::signal::unix::{signal, SignalKind};
+        let _in_runtime = rt.enter();
+        (
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::hangup())?,
+        )
+    };
+    obs.access.replace(cfg.admin_access.clone());
+    let admin = obs.start_admin(&gw, cfg.admin)?;
+    tracing::info!(udp = ?gw.bound.udp, tcp = ?gw.bound.tcp, %admin, "lifeline listening");
+
     let (input, board, path) = (
         gw.input.clone(),
         obs.status.clone(),
@@ -426,21 +457,14 @@ fn daemon(config_path: &Path, cfg: RunConfig, io_threads: Option<usize>) -> std:
     );
     let tcp_idle = gw.tcp_idle.clone();
     let metrics = obs.metrics.clone();
+    let access = obs.access.clone();
     rt.spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::hangup()),
-        ) else {
-            tracing::error!("cannot install signal handlers");
-            return;
-        };
+        let (mut term, mut int, mut hup) = signals;
         loop {
             tokio::select! {
                 _ = term.recv() => { shutdown(&input, &board, "SIGTERM"); }
                 _ = int.recv() => { shutdown(&input, &board, "SIGINT"); }
-                _ = hup.recv() => { reload(&input, &path, &tcp_idle, &metrics).await; }
+                _ = hup.recv() => { reload(&input, &path, &tcp_idle, &metrics, (admin, &access)).await; }
             }
         }
     });
@@ -469,20 +493,31 @@ fn shutdown(input: &InputTx, board: &StatusBoard, why: &str) {
     });
 }
 
+/// Reload the configuration (SIGHUP). `admin`: the admin API's bound
+/// address, which stays (a new `admin.listen` takes a restart), and its
+/// access rules, replaced with the file's.
 async fn reload(
     input: &InputTx,
     path: &Path,
     tcp_idle: &tokio::sync::watch::Sender<Duration>,
     metrics: &Metrics,
+    admin: (std::net::SocketAddr, &AccessBoard),
 ) {
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
+    let (admin_bound, access) = admin;
     match load_run_config(path) {
         Err(e) => {
             tracing::error!(file = %path.display(), error = %e, "reload refused: the running configuration stays")
         }
+        // The admin API keeps its socket: a file that moves it to loopback
+        // and drops the token would leave the old address open to anyone.
+        Ok(cfg) if !admin_bound.ip().is_loopback() && cfg.admin_access.token.is_none() => {
+            tracing::error!(file = %path.display(), admin = %admin_bound, "reload refused: the admin API stays on {admin_bound} until a restart, and the new file has no admin.token_file for it; the running configuration stays")
+        }
         Ok(cfg) => {
             let idle = cfg.tcp_idle_timeout;
             let (warnings, max_calls) = (cfg.warnings, cfg.max_calls);
+            let (admin_listen, admin_access) = (cfg.admin, cfg.admin_access);
             let (tx, rx) = crossbeam_channel::bounded(1);
             // The advertised address cannot change; reuse the proxy's own.
             let builder = cfg.proxy;
@@ -501,6 +536,10 @@ async fn reload(
                         // Open connections take the new idle timeout too.
                         tcp_idle.send_replace(idle);
                         metrics.set_max_calls(max_calls.iter().map(|(t, m)| (t.as_str(), *m)));
+                        access.replace(admin_access);
+                        if admin_listen != admin_bound && admin_listen.port() != 0 {
+                            tracing::warn!(admin = %admin_bound, new = %admin_listen, "admin.listen changed: the admin API moves at the next restart");
+                        }
                         tracing::warn!(file = %path.display(), "configuration reloaded");
                         log_warnings(&warnings);
                     }

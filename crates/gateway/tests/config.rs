@@ -67,6 +67,50 @@ fn the_documented_example_passes() {
 }
 
 #[test]
+fn the_documented_access_example_passes() {
+    let doc = std::fs::read_to_string(repo().join("docs/CONFIG.md")).unwrap();
+    let access = yaml_block(&doc, "### `access`");
+    assert!(access.starts_with("access:\n  callers: ["), "{access}");
+    let text = format!("{}{access}", yaml_block(&doc, "## Example"));
+    let path = scratch("documented-access.yaml", &text);
+    let o = check(&path);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        format!("{}: ok (2 trunks, 2 routes)\n", path.display())
+    );
+    assert_eq!(stderr(&o), "");
+}
+
+#[test]
+fn the_deprecated_trusted_resource_priority_still_loads_with_a_warning() {
+    let path = scratch(
+        "deprecated.yaml",
+        "\
+listen: [udp: 127.0.0.1:5060]
+emergency: { trusted_resource_priority: [192.0.2.5] }
+trunks: [{ name: primary, address: 192.0.2.10:5060 }]
+routes: [{ name: all, match: any, trunks: [primary] }]
+",
+    );
+    let o = check(&path);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        format!("{}: ok (1 trunk, 1 route; 1 warning)\n", path.display())
+    );
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "{}:2:41: warning: emergency.trusted_resource_priority: deprecated: write these \
+             addresses in access.trusted, to which they are added (their P-Asserted-Identity \
+             and Resource-Priority are kept, and esnet.* from them makes an emergency call)\n",
+            path.display()
+        )
+    );
+}
+
+#[test]
 fn the_design_example_lacks_only_advertise() {
     let doc = std::fs::read_to_string(repo().join("docs/CONFIG.md")).unwrap();
     let example = yaml_block(&doc, "## Example");

@@ -7,17 +7,25 @@
 //!
 //! Operation bytes below `0xC0` keep the meaning they had before progress
 //! and canaries existed (`op % 10`), so the hand-written seeds still say what
-//! their names say; `0xC0..=0xFF` are the newer operations (`op % 4`).
+//! their names say (a transport error now also says which message it
+//! answers: a probe, a call's, or one not known); `0xC0..=0xFF` are the
+//! newer operations (`op % 4`). Among the invariants: a transport error
+//! takes a trunk Down only within the window of another.
+//!
+//! [`replay_corpus`] and [`pseudo_random_bytes`] serve the tests of this
+//! target and of `lifeline-sim`'s `proxy` target: every committed input, and
+//! deterministic sweeps of random ones.
 
 use std::collections::VecDeque;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use lifeline_sip::{Message, MessageWriter};
 
 use crate::progress::{bound, bucket};
 use crate::{
-    AliveCodes, CanaryConfig, Event, EventKind, FlapDamping, Health, Local, Outcome, ProbeConfig,
-    Reason, State, TransportError, TrunkId,
+    AliveCodes, CanaryConfig, Event, EventKind, FlapDamping, Health, Hit, Local, Outcome,
+    ProbeConfig, Reason, State, TransportError, TrunkId, TRANSPORT_ERROR_WINDOW,
 };
 
 /// Samples before there is an estimate (the documented 8, not the crate's
@@ -139,6 +147,11 @@ struct Shadow {
     invite: Samples,
     trying: Samples,
     calls: u64,
+    /// When the last transport error was reported about it.
+    last_error: Option<Instant>,
+    /// The latest transport error came within the window of another: it
+    /// may take the trunk Down.
+    corroborable: bool,
 }
 
 struct Bytes<'a>(&'a [u8]);
@@ -154,6 +167,41 @@ impl Bytes<'_> {
 /// Run the operations encoded in `data`.
 pub fn run(data: &[u8]) {
     run_with_coverage(data);
+}
+
+/// Run `target` on every committed input of the fuzz target `name`: the
+/// files in `seeds/<name>` and `regressions/<name>` under `fuzz_root` (the
+/// workspace's `fuzz` folder), so that anything the fuzzer found stays fixed
+/// under `cargo test`. Returns how many inputs ran; a missing folder counts
+/// as empty. Panics if an input cannot be read.
+pub fn replay_corpus(fuzz_root: &Path, name: &str, target: impl Fn(&[u8])) -> usize {
+    let mut n = 0;
+    for dir in ["seeds", "regressions"] {
+        let Ok(entries) = std::fs::read_dir(fuzz_root.join(dir).join(name)) else {
+            continue;
+        };
+        for e in entries {
+            let path = e.expect("a readable corpus folder").path();
+            let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            target(&data);
+            n += 1;
+        }
+    }
+    n
+}
+
+/// `n` pseudo-random bytes from xorshift64 (Marsaglia, 2003; shifts 13, 7,
+/// 17) whose state `x` moves on with each byte: deterministic inputs for
+/// sweeps in plain tests, besides the fuzzer. `x` must not be zero.
+pub fn pseudo_random_bytes(x: &mut u64, n: usize) -> Vec<u8> {
+    (0..n)
+        .map(|_| {
+            *x ^= *x << 13;
+            *x ^= *x >> 7;
+            *x ^= *x << 17;
+            (*x >> 24) as u8
+        })
+        .collect()
 }
 
 /// [`run`], saying what the run exercised.
@@ -204,6 +252,8 @@ pub fn run_with_coverage(data: &[u8]) -> Coverage {
             invite: Samples::default(),
             trying: Samples::default(),
             calls: 0,
+            last_error: None,
+            corroborable: false,
         });
     }
     let mut pending: VecDeque<Message> = VecDeque::new();
@@ -248,11 +298,21 @@ pub fn run_with_coverage(data: &[u8]) -> Coverage {
             3 => {
                 pending.pop_front();
             }
-            4 => h.report(
-                now,
-                trunk,
-                Outcome::TransportError(TransportError::PortUnreachable),
-            ),
+            4 => {
+                // A transport error answering a probe, one of four messages
+                // of calls, or one not known (possibly forged).
+                let hit = match arg / 8 % 6 {
+                    0 => Hit::Probe,
+                    5 => Hit::Unknown,
+                    n => Hit::Message(u64::from(n)),
+                };
+                let s = &mut shadows[trunk.index()];
+                s.corroborable = s
+                    .last_error
+                    .is_some_and(|at| now.saturating_duration_since(at) <= TRANSPORT_ERROR_WINDOW);
+                s.last_error = Some(now);
+                h.transport_error(now, trunk, TransportError::PortUnreachable, hit);
+            }
             5 => {
                 let outcome = match arg % 4 {
                     0 => Outcome::Answered,
@@ -268,10 +328,10 @@ pub fn run_with_coverage(data: &[u8]) -> Coverage {
             _ => {
                 // A response that is not a probe's, or a forged probe branch.
                 let text = format!(
-                    "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK-lh{}.{}.{:08x}\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+                    "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK-lh{}.{}.{:032x}\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
                     arg % 5,
                     arg,
-                    u32::from(arg) * 7919
+                    u128::from(arg) * 7919
                 );
                 let before: Vec<_> = h
                     .trunks()
@@ -493,6 +553,12 @@ fn check(
                 s.state = to;
                 if to == State::Down && from.usable() {
                     s.down_on_live = matches!(reason, Reason::Live(_));
+                }
+                if to == State::Down && matches!(reason, Reason::Live(Outcome::TransportError(_))) {
+                    assert!(
+                        s.corroborable,
+                        "a lone transport error took a trunk Down (from {from:?})"
+                    );
                 }
                 if to == State::Up && !from.usable() {
                     let live = std::mem::take(&mut s.down_on_live);

@@ -11,10 +11,15 @@
 //!   own `timeout`, a fresh branch per probe, responses matched by branch,
 //!   round-trip time tracked (last, EWMA, max). A trunk that turns Suspect is
 //!   probed at once.
-//! - Live evidence from the proxy ([`Outcome`]): attempt timeouts, transport
-//!   errors (ICMP unreachable, refused, reset) and 408/5xx count as failures;
-//!   answered calls as successes. While the gateway itself is overloaded
-//!   ([`Health::set_overloaded`]), timeouts prove nothing and are not counted.
+//! - Live evidence from the proxy ([`Outcome`]): attempt timeouts and
+//!   408/5xx count as failures; answered calls as successes. While the
+//!   gateway itself is overloaded ([`Health::set_overloaded`]), timeouts
+//!   prove nothing and are not counted.
+//! - Transport errors (ICMP unreachable, refused, reset;
+//!   [`Health::transport_error`]) are fast but forgeable: one alone makes a
+//!   trunk Suspect and probes it at once; it takes a second error answering
+//!   another message within [`TRANSPORT_ERROR_WINDOW`], or that probe
+//!   failing, to take it Down.
 //! - Selection ([`Health::select`], [`Health::select_for`]): a route's trunks
 //!   in priority order, skipping Down, Recovering, drained and already-tried
 //!   ones; an emergency call that has run out of usable trunks still gets
@@ -38,8 +43,11 @@
 //! - Every state change is an [`Event`] with its [`Reason`]; so are canaries.
 //!   A [`Reason`] reads as text (`probe answered 200`, `live: no response`)
 //!   for logs, the journal and the admin API.
-//! - [`SplitMix64`], the seeded generator behind probe nonces, which
-//!   `lifeline-proxy` shares for its branches and tags.
+//! - [`TokenRng`] (ChaCha20 keyed with a 256-bit [`Seed`]), the generator
+//!   behind the 128-bit probe nonces, which `lifeline-proxy` shares for its
+//!   branches, tags and Record-Route tokens. Probe answers are matched by
+//!   that nonce; the caller checks they came from the trunk probed
+//!   ([`Health::probe_trunk`]).
 //!
 //! # What it does not do
 //!
@@ -57,24 +65,34 @@
 #![warn(missing_docs)]
 
 mod config;
+mod event;
 #[doc(hidden)]
 pub mod fuzzing;
+mod probe;
 mod progress;
 mod rng;
+mod select;
 mod state;
+mod status;
+mod transition;
+mod transport_error;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
-use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use lifeline_sip::{Error, HeaderName, Message, MessageWriter};
+use lifeline_sip::{Error, Message};
 
 pub use config::{AliveCodes, CanaryConfig, FlapDamping, ProbeConfig};
-pub use rng::SplitMix64;
+pub use event::{Event, EventKind, Outcome, Reason, TransportError};
+use probe::{build_probe, Probe};
+pub use probe::{Local, Transmit};
+pub use rng::{Seed, TokenRng};
+pub use select::Selection;
 use state::Counters;
 pub use state::State;
+pub use status::{Progress, Rtt, Stats, TrunkStatus};
+pub use transport_error::{Hit, TRANSPORT_ERROR_WINDOW};
 
 /// Index of a trunk in a [`Health`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -87,231 +105,8 @@ impl TrunkId {
     }
 }
 
-/// What a call attempt (or a send) taught us about a trunk.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    /// The trunk processed the call: it rang, answered, or gave the callee's
-    /// own final answer (486, 603, 404 ...).
-    Answered,
-    /// No response at all within the attempt's failover timer.
-    Timeout,
-    /// 100 Trying, then no ringing or answer within the progress timeout.
-    ProgressTimeout,
-    /// A failover-class response (408, 500, 502, 503, 504 ...).
-    FailureResponse(u16),
-    /// The network refused: ICMP unreachable, TCP refused or reset.
-    TransportError(TransportError),
-}
-
-impl Outcome {
-    fn is_success(self) -> bool {
-        matches!(self, Outcome::Answered)
-    }
-
-    /// Timeouts say as much about a busy gateway as about the trunk.
-    fn is_timeout(self) -> bool {
-        matches!(self, Outcome::Timeout | Outcome::ProgressTimeout)
-    }
-}
-
-/// `call answered`, `no response`, `no progress after 100 Trying`,
-/// `503 response`, `transport error (port unreachable)`.
-impl std::fmt::Display for Outcome {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Outcome::Answered => f.write_str("call answered"),
-            Outcome::Timeout => f.write_str("no response"),
-            Outcome::ProgressTimeout => f.write_str("no progress after 100 Trying"),
-            Outcome::FailureResponse(code) => write!(f, "{code} response"),
-            Outcome::TransportError(e) => write!(f, "transport error ({e})"),
-        }
-    }
-}
-
-/// Kinds of transport failure reported by the gateway.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum TransportError {
-    /// ICMP port unreachable (UDP `ECONNREFUSED`).
-    PortUnreachable,
-    /// ICMP host or network unreachable.
-    HostUnreachable,
-    /// TCP connection refused.
-    ConnectionRefused,
-    /// TCP connection reset.
-    ConnectionReset,
-    /// Any other send or connect failure.
-    Other,
-}
-
-/// `port unreachable`, `host unreachable`, `connection refused`,
-/// `connection reset`, `other send or connect failure`.
-impl std::fmt::Display for TransportError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            TransportError::PortUnreachable => "port unreachable",
-            TransportError::HostUnreachable => "host unreachable",
-            TransportError::ConnectionRefused => "connection refused",
-            TransportError::ConnectionReset => "connection reset",
-            TransportError::Other => "other send or connect failure",
-        })
-    }
-}
-
-/// Why a trunk changed state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Reason {
-    /// The trunk was just added (starts Up).
-    Added,
-    /// A probe was answered with a code that counts as alive.
-    ProbeAnswered(u16),
-    /// A probe was answered with a code that does not count as alive.
-    ProbeRejected(u16),
-    /// A probe went unanswered for `probe.timeout`.
-    ProbeTimeout,
-    /// Evidence from a live call (or a failed send).
-    Live(Outcome),
-}
-
-/// For people and the journal: `configured`, `probe answered 200`,
-/// `probe answered 503 (not counted alive)`, `probe timeout`, or `live: `
-/// and the [`Outcome`] (`live: no response`).
-impl std::fmt::Display for Reason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Reason::Added => f.write_str("configured"),
-            Reason::ProbeAnswered(code) => write!(f, "probe answered {code}"),
-            Reason::ProbeRejected(code) => write!(f, "probe answered {code} (not counted alive)"),
-            Reason::ProbeTimeout => f.write_str("probe timeout"),
-            Reason::Live(outcome) => write!(f, "live: {outcome}"),
-        }
-    }
-}
-
-/// A state change or an administrative change.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Event {
-    /// Which trunk.
-    pub trunk: TrunkId,
-    /// When.
-    pub at: Instant,
-    /// What happened.
-    pub kind: EventKind,
-}
-
-/// What an [`Event`] reports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EventKind {
-    /// Measured state changed.
-    State {
-        /// Before.
-        from: State,
-        /// After.
-        to: State,
-        /// The evidence that tipped it.
-        reason: Reason,
-    },
-    /// An operator drained the trunk (no new calls; still probed).
-    Drained,
-    /// An operator undrained the trunk.
-    Undrained,
-    /// The trunk came Up on probes after a Down on live evidence: it gets a
-    /// bounded share of calls until `until` (see [`CanaryConfig`]).
-    CanaryStarted {
-        /// The canary ends by then at the latest.
-        until: Instant,
-    },
-    /// The canary ended: the trunk takes full traffic again (`passed`), or
-    /// it failed again and left Up (`!passed`).
-    CanaryEnded {
-        /// Whether its calls were answered (or the canary ran its time
-        /// without a failure).
-        passed: bool,
-    },
-}
-
-/// An OPTIONS probe to send to a trunk.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Transmit {
-    /// The trunk to send it to (the gateway knows its address and transport).
-    pub trunk: TrunkId,
-    /// The whole SIP request.
-    pub payload: Bytes,
-}
-
-/// Probe round-trip times.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Rtt {
-    /// The latest answered probe.
-    pub last: Option<Duration>,
-    /// Smoothed (EWMA, weight 1/8 as TCP's SRTT).
-    pub ewma: Option<Duration>,
-    /// The largest seen.
-    pub max: Option<Duration>,
-}
-
-impl Rtt {
-    fn record(&mut self, rtt: Duration) {
-        self.last = Some(rtt);
-        self.max = Some(self.max.map_or(rtt, |m| m.max(rtt)));
-        self.ewma = Some(match self.ewma {
-            None => rtt,
-            Some(e) => (e * 7 + rtt) / 8,
-        });
-    }
-}
-
-/// What a trunk's calls usually take to ring, learned from its calls: a
-/// decaying 95th percentile (recent calls weigh more; about the last 64
-/// calls count), `None` until 8 calls were seen (for `trying_to_ringing`, 8
-/// calls that had a 100 Trying).
-///
-/// Estimates are upper bounds of log-spaced buckets, 250 µs × 1.3^k rounded
-/// to whole microseconds (250 µs, 325 µs ... 4.490 ms, 5.837 ms ...
-/// 656.354 ms ... 56.777348 s): steady 5 ms calls give 5.837 ms. Anything
-/// longer than 56.777348 s counts as that. A slower trunk shows within a few
-/// calls (once they carry 5 % of the weight); a faster one only after about
-/// 190 calls. Forgotten when the trunk's target changes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Progress {
-    /// INVITE sent -> first 18x (or 2xx).
-    pub invite_to_ringing: Option<Duration>,
-    /// 100 Trying -> first 18x (or 2xx).
-    pub trying_to_ringing: Option<Duration>,
-    /// Calls seen.
-    pub samples: u64,
-}
-
-/// Counters for one trunk.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Probes sent.
-    pub probes_sent: u64,
-    /// Probes answered (any code) in time.
-    pub probes_answered: u64,
-    /// Probes that timed out.
-    pub probe_timeouts: u64,
-    /// Live outcomes reported.
-    pub live_reports: u64,
-    /// Timeouts not counted because the gateway was overloaded.
-    pub ignored_while_overloaded: u64,
-}
-
-/// Where probes come from: the gateway's own identity on the trunk side.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Local {
-    /// The Via value without branch, e.g. `SIP/2.0/UDP 192.0.2.1:5060`.
-    pub via: String,
-    /// The From URI, e.g. `sip:lifeline@192.0.2.1`.
-    pub from_uri: String,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Probe {
-    seq: u32,
-    nonce: u32,
-    sent: Instant,
-}
-
+/// One trunk: its configuration, measured state, probes in flight, canary
+/// and counters.
 #[derive(Debug)]
 struct Trunk {
     name: String,
@@ -341,49 +136,9 @@ struct Trunk {
     canary_answered: u32,
     /// What its calls take to ring.
     progress: progress::Learner,
+    /// The last transport error counted (see `transport_error`).
+    last_error: Option<transport_error::LastError>,
     stats: Stats,
-}
-
-/// A read-only view of one trunk's health.
-#[derive(Clone, Copy, Debug)]
-pub struct TrunkStatus<'a> {
-    /// The id.
-    pub id: TrunkId,
-    /// Its configured name.
-    pub name: &'a str,
-    /// Measured state.
-    pub state: State,
-    /// Administratively drained.
-    pub drained: bool,
-    /// Since when it has been in `state`.
-    pub since: Instant,
-    /// What put it there.
-    pub reason: Reason,
-    /// Probe round-trip times.
-    pub rtt: Rtt,
-    /// Consecutive failures so far.
-    pub consecutive_failures: u32,
-    /// Live failures (calls) not yet cleared by an answered call.
-    pub live_failures: u32,
-    /// Consecutive successes so far.
-    pub consecutive_successes: u32,
-    /// Probes sent and not yet answered or timed out.
-    pub probes_outstanding: usize,
-    /// Not before this instant may it come Up (flap hold-down).
-    pub held_until: Option<Instant>,
-    /// In a canary until this instant (see [`CanaryConfig`]), if it is.
-    pub canary_until: Option<Instant>,
-    /// What its calls usually take to ring.
-    pub progress: Progress,
-    /// Counters.
-    pub stats: Stats,
-}
-
-impl TrunkStatus<'_> {
-    /// Takes new calls: usable state and not drained.
-    pub fn ready(&self) -> bool {
-        self.state.usable() && !self.drained
-    }
 }
 
 /// Timer entries; stale ones are skipped when they fire. Entries due at the
@@ -407,8 +162,6 @@ enum TimerKind {
     Send,
 }
 
-const BRANCH_PREFIX: &[u8] = b"z9hG4bK-lh";
-
 /// Health of every trunk.
 #[derive(Debug)]
 pub struct Health {
@@ -417,24 +170,35 @@ pub struct Health {
     timers: BinaryHeap<Reverse<Timer>>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
-    rng: SplitMix64,
+    rng: TokenRng,
     overloaded: bool,
     scratch: String,
+    /// Transport errors whose message was not known, so far.
+    unknown_errors: u64,
 }
 
 impl Health {
-    /// A health checker whose probes come from `local`. `seed` feeds the
-    /// probe nonces (the gateway passes OS randomness; tests a constant).
+    /// A health checker whose probes come from `local`, with probe nonces
+    /// from a seed expanded from 64 bits: for tests and tools, whose runs
+    /// should repeat. The gateway uses [`with_seed`](Self::with_seed).
     pub fn new(local: Local, seed: u64) -> Self {
+        Self::with_seed(local, Seed::from(seed))
+    }
+
+    /// A health checker whose probes come from `local`, with probe nonces
+    /// from ChaCha20 keyed with `seed` (the gateway's comes from the
+    /// operating system).
+    pub fn with_seed(local: Local, seed: Seed) -> Self {
         Self {
             local,
             trunks: Vec::new(),
             timers: BinaryHeap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
-            rng: SplitMix64::new(seed),
+            rng: TokenRng::new(seed),
             overloaded: false,
             scratch: String::new(),
+            unknown_errors: 0,
         }
     }
 
@@ -470,6 +234,7 @@ impl Health {
             canary_until: None,
             canary_answered: 0,
             progress: progress::Learner::default(),
+            last_error: None,
             stats: Stats::default(),
         };
         // Prove the probe is well-formed before accepting the trunk.
@@ -591,75 +356,28 @@ impl Health {
         }
     }
 
-    /// Live evidence from the proxy (or a transport error on any send).
+    /// Live evidence from the proxy. A transport error reported here
+    /// answers a message not known: the same as
+    /// [`transport_error`](Self::transport_error) with [`Hit::Unknown`].
     pub fn report(&mut self, now: Instant, id: TrunkId, outcome: Outcome) {
+        if let Outcome::TransportError(kind) = outcome {
+            self.transport_error(now, id, kind, Hit::Unknown);
+            return;
+        }
         let Some(t) = self.trunks.get_mut(id.index()) else {
             return;
         };
         t.stats.live_reports += 1;
-        if outcome.is_timeout() && self.overloaded {
-            t.stats.ignored_while_overloaded += 1;
-            return;
-        }
-        self.apply(
+        self.evidence(
             now,
             id,
             state::Result {
                 success: outcome.is_success(),
                 live: true,
+                weak: false,
             },
             Reason::Live(outcome),
         );
-    }
-
-    /// Offer a response to the checker. Returns `true` if it answers one of
-    /// its probes (the caller should not pass it on), `false` otherwise.
-    pub fn handle_response(&mut self, now: Instant, msg: &Message) -> bool {
-        let Some(code) = msg.status() else {
-            return false;
-        };
-        let Some((trunk, seq, nonce)) = msg
-            .top_via()
-            .ok()
-            .and_then(|v| v.branch())
-            .and_then(parse_branch)
-        else {
-            return false;
-        };
-        let Some(t) = self.trunks.get_mut(trunk as usize) else {
-            return false;
-        };
-        if code < 200 {
-            return true; // provisional: keep waiting for the final response
-        }
-        let Some(pos) = t
-            .outstanding
-            .iter()
-            .position(|p| p.seq == seq && p.nonce == nonce)
-        else {
-            return true; // late (already timed out) or forged: ours, but no evidence
-        };
-        let Some(probe) = t.outstanding.remove(pos) else {
-            return true;
-        };
-        t.rtt.record(now.saturating_duration_since(probe.sent));
-        t.stats.probes_answered += 1;
-        let alive = t.cfg.alive.is_alive(code);
-        let reason = if alive {
-            Reason::ProbeAnswered(code)
-        } else {
-            Reason::ProbeRejected(code)
-        };
-        self.apply(
-            now,
-            TrunkId(trunk),
-            state::Result {
-                success: alive,
-                live: false,
-            },
-            reason,
-        );
-        true
     }
 
     /// Fire every timer due at or before `now`: send due probes, count
@@ -707,467 +425,11 @@ impl Health {
             t.progress.record(invite_to_ringing, trying_to_ringing);
         }
     }
-
-    /// Like [`select`](Self::select), for the `ticket`-th non-emergency call
-    /// (the caller counts them): a trunk in its canary (see
-    /// [`CanaryConfig`]) keeps its place for a non-emergency call whose
-    /// `ticket` is a multiple of `one_in` (every one if `one_in` is 0 or 1),
-    /// and otherwise comes after the route's other usable trunks but before
-    /// an emergency call's fallback to Down and Recovering ones. Emergency
-    /// calls always defer it.
-    pub fn select_for<'a>(
-        &'a self,
-        route: &'a [TrunkId],
-        tried: &'a [TrunkId],
-        emergency: bool,
-        ticket: u64,
-    ) -> Selection<'a> {
-        Selection {
-            health: self,
-            route,
-            tried,
-            emergency,
-            ticket,
-            pos: 0,
-            pass: Pass::Ready,
-            deferred: false,
-        }
-    }
-
-    /// Trunks for a call, in the order to try them: the route's trunks in
-    /// priority order that are usable (Up or Suspect), not drained and not
-    /// yet tried; then those of them in a canary (see [`CanaryConfig`]);
-    /// then, for an emergency call only, the remaining non-drained trunks
-    /// (Down, Recovering) in order — an emergency call is never refused
-    /// without trying every trunk it may use. No trunk comes twice, even if
-    /// the route names it twice.
-    ///
-    /// The same as [`select_for`](Self::select_for) with ticket 1: a canary
-    /// trunk keeps its place only if its `one_in` is 0 or 1.
-    pub fn select<'a>(
-        &'a self,
-        route: &'a [TrunkId],
-        tried: &'a [TrunkId],
-        emergency: bool,
-    ) -> Selection<'a> {
-        self.select_for(route, tried, emergency, 1)
-    }
-
-    fn schedule_probe(&mut self, id: TrunkId, at: Instant) {
-        let Some(t) = self.trunks.get_mut(id.index()) else {
-            return;
-        };
-        if !t.cfg.enabled || t.next_probe.is_some_and(|n| n <= at) {
-            return;
-        }
-        t.next_probe = Some(at);
-        self.timers.push(Reverse(Timer {
-            at,
-            trunk: id.0,
-            kind: TimerKind::Send,
-        }));
-    }
-
-    fn send_probe(&mut self, now: Instant, id: TrunkId, due: Instant) {
-        let nonce = self.rng.next_u32();
-        let Some(t) = self.trunks.get_mut(id.index()) else {
-            return;
-        };
-        if t.next_probe != Some(due) {
-            return; // superseded by an earlier probe
-        }
-        t.seq = t.seq.wrapping_add(1);
-        let seq = t.seq;
-        let Ok(payload) = build_probe(&mut self.scratch, &self.local, &t.target, id, seq, nonce)
-        else {
-            return; // checked in add_trunk; cannot fail for the same inputs
-        };
-        t.outstanding.push_back(Probe {
-            seq,
-            nonce,
-            sent: now,
-        });
-        t.stats.probes_sent += 1;
-        // Keep the cadence, but never fire a burst to catch up after a stall.
-        let mut next = due + t.cfg.interval;
-        if next <= now {
-            next = now + t.cfg.interval;
-        }
-        t.next_probe = Some(next);
-        let deadline = now + t.cfg.timeout;
-        self.timers.push(Reverse(Timer {
-            at: deadline,
-            trunk: id.0,
-            kind: TimerKind::ProbeTimeout(seq),
-        }));
-        self.timers.push(Reverse(Timer {
-            at: next,
-            trunk: id.0,
-            kind: TimerKind::Send,
-        }));
-        self.transmits.push_back(Transmit { trunk: id, payload });
-    }
-
-    fn probe_deadline(&mut self, now: Instant, id: TrunkId, seq: u32) {
-        let Some(t) = self.trunks.get_mut(id.index()) else {
-            return;
-        };
-        let Some(pos) = t.outstanding.iter().position(|p| p.seq == seq) else {
-            return; // answered in time
-        };
-        t.outstanding.remove(pos);
-        t.stats.probe_timeouts += 1;
-        if self.overloaded {
-            t.stats.ignored_while_overloaded += 1;
-            return;
-        }
-        self.apply(
-            now,
-            id,
-            state::Result {
-                success: false,
-                live: false,
-            },
-            Reason::ProbeTimeout,
-        );
-    }
-
-    // Canary after recovery, in order (see `CanaryConfig`):
-    // 1. A Down from Up or Suspect remembers whether live evidence (a failed
-    //    call or send) caused it (`down_on_live`); probe timeouts and
-    //    rejections do not count.
-    // 2. When such a trunk comes Up, its canary starts right after the State
-    //    event, until `now + duration`, with a `CanaryEnd` timer for then
-    //    (none if `duration` is zero).
-    // 3. During the canary, live results count answered calls in a row; any
-    //    live failure restarts the count and follows the state machine.
-    // 4. `up_after` answered calls in a row, or the timer, pass it; a Down
-    //    fails it, right after the State event.
-    // 5. Selection defers a canary trunk (see `Selection`); nothing else
-    //    changes.
-
-    /// A trunk that went Down on live evidence has just come Up: unless the
-    /// canary is turned off, it takes a bounded share of calls until `until`.
-    fn start_canary(&mut self, now: Instant, id: TrunkId) {
-        let Some(t) = self.trunks.get_mut(id.index()) else {
-            return;
-        };
-        let duration = t.cfg.canary.duration;
-        if duration.is_zero() {
-            return;
-        }
-        let until = now + duration;
-        t.canary_until = Some(until);
-        t.canary_answered = 0;
-        self.events.push_back(Event {
-            trunk: id,
-            at: now,
-            kind: EventKind::CanaryStarted { until },
-        });
-        self.timers.push(Reverse(Timer {
-            at: until,
-            trunk: id.0,
-            kind: TimerKind::CanaryEnd,
-        }));
-    }
-
-    /// The canary ends: `up_after` answered calls in a row or its time run
-    /// out (`passed`), or the trunk went Down again (`!passed`).
-    fn end_canary(&mut self, now: Instant, id: TrunkId, passed: bool) {
-        let Some(t) = self.trunks.get_mut(id.index()) else {
-            return;
-        };
-        if t.canary_until.take().is_none() {
-            return;
-        }
-        t.canary_answered = 0;
-        self.events.push_back(Event {
-            trunk: id,
-            at: now,
-            kind: EventKind::CanaryEnded { passed },
-        });
-    }
-
-    /// The canary that was to last until `until` has run its time, unless it
-    /// already ended (the timer is then stale).
-    fn canary_deadline(&mut self, now: Instant, id: TrunkId, until: Instant) {
-        let current = self.trunks.get(id.index()).and_then(|t| t.canary_until);
-        if current == Some(until) {
-            self.end_canary(now, id, true);
-        }
-    }
-
-    fn apply(&mut self, now: Instant, id: TrunkId, result: state::Result, reason: Reason) {
-        let Some(t) = self.trunks.get_mut(id.index()) else {
-            return;
-        };
-        let from = t.state;
-        if !result.success && !result.live && !from.usable() {
-            // Probes fail too: the outage is one probes can see, so probes
-            // may also be trusted to see its end.
-            t.live_hold_until = None;
-        }
-        let to = state::next(
-            from,
-            &mut t.counters,
-            result,
-            t.cfg.down_after,
-            t.cfg.up_after,
-            now,
-            t.hold_until.max(t.live_hold_until),
-        );
-        let in_canary = t.canary_until.is_some();
-        if in_canary && result.live {
-            t.canary_answered = if result.success {
-                t.canary_answered.saturating_add(1)
-            } else {
-                0
-            };
-        }
-        let passed = in_canary && t.canary_answered >= t.cfg.up_after.max(1);
-        if to == from {
-            if passed {
-                self.end_canary(now, id, true);
-            }
-            return;
-        }
-        let mut canary_due = false;
-        match to {
-            State::Down if from.usable() => {
-                // A Down soon after the last Up is a flap: hold it down longer each time.
-                let flapped = t
-                    .last_up
-                    .is_some_and(|up| now.saturating_duration_since(up) <= t.cfg.flap.window);
-                t.flaps = if flapped {
-                    t.flaps.saturating_add(1)
-                } else {
-                    0
-                };
-                let hold = t.cfg.flap.hold_for(t.flaps);
-                t.hold_until = (!hold.is_zero()).then(|| now + hold);
-                // Calls failed in a way probes cannot show (503s, stalls,
-                // INVITEs unanswered while OPTIONS are): answered probes alone
-                // do not bring it back before `live_hold`, unless probes start
-                // failing too.
-                let unseen = matches!(
-                    reason,
-                    Reason::Live(
-                        Outcome::FailureResponse(_) | Outcome::ProgressTimeout | Outcome::Timeout
-                    )
-                );
-                let live_hold = t.cfg.flap.live_hold;
-                t.live_hold_until = (unseen && !live_hold.is_zero()).then(|| now + live_hold);
-                // Failed calls (or sends) took it Down: answered probes will
-                // not prove it takes calls again, a canary will.
-                t.down_on_live = matches!(reason, Reason::Live(_));
-            }
-            State::Up => {
-                t.last_up = Some(now);
-                t.hold_until = None;
-                t.live_hold_until = None;
-                canary_due = !from.usable() && std::mem::take(&mut t.down_on_live);
-            }
-            _ => {}
-        }
-        t.state = to;
-        t.since = now;
-        t.reason = reason;
-        self.events.push_back(Event {
-            trunk: id,
-            at: now,
-            kind: EventKind::State { from, to, reason },
-        });
-        if in_canary && !to.usable() {
-            self.end_canary(now, id, false);
-        } else if passed {
-            self.end_canary(now, id, true);
-        }
-        if canary_due {
-            self.start_canary(now, id);
-        }
-        if to == State::Suspect {
-            // Confirm or clear the suspicion now rather than at the next interval.
-            self.schedule_probe(id, now);
-        }
-    }
-}
-
-/// Iterator returned by [`Health::select`] and [`Health::select_for`].
-#[derive(Clone, Debug)]
-pub struct Selection<'a> {
-    health: &'a Health,
-    route: &'a [TrunkId],
-    tried: &'a [TrunkId],
-    emergency: bool,
-    ticket: u64,
-    pos: usize,
-    pass: Pass,
-    /// The first pass skipped a canary trunk: the second has work to do.
-    deferred: bool,
-}
-
-/// The passes of a [`Selection`] over its route, in order. Every trunk
-/// belongs to exactly one of them, so none comes twice.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Pass {
-    /// Usable trunks in their priority order.
-    Ready,
-    /// Usable trunks in a canary whose turn it is not.
-    Deferred,
-    /// Emergency calls only: the trunks that are not usable.
-    Fallback,
-}
-
-impl Selection<'_> {
-    fn pass_of(&self, t: &Trunk) -> Pass {
-        if !t.state.usable() {
-            Pass::Fallback
-        } else if t.canary_until.is_some() && !self.canary_turn(t.cfg.canary.one_in) {
-            Pass::Deferred
-        } else {
-            Pass::Ready
-        }
-    }
-
-    /// Whether this call goes to a canary trunk in its normal place.
-    fn canary_turn(&self, one_in: u32) -> bool {
-        !self.emergency && (one_in <= 1 || self.ticket.is_multiple_of(u64::from(one_in)))
-    }
-}
-
-impl Iterator for Selection<'_> {
-    type Item = TrunkId;
-
-    fn next(&mut self) -> Option<TrunkId> {
-        loop {
-            let Some(&id) = self.route.get(self.pos) else {
-                self.pass = match self.pass {
-                    Pass::Ready if self.deferred => Pass::Deferred,
-                    Pass::Ready | Pass::Deferred if self.emergency => Pass::Fallback,
-                    _ => return None,
-                };
-                self.pos = 0;
-                continue;
-            };
-            let seen = self
-                .route
-                .get(..self.pos)
-                .is_some_and(|before| before.contains(&id));
-            self.pos += 1;
-            let Some(t) = self.health.trunks.get(id.index()) else {
-                continue;
-            };
-            if seen || t.drained || self.tried.contains(&id) {
-                continue;
-            }
-            let pass = self.pass_of(t);
-            if pass == self.pass {
-                return Some(id);
-            }
-            if pass == Pass::Deferred {
-                self.deferred = true;
-            }
-        }
-    }
-}
-
-fn build_probe(
-    scratch: &mut String,
-    local: &Local,
-    target: &str,
-    id: TrunkId,
-    seq: u32,
-    nonce: u32,
-) -> Result<Bytes, Error> {
-    let mut w = MessageWriter::request("OPTIONS", target.as_bytes())?;
-    let mut value = |f: &mut dyn FnMut(&mut String)| {
-        scratch.clear();
-        f(scratch);
-        scratch.as_bytes().to_vec()
-    };
-    let via = value(&mut |s| {
-        let _ = write!(
-            s,
-            "{};branch=z9hG4bK-lh{}.{}.{:08x}",
-            local.via, id.0, seq, nonce
-        );
-    });
-    let from = value(&mut |s| {
-        let _ = write!(s, "<{}>;tag=lh{:08x}", local.from_uri, nonce);
-    });
-    let to = value(&mut |s| {
-        let _ = write!(s, "<{target}>");
-    });
-    let call_id = value(&mut |s| {
-        let _ = write!(s, "lh{}.{}.{:08x}@lifeline", id.0, seq, nonce);
-    });
-    let cseq = value(&mut |s| {
-        let _ = write!(s, "{} OPTIONS", seq.max(1));
-    });
-    w.header(HeaderName::Via, &via)?;
-    w.header(HeaderName::MaxForwards, b"70")?;
-    w.header(HeaderName::From, &from)?;
-    w.header(HeaderName::To, &to)?;
-    w.header(HeaderName::CallId, &call_id)?;
-    w.header(HeaderName::CSeq, &cseq)?;
-    Ok(w.finish())
-}
-
-/// `z9hG4bK-lh<trunk>.<seq>.<nonce hex>` -> (trunk, seq, nonce).
-fn parse_branch(branch: &[u8]) -> Option<(u32, u32, u32)> {
-    let rest = branch.strip_prefix(BRANCH_PREFIX)?;
-    let text = std::str::from_utf8(rest).ok()?;
-    let mut parts = text.split('.');
-    let trunk = parts.next()?.parse().ok()?;
-    let seq = parts.next()?.parse().ok()?;
-    let nonce = u32::from_str_radix(parts.next()?, 16).ok()?;
-    if parts.next().is_some() {
-        return None;
-    }
-    Some((trunk, seq, nonce))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn branches_round_trip() {
-        assert_eq!(
-            parse_branch(b"z9hG4bK-lh3.17.0000abcd"),
-            Some((3, 17, 0xabcd))
-        );
-        assert_eq!(parse_branch(b"z9hG4bK-lh3.17"), None);
-        assert_eq!(parse_branch(b"z9hG4bK-lh3.17.1.2"), None);
-        assert_eq!(parse_branch(b"z9hG4bKother"), None);
-    }
-
-    #[test]
-    fn reasons_read_as_text() {
-        let text = |r: Reason| r.to_string();
-        assert_eq!(text(Reason::Added), "configured");
-        assert_eq!(text(Reason::ProbeAnswered(200)), "probe answered 200");
-        assert_eq!(
-            text(Reason::ProbeRejected(503)),
-            "probe answered 503 (not counted alive)"
-        );
-        assert_eq!(text(Reason::ProbeTimeout), "probe timeout");
-        assert_eq!(text(Reason::Live(Outcome::Timeout)), "live: no response");
-        assert_eq!(
-            text(Reason::Live(Outcome::ProgressTimeout)),
-            "live: no progress after 100 Trying"
-        );
-        assert_eq!(
-            text(Reason::Live(Outcome::FailureResponse(503))),
-            "live: 503 response"
-        );
-        assert_eq!(
-            text(Reason::Live(Outcome::TransportError(
-                TransportError::PortUnreachable
-            ))),
-            "live: transport error (port unreachable)"
-        );
-    }
 
     #[test]
     fn flap_hold_is_bounded() {

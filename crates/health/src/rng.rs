@@ -1,49 +1,119 @@
-//! splitmix64, the one seeded generator of the pure crates.
+//! The generator behind every value a peer must not guess: branches, tags,
+//! Record-Route tokens and probe nonces.
+//!
+//! ChaCha20 (`rand_chacha`) keyed with a 256-bit [`Seed`]. The pure crates
+//! take no OS randomness: the gateway fills the seed from the operating
+//! system once, at start-up; tests and simulations pass a constant, so
+//! their runs repeat exactly.
 
-/// splitmix64 (Steele, Lea and Flood, 2014): a small seeded generator for
-/// probe nonces here and for branches, tags and tokens in `lifeline-proxy`.
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
+/// The 256 bits a [`TokenRng`] is keyed with.
 ///
-/// The pure crates take no OS randomness: the gateway seeds it, tests pass a
-/// constant, and the same seed always gives the same numbers. It spreads
-/// values so they do not collide by accident; it is not cryptographic and
-/// hides nothing from an attacker.
-#[derive(Clone, Debug)]
-pub struct SplitMix64(u64);
+/// The gateway takes them from the operating system (`getrandom`); a test
+/// expands a constant with [`From<u64>`] (deterministic, and as guessable
+/// as the constant). `Debug` does not show the bits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Seed([u8; 32]);
 
-impl SplitMix64 {
-    /// A generator whose numbers `seed` determines.
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
+impl Seed {
+    /// A seed of these bytes (from the operating system's CSPRNG).
+    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+}
+
+/// A fixed seed for tests and simulations: `n` in the first 8 bytes
+/// (little endian), zeros after.
+impl From<u64> for Seed {
+    fn from(n: u64) -> Self {
+        let mut bytes = [0; 32];
+        bytes[..8].copy_from_slice(&n.to_le_bytes());
+        Self(bytes)
+    }
+}
+
+impl std::fmt::Debug for Seed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Seed(..)")
+    }
+}
+
+/// ChaCha20 keyed with a [`Seed`]: 128 bits per token, so that one token
+/// seen on the wire says nothing about any other.
+#[derive(Clone)]
+pub struct TokenRng(ChaCha20Rng);
+
+impl TokenRng {
+    /// A generator whose output `seed` determines.
+    pub fn new(seed: Seed) -> Self {
+        Self(ChaCha20Rng::from_seed(seed.0))
     }
 
-    /// The next 64 bits.
+    /// 128 random bits: a token, a nonce.
+    pub fn token(&mut self) -> u128 {
+        let mut b = [0; 16];
+        self.0.fill_bytes(&mut b);
+        u128::from_le_bytes(b)
+    }
+
+    /// 64 random bits (draws that need no secrecy, such as a weighted choice).
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
-    /// The next 32 bits: the high half of [`next_u64`](Self::next_u64).
-    pub fn next_u32(&mut self) -> u32 {
-        (self.next_u64() >> 32) as u32
+    /// A seed for another generator (each component keeps its own stream).
+    pub fn fork(&mut self) -> Seed {
+        let mut b = [0; 32];
+        self.0.fill_bytes(&mut b);
+        Seed(b)
+    }
+}
+
+impl std::fmt::Debug for TokenRng {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenRng(..)")
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::SplitMix64;
+    use super::{Seed, TokenRng};
 
     #[test]
-    fn reference_sequence() {
-        // The first outputs of splitmix64 seeded with 0 (Vigna's reference).
-        let mut r = SplitMix64::new(0);
-        assert_eq!(r.next_u64(), 0xE220_A839_7B1D_CDAF);
-        assert_eq!(r.next_u64(), 0x6E78_9E6A_A1B9_65F4);
-        assert_eq!(r.next_u64(), 0x06C4_5D18_8009_454F);
-        let mut r = SplitMix64::new(0);
-        assert_eq!(r.next_u32(), 0xE220_A839);
-        assert_eq!(r.next_u32(), 0x6E78_9E6A);
+    fn the_same_seed_gives_the_same_tokens_and_another_seed_others() {
+        let mut a = TokenRng::new(Seed::from(7));
+        let mut b = TokenRng::new(Seed::from(7));
+        let mut c = TokenRng::new(Seed::from(8));
+        let (ta, tb, tc) = (a.token(), b.token(), c.token());
+        assert_eq!(ta, tb);
+        assert_ne!(ta, tc);
+        assert_ne!(a.token(), ta, "a new token each time");
+        let mut forked = TokenRng::new(a.fork());
+        assert_ne!(forked.token(), a.token());
+    }
+
+    #[test]
+    fn chacha20_reference_output() {
+        // RFC 7539 appendix A.1, test vector 1: all-zero key, nonce and
+        // counter; the first 16 bytes of the keystream.
+        let mut r = TokenRng::new(Seed::from_bytes([0; 32]));
+        assert_eq!(
+            r.token().to_le_bytes(),
+            [
+                0x76, 0xb8, 0xe0, 0xad, 0xa0, 0xf1, 0x3d, 0x90, 0x40, 0x5d, 0x6a, 0xe5, 0x53, 0x86,
+                0xbd, 0x28
+            ]
+        );
+    }
+
+    #[test]
+    fn debug_shows_no_key_material() {
+        assert_eq!(format!("{:?}", Seed::from(7)), "Seed(..)");
+        assert_eq!(
+            format!("{:?}", TokenRng::new(Seed::from(7))),
+            "TokenRng(..)"
+        );
     }
 }

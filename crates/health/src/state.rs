@@ -24,6 +24,10 @@
 //! 3. Down or Recovering: `up_after` consecutive successes make it Up, but not
 //!    before its flap hold-down has passed; fewer make it Recovering (not used).
 //! 4. Any failure while Recovering sends it back Down.
+//! 5. A weak failure (an uncorroborated transport error: anyone can forge an
+//!    ICMP message) counts like any other, but never makes the trunk Down by
+//!    itself: Up or Suspect go no further than Suspect, Recovering stays
+//!    Recovering.
 //!
 //! Administrative drain is a separate flag, never a state: a drained trunk
 //! keeps being probed and keeps its measured state.
@@ -75,6 +79,8 @@ pub(crate) struct Result {
     pub(crate) success: bool,
     /// From a live call (or a send), as opposed to a probe.
     pub(crate) live: bool,
+    /// A failure that may not take the trunk Down on its own (see rule 5).
+    pub(crate) weak: bool,
 }
 
 /// Apply one result. Returns the new state. `hold_until`: the trunk may not
@@ -116,11 +122,12 @@ pub(crate) fn next(
         }
         match state {
             State::Up | State::Suspect
-                if c.failures < down_after && c.live_failures < down_after =>
+                if r.weak || (c.failures < down_after && c.live_failures < down_after) =>
             {
                 State::Suspect
             }
-            _ => State::Down,
+            State::Recovering if r.weak => State::Recovering,
+            State::Down | State::Up | State::Suspect | State::Recovering => State::Down,
         }
     }
 }
@@ -132,18 +139,27 @@ mod tests {
     const PROBE_OK: Result = Result {
         success: true,
         live: false,
+        weak: false,
     };
     const PROBE_FAIL: Result = Result {
         success: false,
         live: false,
+        weak: false,
     };
     const CALL_OK: Result = Result {
         success: true,
         live: true,
+        weak: false,
     };
     const CALL_FAIL: Result = Result {
         success: false,
         live: true,
+        weak: false,
+    };
+    const WEAK_FAIL: Result = Result {
+        success: false,
+        live: false,
+        weak: true,
     };
 
     #[test]
@@ -196,6 +212,28 @@ mod tests {
         let s = next(s, &mut c, CALL_OK, 2, 3, now, None);
         assert_eq!(s, State::Up);
         assert_eq!(next(s, &mut c, CALL_FAIL, 2, 3, now, None), State::Suspect);
+    }
+
+    #[test]
+    fn a_weak_failure_never_takes_a_trunk_down_by_itself() {
+        let now = Instant::now();
+        let mut c = Counters::default();
+        let s = next(State::Up, &mut c, WEAK_FAIL, 1, 3, now, None);
+        assert_eq!(s, State::Suspect, "even with down_after 1");
+        let s = next(s, &mut c, WEAK_FAIL, 1, 3, now, None);
+        assert_eq!(s, State::Suspect);
+        assert_eq!(
+            next(s, &mut c, PROBE_FAIL, 1, 3, now, None),
+            State::Down,
+            "a failure that is not weak does"
+        );
+        let mut c = Counters::default();
+        let s = next(State::Recovering, &mut c, WEAK_FAIL, 2, 3, now, None);
+        assert_eq!(s, State::Recovering);
+        assert_eq!(c.successes, 0, "it still counts as a failure");
+        let mut c = Counters::default();
+        let s = next(State::Up, &mut c, WEAK_FAIL, 2, 3, now, None);
+        assert_eq!(next(s, &mut c, PROBE_OK, 2, 3, now, None), State::Up);
     }
 
     #[test]

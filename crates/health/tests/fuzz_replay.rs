@@ -8,17 +8,7 @@ use lifeline_health::fuzzing::{self, Coverage};
 #[test]
 fn replay_health_corpus() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
-    let mut n = 0;
-    for dir in ["seeds/health", "regressions/health"] {
-        let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
-            continue;
-        };
-        for e in entries {
-            let data = std::fs::read(e.unwrap().path()).unwrap();
-            lifeline_health::fuzzing::run(&data);
-            n += 1;
-        }
-    }
+    let n = fuzzing::replay_corpus(&root, "health", fuzzing::run);
     assert!(n > 0, "no seeds for the health fuzz target");
 }
 
@@ -28,14 +18,7 @@ fn random_operation_sequences() {
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
     let mut total = Coverage::default();
     for _ in 0..300 {
-        let data: Vec<u8> = (0..400)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            })
-            .collect();
+        let data = fuzzing::pseudo_random_bytes(&mut x, 400);
         let c = fuzzing::run_with_coverage(&data);
         total.canaries_started += c.canaries_started;
         total.canaries_passed += c.canaries_passed;

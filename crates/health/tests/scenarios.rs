@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use lifeline_health::{
-    AliveCodes, CanaryConfig, EventKind, Health, Local, Outcome, ProbeConfig, Progress, Reason,
-    State, TransportError, TrunkId,
+    AliveCodes, CanaryConfig, EventKind, Health, Hit, Local, Outcome, ProbeConfig, Progress,
+    Reason, State, TransportError, TrunkId,
 };
 use lifeline_sip::{Message, MessageWriter};
 
@@ -17,7 +17,7 @@ enum Behaviour {
     Answer { rtt: Duration, code: u16 },
     /// Never answer (hung, or packets black-holed).
     Silent,
-    /// Every send fails at once (ICMP port unreachable).
+    /// Every probe is refused at once (ICMP port unreachable answering it).
     Icmp,
 }
 
@@ -62,6 +62,21 @@ impl Sim {
             log: vec![],
             probes_sent: vec![],
         }
+    }
+
+    /// A simulation with one trunk, `primary`, probed by default and
+    /// answering in 10 ms.
+    fn primary() -> (Self, TrunkId) {
+        let mut s = Sim::new();
+        let a = s.trunk("primary", ProbeConfig::default(), OK);
+        (s, a)
+    }
+
+    /// [`Sim::primary`] and a `backup` like it.
+    fn primary_and_backup() -> (Self, TrunkId, TrunkId) {
+        let (mut s, a) = Sim::primary();
+        let b = s.trunk("backup", ProbeConfig::default(), OK);
+        (s, a, b)
     }
 
     fn trunk(&mut self, name: &str, cfg: ProbeConfig, behaviour: Behaviour) -> TrunkId {
@@ -133,10 +148,11 @@ impl Sim {
                     self.in_flight.push((self.now + rtt, resp));
                 }
                 Behaviour::Silent => {}
-                Behaviour::Icmp => self.h.report(
+                Behaviour::Icmp => self.h.transport_error(
                     self.now,
                     tx.trunk,
-                    Outcome::TransportError(TransportError::PortUnreachable),
+                    TransportError::PortUnreachable,
+                    Hit::Probe,
                 ),
             }
         }
@@ -161,6 +177,24 @@ impl Sim {
         self.h.trunk(t).unwrap().state
     }
 
+    /// When (since t0) `t` changed to `to`, in order.
+    fn times(&self, t: TrunkId, to: State) -> Vec<Duration> {
+        self.changes
+            .iter()
+            .filter(|c| c.1 == t && c.3 == to)
+            .map(|c| c.0)
+            .collect()
+    }
+
+    /// Every event at `at` (since t0), in order.
+    fn events_at(&self, at: Duration) -> Vec<(Duration, TrunkId, EventKind)> {
+        self.log.iter().filter(|e| e.0 == at).copied().collect()
+    }
+
+    fn selected(&self, route: &[TrunkId], tried: &[TrunkId], emergency: bool) -> Vec<TrunkId> {
+        self.h.select(route, tried, emergency).collect()
+    }
+
     fn first_choice(&self, route: &[TrunkId], emergency: bool) -> Option<TrunkId> {
         self.h.select(route, &[], emergency).next()
     }
@@ -181,12 +215,31 @@ impl Sim {
     fn canary_until(&self, t: TrunkId) -> Option<Duration> {
         self.h.trunk(t).unwrap().canary_until.map(|u| u - self.t0)
     }
+
+    /// The log entry of `t`'s canary starting at `at`, until `until` (both
+    /// since t0).
+    fn started(&self, at: Duration, t: TrunkId, until: Duration) -> (Duration, TrunkId, EventKind) {
+        let until = self.t0 + until;
+        (at, t, EventKind::CanaryStarted { until })
+    }
+}
+
+/// The log entry of `t`'s canary ending at `at` (since t0).
+fn ended(at: Duration, t: TrunkId, passed: bool) -> (Duration, TrunkId, EventKind) {
+    (at, t, EventKind::CanaryEnded { passed })
+}
+
+/// Live evidence only: no probes.
+fn without_probes() -> ProbeConfig {
+    ProbeConfig {
+        enabled: false,
+        ..ProbeConfig::default()
+    }
 }
 
 #[test]
 fn silent_trunk_is_down_exactly_when_the_rules_say() {
-    let mut s = Sim::new();
-    let a = s.trunk("primary", ProbeConfig::default(), OK);
+    let (mut s, a) = Sim::primary();
     // Probes go out at 0, 250, 500 ... and are answered 10 ms later. The trunk
     // dies right after answering the 1000 ms probe.
     s.at(ms(1010), a, Behaviour::Silent);
@@ -217,11 +270,7 @@ fn silent_trunk_is_down_exactly_when_the_rules_say() {
 fn icmp_errors_take_a_trunk_down_without_waiting_for_probes() {
     // Probes disabled: live evidence alone.
     let mut s = Sim::new();
-    let cfg = ProbeConfig {
-        enabled: false,
-        ..ProbeConfig::default()
-    };
-    let a = s.trunk("primary", cfg, OK);
+    let a = s.trunk("primary", without_probes(), OK);
     let err = Outcome::TransportError(TransportError::PortUnreachable);
     s.report(ms(300), a, err);
     assert_eq!(s.state(a), State::Suspect);
@@ -238,8 +287,7 @@ fn icmp_errors_take_a_trunk_down_without_waiting_for_probes() {
     // With probes on, the first call's ICMP makes the trunk Suspect and an
     // immediate probe confirms it (its ICMP comes back at once): Down at the
     // same instant.
-    let mut s = Sim::new();
-    let a = s.trunk("primary", ProbeConfig::default(), OK);
+    let (mut s, a) = Sim::primary();
     s.at(ms(260), a, Behaviour::Icmp);
     s.report(ms(300), a, err);
     assert_eq!(s.state(a), State::Down);
@@ -248,8 +296,7 @@ fn icmp_errors_take_a_trunk_down_without_waiting_for_probes() {
 
 #[test]
 fn failure_responses_and_timeouts_from_calls_count() {
-    let mut s = Sim::new();
-    let a = s.trunk("primary", ProbeConfig::default(), OK);
+    let (mut s, a) = Sim::primary();
     s.report(ms(100), a, Outcome::FailureResponse(503));
     s.report(ms(101), a, Outcome::Answered);
     assert_eq!(s.state(a), State::Up, "not consecutive");
@@ -266,8 +313,7 @@ fn failure_responses_and_timeouts_from_calls_count() {
 
 #[test]
 fn answered_calls_clear_live_failures() {
-    let mut s = Sim::new();
-    let a = s.trunk("primary", ProbeConfig::default(), OK);
+    let (mut s, a) = Sim::primary();
     s.report(ms(100), a, Outcome::Timeout);
     s.report(ms(150), a, Outcome::Answered);
     assert_eq!(s.state(a), State::Up);
@@ -281,8 +327,7 @@ fn answered_calls_clear_live_failures() {
 
 #[test]
 fn flapping_trunk_waits_for_up_after_and_is_held_down_longer() {
-    let mut s = Sim::new();
-    let a = s.trunk("primary", ProbeConfig::default(), OK);
+    let (mut s, a) = Sim::primary();
     let route = [a];
     s.at(ms(1010), a, Behaviour::Silent); // Down at 1750 (see above)
     s.at(ms(1990), a, OK); // back before the 2000 probe
@@ -296,38 +341,21 @@ fn flapping_trunk_waits_for_up_after_and_is_held_down_longer() {
     assert_eq!(s.first_choice(&route, false), None, "not trusted yet");
     s.run_until(ms(2515));
     // Answers at 2010, 2260 and 2510: up_after = 3.
-    let ups: Vec<_> = s
-        .changes
-        .iter()
-        .filter(|c| c.3 == State::Up)
-        .map(|c| c.0)
-        .collect();
+    let ups = s.times(a, State::Up);
     assert_eq!(ups, vec![ms(2510)]);
     assert_eq!(s.first_choice(&route, false), Some(a));
     s.run_until(ms(5000));
-    let downs: Vec<_> = s
-        .changes
-        .iter()
-        .filter(|c| c.3 == State::Down)
-        .map(|c| c.0)
-        .collect();
+    let downs = s.times(a, State::Down);
     assert_eq!(downs, vec![ms(1750), ms(3250)], "{:?}", s.changes);
     // Answers at 3510, 3760 and 4010 would be enough, but the hold lasts to
     // 4250: the 4250 probe's answer at 4260 brings it Up.
-    let ups: Vec<_> = s
-        .changes
-        .iter()
-        .filter(|c| c.3 == State::Up)
-        .map(|c| c.0)
-        .collect();
+    let ups = s.times(a, State::Up);
     assert_eq!(ups, vec![ms(2510), ms(4260)]);
 }
 
 #[test]
 fn drained_trunks_are_probed_but_never_selected() {
-    let mut s = Sim::new();
-    let a = s.trunk("primary", ProbeConfig::default(), OK);
-    let b = s.trunk("backup", ProbeConfig::default(), OK);
+    let (mut s, a, b) = Sim::primary_and_backup();
     let route = [a, b];
     s.run_until(ms(100));
     s.h.drain(s.now, a);
@@ -340,12 +368,12 @@ fn drained_trunks_are_probed_but_never_selected() {
         "still probed: 250, 500, 750, 1000"
     );
     assert_eq!(s.state(a), State::Up, "measured health unaffected");
-    assert_eq!(s.h.select(&route, &[], false).collect::<Vec<_>>(), vec![b]);
+    assert_eq!(s.selected(&route, &[], false), vec![b]);
     // Even an emergency call with the backup down does not use a drained trunk.
     s.at(ms(1100), b, Behaviour::Silent);
     s.run_until(ms(2500));
     assert_eq!(s.state(b), State::Down);
-    assert_eq!(s.h.select(&route, &[], true).collect::<Vec<_>>(), vec![b]);
+    assert_eq!(s.selected(&route, &[], true), vec![b]);
     s.h.undrain(s.now, a);
     assert_eq!(s.first_choice(&route, false), Some(a));
 }
@@ -353,33 +381,21 @@ fn drained_trunks_are_probed_but_never_selected() {
 #[test]
 fn selection_order_and_emergency_fallback() {
     let mut s = Sim::new();
-    let cfg = ProbeConfig {
-        enabled: false,
-        ..ProbeConfig::default()
-    };
+    let cfg = without_probes();
     let a = s.trunk("a", cfg.clone(), OK);
     let b = s.trunk("b", cfg.clone(), OK);
     let c = s.trunk("c", cfg, OK);
     let route = [a, b, c];
-    assert_eq!(
-        s.h.select(&route, &[], false).collect::<Vec<_>>(),
-        vec![a, b, c]
-    );
-    assert_eq!(
-        s.h.select(&route, &[a], false).collect::<Vec<_>>(),
-        vec![b, c]
-    );
+    assert_eq!(s.selected(&route, &[], false), vec![a, b, c]);
+    assert_eq!(s.selected(&route, &[a], false), vec![b, c]);
     let fail = Outcome::FailureResponse(503);
     for t in [a, c] {
         s.report(ms(10), t, fail);
         s.report(ms(10), t, fail);
     }
-    assert_eq!(s.h.select(&route, &[], false).collect::<Vec<_>>(), vec![b]);
+    assert_eq!(s.selected(&route, &[], false), vec![b]);
     // Emergency: usable trunks first, then the rest in priority order.
-    assert_eq!(
-        s.h.select(&route, &[], true).collect::<Vec<_>>(),
-        vec![b, a, c]
-    );
+    assert_eq!(s.selected(&route, &[], true), vec![b, a, c]);
     s.report(ms(10), b, fail);
     s.report(ms(10), b, fail);
     assert_eq!(
@@ -388,14 +404,11 @@ fn selection_order_and_emergency_fallback() {
         "ordinary calls: nothing usable"
     );
     assert_eq!(
-        s.h.select(&route, &[], true).collect::<Vec<_>>(),
+        s.selected(&route, &[], true),
         vec![a, b, c],
         "emergency: try them all"
     );
-    assert_eq!(
-        s.h.select(&route, &[a, b], true).collect::<Vec<_>>(),
-        vec![c]
-    );
+    assert_eq!(s.selected(&route, &[a, b], true), vec![c]);
 }
 
 #[test]
@@ -466,8 +479,7 @@ fn which_probe_answers_count_as_alive_is_configurable() {
 
 #[test]
 fn events_follow_the_states() {
-    let mut s = Sim::new();
-    let a = s.trunk("primary", ProbeConfig::default(), OK);
+    let (mut s, a) = Sim::primary();
     s.at(ms(500), a, Behaviour::Silent);
     s.at(ms(2000), a, OK);
     s.at(ms(4000), a, Behaviour::Icmp);
@@ -486,20 +498,14 @@ fn events_follow_the_states() {
 #[test]
 fn failed_calls_probes_cannot_see_hold_the_trunk_down() {
     // The trunk answers OPTIONS throughout but rejects calls with 503.
-    let mut s = Sim::new();
-    let a = s.trunk("primary", ProbeConfig::default(), OK);
+    let (mut s, a) = Sim::primary();
     s.report(ms(100), a, Outcome::FailureResponse(503)); // Suspect; probe at 100, answered at 110
     s.report(ms(120), a, Outcome::FailureResponse(503)); // Down, held for live_hold = 5 s
     assert_eq!(s.state(a), State::Down);
     s.run_until(ms(6000));
     // Probes go out at 100 + 250k and are answered 10 ms later; the first
     // answer after 120 + 5000 ms is the 5350 probe's, at 5360.
-    let ups: Vec<_> = s
-        .changes
-        .iter()
-        .filter(|c| c.3 == State::Up)
-        .map(|c| c.0)
-        .collect();
+    let ups = s.times(a, State::Up);
     assert_eq!(ups, vec![ms(5360)]);
 }
 
@@ -507,8 +513,7 @@ fn failed_calls_probes_cannot_see_hold_the_trunk_down() {
 fn an_outage_probes_also_see_is_not_held() {
     // Calls time out and so do probes (a hung trunk): when it recovers,
     // answered probes bring it back without the live hold.
-    let mut s = Sim::new();
-    let a = s.trunk("primary", ProbeConfig::default(), OK);
+    let (mut s, a) = Sim::primary();
     s.at(ms(90), a, Behaviour::Silent);
     s.at(ms(1000), a, OK);
     s.report(ms(100), a, Outcome::Timeout); // Suspect; probe at 100 (unanswered)
@@ -517,12 +522,7 @@ fn an_outage_probes_also_see_is_not_held() {
     // The 100 probe times out at 350: probes see the outage. Probes at
     // 350 and 600 go unanswered; 850 too (silent until 1000); answers to the
     // 1100, 1350 and 1600 probes at 1110, 1360, 1610: Up at 1610.
-    let ups: Vec<_> = s
-        .changes
-        .iter()
-        .filter(|c| c.3 == State::Up)
-        .map(|c| c.0)
-        .collect();
+    let ups = s.times(a, State::Up);
     assert_eq!(ups, vec![ms(1610)]);
 }
 
@@ -554,7 +554,7 @@ fn a_trunk_back_from_a_live_outage_is_a_canary() {
     let (mut s, a, b) = recovered_after_503s(CanaryConfig::default());
     let route = [a, b];
     // The canary starts with the Up, right after it, for 10 s.
-    let at_up: Vec<_> = s.log.iter().filter(|e| e.0 == ms(5360)).copied().collect();
+    let at_up = s.events_at(ms(5360));
     assert_eq!(
         at_up,
         vec![
@@ -567,13 +567,7 @@ fn a_trunk_back_from_a_live_outage_is_a_canary() {
                     reason: Reason::ProbeAnswered(200),
                 }
             ),
-            (
-                ms(5360),
-                a,
-                EventKind::CanaryStarted {
-                    until: s.t0 + ms(15_360)
-                }
-            ),
+            s.started(ms(5360), a, ms(15_360)),
         ]
     );
     assert_eq!(s.canary_until(a), Some(ms(15_360)));
@@ -596,7 +590,7 @@ fn a_trunk_back_from_a_live_outage_is_a_canary() {
     assert_eq!(firsts, vec![0, 10]);
     assert_eq!(s.choices(&route, false, 7), vec![b, a]);
     assert_eq!(
-        s.h.select(&route, &[], false).collect::<Vec<_>>(),
+        s.selected(&route, &[], false),
         vec![b, a],
         "select is ticket 1"
     );
@@ -624,16 +618,7 @@ fn a_trunk_back_from_a_live_outage_is_a_canary() {
     assert_eq!(s.canary_until(a), None);
     assert_eq!(
         s.canaries(),
-        vec![
-            (
-                ms(5360),
-                a,
-                EventKind::CanaryStarted {
-                    until: s.t0 + ms(15_360)
-                }
-            ),
-            (ms(6300), a, EventKind::CanaryEnded { passed: true }),
-        ]
+        vec![s.started(ms(5360), a, ms(15_360)), ended(ms(6300), a, true),]
     );
     // Its old deadline fires at 15360 and is stale: nothing more.
     s.at(ms(6300), b, OK);
@@ -659,10 +644,7 @@ fn a_canary_that_runs_its_time_passes() {
     assert_eq!(s.canary_until(a), Some(ms(7705)));
     s.run_until(ms(7705));
     assert_eq!(s.canary_until(a), None);
-    assert_eq!(
-        s.canaries().last(),
-        Some(&(ms(7705), a, EventKind::CanaryEnded { passed: true }))
-    );
+    assert_eq!(s.canaries().last(), Some(&ended(ms(7705), a, true)));
     assert_eq!(s.choices(&[a, b], true, 1), vec![a, b]);
 }
 
@@ -679,10 +661,7 @@ fn a_failed_call_restarts_the_canarys_count() {
     assert_eq!(s.canary_until(a), Some(ms(15_360)));
     s.report(ms(6500), a, Outcome::Answered);
     assert_eq!(s.canary_until(a), None);
-    assert_eq!(
-        s.canaries().last(),
-        Some(&(ms(6500), a, EventKind::CanaryEnded { passed: true }))
-    );
+    assert_eq!(s.canaries().last(), Some(&ended(ms(6500), a, true)));
 }
 
 #[test]
@@ -690,7 +669,7 @@ fn a_trunk_that_fails_again_fails_its_canary() {
     let (mut s, a, _) = recovered_after_503s(CanaryConfig::default());
     s.report(ms(6000), a, Outcome::FailureResponse(503));
     s.report(ms(6010), a, Outcome::FailureResponse(503));
-    let at_down: Vec<_> = s.log.iter().filter(|e| e.0 == ms(6010)).copied().collect();
+    let at_down = s.events_at(ms(6010));
     let fail = Reason::Live(Outcome::FailureResponse(503));
     assert_eq!(
         at_down,
@@ -704,7 +683,7 @@ fn a_trunk_that_fails_again_fails_its_canary() {
                     reason: fail,
                 }
             ),
-            (ms(6010), a, EventKind::CanaryEnded { passed: false }),
+            ended(ms(6010), a, false),
         ]
     );
     assert_eq!(s.canary_until(a), None);
@@ -713,31 +692,14 @@ fn a_trunk_that_fails_again_fails_its_canary() {
     // 11000 probe's answer at 11010, as the hold ends, brings it Up, into a
     // new canary.
     s.run_until(ms(16_000));
-    let ups: Vec<_> = s
-        .changes
-        .iter()
-        .filter(|c| c.1 == a && c.3 == State::Up)
-        .map(|c| c.0)
-        .collect();
+    let ups = s.times(a, State::Up);
     assert_eq!(ups, vec![ms(5360), ms(11_010)]);
     assert_eq!(
         s.canaries(),
         vec![
-            (
-                ms(5360),
-                a,
-                EventKind::CanaryStarted {
-                    until: s.t0 + ms(15_360)
-                }
-            ),
-            (ms(6010), a, EventKind::CanaryEnded { passed: false }),
-            (
-                ms(11_010),
-                a,
-                EventKind::CanaryStarted {
-                    until: s.t0 + ms(21_010)
-                }
-            ),
+            s.started(ms(5360), a, ms(15_360)),
+            ended(ms(6010), a, false),
+            s.started(ms(11_010), a, ms(21_010)),
         ]
     );
 }
@@ -745,18 +707,11 @@ fn a_trunk_that_fails_again_fails_its_canary() {
 #[test]
 fn a_down_probes_alone_caused_starts_no_canary() {
     // Probe timeouts only: Down at 1750, Up at 2510 (see the flapping test).
-    let mut s = Sim::new();
-    let a = s.trunk("primary", ProbeConfig::default(), OK);
-    let b = s.trunk("backup", ProbeConfig::default(), OK);
+    let (mut s, a, b) = Sim::primary_and_backup();
     s.at(ms(1010), a, Behaviour::Silent);
     s.at(ms(1990), a, OK);
     s.run_until(ms(3000));
-    let ups: Vec<_> = s
-        .changes
-        .iter()
-        .filter(|c| c.1 == a && c.3 == State::Up)
-        .map(|c| c.0)
-        .collect();
+    let ups = s.times(a, State::Up);
     assert_eq!(ups, vec![ms(2510)]);
     assert_eq!(s.canaries(), vec![]);
     assert_eq!(s.canary_until(a), None);
@@ -764,23 +719,13 @@ fn a_down_probes_alone_caused_starts_no_canary() {
 
     // Calls timing out took it Down, even though probes saw the outage too:
     // a canary (compare `an_outage_probes_also_see_is_not_held`).
-    let mut s = Sim::new();
-    let a = s.trunk("primary", ProbeConfig::default(), OK);
+    let (mut s, a) = Sim::primary();
     s.at(ms(90), a, Behaviour::Silent);
     s.at(ms(1000), a, OK);
     s.report(ms(100), a, Outcome::Timeout);
     s.report(ms(120), a, Outcome::Timeout);
     s.run_until(ms(3000));
-    assert_eq!(
-        s.canaries(),
-        vec![(
-            ms(1610),
-            a,
-            EventKind::CanaryStarted {
-                until: s.t0 + ms(11_610)
-            }
-        )]
-    );
+    assert_eq!(s.canaries(), vec![s.started(ms(1610), a, ms(11_610))]);
 }
 
 #[test]
@@ -826,9 +771,7 @@ fn selection_never_offers_a_trunk_twice() {
 
 #[test]
 fn progress_is_learned_per_trunk_and_forgotten_with_its_target() {
-    let mut s = Sim::new();
-    let a = s.trunk("primary", ProbeConfig::default(), OK);
-    let b = s.trunk("backup", ProbeConfig::default(), OK);
+    let (mut s, a, b) = Sim::primary_and_backup();
     for i in 0..8 {
         assert_eq!(s.h.trunk(a).unwrap().progress.invite_to_ringing, None);
         let trying = (i % 2 == 0).then_some(ms(3));
@@ -866,4 +809,134 @@ fn progress_is_learned_per_trunk_and_forgotten_with_its_target() {
     s.h.reconfigure(s.now, a, "sip:elsewhere.example.net:5060", faster)
         .unwrap();
     assert_eq!(s.h.trunk(a).unwrap().progress, Progress::default());
+}
+
+/// A transport error answering message `n` of a call, at `at`.
+fn icmp(s: &mut Sim, at: Duration, trunk: TrunkId, n: u64) {
+    s.run_until(at);
+    let now = s.now;
+    s.h.transport_error(now, trunk, TransportError::PortUnreachable, Hit::Message(n));
+    s.h.handle_timeout(now);
+    s.drain();
+}
+
+const PORT_UNREACHABLE: Reason =
+    Reason::Live(Outcome::TransportError(TransportError::PortUnreachable));
+
+#[test]
+fn a_lone_transport_error_makes_a_trunk_suspect_until_its_immediate_probe_answers() {
+    // A forged ICMP error: the trunk is fine and answers the probe sent at
+    // once, 10 ms later.
+    let (mut s, a) = Sim::primary();
+    icmp(&mut s, ms(300), a, 1);
+    s.run_until(ms(1000));
+    assert_eq!(
+        s.changes,
+        vec![
+            (ms(300), a, State::Up, State::Suspect, PORT_UNREACHABLE),
+            (
+                ms(310),
+                a,
+                State::Suspect,
+                State::Up,
+                Reason::ProbeAnswered(200)
+            ),
+        ]
+    );
+    // The probe went out at the error, not at the next interval (500), and
+    // the cadence follows it.
+    assert_eq!(s.probes_sent[0], 5, "0, 250, 300, 550, 800");
+}
+
+#[test]
+fn a_trunk_goes_down_on_errors_answering_two_messages_within_the_window() {
+    let mut s = Sim::new();
+    let a = s.trunk("primary", without_probes(), OK);
+    icmp(&mut s, ms(300), a, 1);
+    icmp(&mut s, ms(310), a, 1); // the same message again: nothing new
+    assert_eq!(s.state(a), State::Suspect);
+    assert_eq!(s.h.trunk(a).unwrap().consecutive_failures, 1);
+    icmp(&mut s, ms(320), a, 2);
+    assert_eq!(
+        s.changes,
+        vec![
+            (ms(300), a, State::Up, State::Suspect, PORT_UNREACHABLE),
+            (ms(320), a, State::Suspect, State::Down, PORT_UNREACHABLE),
+        ]
+    );
+
+    // Further apart than the window, two errors do not corroborate.
+    let mut s = Sim::new();
+    let a = s.trunk("primary", without_probes(), OK);
+    icmp(&mut s, ms(300), a, 1);
+    icmp(&mut s, ms(1301), a, 2);
+    assert_eq!(s.state(a), State::Suspect);
+    assert_eq!(s.h.trunk(a).unwrap().consecutive_failures, 2);
+    // A third within the window of the second does.
+    icmp(&mut s, ms(2301), a, 3);
+    assert_eq!(s.state(a), State::Down);
+    assert_eq!(s.changes.last().unwrap().0, ms(2301));
+}
+
+#[test]
+fn the_immediate_probe_refused_too_corroborates_at_once() {
+    // A trunk killed at 260: the first call's error at 300 sends a probe at
+    // once, refused at once: Down at 300, no probe timeout waited for.
+    let (mut s, a) = Sim::primary();
+    s.at(ms(260), a, Behaviour::Icmp);
+    icmp(&mut s, ms(300), a, 1);
+    assert_eq!(
+        s.changes,
+        vec![
+            (ms(300), a, State::Up, State::Suspect, PORT_UNREACHABLE),
+            (ms(300), a, State::Suspect, State::Down, PORT_UNREACHABLE),
+        ]
+    );
+    // The refused probe is over: it does not time out later as well.
+    assert_eq!(s.h.trunk(a).unwrap().probes_outstanding, 0);
+    s.run_until(ms(560));
+    assert_eq!(s.h.trunk(a).unwrap().stats.probe_timeouts, 0);
+}
+
+#[test]
+fn the_immediate_probe_timing_out_corroborates_at_its_timeout() {
+    // A hung trunk that a forged (or real) error points at: the probe sent
+    // at the error times out 250 ms later, and that is the second failure.
+    let (mut s, a) = Sim::primary();
+    s.at(ms(260), a, Behaviour::Silent);
+    icmp(&mut s, ms(300), a, 1);
+    s.run_until(ms(1000));
+    assert_eq!(
+        s.changes,
+        vec![
+            (ms(300), a, State::Up, State::Suspect, PORT_UNREACHABLE),
+            (
+                ms(550),
+                a,
+                State::Suspect,
+                State::Down,
+                Reason::ProbeTimeout
+            ),
+        ]
+    );
+}
+
+#[test]
+fn forged_errors_cannot_send_a_recovering_trunk_back_down_alone() {
+    // Down on probe timeouts (silent 10..1000), then answering: Recovering
+    // from the 1010 answer. A lone error at 1100 resets its count of
+    // answers but leaves it Recovering; it comes Up three answers later.
+    let (mut s, a) = Sim::primary();
+    s.at(ms(10), a, Behaviour::Silent);
+    s.at(ms(1000), a, OK);
+    s.run_until(ms(1050));
+    assert_eq!(s.state(a), State::Recovering);
+    icmp(&mut s, ms(1100), a, 1);
+    assert_eq!(s.state(a), State::Recovering);
+    s.run_until(ms(3000));
+    let downs = s.times(a, State::Down);
+    assert_eq!(downs.len(), 1, "{:?}", s.changes);
+    // Answers at 1010; at 1110 (the probe sent at the error), 1360 and
+    // 1610: Up at the third answer after the error.
+    assert_eq!(s.times(a, State::Up), vec![ms(1610)]);
 }

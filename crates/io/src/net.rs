@@ -4,8 +4,13 @@
 //! Each UDP trunk gets its own socket, bound to the listening address (so
 //! Via and Record-Route stay the same) and `connect`ed to the trunk: the
 //! kernel then reports ICMP port/host unreachable for that trunk as an error
-//! on that socket, which becomes live evidence at once — the failover a
-//! killed trunk costs is the time to the next send, not a timer.
+//! on that socket, which becomes evidence at once — the failover a killed
+//! trunk costs is the time to the next send, not a timer. The kernel does
+//! not say which datagram an error answers, and anyone can forge one: the
+//! core takes it to answer the last message it sent the trunk and needs it
+//! corroborated before the trunk goes Down
+//! (`lifeline_proxy::Proxy::handle_transport_error`); a send that an error
+//! about an earlier datagram made the kernel discard is made again.
 //!
 //! UDP goes through [`DatagramNet`] (real sockets in production, a virtual
 //! network in tests). TCP is real sockets only: one task per connection
@@ -121,18 +126,21 @@ impl Outbound {
         match peer.transport {
             Transport::Udp => {
                 let connected = trunk.and_then(|t| self.trunk_socket(t, peer.addr));
-                let r = match &connected {
-                    Some(s) => s.try_send_to(&payload, peer.addr),
-                    None => match self.listener_for(peer.addr) {
-                        Some(s) => s.try_send_to(&payload, peer.addr),
-                        None => Err(io::Error::new(
-                            io::ErrorKind::AddrNotAvailable,
-                            "no UDP listener",
-                        )),
-                    },
+                let socket = match &connected {
+                    Some(s) => Some(s),
+                    None => self.listener_for(peer.addr),
+                };
+                let r = match socket {
+                    Some(s) => send_datagram(&**s, &payload, peer.addr),
+                    None => Err(io::Error::new(
+                        io::ErrorKind::AddrNotAvailable,
+                        "no UDP listener",
+                    )),
                 };
                 match r {
-                    Ok(()) => None,
+                    Ok(None) => None,
+                    // Sent, after an error about an earlier datagram.
+                    Ok(Some(kind)) => trunk.map(|t| (t, kind)),
                     Err(e) => {
                         let ev = trunk.zip(transport_error(&e));
                         if ev.is_none() {
@@ -235,6 +243,26 @@ impl Outbound {
                 }
             }
         }));
+    }
+}
+
+/// Send one datagram on `socket`. An ICMP error about the peer is kept by
+/// the kernel and returned by the next call on the socket, which then
+/// discards the datagram it was given: the error answers an earlier
+/// datagram (or was forged: anyone can send one), not this one. So this one
+/// is sent again, at once, and the error is returned beside the outcome as
+/// evidence (`Ok(Some(kind))`: sent, after an error).
+fn send_datagram(
+    socket: &dyn DatagramSocket,
+    payload: &[u8],
+    to: SocketAddr,
+) -> io::Result<Option<TransportError>> {
+    match socket.try_send_to(payload, to) {
+        Ok(()) => Ok(None),
+        Err(e) => match transport_error(&e) {
+            Some(kind) => socket.try_send_to(payload, to).map(|()| Some(kind)),
+            None => Err(e),
+        },
     }
 }
 

@@ -177,6 +177,11 @@ impl Uas {
         self.shared.stats.seen()
     }
 
+    /// The last requests, byte for byte ([`UasStats::requests`]).
+    pub fn requests(&self) -> Vec<Bytes> {
+        self.shared.stats.requests()
+    }
+
     /// Die: close every socket. The UDP port then answers ICMP port
     /// unreachable, TCP connections are reset or refused.
     pub fn kill(&mut self) {

@@ -1,7 +1,7 @@
 //! What a UAS answers, with no IO: the drivers ([`crate::Uas`], the vnet
 //! task) feed it what arrives and send what it returns.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -52,7 +52,12 @@ pub struct UasStats {
     pub closed: AtomicU64,
     /// Every request, in arrival order: (transport, method).
     seen: Mutex<Vec<(Transport, String)>>,
+    /// The last [`KEPT_REQUESTS`] requests as they arrived.
+    requests: Mutex<VecDeque<Bytes>>,
 }
+
+/// How many requests a UAS keeps whole ([`UasStats::requests`]).
+pub const KEPT_REQUESTS: usize = 64;
 
 impl UasStats {
     /// Every request so far, in arrival order: (transport, method).
@@ -61,6 +66,17 @@ impl UasStats {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// The last [`KEPT_REQUESTS`] requests, oldest first, byte for byte as
+    /// they arrived (retransmissions too).
+    pub fn requests(&self) -> Vec<Bytes> {
+        self.requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect()
     }
 }
 
@@ -171,6 +187,16 @@ impl Answerer {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push((transport, method.clone()));
+        {
+            let mut kept = stats
+                .requests
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if kept.len() == KEPT_REQUESTS {
+                kept.pop_front();
+            }
+            kept.push_back(m.as_bytes().clone());
+        }
         let out = |bytes: Bytes| Out {
             to: from,
             transport,

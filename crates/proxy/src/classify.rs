@@ -1,7 +1,5 @@
 //! Emergency classification (RFC 5031, RFC 7135) and route matching.
 
-use std::net::IpAddr;
-
 use lifeline_sip::{HeaderName, Message, Uri};
 
 use crate::config::{EmergencyConfig, RouteConfig, RouteMatch};
@@ -14,7 +12,8 @@ pub enum EmergencyRule {
     /// The user part of a sip:/sips:/tel: Request-URI is a configured
     /// emergency number (visual separators ignored).
     Number,
-    /// `Resource-Priority: esnet.*` from a trusted peer (RFC 7135).
+    /// `Resource-Priority: esnet.*` from a trusted source (RFC 7135;
+    /// `access.trusted`).
     ResourcePriority,
 }
 
@@ -29,8 +28,12 @@ impl EmergencyRule {
     }
 }
 
-/// Classify a request. `source` is where it came from (for the trusted-peer check).
-pub fn classify(msg: &Message, source: IpAddr, cfg: &EmergencyConfig) -> Option<EmergencyRule> {
+/// Classify a request. `trusted`: it comes from a source in
+/// [`AccessConfig::trusted`](crate::AccessConfig::trusted), whose
+/// `Resource-Priority: esnet.*` makes it an emergency call; from any other
+/// source only the dialled URI counts (an emergency number or a sos URN is
+/// an emergency call whoever dials it).
+pub fn classify(msg: &Message, trusted: bool, cfg: &EmergencyConfig) -> Option<EmergencyRule> {
     match msg.request_uri()? {
         Ok(Uri::Other { scheme, rest }) if scheme.eq_ignore_ascii_case(b"urn") && is_sos(rest) => {
             return Some(EmergencyRule::SosUrn);
@@ -41,7 +44,7 @@ pub fn classify(msg: &Message, source: IpAddr, cfg: &EmergencyConfig) -> Option<
         Ok(Uri::Tel(t)) if is_number(t.number, cfg) => return Some(EmergencyRule::Number),
         _ => {}
     }
-    if cfg.trusted_resource_priority.contains(&source) {
+    if trusted {
         let esnet = msg.values(HeaderName::ResourcePriority).any(|(_, v)| {
             v.len() > 6
                 && v.get(..6)
@@ -115,11 +118,7 @@ mod tests {
     }
 
     fn class(uri: &str) -> Option<EmergencyRule> {
-        classify(
-            &req(uri, ""),
-            [192, 0, 2, 1].into(),
-            &EmergencyConfig::default(),
-        )
+        classify(&req(uri, ""), false, &EmergencyConfig::default())
     }
 
     #[test]
@@ -158,18 +157,19 @@ mod tests {
     }
 
     #[test]
-    fn resource_priority_only_from_trusted_peers() {
+    fn resource_priority_only_from_trusted_sources() {
         let m = req("sip:+441632960000@gw", "Resource-Priority: esnet.1\r\n");
-        let mut cfg = EmergencyConfig::default();
-        assert_eq!(classify(&m, [192, 0, 2, 1].into(), &cfg), None);
-        cfg.trusted_resource_priority.push([192, 0, 2, 1].into());
+        let cfg = EmergencyConfig::default();
+        assert_eq!(classify(&m, false, &cfg), None);
         assert_eq!(
-            classify(&m, [192, 0, 2, 1].into(), &cfg),
+            classify(&m, true, &cfg),
             Some(EmergencyRule::ResourcePriority)
         );
-        assert_eq!(classify(&m, [192, 0, 2, 2].into(), &cfg), None);
         let m = req("sip:+441632960000@gw", "Resource-Priority: dsn.flash\r\n");
-        assert_eq!(classify(&m, [192, 0, 2, 1].into(), &cfg), None);
+        assert_eq!(classify(&m, true, &cfg), None);
+        // A dialled emergency number counts from anyone.
+        let m = req("sip:999@gw", "Resource-Priority: esnet.1\r\n");
+        assert_eq!(classify(&m, false, &cfg), Some(EmergencyRule::Number));
     }
 
     #[test]
@@ -185,7 +185,7 @@ mod tests {
         ];
         let pick = |uri: &str| {
             let m = req(uri, "");
-            let e = classify(&m, [192, 0, 2, 1].into(), &EmergencyConfig::default());
+            let e = classify(&m, false, &EmergencyConfig::default());
             select_route(&routes, &m, e).map(|(_, r)| r.name.clone())
         };
         assert_eq!(pick("urn:service:sos").as_deref(), Some("emergency"));

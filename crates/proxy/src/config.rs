@@ -3,7 +3,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use lifeline_health::ProbeConfig;
+use ipnet::IpNet;
+use lifeline_health::{ProbeConfig, Seed};
 
 /// RFC 3261 §18.1.1: a request larger than this many bytes, when the path
 /// MTU is unknown, must be sent over a congestion-controlled transport (TCP).
@@ -246,20 +247,83 @@ impl RouteConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EmergencyConfig {
     /// Dialled numbers that are emergency numbers (default 999, 112, 911).
-    /// `urn:service:sos` and its sub-services always count.
+    /// `urn:service:sos` and its sub-services always count, and so does
+    /// `Resource-Priority: esnet.*` (RFC 7135) from a source in
+    /// [`AccessConfig::trusted`].
     pub numbers: Vec<String>,
-    /// Treat `Resource-Priority: esnet.*` (RFC 7135) as emergency when the
-    /// request comes from one of these addresses.
-    pub trusted_resource_priority: Vec<IpAddr>,
 }
 
 impl Default for EmergencyConfig {
     fn default() -> Self {
         Self {
             numbers: vec!["999".into(), "112".into(), "911".into()],
-            trusted_resource_priority: vec![],
         }
     }
+}
+
+/// What a request from outside [`AccessConfig::callers`] gets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum UnknownSource {
+    /// Nothing: it is dropped (and counted), so a scanner learns nothing.
+    #[default]
+    Drop,
+    /// 403 Forbidden (an ACK is still only dropped).
+    Reject,
+}
+
+impl UnknownSource {
+    /// The value as written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Drop => "drop",
+            Self::Reject => "reject",
+        }
+    }
+}
+
+/// Who may send new requests, and whose identity and priority headers are
+/// believed (the RFC 3325 trust domain).
+///
+/// Addresses are compared as IP addresses (any port); an IPv4-mapped IPv6
+/// source (`::ffff:192.0.2.1`) matches the IPv4 prefixes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AccessConfig {
+    /// Sources that may send requests outside a dialog (new calls, OPTIONS,
+    /// CANCEL). `None`: any source. A configured trunk's address may always
+    /// send ACK, CANCEL and requests inside a dialog (and responses), and
+    /// the caller of a dialog set up before a reload narrowed the list keeps
+    /// its in-dialog requests until the call ends.
+    pub callers: Option<Vec<IpNet>>,
+    /// Sources whose P-Asserted-Identity, P-Preferred-Identity and
+    /// Resource-Priority are forwarded and believed (RFC 3325 §9.1, RFC 4412,
+    /// RFC 7135). From any other source they are removed before the request
+    /// is classified, recorded or forwarded. Default: none.
+    pub trusted: Vec<IpNet>,
+    /// What a request from outside `callers` gets (default: dropped).
+    pub unknown: UnknownSource,
+    /// Also remove Geolocation, Geolocation-Routing and PIDF-LO bodies
+    /// (`application/pidf+xml`, alone or as a part of `multipart/mixed`)
+    /// from untrusted sources. Off by default: a location, even unverified,
+    /// is what sends help to the right place.
+    pub strip_untrusted_location: bool,
+}
+
+impl AccessConfig {
+    /// Whether `ip` may send requests outside a dialog.
+    pub fn is_caller(&self, ip: IpAddr) -> bool {
+        self.callers.as_ref().is_none_or(|list| contains(list, ip))
+    }
+
+    /// Whether `ip`'s identity and priority headers are believed.
+    pub fn is_trusted(&self, ip: IpAddr) -> bool {
+        contains(&self.trusted, ip)
+    }
+}
+
+/// Whether one of `prefixes` holds `ip` (IPv4-mapped IPv6 as IPv4).
+fn contains(prefixes: &[IpNet], ip: IpAddr) -> bool {
+    let ip = ip.to_canonical();
+    prefixes.iter().any(|p| p.contains(&ip))
 }
 
 /// What the caller gets when every trunk failed.
@@ -299,13 +363,17 @@ pub struct ProxyConfig {
     pub routes: Vec<RouteConfig>,
     /// Emergency classification.
     pub emergency: EmergencyConfig,
+    /// Who may call, and whose identity and priority headers are kept.
+    pub access: AccessConfig,
     /// Response when every trunk failed.
     pub all_failed: AllFailed,
     /// How long a dialog's routing state is kept without a BYE (default 12 h).
     pub dialog_max_age: Duration,
-    /// Seed for branches, tags and Record-Route tokens (the gateway passes
-    /// OS randomness; tests a constant).
-    pub seed: u64,
+    /// Keys the ChaCha20 generator behind branches, tags, Record-Route
+    /// tokens and probe nonces (128 random bits each). The gateway fills it
+    /// from the operating system at start-up; tests and simulations pass a
+    /// constant (`Seed::from(7)`), which makes every token predictable.
+    pub seed: Seed,
 }
 
 impl ProxyConfig {
@@ -318,9 +386,10 @@ impl ProxyConfig {
             trunks,
             routes,
             emergency: EmergencyConfig::default(),
+            access: AccessConfig::default(),
             all_failed: AllFailed::default(),
             dialog_max_age: Duration::from_secs(12 * 3600),
-            seed: 0x5eed,
+            seed: Seed::from(0x5eed),
         }
     }
 }

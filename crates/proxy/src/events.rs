@@ -74,7 +74,8 @@ pub enum AttemptFailure {
     NoProgress,
     /// The trunk answered with a failover-class status (408, 5xx ...).
     Response(u16),
-    /// ICMP unreachable, refused or reset.
+    /// ICMP unreachable, refused or reset, answering this attempt's request
+    /// (moved only when the call had another trunk or attempt to go to).
     TransportError,
     /// The transaction timed out (Timer B/F) on a target without failover.
     TransactionTimeout,
@@ -208,9 +209,10 @@ pub enum Event {
         status: u16,
     },
     /// An attempt with no final response was moved off its trunk because the
-    /// trunk went Down or gave hard evidence (ICMP, TCP reset): the call
-    /// continues on the next trunk. Followed by the `AttemptFailed` of the
-    /// old attempt and the `AttemptStarted` of the new one.
+    /// trunk went Down: the call continues on the next trunk. Followed by
+    /// the `AttemptFailed` of the old attempt and the `AttemptStarted` of
+    /// the new one. (A transport error that answers one attempt moves only
+    /// that one, as failover: `AttemptFailed { TransportError }`.)
     Rescued {
         /// The call.
         call: CallRef,

@@ -19,12 +19,25 @@
 //!   ([`classify()`]): `urn:service:sos` and its sub-services, configured
 //!   emergency numbers in sip:/tel: user parts, `Resource-Priority: esnet.*`
 //!   from trusted peers.
+//! - Access at the edge ([`AccessConfig`]): new requests only from the
+//!   configured callers' prefixes (others dropped or refused 403, and
+//!   counted); P-Asserted-Identity, P-Preferred-Identity and
+//!   Resource-Priority kept only from trusted sources (RFC 3325 §9.1), and
+//!   on request the location too, every other byte forwarded as received.
 //! - Serial failover per call: a failover timer per attempt, failover-class
 //!   responses, transport errors and a progress timeout all move the call to
-//!   the next trunk at once; late provisionals on abandoned attempts are
+//!   the next trunk at once (a transport error, which anyone can forge,
+//!   moves only the attempt it answers, and never a call's last trunk);
+//!   late provisionals on abandoned attempts are
 //!   CANCELled with a Reason header (RFC 3326); late 2xx are forwarded; the
 //!   callee's own answers are relayed; every outcome is live evidence for
 //!   `lifeline-health`, which the proxy owns.
+//! - Trust at the edge: a response counts only from the peer its request
+//!   went to (others are dropped and counted); branches, tags and
+//!   Record-Route tokens carry 128 bits from a ChaCha20 generator keyed
+//!   with a [`Seed`] the gateway takes from the operating system; an
+//!   in-dialog request with an unknown token gets 481, one from outside its
+//!   dialog 403, and neither is routed as a new call.
 //! - [`Event`]s for the journal and metrics.
 //!
 //! # What it does not do
@@ -38,6 +51,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod access;
 mod classify;
 mod config;
 mod events;
@@ -46,11 +60,14 @@ mod transaction;
 
 pub use classify::{classify, select_route, EmergencyRule};
 pub use config::{
-    AllFailed, ConfigError, EmergencyConfig, Peer, ProxyConfig, RescueRinging, RouteConfig,
-    RouteMatch, Timers, Transport, TrunkConfig, TrunkShare, RFC3261_UDP_MAX_REQUEST,
+    AccessConfig, AllFailed, ConfigError, EmergencyConfig, Peer, ProxyConfig, RescueRinging,
+    RouteConfig, RouteMatch, Timers, Transport, TrunkConfig, TrunkShare, UnknownSource,
+    RFC3261_UDP_MAX_REQUEST,
 };
 pub use events::{
     AttemptFailure, CallFailure, CallInfo, CallRef, Event, Location, SkipReason, Transmit,
 };
-pub use lifeline_health::{CanaryConfig, ProbeConfig, TransportError, TrunkId};
+/// An IP prefix (`192.0.2.0/24`, `2001:db8::/32`), as [`AccessConfig`] takes them.
+pub use ipnet::IpNet;
+pub use lifeline_health::{CanaryConfig, ProbeConfig, Seed, TransportError, TrunkId};
 pub use proxy::{Proxy, Stats};

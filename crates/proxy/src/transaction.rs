@@ -351,21 +351,6 @@ impl ClientTxn {
             self.cancel_deadline = Some(self.cancel_deadline.map_or(guard, |t| t.min(guard)));
         }
     }
-
-    /// The transport failed for this transaction's peer (§17.1.1.2, §17.1.2.2):
-    /// the transaction ends at once.
-    pub(crate) fn on_transport_error(&mut self) -> bool {
-        match self.state {
-            ClientState::Calling | ClientState::Proceeding => {
-                self.state = ClientState::Terminated;
-                self.retransmit = None;
-                self.timeout_at = None;
-                self.linger_until = None;
-                true
-            }
-            _ => false,
-        }
-    }
 }
 
 /// Build the ACK for a non-2xx final response (RFC 3261 §17.1.1.3): the same

@@ -3,9 +3,14 @@
 //!
 //! Bytes decode into operations on a [`Sim`]: place calls (emergency or
 //! not), cancel, retransmit, hang up, change a trunk's behaviour or link,
-//! lose packets, inject garbage or forged responses, and let time pass.
+//! lose packets, inject garbage or forged responses, and let time pass
+//! (`op % 12`); op bytes from `0xF0` forge an ICMP error about a trunk
+//! (once, or after every send to it from then on) or send a copy of a real
+//! response from an address that is no one's peer.
 //! Invariants, checked throughout:
 //! - nothing panics;
+//! - a response from an address that is no one's peer changes nothing: it
+//!   is dropped, and nothing is sent because of it;
 //! - every INVITE server transaction sends at most one final non-2xx response
 //!   to the caller, and never a non-2xx final after a 2xx;
 //! - once inputs stop and time runs on, every transaction and every
@@ -19,7 +24,7 @@ use lifeline_proxy::{
     Peer, ProbeConfig, ProxyConfig, RescueRinging, RouteConfig, RouteMatch, TrunkConfig, TrunkShare,
 };
 
-use crate::{ms, Link, Sim, TrunkScript, GATEWAY};
+use crate::{ms, Link, Sim, TrunkScript, ATTACKER, GATEWAY};
 
 struct Input<'a>(&'a [u8]);
 
@@ -141,6 +146,11 @@ pub fn play(data: &[u8]) -> Sim {
             break;
         }
         let arg = input.byte().unwrap_or(0);
+        if op >= 0xF0 {
+            forged(&mut s, op, arg);
+            check_finals(&s);
+            continue;
+        }
         match op % 12 {
             0 | 1 => calls.push(s.call(URIS[usize::from(arg) % URIS.len()], "", None)),
             2 => {
@@ -214,6 +224,7 @@ pub fn play(data: &[u8]) -> Sim {
     for t in TRUNKS {
         s.set_link(t, Link::Up);
         s.set_script(t, TrunkScript::answering());
+        s.forge_icmp_per_send(t, false);
     }
     // Every transaction ends within Timer C + 64*T1 (about 3.6 min): run
     // until nothing is left, or past that bound.
@@ -226,6 +237,53 @@ pub fn play(data: &[u8]) -> Sim {
     }
     check_finals(&s);
     s
+}
+
+/// Operations `0xF0..=0xFF`: what an attacker off the path can send.
+fn forged(s: &mut Sim, op: u8, arg: u8) {
+    let trunk = TRUNKS[usize::from(arg) % 3];
+    match op % 3 {
+        0 => s.forge_icmp(trunk),
+        1 => s.forge_icmp_per_send(trunk, arg & 0x80 != 0),
+        _ => {
+            // A copy of a response the gateway received, from an address
+            // that is no one's peer: the attacker's, or a port of a real
+            // peer's host that is not the peer's.
+            let Some(p) = s
+                .trace
+                .packets
+                .iter()
+                .rev()
+                .filter(|p| p.to == s.gateway && p.message().is_some_and(|m| m.status().is_some()))
+                .nth(usize::from(arg % 4))
+                .cloned()
+            else {
+                return;
+            };
+            let from = if arg & 0x40 == 0 {
+                ATTACKER.parse().expect("address")
+            } else {
+                std::net::SocketAddr::new(p.from.ip(), p.from.port().wrapping_add(1))
+            };
+            let (packets, events) = (s.trace.packets.len(), s.trace.events.len());
+            s.inject_spoofed(from, p.bytes);
+            let sent: Vec<_> = s.trace.packets[packets..]
+                .iter()
+                .filter(|q| q.from == s.gateway)
+                .map(|q| q.summary())
+                .collect();
+            assert!(
+                sent.is_empty(),
+                "a forged response made the gateway send {sent:?}"
+            );
+            for (_, e) in &s.trace.events[events..] {
+                assert!(
+                    matches!(e, lifeline_proxy::Event::Rejected { status: None, .. }),
+                    "a forged response did something: {e:?}"
+                );
+            }
+        }
+    }
 }
 
 fn pick(calls: &[String], arg: u8) -> Option<String> {

@@ -7,7 +7,11 @@
 //! - scripted trunks acting as UAS ([`TrunkScript`]): they answer OPTIONS,
 //!   answer INVITEs with a timed list of responses, honour CANCEL, answer BYE;
 //! - a caller acting as UAC ([`Caller`]): INVITE, ACK (hop by hop for
-//!   non-2xx, end to end along the Record-Route for 2xx), CANCEL, BYE.
+//!   non-2xx, end to end along the Record-Route for 2xx), CANCEL, BYE;
+//! - an attacker: forged ICMP errors about a trunk ([`Sim::forge_icmp`],
+//!   [`Sim::forge_icmp_per_send`]), forged answers to what the gateway sends
+//!   a trunk, from another address ([`Sim::spoof_answers`]), and any bytes
+//!   from any address ([`Sim::inject_spoofed`]).
 //!
 //! Everything is recorded in a [`Trace`] so tests can assert exact instants
 //! ("the INVITE reached the backup exactly 200 ms after it left for the
@@ -35,6 +39,9 @@ pub const fn ms(n: u64) -> Duration {
 
 /// The gateway's address in the simulation.
 pub const GATEWAY: &str = "127.0.10.1:5060";
+
+/// An address no trunk or caller has: where forged messages come from.
+pub const ATTACKER: &str = "127.0.66.6:5060";
 
 /// How a simulated node's link behaves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -180,6 +187,20 @@ struct Node {
     link: Link,
     /// Drop the next `n` packets to this node.
     drop_next: u32,
+    /// Every message the gateway sends to this node is followed at once by
+    /// a forged ICMP port unreachable about it (the message still arrives).
+    forge_icmp: bool,
+}
+
+/// A forged answer: every request `method` the gateway sends to a trunk is
+/// answered at once with `code`, from `from` (an attacker who sees the
+/// request, and so its branch).
+#[derive(Clone, Debug)]
+struct Spoof {
+    trunk: SocketAddr,
+    method: String,
+    from: SocketAddr,
+    code: u16,
 }
 
 /// A scripted trunk (UAS).
@@ -258,6 +279,7 @@ pub struct Sim {
     in_flight: BinaryHeap<Reverse<InFlight>>,
     /// Scripted trunk responses: (due, seq, trunk, branch, status).
     trunk_actions: BinaryHeap<Reverse<TrunkAction>>,
+    spoofs: Vec<Spoof>,
     seq: u64,
     /// What happened.
     pub trace: Trace,
@@ -288,6 +310,7 @@ impl Sim {
                         latency: Duration::ZERO,
                         link: Link::Up,
                         drop_next: 0,
+                        forge_icmp: false,
                     },
                     script,
                     invites: vec![],
@@ -311,12 +334,14 @@ impl Sim {
                     latency: Duration::ZERO,
                     link: Link::Up,
                     drop_next: 0,
+                    forge_icmp: false,
                 },
                 calls: HashMap::new(),
                 counter: 0,
             },
             in_flight: BinaryHeap::new(),
             trunk_actions: BinaryHeap::new(),
+            spoofs: Vec::new(),
             seq: 0,
             trace: Trace::default(),
         }
@@ -366,6 +391,56 @@ impl Sim {
         }
     }
 
+    /// A forged ICMP port unreachable about `trunk`, now: the gateway takes
+    /// it to answer the last message it sent there.
+    pub fn forge_icmp(&mut self, trunk: &str) {
+        let a = self.trunk_addr(trunk);
+        if let Some(t) = self.trunk_id_at(a) {
+            let now = self.now;
+            self.proxy
+                .handle_transport_error(now, t, TransportError::PortUnreachable);
+        }
+        self.flush();
+    }
+
+    /// From now on (or no longer), every message the gateway sends to
+    /// `trunk` is followed at once by a forged ICMP error about it; the
+    /// message itself still arrives.
+    pub fn forge_icmp_per_send(&mut self, trunk: &str, on: bool) {
+        if let Some(t) = self.trunks.get_mut(trunk) {
+            t.node.forge_icmp = on;
+        }
+    }
+
+    /// From now on, every `method` request the gateway sends to `trunk` is
+    /// answered at once with `code` from `from`, whatever the trunk's link
+    /// (an attacker who sees the request). The trunk gets the request too.
+    pub fn spoof_answers(&mut self, trunk: &str, method: &str, from: SocketAddr, code: u16) {
+        let trunk = self.trunk_addr(trunk);
+        self.spoofs.push(Spoof {
+            trunk,
+            method: method.to_string(),
+            from,
+            code,
+        });
+    }
+
+    /// Deliver `bytes` to the gateway as if from `from`, any address at all
+    /// (a forged source).
+    pub fn inject_spoofed(&mut self, from: SocketAddr, bytes: Bytes) {
+        let sent = self.elapsed();
+        let to = self.gateway;
+        self.trace.packets.push(Packet {
+            sent,
+            from,
+            to,
+            bytes: bytes.clone(),
+            delivered: true,
+        });
+        self.proxy.handle_message(self.now, Peer::udp(from), bytes);
+        self.flush();
+    }
+
     fn node_mut(&mut self, name: &str) -> Option<&mut Node> {
         if name == "caller" {
             Some(&mut self.caller.node)
@@ -391,7 +466,7 @@ impl Sim {
         let gateway = self.gateway;
         // The far end of the link (the non-gateway node) decides its fate.
         let far = if to == gateway { from } else { to };
-        let (latency, link, dropped) = match self.node_of(far) {
+        let (latency, link, dropped, forge_icmp) = match self.node_of(far) {
             Some(n) => {
                 let dropped = if n.drop_next > 0 && to == far {
                     n.drop_next -= 1;
@@ -399,10 +474,13 @@ impl Sim {
                 } else {
                     false
                 };
-                (n.latency, n.link, dropped)
+                (n.latency, n.link, dropped, n.forge_icmp && from == gateway)
             }
-            None => (Duration::ZERO, Link::BlackHole, true),
+            None => (Duration::ZERO, Link::BlackHole, true, false),
         };
+        if from == gateway {
+            self.spoof_answer(to, &bytes);
+        }
         let delivered = !dropped && link == Link::Up;
         self.trace.packets.push(Packet {
             sent,
@@ -422,6 +500,45 @@ impl Sim {
                 self.proxy
                     .handle_transport_error(now, t, TransportError::PortUnreachable);
             }
+        }
+        if forge_icmp {
+            if let Some(t) = self.trunk_id_at(to) {
+                self.proxy
+                    .handle_transport_error(now, t, TransportError::PortUnreachable);
+            }
+        }
+    }
+
+    /// Forged answers to a request the gateway sent to `to` (see
+    /// [`Sim::spoof_answers`]): in flight at once, from the spoofer.
+    fn spoof_answer(&mut self, to: SocketAddr, bytes: &Bytes) {
+        let Ok(m) = Message::parse(bytes.clone()) else {
+            return;
+        };
+        let Some(method) = m.method_bytes() else {
+            return;
+        };
+        let answers: Vec<(SocketAddr, u16)> = self
+            .spoofs
+            .iter()
+            .filter(|s| s.trunk == to && s.method.as_bytes() == method)
+            .map(|s| (s.from, s.code))
+            .collect();
+        for (from, code) in answers {
+            let Ok(w) = MessageWriter::response_to(&m, code, "Spoofed", Some(b"spoof")) else {
+                continue;
+            };
+            let r = w.finish();
+            self.trace.packets.push(Packet {
+                sent: self.now - self.t0,
+                from,
+                to: self.gateway,
+                bytes: r.clone(),
+                delivered: true,
+            });
+            self.seq += 1;
+            self.in_flight
+                .push(Reverse((self.now, self.seq, from, self.gateway, r)));
         }
     }
 

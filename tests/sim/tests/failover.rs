@@ -335,7 +335,18 @@ const EMERGENCY_BODY: &[u8] = b"--boundary1\r\nContent-Type: application/sdp\r\n
 
 #[test]
 fn identity_and_location_reach_the_backup_byte_identical() {
-    let mut s = sim(TrunkScript::silent_to_calls(), TrunkScript::answering());
+    // The caller's network is the trust domain (`access.trusted`): its
+    // identity and priority are kept.
+    let mut cfg = config();
+    cfg.access.trusted = vec!["127.0.20.0/24".parse().unwrap()];
+    let mut s = Sim::new(
+        cfg,
+        &[
+            ("primary", TrunkScript::silent_to_calls()),
+            ("backup", TrunkScript::answering()),
+        ],
+    );
+    s.run_until(ms(1000));
     let extra = "P-Asserted-Identity: \"Caller\" <sip:+441632960001@orig.example.net>, <tel:+441632960001>\r\nGeolocation: <cid:loc@caller>\r\nGeolocation-Routing: no\r\nResource-Priority: esnet.1\r\nCall-Info: <urn:emergency:uid:callid:abc:orig.example.net>;purpose=emergency-CallId\r\n";
     let call = s.call(
         "urn:service:sos",

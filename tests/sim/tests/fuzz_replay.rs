@@ -3,20 +3,12 @@
 
 use std::path::Path;
 
+use lifeline_health::fuzzing::{pseudo_random_bytes, replay_corpus};
+
 #[test]
 fn replay_proxy_corpus() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
-    let mut n = 0;
-    for dir in ["seeds/proxy", "regressions/proxy"] {
-        let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
-            continue;
-        };
-        for e in entries {
-            let data = std::fs::read(e.unwrap().path()).unwrap();
-            lifeline_sim::fuzzing::run(&data);
-            n += 1;
-        }
-    }
+    let n = replay_corpus(&root, "proxy", lifeline_sim::fuzzing::run);
     assert!(n > 0, "no seeds for the proxy fuzz target");
 }
 
@@ -24,14 +16,7 @@ fn replay_proxy_corpus() {
 fn random_operation_sequences() {
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     for _ in 0..20 {
-        let data: Vec<u8> = (0..120)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            })
-            .collect();
+        let data = pseudo_random_bytes(&mut x, 120);
         lifeline_sim::fuzzing::run(&data);
     }
 }
@@ -47,14 +32,7 @@ fn long_sweep() {
     for seed in 0..n {
         let mut x = seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1;
         let len = 40 + (seed % 200) as usize;
-        let data: Vec<u8> = (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            })
-            .collect();
+        let data = pseudo_random_bytes(&mut x, len);
         if std::panic::catch_unwind(|| lifeline_sim::fuzzing::run(&data)).is_err() {
             let path = std::env::temp_dir().join(format!("proxy-sweep-{seed}"));
             std::fs::write(&path, &data).unwrap();

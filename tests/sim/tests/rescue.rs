@@ -116,8 +116,9 @@ fn a_call_ringing_on_a_killed_trunk_moves_to_the_backup_at_the_icmp() {
     assert_eq!(s.caller_call(&call).statuses(), vec![100, 180]);
     s.set_link("primary", Link::Refused);
     s.run_until(ms(3000));
-    // The first send after the kill is the 1250 ms probe; its ICMP is the
-    // evidence, and the backup INVITE leaves at that instant.
+    // The first send after the kill is the 1250 ms probe; its ICMP makes
+    // the primary Suspect and sends another probe at once, whose ICMP
+    // corroborates it: Down at 1250, and the backup INVITE leaves then.
     assert_eq!(s.trace.first(gw(), b(), "INVITE"), Some(ms(1250)));
     let cancel = s.trace.find(gw(), p(), "CANCEL").next().expect("CANCEL");
     assert_eq!(cancel.sent, ms(1250));
@@ -134,10 +135,8 @@ fn a_call_ringing_on_a_killed_trunk_moves_to_the_backup_at_the_icmp() {
     assert_eq!(c.statuses(), vec![100, 180, 180, 200]);
     assert_eq!(c.responses.last().unwrap().1, ms(1300));
     assert_eq!(rescued(&s), vec![(ms(1250), true)]);
-    assert_eq!(
-        failures(&s),
-        vec![(ms(1250), AttemptFailure::TransportError)]
-    );
+    // Moved by the Down verdict: no error answered the call's own messages.
+    assert_eq!(failures(&s), vec![(ms(1250), AttemptFailure::TrunkDown)]);
 }
 
 #[test]

@@ -29,8 +29,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use crate::admin::AdminAccess;
 use lifeline_proxy::{
-    AllFailed, EmergencyConfig, Proxy, ProxyConfig, RouteConfig, Timers, Transport, TrunkConfig,
+    AccessConfig, AllFailed, EmergencyConfig, Proxy, ProxyConfig, RouteConfig, Timers, Transport,
+    TrunkConfig,
 };
 
 mod error;
@@ -52,9 +54,10 @@ use validate::{system_resolve, Resolver};
 pub(crate) struct Config {
     listen: Vec<(Transport, SocketAddr)>,
     advertise: SocketAddr,
-    admin: SocketAddr,
+    admin: AdminConfig,
     journal: Option<PathBuf>,
     emergency: EmergencyConfig,
+    access: AccessConfig,
     timers: Timers,
     trunks: Vec<TrunkConfig>,
     routes: Vec<RouteConfig>,
@@ -64,6 +67,18 @@ pub(crate) struct Config {
     log: LogConfig,
     /// Things that are allowed but probably wrong (an under-sized backup).
     warnings: Vec<ConfigError>,
+}
+
+/// `admin:`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct AdminConfig {
+    /// `listen:` (or the short form's address; default 127.0.0.1:9060).
+    pub(crate) listen: SocketAddr,
+    /// The token read from `token_file:`, and `open_paths:`.
+    pub(crate) access: AdminAccess,
+    /// `token_file:` as read (relative paths made absolute against the
+    /// configuration file's directory).
+    pub(crate) token_file: Option<PathBuf>,
 }
 
 /// `log:`.
@@ -152,10 +167,11 @@ impl Config {
 
     /// The proxy core's settings; `seed` for branches, tags and tokens (the
     /// daemon passes OS randomness).
-    pub(crate) fn proxy_config(&self, seed: u64) -> ProxyConfig {
+    pub(crate) fn proxy_config(&self, seed: lifeline_proxy::Seed) -> ProxyConfig {
         let mut cfg = ProxyConfig::new(self.advertise, self.trunks.clone(), self.routes.clone());
         cfg.timers = self.timers;
         cfg.emergency = self.emergency.clone();
+        cfg.access = self.access.clone();
         cfg.all_failed = self.all_failed.clone();
         cfg.dialog_max_age = self.dialog_max_age;
         cfg.seed = seed;
@@ -174,7 +190,17 @@ impl Config {
 
     /// The admin HTTP server's address (health, metrics).
     pub(crate) fn admin(&self) -> SocketAddr {
-        self.admin
+        self.admin.listen
+    }
+
+    /// Who may use the admin API: its token and open paths.
+    pub(crate) fn admin_access(&self) -> &AdminAccess {
+        &self.admin.access
+    }
+
+    /// The admin API's settings as written.
+    pub(crate) fn admin_config(&self) -> &AdminConfig {
+        &self.admin
     }
 
     /// The journal directory, if journalling is on.
@@ -203,6 +229,11 @@ impl Config {
         &self.routes
     }
 
+    /// Who may call, and whose identity and priority headers are kept.
+    pub(crate) fn access(&self) -> &AccessConfig {
+        &self.access
+    }
+
     /// What is allowed but probably wrong, in file order: the daemon logs
     /// each at WARN (at start and on reload), `check-config` prints them.
     pub(crate) fn warnings(&self) -> &[ConfigError] {
@@ -223,7 +254,10 @@ pub(crate) fn check_config(file: &Path) -> ExitCode {
     // The proxy core checks its settings again when built; a disagreement
     // between the two is a bug here, but the operator should hear of it now
     // rather than when the daemon starts.
-    if let Err(e) = Proxy::new(Instant::now(), cfg.proxy_config(0)) {
+    if let Err(e) = Proxy::new(
+        Instant::now(),
+        cfg.proxy_config(lifeline_proxy::Seed::from(0)),
+    ) {
         eprintln!(
             "{}: the proxy core refuses this configuration: {e}",
             file.display()

@@ -119,9 +119,10 @@ pub(super) type List<T> = Option<Spanned<Vec<T>>>;
 pub(super) struct RawConfig {
     pub(super) listen: List<Spanned<RawListen>>,
     pub(super) advertise: Opt,
-    pub(super) admin: Opt,
+    pub(super) admin: OptAdmin,
     pub(super) journal: Opt,
     pub(super) emergency: Option<RawEmergency>,
+    pub(super) access: Option<Spanned<RawAccess>>,
     pub(super) timers: Option<RawTimers>,
     pub(super) trunks: List<Spanned<RawTrunk>>,
     pub(super) routes: List<Spanned<RawRoute>>,
@@ -129,6 +130,53 @@ pub(super) struct RawConfig {
     pub(super) dialog_max_age: Opt,
     pub(super) tcp_idle_timeout: Opt,
     pub(super) log: Option<RawLog>,
+}
+
+/// `admin:`, kept when written with no value (as [`Opt`] does), so that
+/// it is refused rather than taken as the default.
+#[derive(Debug, Default)]
+pub(super) struct OptAdmin(pub(super) Option<Spanned<RawAdmin>>);
+
+impl<'de> Deserialize<'de> for OptAdmin {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Spanned::<RawAdmin>::deserialize(d).map(|s| OptAdmin(Some(s)))
+    }
+}
+
+/// `admin: ip:port`, or `admin: { listen, token_file, open_paths }`.
+#[derive(Debug)]
+pub(super) enum RawAdmin {
+    /// The address alone (or `admin:` with nothing, refused later).
+    Listen(Scalar),
+    Map(Box<RawAdminMap>),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawAdminMap {
+    pub(super) listen: Opt,
+    pub(super) token_file: Opt,
+    pub(super) open_paths: List<S>,
+}
+
+impl<'de> FromScalar<'de> for RawAdmin {
+    const EXPECTING: &'static str =
+        "ip:port or `{ listen: ip:port, token_file: FILE, open_paths: [...] }`";
+
+    fn scalar(s: Scalar) -> Self {
+        Self::Listen(s)
+    }
+
+    fn map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        RawAdminMap::deserialize(de::value::MapAccessDeserializer::new(map))
+            .map(|m| Self::Map(Box::new(m)))
+    }
+}
+
+impl<'de> Deserialize<'de> for RawAdmin {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ScalarVisitor(PhantomData))
+    }
 }
 
 /// `- udp: ADDR`: the transport word is checked during validation.
@@ -178,6 +226,16 @@ impl<'de> Deserialize<'de> for RawListen {
 pub(super) struct RawEmergency {
     pub(super) numbers: List<S>,
     pub(super) trusted_resource_priority: List<S>,
+}
+
+/// `access: { callers, trusted, unknown, strip_untrusted_location }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawAccess {
+    pub(super) callers: List<S>,
+    pub(super) trusted: List<S>,
+    pub(super) unknown: Opt,
+    pub(super) strip_untrusted_location: Opt,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,10 +1,8 @@
 //! The loader end to end on text: every key, every default, and every
 //! error with its place.
 
-use std::net::IpAddr;
-
 use lifeline_health::{AliveCodes, CanaryConfig, FlapDamping, ProbeConfig};
-use lifeline_proxy::{Peer, RescueRinging, RouteMatch, TrunkShare};
+use lifeline_proxy::{IpNet, Peer, RescueRinging, RouteMatch, TrunkShare, UnknownSource};
 
 use super::units::{parse_duration, show_duration};
 use super::*;
@@ -157,7 +155,11 @@ fn every_default() {
     assert_eq!(c.journal(), None);
     assert_eq!(c.emergency, EmergencyConfig::default());
     assert_eq!(c.emergency.numbers, ["999", "112", "911"]);
-    assert!(c.emergency.trusted_resource_priority.is_empty());
+    assert_eq!(*c.access(), AccessConfig::default());
+    assert_eq!(c.access().callers, None, "any source");
+    assert!(c.access().trusted.is_empty(), "nobody trusted");
+    assert_eq!(c.access().unknown, UnknownSource::Drop);
+    assert!(!c.access().strip_untrusted_location);
     assert_eq!(c.timers, Timers::default());
     let t = &c.trunks()[0];
     assert_eq!(t.peer.transport, Transport::Udp);
@@ -204,12 +206,13 @@ fn every_default() {
         }
     );
     // And the proxy gets the same, plus the seed.
-    let p = c.proxy_config(42);
+    let p = c.proxy_config(lifeline_proxy::Seed::from(42));
     let d = ProxyConfig::new(p.advertise, vec![], vec![]);
-    assert_eq!(p.seed, 42);
+    assert_eq!(p.seed, lifeline_proxy::Seed::from(42));
     assert_eq!(p.advertise, c.advertise());
     assert_eq!(p.timers, d.timers);
     assert_eq!(p.emergency, d.emergency);
+    assert_eq!(p.access, d.access);
     assert_eq!(p.all_failed, d.all_failed);
     assert_eq!(p.dialog_max_age, d.dialog_max_age);
     assert_eq!(p.trunks, c.trunks);
@@ -228,6 +231,11 @@ journal: /tmp/journal
 emergency:
   numbers: [0112, "+44999", "*99#"]
   trusted_resource_priority: [192.0.2.5, "2001:db8::5"]
+access:
+  callers: [192.0.2.0/24, "2001:db8::/32", 198.51.100.7]
+  trusted: [192.0.2.10/32, "2001:db8:1::/48", 192.0.2.5]
+  unknown: reject
+  strip_untrusted_location: true
 timers: { t1: 100ms, t2: 2s, t4: 3s, timer_c: 4m }
 trunks:
   - name: primary
@@ -271,11 +279,43 @@ log: { format: json, level: trace }
     assert_eq!(c.journal(), Some(Path::new("/tmp/journal")));
     // Numbers as written: the leading zero stays.
     assert_eq!(c.emergency.numbers, ["0112", "+44999", "*99#"]);
+    let net = |s: &str| s.parse::<IpNet>().unwrap();
     assert_eq!(
-        c.emergency.trusted_resource_priority,
+        *c.access(),
+        AccessConfig {
+            callers: Some(vec![
+                net("192.0.2.0/24"),
+                net("2001:db8::/32"),
+                net("198.51.100.7/32")
+            ]),
+            // The deprecated emergency.trusted_resource_priority added,
+            // once each.
+            trusted: vec![
+                net("192.0.2.10/32"),
+                net("2001:db8:1::/48"),
+                net("192.0.2.5/32"),
+                net("2001:db8::5/128")
+            ],
+            unknown: UnknownSource::Reject,
+            strip_untrusted_location: true,
+        }
+    );
+    assert_eq!(
+        c.proxy_config(lifeline_proxy::Seed::from(1)).access,
+        *c.access()
+    );
+    let w: Vec<String> = c
+        .warnings()
+        .iter()
+        .map(|w| Warning(w).to_string())
+        .collect();
+    assert_eq!(
+        w,
         [
-            "192.0.2.5".parse::<IpAddr>().unwrap(),
-            "2001:db8::5".parse().unwrap()
+            "lifeline.yaml:10:30: warning: emergency.trusted_resource_priority: deprecated: \
+          write these addresses in access.trusted, to which they are added (their \
+          P-Asserted-Identity and Resource-Priority are kept, and esnet.* from them makes an \
+          emergency call)"
         ]
     );
     assert_eq!(
@@ -462,8 +502,8 @@ fn unknown_keys_are_refused_where_they_are() {
         (
             min_with("admn: 127.0.0.1:9060\n"),
             "lifeline.yaml:10:1: admn: unknown field `admn`, expected one of listen, \
-                 advertise, admin, journal, emergency, timers, trunks, routes, all_failed, \
-                 dialog_max_age, tcp_idle_timeout, log",
+                 advertise, admin, journal, emergency, access, timers, trunks, routes, \
+                 all_failed, dialog_max_age, tcp_idle_timeout, log",
         ),
         (
             MIN.replace("    address:", "    adress:"),
@@ -1209,7 +1249,7 @@ fn rescue_hedging_sharing_capacity_and_canary_keys() {
     assert_eq!(r.progress_timeout_min, Duration::from_millis(50));
     assert_eq!(r.hedge_after, None);
     // The proxy gets all of it (a SIGHUP reload builds it the same way).
-    let p = c.proxy_config(1);
+    let p = c.proxy_config(lifeline_proxy::Seed::from(1));
     assert_eq!(p.trunks, c.trunks);
     assert_eq!(p.routes[0].shares, c.routes()[0].shares);
     assert_eq!(p.routes[0].hedge_after, Some(Duration::from_millis(300)));
@@ -1486,7 +1526,370 @@ routes:
 fn the_proxy_core_accepts_what_validation_accepts() {
     let text = DESIGN_EXAMPLE.replace("admin:", "advertise: 192.0.2.1:5060\nadmin:");
     let c = ok(&text);
-    Proxy::new(Instant::now(), c.proxy_config(7)).expect("the proxy accepts it");
+    Proxy::new(
+        Instant::now(),
+        c.proxy_config(lifeline_proxy::Seed::from(7)),
+    )
+    .expect("the proxy accepts it");
     let c = ok(SHARING);
-    Proxy::new(Instant::now(), c.proxy_config(7)).expect("the proxy accepts shares");
+    Proxy::new(
+        Instant::now(),
+        c.proxy_config(lifeline_proxy::Seed::from(7)),
+    )
+    .expect("the proxy accepts shares");
+}
+
+// ---------------------------------------------------------------------------
+// admin: the short form, the mapping, the token file and open paths.
+
+mod admin {
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+    use crate::admin::DEFAULT_OPEN_PATHS;
+
+    /// A scratch directory, removed when dropped.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new() -> Self {
+            static N: AtomicU32 = AtomicU32::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "lifeline-admin-config-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            Self(dir)
+        }
+
+        /// A token file `name` holding `text`, with `mode`.
+        fn token(&self, name: &str, text: &str, mode: u32) -> PathBuf {
+            let path = self.0.join(name);
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            path
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn warnings(c: &Config) -> Vec<String> {
+        c.warnings()
+            .iter()
+            .map(|w| Warning(w).to_string())
+            .collect()
+    }
+
+    fn open_defaults() -> Vec<String> {
+        DEFAULT_OPEN_PATHS.iter().map(|p| p.to_string()).collect()
+    }
+
+    #[test]
+    fn the_short_form_and_the_mapping() {
+        let c = ok(MIN);
+        assert_eq!(c.admin(), "127.0.0.1:9060".parse().unwrap());
+        assert_eq!(c.admin_access().token, None);
+        let c = ok(&min_with("admin: \"[::1]:9061\"\n"));
+        assert_eq!(c.admin(), "[::1]:9061".parse().unwrap());
+        assert_eq!(c.admin_access().token, None);
+        let c = ok(&min_with("admin:\n  listen: 127.0.0.2:9062\n"));
+        assert_eq!(c.admin(), "127.0.0.2:9062".parse().unwrap());
+        assert_eq!(c.admin_access().open_paths, open_defaults());
+        // The mapping without listen: the default address.
+        let c = ok(&min_with("admin: {}\n"));
+        assert_eq!(c.admin(), "127.0.0.1:9060".parse().unwrap());
+        assert!(c.warnings().is_empty());
+    }
+
+    #[test]
+    fn a_token_file_guards_everything_but_the_open_paths() {
+        let scratch = Scratch::new();
+        let path = scratch.token("t1.token", "  0123456789abcdef0123456789abcdef\n\n", 0o640);
+        let c = ok(&min_with(&format!(
+            "admin:\n  listen: 0.0.0.0:9060\n  token_file: {}\n",
+            path.display()
+        )));
+        assert_eq!(c.admin(), "0.0.0.0:9060".parse().unwrap());
+        let access = c.admin_access();
+        let token = access.token.as_ref().expect("a token");
+        assert!(
+            token.matches(b"0123456789abcdef0123456789abcdef"),
+            "trimmed"
+        );
+        assert!(!token.matches(b"0123456789abcdef0123456789abcdeF"));
+        assert_eq!(access.open_paths, open_defaults());
+        assert_eq!(c.admin_config().token_file.as_deref(), Some(path.as_path()));
+        assert!(c.warnings().is_empty(), "{:?}", warnings(&c));
+        // open_paths as written; an empty list guards every path.
+        let c = ok(&min_with(&format!(
+            "admin:\n  token_file: {}\n  open_paths: [/healthz, /status]\n",
+            path.display()
+        )));
+        assert_eq!(c.admin_access().open_paths, ["/healthz", "/status"]);
+        let c = ok(&min_with(&format!(
+            "admin: {{ token_file: {}, open_paths: [] }}\n",
+            path.display()
+        )));
+        assert!(c.admin_access().open_paths.is_empty());
+    }
+
+    #[test]
+    fn a_relative_token_file_is_beside_the_configuration() {
+        let scratch = Scratch::new();
+        let path = scratch.token("t1.token", "0123456789abcdef0123456789abcdef", 0o600);
+        let dir = path.parent().unwrap();
+        let origin = dir.join("lifeline.yaml");
+        let text = min_with("admin: { token_file: t1.token }\n");
+        let c = Config::from_str_with(&text, &origin.display().to_string(), &fake_resolve)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.admin_config().token_file.as_deref(), Some(path.as_path()));
+        assert!(c.admin_access().token.is_some());
+    }
+
+    #[test]
+    fn a_public_address_needs_a_token() {
+        assert_eq!(
+            error(&min_with("admin: 0.0.0.0:9060\n")),
+            "lifeline.yaml:10:8: admin: 0.0.0.0:9060 is not a loopback address, and there is \
+             no admin.token_file: anyone who can reach it could drain every trunk and read \
+             callers' identities and locations. Set token_file (see docs/SECURITY.md) or \
+             listen on 127.0.0.1"
+        );
+        let e = error(&min_with("admin:\n  listen: 192.0.2.1:9060\n"));
+        assert!(
+            e.starts_with("lifeline.yaml:11:11: admin.listen: 192.0.2.1:9060 is not a loopback"),
+            "{e}"
+        );
+        let e = error(&min_with(
+            "admin: { listen: \"[::]:9060\", open_paths: [/metrics] }\n",
+        ));
+        assert!(e.contains("[::]:9060 is not a loopback address"), "{e}");
+        // Loopback in either family needs none.
+        ok(&min_with("admin: 127.10.0.1:9060\n"));
+        ok(&min_with("admin: \"[::1]:9060\"\n"));
+    }
+
+    #[test]
+    fn token_file_errors_say_why() {
+        let scratch = Scratch::new();
+        let missing = scratch.0.join("absent.token");
+        let dir = scratch.0.join("a-directory");
+        std::fs::create_dir_all(&dir).unwrap();
+        let cases = [
+            (missing.clone(), "cannot read"),
+            (dir.clone(), "is not a file"),
+            (
+                scratch.token("t1.token", "", 0o600),
+                "is empty: put a long random token in it",
+            ),
+            (scratch.token("t2.token", " \n\t\n", 0o600), "is empty"),
+            (
+                scratch.token("t3.token", "0123456789abcdef0123456789abcdef", 0o644),
+                "can be read by every user (mode 0644), so its token is no secret",
+            ),
+            (
+                scratch.token("t4.token", "0123456789abcdef 0123456789abcdef", 0o600),
+                "holds white space, control or non-ASCII characters",
+            ),
+            (
+                scratch.token("t5.token", "0123456789abcdef\u{e9}0123456789abcdef", 0o600),
+                "holds white space, control or non-ASCII characters",
+            ),
+            (
+                scratch.token("t6.token", &"x".repeat(5000), 0o600),
+                "holds 5000 bytes: a token file holds one token",
+            ),
+        ];
+        for (path, want) in cases {
+            let e = error(&min_with(&format!(
+                "admin:\n  token_file: {}\n",
+                path.display()
+            )));
+            assert!(
+                e.starts_with("lifeline.yaml:11:15: admin.token_file: "),
+                "{e}"
+            );
+            assert!(e.contains(want), "{}: {e}", path.display());
+            assert!(e.contains(&path.display().to_string()), "{e}");
+        }
+        // Unreadable by the daemon's user: root reads anything, so this
+        // case is only checked as another user.
+        let unreadable = scratch.token("t7.token", "0123456789abcdef0123456789abcdef", 0o000);
+        if std::fs::read(&unreadable).is_err() {
+            let e = error(&min_with(&format!(
+                "admin:\n  token_file: {}\n",
+                unreadable.display()
+            )));
+            assert!(e.contains("cannot be read"), "{e}");
+        }
+        assert_eq!(
+            error(&min_with("admin:\n  token_file:\n")),
+            "lifeline.yaml:11:13: admin.token_file: no value: write the path of a file \
+             holding the admin API's token"
+        );
+    }
+
+    #[test]
+    fn shape_and_path_errors() {
+        let scratch = Scratch::new();
+        assert_eq!(
+            error(&min_with("admin:\n")),
+            "lifeline.yaml:10:6: admin: no value: write ip:port"
+        );
+        let e = error(&min_with("admin: { listen: 127.0.0.1:9060, token: x }\n"));
+        assert!(e.contains("unknown field `token`"), "{e}");
+        let path = scratch.token("t1.token", "0123456789abcdef0123456789abcdef", 0o600);
+        let text = min_with(&format!(
+            "admin:\n  token_file: {}\n  open_paths: [metrics, \"/a b\", \"/x?y\", 9]\n",
+            path.display()
+        ));
+        let e = errors(&text);
+        assert_eq!(e.len(), 4, "{e:#?}");
+        assert!(
+            e[0].starts_with("lifeline.yaml:12:16: admin.open_paths[0]: \"metrics\" is not a path"),
+            "{e:#?}"
+        );
+        assert!(
+            e[1].contains("admin.open_paths[1]: \"/a b\" is not a path"),
+            "{e:#?}"
+        );
+        assert!(
+            e[2].contains("admin.open_paths[2]: \"/x?y\" is not a path"),
+            "{e:#?}"
+        );
+        assert!(
+            e[3].contains("admin.open_paths[3]: \"9\" is not a path"),
+            "{e:#?}"
+        );
+    }
+
+    #[test]
+    fn warnings_for_weak_settings() {
+        let scratch = Scratch::new();
+        let path = scratch.token("t1.token", "short", 0o600);
+        let c = ok(&min_with(&format!(
+            "admin:\n  token_file: {}\n  open_paths: [/metrics, /calls/failed]\n",
+            path.display()
+        )));
+        let w = warnings(&c);
+        assert_eq!(w.len(), 2, "{w:#?}");
+        assert!(
+            w[0].starts_with("lifeline.yaml:11:15: warning: admin.token_file: the token in ")
+                && w[0].contains("has 5 characters, which is easy to guess"),
+            "{w:#?}"
+        );
+        assert!(
+            w[1].starts_with(
+                "lifeline.yaml:12:26: warning: admin.open_paths[1]: /calls/failed opens"
+            ),
+            "{w:#?}"
+        );
+        let c = ok(&min_with("admin: { open_paths: [/metrics] }\n"));
+        assert_eq!(
+            warnings(&c),
+            ["lifeline.yaml:10:22: warning: admin.open_paths: has no effect without token_file: \
+              every path is open"]
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// access: who may call, whose identity and priority headers are kept.
+
+#[test]
+fn the_deployed_example_restricts_callers() {
+    let c = ok(include_str!("../../../../deploy/lifeline.yaml"));
+    let callers = c.access().callers.as_deref().unwrap_or_default();
+    assert!(
+        !callers.is_empty(),
+        "deploy/lifeline.yaml sets access.callers"
+    );
+    assert!(!c.access().trusted.is_empty());
+}
+
+#[test]
+fn access_prefixes_and_words() {
+    let net = |s: &str| s.parse::<IpNet>().unwrap();
+    let c = ok(&min_with(
+        "access:\n  callers: [192.0.2.7, \"2001:db8::7\", 10.1.0.0/16]\n  unknown: drop\n",
+    ));
+    assert_eq!(
+        c.access().callers,
+        Some(vec![
+            net("192.0.2.7/32"),
+            net("2001:db8::7/128"),
+            net("10.1.0.0/16")
+        ])
+    );
+    assert!(c.access().trusted.is_empty());
+    assert!(c.warnings().is_empty());
+    // trusted alone: any source may call, these are believed.
+    let c = ok(&min_with("access: { trusted: [192.0.2.10/32] }\n"));
+    assert_eq!(c.access().callers, None);
+    assert_eq!(c.access().trusted, [net("192.0.2.10/32")]);
+}
+
+#[test]
+fn access_errors() {
+    let cases = [
+        (
+            "access:\n  callers: []\n",
+            "lifeline.yaml:11:12: access.callers: empty: nobody could place a call. List the \
+             originating networks' prefixes, e.g. [192.0.2.0/24], or leave callers out to take \
+             calls from any source",
+        ),
+        (
+            "access: { callers: [192.0.2.0/33] }\n",
+            "lifeline.yaml:10:21: access.callers[0]: \"192.0.2.0/33\" is not an IP prefix: \
+             write an address and a length, e.g. 192.0.2.0/24 or \"2001:db8::/32\", or one \
+             address (no port, no name)",
+        ),
+        (
+            "access: { callers: [192.0.2.1:5060] }\n",
+            "lifeline.yaml:10:21: access.callers[0]: \"192.0.2.1:5060\" is not an IP prefix: \
+             write an address and a length, e.g. 192.0.2.0/24 or \"2001:db8::/32\", or one \
+             address (no port, no name)",
+        ),
+        (
+            "access: { trusted: [192.0.2.0/24, gw.example.net] }\n",
+            "lifeline.yaml:10:35: access.trusted[1]: \"gw.example.net\" is not an IP prefix: \
+             write an address and a length, e.g. 192.0.2.0/24 or \"2001:db8::/32\", or one \
+             address (no port, no name)",
+        ),
+        (
+            "access: { trusted: [192.0.2.10/24] }\n",
+            "lifeline.yaml:10:21: access.trusted[0]: \"192.0.2.10/24\" has address bits set \
+             past the /24: write 192.0.2.0/24 for the network, or 192.0.2.10/32 for the one \
+             address",
+        ),
+        (
+            "access: { unknown: ignore }\n",
+            "lifeline.yaml:10:20: access.unknown: \"ignore\" is not drop or reject",
+        ),
+        (
+            "access: { strip_untrusted_location: maybe }\n",
+            "lifeline.yaml:10:37: access.strip_untrusted_location: \"maybe\" is not true or false",
+        ),
+        (
+            "access: { caller: [192.0.2.0/24] }\n",
+            "lifeline.yaml:10:11: access.caller: unknown field `caller`, expected one of \
+             callers, trusted, unknown, strip_untrusted_location",
+        ),
+        (
+            "emergency: { trusted_resource_priority: [192.0.2.0/24] }\n",
+            "lifeline.yaml:10:42: emergency.trusted_resource_priority[0]: \"192.0.2.0/24\" is \
+             not an IP address (no port, no name)",
+        ),
+    ];
+    for (extra, want) in cases {
+        assert_eq!(error(&min_with(extra)), want, "{extra}");
+    }
 }

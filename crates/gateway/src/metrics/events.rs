@@ -10,8 +10,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
 use super::labels::{
-    CallLabels, EmergencyLabels, FailoverLabels, Name, Names, Reason, RejectedLabels, RescueLabels,
-    RuleLabels, SkipLabels, StateChangeLabels, Status, TrunkLabels,
+    CallLabels, EmergencyLabels, FailoverLabels, Name, Names, Reason, RejectReasonLabels,
+    RejectedLabels, RescueLabels, RuleLabels, SkipLabels, StateChangeLabels, Status, TrunkLabels,
 };
 use super::{Metrics, MAX_TRACKED_CALLS, STALE_AFTER};
 
@@ -142,6 +142,9 @@ impl Metrics {
                         status: Status(*status),
                         reason,
                     })
+                    .inc();
+                self.rejected_by_reason
+                    .get_or_create(&RejectReasonLabels { reason })
                     .inc();
             }
         }

@@ -16,8 +16,8 @@ use prometheus_client::registry::{Metric, Registry};
 
 use super::labels::{
     CallLabels, EmergencyLabels, FailoverLabels, KindLabels, MessageLabels, ProgressLabels,
-    RejectedLabels, RescueLabels, RuleLabels, SkipLabels, StateChangeLabels, StateLabels,
-    TrunkLabels, VersionLabels,
+    RejectReasonLabels, RejectedLabels, RescueLabels, RuleLabels, SkipLabels, StateChangeLabels,
+    StateLabels, TrunkLabels, VersionLabels,
 };
 use super::{Metrics, Names, Seen, Totals};
 
@@ -139,6 +139,11 @@ impl Metrics {
             "messages_rejected",
             "Messages refused: the status sent (or dropped) and why",
         );
+        let rejected_by_reason: Family<RejectReasonLabels, Counter> = registered(
+            &mut r,
+            "rejected",
+            "Messages refused, answered or dropped, by why (access: from outside access.callers)",
+        );
         let messages: Family<MessageLabels, Counter> = registered(
             &mut r,
             "messages",
@@ -208,6 +213,7 @@ impl Metrics {
         for kind in ["server", "client"] {
             drop(transactions.get_or_create(&KindLabels { kind }));
         }
+        drop(rejected_by_reason.get_or_create(&RejectReasonLabels { reason: "access" }));
         for emergency in ["true", "false"] {
             drop(setup.get_or_create(&EmergencyLabels { emergency }));
         }
@@ -237,6 +243,7 @@ impl Metrics {
             calls_active,
             dialogs,
             rejected,
+            rejected_by_reason,
             messages,
             retransmissions,
             journal_dropped,

@@ -152,6 +152,12 @@ pub(super) struct RejectedLabels {
     pub(super) reason: &'static str,
 }
 
+/// `lifeline_rejected_total`: why, whatever the answer.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(super) struct RejectReasonLabels {
+    pub(super) reason: &'static str,
+}
+
 /// A status code, or `dropped`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(super) struct Status(pub(super) Option<u16>);

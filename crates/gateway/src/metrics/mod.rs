@@ -22,7 +22,7 @@
 //! | `lifeline_emergency_calls_failed_total` | | emergency calls that ended `failed` or `no_route`: each one is on the callback list |
 //! | `lifeline_attempts_total` | `trunk` | INVITEs sent to a trunk (first tries and failovers) |
 //! | `lifeline_failovers_total` | `trunk`, `reason` | attempts given up: `no-response`, `no-progress`, `transport-error`, `transaction-timeout`, `trunk-down` (the trunk went Down while the attempt waited), `superseded` (a hedge that lost: the call was answered through another trunk), or `response-<status>` (`response-503`) |
-//! | `lifeline_rescued_total` | `trunk`, `ringing` | calls moved off a trunk at once because it went Down (or gave hard evidence) while they waited; `ringing="true"` if the caller already heard ringing from it |
+//! | `lifeline_rescued_total` | `trunk`, `ringing` | calls moved off a trunk at once because it went Down while they waited (a call moved by one ICMP or TCP error that answered its own request counts as a failover, `reason="transport-error"`); `ringing="true"` if the caller already heard ringing from it |
 //! | `lifeline_hedged_total` | `trunk` | emergency calls given a parallel attempt on this trunk because they had not rung within `hedge_after` |
 //! | `lifeline_trunk_skipped_total` | `trunk`, `reason` | calls that passed this trunk over because it was full: `max_calls` or `max_cps` |
 //! | `lifeline_duplicate_answers_total` | `trunk` | 2xx from this trunk on a call already answered through another (a hedge): ACKed and ended with a BYE |
@@ -40,7 +40,8 @@
 //! | `lifeline_transactions` | `kind` | live `server` and `client` transactions |
 //! | `lifeline_calls_active` | | calls being set up or forwarded |
 //! | `lifeline_dialogs` | | dialogs whose in-dialog requests the gateway routes |
-//! | `lifeline_messages_rejected_total` | `status`, `reason` | messages refused: the status sent, or `dropped`; the proxy's short reason |
+//! | `lifeline_messages_rejected_total` | `status`, `reason` | messages refused: the status sent, or `dropped`; the proxy's short reason (among them `status="dropped",reason="response from wrong peer"`: a response, or a probe's answer, from another address than its request went to; `status="481",reason="unknown dialog"`: an in-dialog request whose token names no dialog, or that has none; `status="403",reason="not a peer of the dialog"`) |
+//! | `lifeline_rejected_total` | `reason` | the same messages by reason alone, answered or dropped: `access` (a request from outside `access.callers`), `malformed`, `malformed response`, `unknown dialog`, `no route` ... |
 //! | `lifeline_messages_total` | `direction`, `kind` | SIP messages: `in` from the proxy's counters, `out` from the IO side's (every message sent, by [`Metrics::add_transmitted`]); `request` or `response` |
 //! | `lifeline_retransmissions_absorbed_total` | | request retransmissions answered by server transactions |
 //! | `lifeline_journal_dropped_total` | | journal records dropped (the writer fell behind) |
@@ -105,8 +106,9 @@ use families::SetupFamily;
 use gauges::Seen;
 pub(crate) use labels::Names;
 use labels::{
-    CallLabels, FailoverLabels, KindLabels, MessageLabels, ProgressLabels, RejectedLabels,
-    RescueLabels, RuleLabels, SkipLabels, StateChangeLabels, StateLabels, TrunkLabels,
+    CallLabels, FailoverLabels, KindLabels, MessageLabels, ProgressLabels, RejectReasonLabels,
+    RejectedLabels, RescueLabels, RuleLabels, SkipLabels, StateChangeLabels, StateLabels,
+    TrunkLabels,
 };
 
 /// The `Content-Type` of [`Metrics::encode`]'s output (Prometheus text 0.0.4).
@@ -174,6 +176,7 @@ pub(crate) struct Metrics {
     calls_active: Gauge,
     dialogs: Gauge,
     rejected: Family<RejectedLabels, Counter>,
+    rejected_by_reason: Family<RejectReasonLabels, Counter>,
     messages: Family<MessageLabels, Counter>,
     retransmissions: Counter,
     journal_dropped: Counter,

@@ -143,6 +143,19 @@ impl Bench {
 
     /// The trunk at `trunk` answers the INVITE of call `id` it got last.
     pub(crate) fn answer(&mut self, trunk: &str, id: &str, code: u16, reason: &str) {
+        self.answer_from(trunk, trunk, id, code, reason);
+    }
+
+    /// As [`answer`](Self::answer), but the response comes from `from`
+    /// (another address: a forged source).
+    pub(crate) fn answer_from(
+        &mut self,
+        trunk: &str,
+        from: &str,
+        id: &str,
+        code: u16,
+        reason: &str,
+    ) {
         let to = addr(trunk);
         let invite = self
             .sent
@@ -156,6 +169,6 @@ impl Bench {
         let w =
             MessageWriter::dialog_response_to(&invite, code, reason, b"t-1", contact.as_bytes());
         let bytes = w.unwrap().finish();
-        self.receive(trunk, String::from_utf8(bytes.to_vec()).unwrap());
+        self.receive(from, String::from_utf8(bytes.to_vec()).unwrap());
     }
 }

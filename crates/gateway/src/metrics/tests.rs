@@ -643,3 +643,83 @@ fn gauges_counters_from_stats_and_the_loops_own_counters() {
     assert!(!page.contains("lifeline_probe_rtt_seconds{"), "{page}");
     assert!(page.contains("# TYPE lifeline_setup_seconds histogram"));
 }
+
+#[test]
+fn rejections_by_reason_alone_with_access_from_the_start() {
+    let b = Bench::new(true);
+    let m = Metrics::new();
+    let names = m.names(&b.proxy);
+    // At zero before the first one, so that increase() sees it.
+    assert_series(
+        &m.encode(),
+        "lifeline_rejected_total{reason=\"access\"}",
+        0.0,
+    );
+    let stranger = Peer::udp(SocketAddr::from(([127, 0, 0, 77], 5060)));
+    for status in [None, Some(403), None] {
+        m.on_event(
+            &Event::Rejected {
+                at: b.now,
+                from: stranger,
+                status,
+                reason: "access",
+            },
+            &names,
+        );
+    }
+    m.on_event(
+        &Event::Rejected {
+            at: b.now,
+            from: stranger,
+            status: Some(481),
+            reason: "unknown dialog",
+        },
+        &names,
+    );
+    let page = m.encode();
+    assert_series(&page, "lifeline_rejected_total{reason=\"access\"}", 3.0);
+    assert_series(
+        &page,
+        "lifeline_rejected_total{reason=\"unknown dialog\"}",
+        1.0,
+    );
+    // The family by status still counts each.
+    assert_series(
+        &page,
+        "lifeline_messages_rejected_total{status=\"dropped\",reason=\"access\"}",
+        2.0,
+    );
+    assert_series(
+        &page,
+        "lifeline_messages_rejected_total{status=\"403\",reason=\"access\"}",
+        1.0,
+    );
+}
+
+#[test]
+fn a_response_from_the_wrong_peer_is_counted_as_dropped() {
+    let mut b = Bench::new(false);
+    let m = Metrics::new();
+    let names = m.names(&b.proxy);
+    b.invite("w-1", "sip:999@127.0.0.1");
+    // A 503 for the primary's INVITE, from another address: dropped.
+    b.answer_from(PRIMARY, "127.0.0.66:5060", "w-1", 503, "Forged");
+    for e in b.take_events() {
+        m.on_event(&e, &names);
+    }
+    assert_eq!(b.proxy.stats().responses_wrong_peer, 1);
+    let page = m.encode();
+    assert_series(
+        &page,
+        "lifeline_messages_rejected_total{status=\"dropped\",reason=\"response from wrong peer\"}",
+        1.0,
+    );
+    assert_eq!(
+        value(
+            &page,
+            "lifeline_failovers_total{trunk=\"primary\",reason=\"response-503\"}"
+        ),
+        None,
+        "the call did not move"
+    );
+}

@@ -4,18 +4,18 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use lifeline_health::{Outcome, State, TrunkId};
+use lifeline_health::{Outcome, Reason, State, TrunkId};
 use lifeline_sip::{HeaderName, Message, Uri};
 
 use super::load::share_order;
 use super::requests::{call_info, forward_edit};
 use super::{
     Attempt, AttemptState, Call, CallState, ClientEntry, Dialog, Proxy, Target, LOOP_PREFIX,
-    REASON_TRUNK_DOWN,
+    REASON_TRANSPORT_ERROR, REASON_TRUNK_DOWN,
 };
 use crate::classify::EmergencyRule;
 use crate::config::{Peer, Transport};
-use crate::events::{AttemptFailure, CallFailure, Event};
+use crate::events::{AttemptFailure, CallFailure, Event, SkipReason};
 use crate::transaction::{build_cancel, ClientState, ClientTxn, Kind};
 
 impl Proxy {
@@ -32,11 +32,12 @@ impl Proxy {
             }
         }
         for id in down {
-            self.rescue(now, id, AttemptFailure::TrunkDown);
+            self.rescue(now, id);
         }
     }
 
-    /// Move the calls waiting on `trunk` to the next trunk, at once:
+    /// Move the calls waiting on `trunk`, which has just gone Down, to the
+    /// next trunk, at once:
     ///
     /// 1. Attempts with no provisional or only 100 Trying, of every call:
     ///    the caller has heard nothing from that trunk, so this is plain
@@ -49,26 +50,26 @@ impl Proxy {
     ///    trunk still answer, its 2xx goes to the caller only if no other
     ///    has (see [`answered`](Self::answered)).
     ///
-    /// `why` is [`AttemptFailure::TransportError`] (hard evidence on one
-    /// send) or [`AttemptFailure::TrunkDown`] (health's verdict).
-    pub(super) fn rescue(&mut self, now: Instant, trunk: TrunkId, why: AttemptFailure) {
-        let hard = why == AttemptFailure::TransportError;
+    /// A call with nowhere else to go (see [`can_move`](Self::can_move))
+    /// keeps its attempt and that attempt's own timers: a verdict of Down
+    /// alone never fails a call. When transport errors took the trunk Down
+    /// (evidence anyone can forge), a call moves only to a usable trunk,
+    /// never from this one to another that is Down as well. In-dialog
+    /// requests have nowhere else to go.
+    pub(super) fn rescue(&mut self, now: Instant, trunk: TrunkId) {
+        let forgeable = self
+            .health
+            .trunk(trunk)
+            .is_some_and(|t| matches!(t.reason, Reason::Live(Outcome::TransportError(_))));
         let mut hit = Vec::new();
         for (ck, call) in &self.calls {
-            let covers = match &call.target {
-                // A call cancelled, answered or finished has nowhere to move:
-                // its attempts end on their own (hard evidence ends them at
-                // once, below).
-                Target::Route(_) if call.state != CallState::Routing && !hard => continue,
-                Target::Route(r) => {
-                    call.state == CallState::Routing
-                        && r.cfg.rescue_ringing.covers(call.emergency.is_some())
-                }
-                // In-dialog requests have nowhere else to go: a transport
-                // error ends them, a verdict of health does not.
-                Target::Fixed { .. } if !hard => continue,
-                Target::Fixed { .. } => false,
+            let Target::Route(r) = &call.target else {
+                continue;
             };
+            if call.state != CallState::Routing {
+                continue; // answered, cancelled or finished: nothing to move
+            }
+            let covers = r.cfg.rescue_ringing.covers(call.emergency.is_some());
             for (ai, a) in call.attempts.iter().enumerate() {
                 if a.trunk != Some(trunk) {
                     continue;
@@ -85,22 +86,61 @@ impl Proxy {
                 continue;
             };
             let ringing = a.state == AttemptState::Ringing;
-            if hard && !ringing {
-                // The transaction is over (RFC 3261 §17.1.1.2): nothing to CANCEL.
-                if let Some(client) = a.client {
-                    if let Some(e) = self.clients.get_mut(client) {
-                        e.txn.on_transport_error();
-                    }
-                    self.remove_client(client);
-                }
-                self.fail_attempt(now, ck, ai, why, None);
-            } else if matches!(
+            let live = matches!(
                 a.state,
                 AttemptState::Pending | AttemptState::Trying | AttemptState::Ringing
-            ) {
-                self.rescue_attempt(now, ck, ai, why, ringing);
+            );
+            if live && self.can_move(now, ck, ai, !forgeable) {
+                self.rescue_attempt(now, ck, ai, AttemptFailure::TrunkDown, ringing);
             }
         }
+    }
+
+    /// A transport error answered a message of attempt `ai` (see
+    /// [`Proxy::handle_transport_error`]): the attempt moves to the next
+    /// trunk if it has heard no provisional beyond 100 Trying and the call
+    /// has a usable trunk (or another live attempt) to go to; otherwise it
+    /// keeps its own timers, which move it on if the trunk really is gone.
+    /// An in-dialog request, or a call already answered or cancelled, is
+    /// left to its timers too.
+    pub(super) fn move_hit_attempt(&mut self, now: Instant, ck: usize, ai: usize) {
+        let Some(call) = self.calls.get(ck) else {
+            return;
+        };
+        let routed = matches!(call.target, Target::Route(_));
+        let waiting = call
+            .attempts
+            .get(ai)
+            .is_some_and(|a| matches!(a.state, AttemptState::Pending | AttemptState::Trying));
+        if routed
+            && waiting
+            && call.state == CallState::Routing
+            && self.can_move(now, ck, ai, false)
+        {
+            self.abandon_attempt(now, ck, ai, AttemptFailure::TransportError);
+        }
+    }
+
+    /// Whether giving up attempt `ai` leaves call `ck` somewhere to go:
+    /// another live attempt (a hedge), or a trunk still to try (see
+    /// [`next_trunk`](Self::next_trunk)) — usable (Up or Suspect, full or
+    /// not), or, with `to_down`, for an emergency call, a Down one too.
+    pub(super) fn can_move(&self, now: Instant, ck: usize, ai: usize, to_down: bool) -> bool {
+        let Some(call) = self.calls.get(ck) else {
+            return false;
+        };
+        let other_live = call.attempts.iter().enumerate().any(|(i, a)| {
+            i != ai
+                && matches!(
+                    a.state,
+                    AttemptState::Pending | AttemptState::Trying | AttemptState::Ringing
+                )
+        });
+        other_live
+            || self
+                .next_trunk(now, ck)
+                .0
+                .is_some_and(|t| to_down || self.health.trunk(t).is_some_and(|s| s.ready()))
     }
 
     /// Give up one attempt on a dead trunk (see [`rescue`](Self::rescue)).
@@ -226,21 +266,43 @@ impl Proxy {
         }
     }
 
-    /// The trunk a routed call tries next: health's order (usable trunks in
-    /// priority order, a trunk in its canary later; for emergency calls the
-    /// rest after them), passing over trunks at `max_calls` or `max_cps`.
-    /// An emergency call still takes a full trunk that is usable before a
-    /// Down one, and a Down one before no trunk at all.
+    /// The trunk a routed call tries next (see [`next_trunk`](Self::next_trunk)),
+    /// with a `TrunkSkipped` event for each full trunk passed over.
     fn choose_trunk(&mut self, now: Instant, ck: usize) -> Option<TrunkId> {
+        let (chosen, skipped) = self.next_trunk(now, ck);
         let call = &self.calls[ck];
+        let (id, tracked) = (call.id, call.tracked);
+        for (t, reason) in skipped {
+            if Some(t) != chosen && tracked {
+                self.events.push_back(Event::TrunkSkipped {
+                    call: id,
+                    at: now,
+                    trunk: t,
+                    reason,
+                });
+            }
+        }
+        chosen
+    }
+
+    /// The trunk a routed call would try next: health's order (usable
+    /// trunks in priority order, a trunk in its canary later; for emergency
+    /// calls the rest after them), passing over trunks at `max_calls` or
+    /// `max_cps` (returned with the limit). An emergency call still takes a
+    /// full trunk that is usable before a Down one, and a Down one before no
+    /// trunk at all.
+    fn next_trunk(&self, now: Instant, ck: usize) -> (Option<TrunkId>, Vec<(TrunkId, SkipReason)>) {
+        let mut skipped = Vec::new();
+        let Some(call) = self.calls.get(ck) else {
+            return (None, skipped);
+        };
         let Target::Route(r) = &call.target else {
-            return None;
+            return (None, skipped);
         };
         let order = call.order.as_deref().unwrap_or(&r.trunks);
         let emergency = call.emergency.is_some();
         let mut chosen = None;
         let mut full_usable = None;
-        let mut skipped = Vec::new();
         for t in self
             .health
             .select_for(order, &call.tried, emergency, call.ticket)
@@ -270,18 +332,7 @@ impl Proxy {
                 chosen = full_usable.or(chosen);
             }
         }
-        let (id, tracked) = (call.id, call.tracked);
-        for (t, reason) in skipped {
-            if Some(t) != chosen && tracked {
-                self.events.push_back(Event::TrunkSkipped {
-                    call: id,
-                    at: now,
-                    trunk: t,
-                    reason,
-                });
-            }
-        }
-        chosen
+        (chosen, skipped)
     }
 
     /// Hedging (`hedge_after`): attempt `ai` of an emergency call has not
@@ -344,10 +395,12 @@ impl Proxy {
         };
         let kind = self.calls[ck].kind;
         let target = self.calls[ck].target.clone();
-        let nonce = self.rng.next_u64() as u32;
+        // 128 random bits: a response is matched by branch, so the branch
+        // must not be guessable from any other one seen.
+        let nonce = self.rng.token();
         let loop_hash = self.calls[ck].loop_hash;
         let branch = format!(
-            "{LOOP_PREFIX}{loop_hash:016x}.{nonce:08x}{:x}",
+            "{LOOP_PREFIX}{loop_hash:016x}.{nonce:032x}{:x}",
             self.calls[ck].attempts.len()
         );
         let advertise = self.advertise.clone();
@@ -359,7 +412,7 @@ impl Proxy {
         let mut record_route = None;
         if let Target::Route(_) = target {
             if kind == Kind::Invite {
-                let dnonce = self.rng.next_u64() as u32;
+                let dnonce = self.rng.token();
                 let caller = self.servers[sk].txn.peer;
                 let dk = self.dialogs.insert(Dialog {
                     caller,
@@ -373,7 +426,7 @@ impl Proxy {
                 });
                 self.arm_dialog(dk);
                 dialog = Some((dk, dnonce));
-                record_route = Some(format!("<sip:{};lr;ll={dk}.{dnonce:08x}>", self.advertise));
+                record_route = Some(format!("<sip:{};lr;ll={dk}.{dnonce:032x}>", self.advertise));
             }
         }
 
@@ -418,12 +471,14 @@ impl Proxy {
         let method_key = Bytes::copy_from_slice(m.method_bytes().unwrap_or_default());
         let ai = self.calls[ck].attempts.len();
         let txn = ClientTxn::new(now, kind, out, peer, branch.clone(), self.cfg.timers);
+        let serial = self.next_serial();
         let client = self.clients.insert(ClientEntry {
             txn,
             key: (branch.clone(), method_key.clone()),
             call: ck,
             attempt: ai,
             is_cancel: false,
+            serial,
             armed: None,
         });
         self.client_index.insert((branch, method_key), client);
@@ -479,7 +534,7 @@ impl Proxy {
                 });
             }
         }
-        self.send(peer, payload, trunk);
+        self.send_client(client, peer, payload, trunk);
         self.arm_client(client);
         self.arm_call(ck);
     }
@@ -510,6 +565,7 @@ impl Proxy {
             AttemptFailure::NoProgress => {
                 Bytes::from_static(b"SIP;cause=408;text=\"no progress, trying another trunk\"")
             }
+            AttemptFailure::TransportError => Bytes::from_static(REASON_TRANSPORT_ERROR),
             _ => Bytes::from_static(b"SIP;cause=408;text=\"no response, trying another trunk\""),
         };
         self.cancel_attempt(now, ck, ai, reason);
@@ -730,17 +786,19 @@ impl Proxy {
         let bytes = request.as_bytes().clone();
         let key = (branch.clone(), Bytes::from_static(method));
         let txn = ClientTxn::new(now, Kind::NonInvite, request, peer, branch, self.cfg.timers);
+        let serial = self.next_serial();
         let k = self.clients.insert(ClientEntry {
             txn,
             key: key.clone(),
             call: ck,
             attempt: ai,
             is_cancel: true,
+            serial,
             armed: None,
         });
         self.client_index.insert(key, k);
         self.calls[ck].clients_live += 1;
-        self.send(peer, bytes, trunk);
+        self.send_client(k, peer, bytes, trunk);
         self.arm_client(k);
     }
 

@@ -20,13 +20,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use lifeline_health::{Health, Local, Outcome, SplitMix64, State, TransportError, TrunkId};
+use lifeline_health::{Health, Hit, Local, State, TokenRng, TransportError, TrunkId};
 use lifeline_sip::{check_datagram, HeaderName, Message, MessageWriter, Method, Verdict};
 use slab::Slab;
 
 use crate::classify::EmergencyRule;
-use crate::config::{ConfigError, Peer, ProxyConfig, RouteConfig};
-use crate::events::{AttemptFailure, CallRef, Event, Transmit};
+use crate::config::{ConfigError, Peer, ProxyConfig, RouteConfig, UnknownSource};
+use crate::events::{CallRef, Event, Transmit};
 use crate::transaction::{ClientState, ClientTxn, Kind, ServerTxn};
 use load::TrunkLoad;
 
@@ -38,6 +38,9 @@ const DUPLICATE_PREFIX: &str = "z9hG4bK-ld";
 const REASON_TRUNK_DOWN: &[u8] = b"SIP;cause=503;text=\"trunk down\"";
 /// RFC 3326 Reason on the CANCEL (or BYE) of an attempt another one beat.
 const REASON_ELSEWHERE: &[u8] = b"SIP;cause=200;text=\"Call completed elsewhere\"";
+/// RFC 3326 Reason on the CANCEL of an attempt a transport error moved.
+const REASON_TRANSPORT_ERROR: &[u8] =
+    b"SIP;cause=503;text=\"transport error, trying another trunk\"";
 
 /// Counters for metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -48,8 +51,12 @@ pub struct Stats {
     pub responses: u64,
     /// Request retransmissions absorbed by server transactions.
     pub retransmissions_absorbed: u64,
-    /// Responses dropped: malformed, stray, or matching no transaction.
+    /// Responses dropped: malformed, stray, matching no transaction, or
+    /// from the wrong peer.
     pub responses_dropped: u64,
+    /// Of those, responses that matched a transaction (or a probe) but came
+    /// from another peer than the one the request was sent to.
+    pub responses_wrong_peer: u64,
     /// Requests refused with an error status.
     pub requests_refused: u64,
     /// Live server transactions.
@@ -105,7 +112,24 @@ struct ClientEntry {
     attempt: usize,
     /// A CANCEL transaction (its responses are absorbed).
     is_cancel: bool,
+    /// Unique for the proxy's lifetime (slab keys are reused): names the
+    /// transaction a transport error hit.
+    serial: u64,
     armed: Option<Instant>,
+}
+
+/// What a message sent to a trunk belonged to: a transport error on that
+/// trunk is taken to answer the last one (see
+/// [`Proxy::handle_transport_error`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    /// A client transaction (slab key, serial): an attempt's request and its
+    /// retransmissions, the ACK of its non-2xx final, a CANCEL, a BYE.
+    Client(usize, u64),
+    /// A health probe.
+    Probe,
+    /// Anything else (a 2xx ACK forwarded statelessly), by serial.
+    Other(u64),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -213,14 +237,15 @@ struct Call {
 }
 
 /// A dialog's slab key and nonce: a key alone may have been reused.
-type DialogRef = (usize, u32);
+type DialogRef = (usize, u128);
 
 #[derive(Debug)]
 struct Dialog {
     caller: Peer,
     trunk: Peer,
     trunk_id: Option<TrunkId>,
-    nonce: u32,
+    /// 128 random bits: the Record-Route token is `<key>.<nonce>`.
+    nonce: u128,
     confirmed: bool,
     /// Counted in its trunk's `max_calls` load (an answered call).
     counted: bool,
@@ -265,9 +290,18 @@ pub struct Proxy {
     calls: Slab<Call>,
     dialogs: Slab<Dialog>,
     timers: BinaryHeap<Reverse<(Instant, Obj)>>,
-    transmits: VecDeque<Transmit>,
+    transmits: VecDeque<(Transmit, Origin)>,
     events: VecDeque<Event>,
-    rng: SplitMix64,
+    /// Branches, tags and Record-Route tokens (ChaCha20, seeded by the
+    /// gateway from the operating system).
+    rng: TokenRng,
+    /// Keys the loop-detection and stateless-ACK hashes, so that branches
+    /// built from them cannot be computed by anyone else.
+    hash_key: u128,
+    /// Next [`ClientEntry::serial`] or [`Origin::Other`] number.
+    serials: u64,
+    /// Per trunk: what the last message handed out for it belonged to.
+    last_sent: Vec<Option<Origin>>,
     next_call: u64,
     stats: Stats,
     /// `host:port` as written in Via and Record-Route.
@@ -297,7 +331,9 @@ impl Proxy {
             via: format!("SIP/2.0/UDP {advertise}"),
             from_uri: format!("sip:lifeline@{advertise}"),
         };
-        let mut health = Health::new(local, cfg.seed ^ 0x4ea1);
+        let mut rng = TokenRng::new(cfg.seed);
+        let mut health = Health::with_seed(local, rng.fork());
+        let hash_key = rng.token();
         let mut trunk_peers = Vec::new();
         let mut large_over_tcp = Vec::new();
         let mut load = Vec::new();
@@ -337,8 +373,8 @@ impl Proxy {
         if !(300..=699).contains(&cfg.all_failed.status) {
             return Err(ConfigError::BadStatus(cfg.all_failed.status));
         }
-        let seed = cfg.seed;
         let seen = vec![State::Up; trunk_peers.len()];
+        let last_sent = vec![None; trunk_peers.len()];
         Ok(Self {
             cfg,
             routes,
@@ -354,7 +390,10 @@ impl Proxy {
             timers: BinaryHeap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
-            rng: SplitMix64::new(seed),
+            rng,
+            hash_key,
+            serials: 0,
+            last_sent,
             next_call: 1,
             stats: Stats::default(),
             advertise,
@@ -496,6 +535,7 @@ impl Proxy {
                     self.large_over_tcp.push(t.large_over_tcp);
                     self.load.push(TrunkLoad::new(t));
                     self.seen.push(State::Up);
+                    self.last_sent.push(None);
                 }
             }
         }
@@ -574,16 +614,23 @@ impl Proxy {
 
     /// The next message to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        if let Some(t) = self.transmits.pop_front() {
-            return Some(t);
+        let (t, origin) = match self.transmits.pop_front() {
+            Some(queued) => queued,
+            None => {
+                let probe = self.health.poll_transmit()?;
+                let peer = *self.trunk_peers.get(probe.trunk.index())?;
+                let t = Transmit {
+                    peer,
+                    payload: probe.payload,
+                    trunk: Some(probe.trunk),
+                };
+                (t, Origin::Probe)
+            }
+        };
+        if let Some(last) = t.trunk.and_then(|id| self.last_sent.get_mut(id.index())) {
+            *last = Some(origin);
         }
-        let probe = self.health.poll_transmit()?;
-        let peer = *self.trunk_peers.get(probe.trunk.index())?;
-        Some(Transmit {
-            peer,
-            payload: probe.payload,
-            trunk: Some(probe.trunk),
-        })
+        Some(t)
     }
 
     /// The next event.
@@ -645,15 +692,61 @@ impl Proxy {
         self.check_trunks(now);
     }
 
-    /// A send to `trunk` failed (ICMP port or host unreachable, TCP refused or
-    /// reset): hard evidence. Every attempt waiting on that trunk fails over
-    /// at once — ringing ones too, for the calls its route rescues (see
-    /// [`RescueRinging`](crate::RescueRinging)) — and the trunk's health
-    /// hears of it.
+    /// A send to `trunk` failed, or its socket reported an error (ICMP port
+    /// or host unreachable, TCP refused or reset).
+    ///
+    /// Such an error is cheap to forge (an ICMP message needs only the two
+    /// addresses), so it is evidence of one message, not of the trunk:
+    ///
+    /// 1. It is taken to answer the last message handed out for that trunk
+    ///    by [`poll_transmit`](Self::poll_transmit). The kernel reports an
+    ///    ICMP error on a connected socket without saying which datagram
+    ///    caused it; from a trunk that is really gone it comes back within
+    ///    a round trip, before the next message of a call or a probe.
+    /// 2. If that message was an attempt's request still waiting for a
+    ///    provisional (no answer, or 100 Trying only), that one attempt moves
+    ///    to the next trunk, as failover would — but only if the call has
+    ///    somewhere else to go that works: another live attempt, or a usable
+    ///    trunk (not a Down one, which an emergency call may still try on
+    ///    its timers). Its transaction is muted, not ended as RFC 3261
+    ///    §17.1.1.2 would have it, so that an answer from a trunk that was
+    ///    never gone is still matched (CANCELled, or ended with a BYE).
+    ///    Otherwise the attempt stays, with its own timers (which move it
+    ///    on, Down trunks included for an emergency call, if the trunk
+    ///    really is gone): an ICMP error alone never fails a call, and never
+    ///    sends one from a trunk that answers to one that is Down. Other
+    ///    attempts on the trunk stay where they are.
+    /// 3. The trunk's health hears of it ([`Health::transport_error`]): one
+    ///    error makes the trunk Suspect and probes it at once; it goes Down
+    ///    only when corroborated — a second error answering another message
+    ///    (another transaction, or that probe) within
+    ///    [`lifeline_health::TRANSPORT_ERROR_WINDOW`], or the probe failing.
+    ///    When it goes Down, every call on it is rescued (see
+    ///    [`RescueRinging`](crate::RescueRinging)) — to usable trunks only,
+    ///    since transport errors took it Down.
     pub fn handle_transport_error(&mut self, now: Instant, trunk: TrunkId, kind: TransportError) {
-        self.health
-            .report(now, trunk, Outcome::TransportError(kind));
-        self.rescue(now, trunk, AttemptFailure::TransportError);
+        let origin = self.last_sent.get(trunk.index()).copied().flatten();
+        let client = match origin {
+            Some(Origin::Client(k, serial)) => self
+                .clients
+                .get(k)
+                .is_some_and(|e| e.serial == serial)
+                .then_some(k),
+            _ => None,
+        };
+        let hit = match origin {
+            Some(Origin::Probe) => Hit::Probe,
+            Some(Origin::Client(_, serial) | Origin::Other(serial)) => Hit::Message(serial),
+            None => Hit::Unknown,
+        };
+        self.health.transport_error(now, trunk, kind, hit);
+        if let Some(k) = client {
+            let e = &self.clients[k];
+            if !e.is_cancel {
+                let (ck, ai) = (e.call, e.attempt);
+                self.move_hit_attempt(now, ck, ai);
+            }
+        }
         self.check_trunks(now);
     }
 
@@ -691,6 +784,12 @@ impl Proxy {
             }
             (msg, Verdict::Reply(e)) => {
                 self.stats.requests += 1;
+                if !self.known_source(from) && self.cfg.access.unknown == UnknownSource::Drop {
+                    // Outside `access.callers`: silence, as for a
+                    // well-formed request.
+                    self.reject(now, from, None, "access");
+                    return;
+                }
                 let is_ack = msg.as_ref().and_then(|m| m.method()) == Some(Method::Ack);
                 match msg {
                     Some(m) if !is_ack && m.header(HeaderName::Via).is_some() => {
@@ -742,16 +841,39 @@ impl Proxy {
         self.reject(now, from, Some(status), why);
     }
 
+    /// Queue a message that belongs to no client transaction.
     fn send(&mut self, peer: Peer, payload: Bytes, trunk: Option<TrunkId>) {
-        self.transmits.push_back(Transmit {
+        let origin = Origin::Other(self.next_serial());
+        self.send_as(peer, payload, trunk, origin);
+    }
+
+    /// Queue a message of client transaction `k` (its request, a
+    /// retransmission, the ACK of its non-2xx final).
+    fn send_client(&mut self, k: usize, peer: Peer, payload: Bytes, trunk: Option<TrunkId>) {
+        let origin = match self.clients.get(k) {
+            Some(e) => Origin::Client(k, e.serial),
+            None => Origin::Other(self.next_serial()),
+        };
+        self.send_as(peer, payload, trunk, origin);
+    }
+
+    fn send_as(&mut self, peer: Peer, payload: Bytes, trunk: Option<TrunkId>, origin: Origin) {
+        let t = Transmit {
             peer,
             payload,
             trunk,
-        });
+        };
+        self.transmits.push_back((t, origin));
     }
 
+    fn next_serial(&mut self) -> u64 {
+        self.serials += 1;
+        self.serials
+    }
+
+    /// A To tag: 128 random bits.
     fn new_tag(&mut self) -> Bytes {
-        Bytes::from(format!("{:016x}", self.rng.next_u64()))
+        Bytes::from(format!("{:032x}", self.rng.token()))
     }
 }
 

@@ -6,13 +6,14 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use lifeline_health::TrunkId;
-use lifeline_sip::{Edit, HeaderName, Host, Message, Method, Uri};
+use lifeline_sip::{Edit, Error, HeaderName, Host, Message, Method, Uri};
 
 use super::{
     AttemptState, CallState, Proxy, ServerEntry, ServerKey, Target, ACK_PREFIX, LOOP_PREFIX,
 };
+use crate::access::strip_untrusted;
 use crate::classify::{classify, select_route, EmergencyRule};
-use crate::config::{Peer, RouteConfig, Transport, RFC3261_UDP_MAX_REQUEST};
+use crate::config::{Peer, RouteConfig, Transport, UnknownSource, RFC3261_UDP_MAX_REQUEST};
 use crate::events::{CallFailure, CallInfo, CallRef, Event, Location};
 use crate::transaction::{Kind, ServerState, ServerTxn};
 
@@ -35,6 +36,28 @@ impl Proxy {
             }
             return;
         }
+        // Access: a source outside `access.callers` gets nothing, or a 403
+        // from a server transaction of its own (which absorbs its
+        // retransmissions and the ACK), and never reaches a trunk.
+        let admitted = self.admitted(from, &m, method);
+        if !admitted && self.cfg.access.unknown == UnknownSource::Drop {
+            self.reject(now, from, None, "access");
+            return;
+        }
+        // What an untrusted source may not assert goes before anything
+        // reads or keeps the request.
+        let m = if admitted {
+            match self.strip_untrusted(from, &m) {
+                Ok(Some(stripped)) => stripped,
+                Ok(None) => m,
+                Err(_) => {
+                    self.reply_stateless(now, from, &m, 500, "Server Internal Error", "strip");
+                    return;
+                }
+            }
+        } else {
+            m
+        };
         let kind = if method == Method::Invite {
             Kind::Invite
         } else {
@@ -47,6 +70,10 @@ impl Proxy {
             armed: None,
         });
         self.server_index.insert(key, sk);
+        if !admitted {
+            self.respond_refused(now, sk, 403, "Forbidden", "access");
+            return;
+        }
         if kind == Kind::Invite {
             // §16.2 / §17.2.1: a 100 Trying at once stops the caller's retransmissions.
             self.respond(now, sk, 100, "Trying", None, &[]);
@@ -72,9 +99,22 @@ impl Proxy {
                 }
             }
         }
-        // An ACK for a 2xx travels end to end, statelessly, along the dialog.
-        let Some((dk, _)) = self.our_route(&m) else {
+        // Never answered: one from outside `access.callers` is dropped
+        // (and counted) whatever `access.unknown` says.
+        if !self.admitted(from, &m, Method::Ack) {
+            self.reject(now, from, None, "access");
             return;
+        }
+        // An ACK for a 2xx travels end to end, statelessly, along the dialog.
+        // One with no token, or a token naming no dialog or another peer's,
+        // gets no answer (an ACK never does) and goes nowhere.
+        let Some(Ok((dk, _))) = self.our_route(&m) else {
+            return;
+        };
+        let m = match self.strip_untrusted(from, &m) {
+            Ok(Some(stripped)) => stripped,
+            Ok(None) => m,
+            Err(_) => return,
         };
         let Some(target) = self.dialog_target(dk, from) else {
             return;
@@ -84,7 +124,7 @@ impl Proxy {
         }
         let branch = {
             let mut h = std::collections::hash_map::DefaultHasher::new();
-            self.cfg.seed.hash(&mut h);
+            self.hash_key.hash(&mut h);
             m.top_via().ok().and_then(|v| v.branch()).hash(&mut h);
             m.call_id().hash(&mut h);
             format!("{ACK_PREFIX}{:016x}", h.finish())
@@ -118,6 +158,57 @@ impl Proxy {
         self.send(peer, out, trunk);
     }
 
+    /// Whether a request from `from` passes `access.callers`:
+    ///
+    /// - any request from a source in `callers` (or any source at all when
+    ///   `callers` is not set);
+    /// - from a configured trunk's address (any port), ACK, CANCEL and
+    ///   anything inside a dialog (our Record-Route token on top of Route,
+    ///   or a To tag): the dialog checks then judge it (481, 403);
+    /// - from anyone else, a request carrying the token of a live dialog
+    ///   `from` is a party of: the caller of a call admitted before a reload
+    ///   narrowed `callers` keeps its ACK, BYE and re-INVITEs.
+    fn admitted(&self, from: Peer, m: &Message, method: Method) -> bool {
+        let ip = from.addr.ip();
+        if self.cfg.access.is_caller(ip) {
+            return true;
+        }
+        let token = self.our_route(m);
+        if self.is_trunk_ip(ip) {
+            return matches!(method, Method::Ack | Method::Cancel)
+                || token.is_some()
+                || m.to().ok().and_then(|t| t.tag()).is_some();
+        }
+        matches!(token, Some(Ok((dk, _))) if self.dialog_target(dk, from).is_some())
+    }
+
+    /// Whether `from` is in `access.callers` or is a configured trunk's
+    /// address: a source a malformed request is answered to (others get
+    /// the silence of `unknown: drop`).
+    pub(super) fn known_source(&self, from: Peer) -> bool {
+        let ip = from.addr.ip();
+        self.cfg.access.is_caller(ip) || self.is_trunk_ip(ip)
+    }
+
+    fn is_trunk_ip(&self, ip: std::net::IpAddr) -> bool {
+        self.trunk_peers
+            .iter()
+            .any(|t| t.addr.ip().to_canonical() == ip.to_canonical())
+    }
+
+    /// `m` as an untrusted source may send it on: without P-Asserted-Identity,
+    /// P-Preferred-Identity and Resource-Priority, and with
+    /// `access.strip_untrusted_location` without its location (see
+    /// [`crate::access`]). `None`: forwarded as it is (a trusted source, or
+    /// nothing to remove).
+    fn strip_untrusted(&self, from: Peer, m: &Message) -> Result<Option<Message>, Error> {
+        let access = &self.cfg.access;
+        if access.is_trusted(from.addr.ip()) {
+            return Ok(None);
+        }
+        strip_untrusted(m, access.strip_untrusted_location)
+    }
+
     /// The transport a request of `len` bytes (as forwarded) takes to
     /// `peer`: RFC 3261 §18.1.1, a request over 1300 bytes goes over TCP to
     /// a trunk that takes both; everything else as configured.
@@ -136,9 +227,11 @@ impl Proxy {
         }
     }
 
-    /// If the top Route is this proxy's Record-Route with a dialog token,
-    /// the dialog key and nonce.
-    fn our_route(&self, m: &Message) -> Option<(usize, u32)> {
+    /// The dialog token of this proxy's Record-Route on top of Route:
+    /// `None` if the top Route is not ours with a token (`ll=`), `Some(Err)`
+    /// if it is but names no live dialog (ended, expired, mistyped or
+    /// forged: the 128-bit nonce must match), else the dialog key and nonce.
+    fn our_route(&self, m: &Message) -> Option<Result<(usize, u128), ()>> {
         let route = m.routes().next()?.ok()?;
         let Uri::Sip(u) = route.uri() else {
             return None;
@@ -146,13 +239,19 @@ impl Proxy {
         if !self.is_us(&u.host, u.port) {
             return None;
         }
-        let token = u.param("ll")??;
-        let text = std::str::from_utf8(token).ok()?;
-        let (k, n) = text.split_once('.')?;
-        let k: usize = k.parse().ok()?;
-        let n = u32::from_str_radix(n, 16).ok()?;
-        let d = self.dialogs.get(k)?;
-        (d.nonce == n).then_some((k, n))
+        let token = u.param("ll")?.unwrap_or_default();
+        let dialog = || {
+            let text = std::str::from_utf8(token).ok()?;
+            let (k, n) = text.split_once('.')?;
+            let k: usize = k.parse().ok()?;
+            if n.len() != 32 || !n.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
+            let n = u128::from_str_radix(n, 16).ok()?;
+            let d = self.dialogs.get(k)?;
+            (d.nonce == n).then_some((k, n))
+        };
+        Some(dialog().ok_or(()))
     }
 
     /// Where an in-dialog request from `from` goes: the other side of the dialog.
@@ -186,14 +285,28 @@ impl Proxy {
 
     fn route_request(&mut self, now: Instant, sk: usize, from: Peer, m: Message) {
         let method = m.method().unwrap_or(Method::Other);
-        // In-dialog: our Record-Route token on top.
-        if let Some((dk, dn)) = self.our_route(&m) {
+        // In-dialog: our Record-Route token on top. A token that names no
+        // dialog gets 481 (RFC 3261 §12.2.2: no matching dialog), one used
+        // by neither side of its dialog 403; neither is ever routed as a
+        // new call.
+        let token = self.our_route(&m);
+        if let Some(Err(())) = token {
+            self.respond_refused(
+                now,
+                sk,
+                481,
+                "Call/Transaction Does Not Exist",
+                "unknown dialog",
+            );
+            return;
+        }
+        if let Some(Ok((dk, dn))) = token {
             if matches!(m.max_forwards(), Ok(Some(0))) {
                 self.respond(now, sk, 483, "Too Many Hops", None, &[]);
                 return;
             }
             let Some((peer, trunk)) = self.dialog_target(dk, from) else {
-                self.respond(now, sk, 403, "Forbidden", None, &[]);
+                self.respond_refused(now, sk, 403, "Forbidden", "not a peer of the dialog");
                 return;
             };
             let ends = method == Method::Bye;
@@ -235,6 +348,19 @@ impl Proxy {
             );
             return;
         }
+        if m.to().ok().and_then(|t| t.tag()).is_some() {
+            // A request inside a dialog (To tag, §12.2) that does not carry
+            // our token: every dialog through this proxy was record-routed
+            // with one, so this one is none of ours.
+            self.respond_refused(
+                now,
+                sk,
+                481,
+                "Call/Transaction Does Not Exist",
+                "unknown dialog",
+            );
+            return;
+        }
         if !self.accepting {
             let retry = self.cfg.all_failed.retry_after.unwrap_or(5).to_string();
             self.respond(
@@ -263,7 +389,8 @@ impl Proxy {
             self.respond(now, sk, 482, "Loop Detected", None, &[]);
             return;
         }
-        let emergency = classify(&m, from.addr.ip(), &self.cfg.emergency);
+        let trusted = self.cfg.access.is_trusted(from.addr.ip());
+        let emergency = classify(&m, trusted, &self.cfg.emergency);
         if emergency.is_none() {
             // §16.3 step 5. An emergency call is never refused over an
             // option tag: it is forwarded, and the trunk decides.
@@ -317,7 +444,7 @@ impl Proxy {
     /// spiral changes.
     pub(super) fn loop_hash(&self, m: &Message) -> u64 {
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        self.cfg.seed.hash(&mut h);
+        self.hash_key.hash(&mut h);
         m.request_uri_bytes().hash(&mut h);
         m.call_id().hash(&mut h);
         m.cseq().ok().map(|c| c.seq).hash(&mut h);

@@ -16,7 +16,15 @@ use crate::transaction::{ClientEvent, Kind};
 
 impl Proxy {
     pub(super) fn handle_response(&mut self, now: Instant, from: Peer, m: Message) {
-        if self.health.handle_response(now, &m) {
+        // A probe's answer counts only from the trunk probed (health then
+        // matches its 128-bit nonce).
+        if let Some(t) = self.health.probe_trunk(&m) {
+            match self.trunk_peers.get(t.index()) {
+                Some(&to) if same_peer(to, from) => {
+                    self.health.handle_response(now, &m);
+                }
+                _ => self.wrong_peer(now, from),
+            }
             return;
         }
         let key = match (m.top_via().ok().and_then(|v| v.branch()), m.cseq().ok()) {
@@ -32,6 +40,10 @@ impl Proxy {
             self.reject(now, from, None, "stray response");
             return;
         };
+        if !same_peer(self.clients[k].txn.peer, from) {
+            self.wrong_peer(now, from);
+            return;
+        }
         let code = m.status().unwrap_or(0);
         let (ev, ack) = self.clients[k].txn.on_response(now, &m);
         let (peer, call, attempt, is_cancel) = {
@@ -44,13 +56,21 @@ impl Proxy {
             .and_then(|c| c.attempts.get(attempt))
             .and_then(|a| a.trunk);
         if let Some(ack) = ack {
-            self.send(peer, ack, trunk);
+            self.send_client(k, peer, ack, trunk);
         }
         self.arm_client(k);
         if is_cancel || ev == ClientEvent::Absorb || !self.calls.contains(call) {
             return;
         }
         self.on_attempt_response(now, call, attempt, code, &m);
+    }
+
+    /// A response that matched a transaction (or a probe) arrived from
+    /// another peer than the request went to: dropped and counted.
+    fn wrong_peer(&mut self, now: Instant, from: Peer) {
+        self.stats.responses_dropped += 1;
+        self.stats.responses_wrong_peer += 1;
+        self.reject(now, from, None, "response from wrong peer");
     }
 
     fn on_attempt_response(&mut self, now: Instant, ck: usize, ai: usize, code: u16, m: &Message) {
@@ -350,9 +370,9 @@ impl Proxy {
             self.drop_dialog(d);
         }
         self.release(ck, ai);
-        let nonce = self.rng.next_u64();
-        let ack_branch = format!("{DUPLICATE_PREFIX}{nonce:016x}a");
-        let bye_branch = format!("{DUPLICATE_PREFIX}{nonce:016x}b");
+        let nonce = self.rng.token();
+        let ack_branch = format!("{DUPLICATE_PREFIX}{nonce:032x}a");
+        let bye_branch = format!("{DUPLICATE_PREFIX}{nonce:032x}b");
         let via = |branch: &str| {
             format!(
                 "SIP/2.0/{} {};branch={branch}",
@@ -503,13 +523,40 @@ impl Proxy {
         ck: Option<usize>,
         extra: &[(HeaderName, &[u8])],
     ) {
-        let Some(s) = self.servers.get(sk) else {
+        self.respond_why(now, sk, code, phrase, ck, extra, None);
+    }
+
+    /// Refuse a request outside any call, saying why in the `Rejected` event.
+    pub(super) fn respond_refused(
+        &mut self,
+        now: Instant,
+        sk: usize,
+        code: u16,
+        phrase: &str,
+        why: &'static str,
+    ) {
+        self.respond_why(now, sk, code, phrase, None, &[], Some(why));
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn respond_why(
+        &mut self,
+        now: Instant,
+        sk: usize,
+        code: u16,
+        phrase: &str,
+        ck: Option<usize>,
+        extra: &[(HeaderName, &[u8])],
+        why: Option<&'static str>,
+    ) {
+        if !self.servers.contains(sk) {
             return;
-        };
+        }
         let tag = match ck.and_then(|c| self.calls.get(c)) {
             Some(c) => c.to_tag.clone(),
-            None => Bytes::from(format!("{:016x}", self.rng.next_u64())),
+            None => self.new_tag(),
         };
+        let s = &self.servers[sk];
         let Some(request) = s.txn.request() else {
             return; // a final was sent already
         };
@@ -529,7 +576,7 @@ impl Proxy {
         if code >= 300 && ck.is_none() && code != 487 {
             self.stats.requests_refused += 1;
             let from = self.servers[sk].txn.peer;
-            let reason = match code {
+            let reason = why.unwrap_or(match code {
                 404 => "no route",
                 416 => "unsupported URI scheme",
                 420 => "bad extension",
@@ -538,7 +585,7 @@ impl Proxy {
                 483 => "too many hops",
                 503 => "shutting down",
                 _ => "refused",
-            };
+            });
             self.events.push_back(Event::Rejected {
                 at: now,
                 from,
@@ -548,4 +595,26 @@ impl Proxy {
         }
         self.arm_server(sk);
     }
+}
+
+/// Whether a response from `from` may answer a request sent to `to`: the
+/// same transport, and
+///
+/// - UDP: the same address and port. A trunk answers from where it was
+///   sent to (RFC 3261 §18.2.2 sends responses to the Via's sent-by, and the
+///   gateway's socket for a trunk is connected to that one address); a
+///   trunk with several addresses is several peers, each request answered
+///   by the one it went to.
+/// - TCP: the same address, any port. A response comes back on the
+///   connection the request went out on (the gateway's, to the trunk's
+///   port) or, if that one closed, on one the trunk opens from a port of
+///   its own (§18.2.2); a TCP source address cannot be forged off the path
+///   (the handshake needs the SYN-ACK).
+///
+/// IPv4-mapped IPv6 addresses compare as the IPv4 address.
+pub(super) fn same_peer(to: Peer, from: Peer) -> bool {
+    let ip = |p: Peer| p.addr.ip().to_canonical();
+    to.transport == from.transport
+        && ip(to) == ip(from)
+        && (to.transport.reliable() || to.addr.port() == from.addr.port())
 }

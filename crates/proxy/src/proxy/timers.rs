@@ -125,7 +125,7 @@ impl Proxy {
                         .and_then(|c| c.attempts.get(e.attempt))
                         .and_then(|a| a.trunk),
                 );
-                self.send(peer, bytes, trunk);
+                self.send_client(k, peer, bytes, trunk);
             }
             ClientTimer::Timeout => {
                 let (call, attempt, is_cancel) = (

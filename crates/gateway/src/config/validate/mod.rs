@@ -26,6 +26,8 @@ use super::raw::{
 use super::units::{parse_duration, show_duration};
 use super::{Config, ConfigError, ConfigErrors, LogConfig, LogFormat, LogLevel};
 
+mod access;
+mod admin;
 mod routes;
 mod trunks;
 mod warnings;
@@ -430,10 +432,7 @@ impl Validator<'_> {
     fn config(&mut self, raw: RawConfig) -> Checked<Config> {
         let listen = self.listen(raw.listen.as_ref());
         let advertise = self.advertise(&raw.advertise, raw.listen.as_ref(), listen.as_deref());
-        let admin = match &raw.admin.0 {
-            Some(v) => self.ip_port(v, "admin"),
-            None => Some(DEFAULT_ADMIN),
-        };
+        let admin = self.admin(raw.admin.0.as_ref());
         let journal = match &raw.journal.0 {
             Some(v) => self
                 .name(v, "journal", "a directory")
@@ -441,6 +440,12 @@ impl Validator<'_> {
             None => Some(None),
         };
         let emergency = self.emergency(raw.emergency.as_ref());
+        let access = self.access(
+            raw.access.as_ref(),
+            raw.emergency
+                .as_ref()
+                .and_then(|e| e.trusted_resource_priority.as_ref()),
+        );
         let timers = self.timers(raw.timers.as_ref());
         let family_v4 = advertise.map(|a| a.is_ipv4());
         let trunks = self.trunks(raw.trunks.as_ref(), family_v4);
@@ -475,6 +480,7 @@ impl Validator<'_> {
             admin: admin?,
             journal: journal?,
             emergency: emergency?,
+            access: access?,
             timers: timers?,
             trunks,
             routes: routes?,
@@ -621,26 +627,7 @@ impl Validator<'_> {
                 }
             }
         }
-        if let Some(ips) = &raw.trusted_resource_priority {
-            for (i, ip) in ips.value.iter().enumerate() {
-                let key = format!("emergency.trusted_resource_priority[{i}]");
-                let Some(t) = self.present(ip, &key, "an IP address") else {
-                    ok = false;
-                    continue;
-                };
-                match t.parse::<IpAddr>() {
-                    Ok(a) => cfg.trusted_resource_priority.push(a),
-                    Err(_) => {
-                        self.error(
-                            Some(ip.referenced),
-                            &key,
-                            format!("{t:?} is not an IP address (no port, no name)"),
-                        );
-                        ok = false;
-                    }
-                }
-            }
-        }
+        // `trusted_resource_priority`: read with `access` (`access.trusted`).
         ok.then_some(cfg)
     }
 
