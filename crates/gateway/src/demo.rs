@@ -90,6 +90,13 @@ pub(crate) fn run(opts: DemoOptions) -> std::process::ExitCode {
 }
 
 fn run_inner(opts: DemoOptions) -> std::io::Result<bool> {
+    if !opts.admin.ip().is_loopback() {
+        // The demo's admin API has no token (and serves its callback list).
+        return Err(std::io::Error::other(format!(
+            "--admin {}: the demo's admin API has no token, so it listens on loopback only",
+            opts.admin
+        )));
+    }
     let loopback: SocketAddr = "127.0.0.1:0".parse().map_err(std::io::Error::other)?;
     let psap = |name: &str| UasConfig {
         name: name.into(),

@@ -174,6 +174,6 @@ fn a_control_character_in_a_header_gets_400_and_is_not_forwarded() {
     // Counted.
     wait_for(|| {
         d.metrics()
-            .contains("lifeline_messages_rejected_total{status=\"400\",reason=\"malformed\"} 3\n")
+            .contains("lifeline_messages_rejected_total{status=\"400\",reason=\"control character\"} 3\n")
     });
 }

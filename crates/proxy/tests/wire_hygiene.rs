@@ -96,7 +96,7 @@ fn a_request_with_a_control_character_gets_400_and_goes_nowhere() {
             answer.top_via().unwrap().branch(),
             req.top_via().unwrap().branch()
         );
-        assert_eq!(rejections(&mut p), vec![(Some(400), "malformed")]);
+        assert_eq!(rejections(&mut p), vec![(Some(400), "control character")]);
         assert_eq!(p.stats().requests_refused, 1);
         assert_eq!(p.stats().calls, 0, "no call was started");
         // Nothing is left to send later.
@@ -154,7 +154,10 @@ fn a_response_with_a_control_character_is_dropped() {
         "nothing relayed to the caller"
     );
     assert_eq!(p.stats().responses_dropped, dropped_before + 1);
-    assert_eq!(rejections(&mut p), vec![(None, "malformed response")]);
+    assert_eq!(
+        rejections(&mut p),
+        vec![(None, "control character in response")]
+    );
     // The same 180 without it is relayed.
     p.handle_message(t0 + Duration::from_millis(20), trunk, ringing);
     let relayed: Vec<Message> = transmits(&mut p)

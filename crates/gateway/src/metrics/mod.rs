@@ -41,7 +41,7 @@
 //! | `lifeline_calls_active` | | calls being set up or forwarded |
 //! | `lifeline_dialogs` | | dialogs whose in-dialog requests the gateway routes |
 //! | `lifeline_messages_rejected_total` | `status`, `reason` | messages refused: the status sent, or `dropped`; the proxy's short reason (among them `status="dropped",reason="response from wrong peer"`: a response, or a probe's answer, from another address than its request went to; `status="481",reason="unknown dialog"`: an in-dialog request whose token names no dialog, or that has none; `status="403",reason="not a peer of the dialog"`) |
-//! | `lifeline_rejected_total` | `reason` | the same messages by reason alone, answered or dropped: `access` (a request from outside `access.callers`), `malformed`, `malformed response`, `unknown dialog`, `no route` ... |
+//! | `lifeline_rejected_total` | `reason` | the same messages by reason alone, answered or dropped: `access` (a request from outside `access.callers`), `malformed`, `malformed response`, `control character`, `control character in response`, `unknown dialog`, `no route` ... |
 //! | `lifeline_messages_total` | `direction`, `kind` | SIP messages: `in` from the proxy's counters, `out` from the IO side's (every message sent, by [`Metrics::add_transmitted`]); `request` or `response` |
 //! | `lifeline_retransmissions_absorbed_total` | | request retransmissions answered by server transactions |
 //! | `lifeline_journal_dropped_total` | | journal records dropped (the writer fell behind) |

@@ -21,7 +21,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use lifeline_health::{Health, Hit, Local, State, TokenRng, TransportError, TrunkId};
-use lifeline_sip::{check_datagram, HeaderName, Message, MessageWriter, Method, Verdict};
+use lifeline_sip::{
+    check_datagram, ErrorKind, HeaderName, Message, MessageWriter, Method, Verdict,
+};
 use slab::Slab;
 
 use crate::classify::EmergencyRule;
@@ -791,6 +793,11 @@ impl Proxy {
                     return;
                 }
                 let is_ack = msg.as_ref().and_then(|m| m.method()) == Some(Method::Ack);
+                let why = if matches!(e.kind(), ErrorKind::ControlCharacter(_)) {
+                    "control character"
+                } else {
+                    "malformed"
+                };
                 match msg {
                     Some(m) if !is_ack && m.header(HeaderName::Via).is_some() => {
                         self.reply_stateless(
@@ -799,11 +806,15 @@ impl Proxy {
                             &m,
                             e.status(),
                             e.kind().reason_phrase(),
-                            "malformed",
+                            why,
                         );
                     }
-                    _ => self.reject(now, from, None, "malformed"),
+                    _ => self.reject(now, from, None, why),
                 }
+            }
+            (_, Verdict::Drop(e)) if matches!(e.kind(), ErrorKind::ControlCharacter(_)) => {
+                self.stats.responses_dropped += 1;
+                self.reject(now, from, None, "control character in response");
             }
             (_, Verdict::Drop(_)) | (None, Verdict::Accept) => {
                 self.stats.responses_dropped += 1;
