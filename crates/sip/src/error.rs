@@ -8,7 +8,7 @@
 
 use core::fmt;
 
-use crate::header::HeaderName;
+use crate::name::HeaderName;
 
 /// What is wrong with a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

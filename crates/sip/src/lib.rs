@@ -44,6 +44,7 @@ mod framing;
 mod header;
 mod message;
 mod multipart;
+mod name;
 mod scan;
 mod typed;
 mod uri;
