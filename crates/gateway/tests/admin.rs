@@ -4,200 +4,63 @@
 //! the token changed by a reload, and a public address without a token
 //! refused by the configuration check.
 
+mod support;
+
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use support::{free_port, fresh_dir, read_answer, Daemon};
 
 const TOKEN: &str = "9f2c4e7a1b3d5f60718293a4b5c6d7e8";
 
-/// The daemons run one at a time (two cores, real time).
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn free_port() -> u16 {
-    loop {
-        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = u.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
+/// The token file, in the daemon's directory.
+const TOKEN_FILE: &str = "admin.token";
 
 fn write_token(path: &Path, token: &str) {
     std::fs::write(path, format!("{token}\n")).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
-/// An HTTP answer.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    head: String,
-    body: String,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.head.lines().find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-    }
-}
-
-/// Read an answer to the end (the request asked to close).
-fn read_answer(s: &mut TcpStream) -> Answer {
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    Answer {
-        status,
-        head: head.to_string(),
-        body: body.to_string(),
-    }
-}
-
-struct Daemon {
-    _turn: std::sync::MutexGuard<'static, ()>,
-    child: Child,
-    admin: SocketAddr,
-    dir: PathBuf,
-    token_file: PathBuf,
-}
-
-impl Daemon {
-    /// A gateway whose admin API listens on `admin` with the token file
-    /// (`admin_extra` adds keys under `admin:`).
-    fn start(name: &str, admin_extra: &str) -> Daemon {
-        let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-        let dir =
-            std::env::temp_dir().join(format!("lifeline-admin-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let token_file = dir.join("admin.token");
-        write_token(&token_file, TOKEN);
-        let sip = free_port();
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let (t1, t2) = (free_port(), free_port());
-        let config = dir.join("lifeline.yaml");
-        std::fs::write(
-            &config,
+/// A gateway whose admin API needs [`TOKEN`] from its token file
+/// (`admin_extra` adds keys under `admin:`), once the API answers.
+fn start(name: &str, admin_extra: &str) -> Daemon {
+    Daemon::start(
+        &format!("admin-{name}"),
+        |sip, admin, dir| {
+            let token_file = dir.join(TOKEN_FILE);
+            write_token(&token_file, TOKEN);
+            let (t1, t2) = (free_port(), free_port());
             format!(
-                "listen:\n  - udp: 127.0.0.1:{sip}\nadmin:\n  listen: {admin}\n  token_file: {}\n{admin_extra}trunks:\n  - name: primary\n    address: 127.0.0.1:{t1}\n    probe: {{ enabled: false }}\n  - name: backup\n    address: 127.0.0.1:{t2}\n    probe: {{ enabled: false }}\nroutes:\n  - name: default\n    match: any\n    trunks: [primary, backup]\n",
+                "listen:\n  - udp: {sip}\nadmin:\n  listen: {admin}\n  token_file: {}\n{admin_extra}trunks:\n  - name: primary\n    address: 127.0.0.1:{t1}\n    probe: {{ enabled: false }}\n  - name: backup\n    address: 127.0.0.1:{t2}\n    probe: {{ enabled: false }}\nroutes:\n  - name: default\n    match: any\n    trunks: [primary, backup]\n",
                 token_file.display()
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.join("stderr.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_lifeline"))
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "lifeline=info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let d = Daemon {
-            _turn: turn,
-            child,
-            admin,
-            dir,
-            token_file,
-        };
-        d.wait_for(|d| d.get("/healthz", None).status == 200);
-        d
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
-    }
-
-    fn wait_for(&self, f: impl Fn(&Daemon) -> bool) {
-        let end = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < end {
-            if f(self) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("condition never held; log:\n{}", self.log());
-    }
-
-    fn connect(&self) -> TcpStream {
-        let s = TcpStream::connect(self.admin).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        s
-    }
-
-    /// One request on a fresh connection; the local address it came from.
-    fn request(&self, method: &str, path: &str, extra: &str) -> (Answer, SocketAddr) {
-        let Ok(mut s) = TcpStream::connect(self.admin) else {
-            let none = Answer {
-                status: 0,
-                head: String::new(),
-                body: String::new(),
-            };
-            return (none, self.admin);
-        };
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let local = s.local_addr().unwrap();
-        let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: lifeline\r\n{extra}Connection: close\r\n\r\n"
-        );
-        let _ = s.write_all(req.as_bytes());
-        (read_answer(&mut s), local)
-    }
-
-    fn get(&self, path: &str, token: Option<&str>) -> Answer {
-        self.call("GET", path, token)
-    }
-
-    fn call(&self, method: &str, path: &str, token: Option<&str>) -> Answer {
-        let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
-        let body = if method == "POST" {
-            "Content-Length: 0\r\n"
-        } else {
-            ""
-        };
-        self.request(method, path, &format!("{auth}{body}")).0
-    }
-
-    fn drained(&self, trunk: &str) -> bool {
-        let a = self.get("/status", Some(TOKEN));
-        assert_eq!(a.status, 200, "{a:?}");
-        let s: serde_json::Value = serde_json::from_str(&a.body).unwrap();
-        s["trunks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["name"] == trunk)
-            .unwrap()["drained"]
-            .as_bool()
-            .unwrap()
-    }
+            )
+        },
+        |d| d.get("/healthz", None).status == 200,
+    )
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// Whether `trunk` is drained, by `/status`.
+fn drained(d: &Daemon, trunk: &str) -> bool {
+    let a = d.get("/status", Some(TOKEN));
+    assert_eq!(a.status, 200, "{a:?}");
+    let s: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+    s["trunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == trunk)
+        .unwrap()["drained"]
+        .as_bool()
+        .unwrap()
 }
 
 #[test]
 fn the_token_guards_everything_but_the_open_paths() {
-    let d = Daemon::start("token", "");
+    let d = start("token", "");
     // Open by default: what monitoring asks.
     for path in ["/metrics", "/healthz", "/readyz"] {
         let a = d.get(path, None);
@@ -240,7 +103,7 @@ fn the_token_guards_everything_but_the_open_paths() {
         Some("Bearer realm=\"lifeline\", error=\"invalid_token\"")
     );
     // The refused drain changed nothing.
-    assert!(!d.drained("primary"));
+    assert!(!drained(&d, "primary"));
     // With the token.
     assert_eq!(d.get("/status", Some(TOKEN)).status, 200);
     assert_eq!(d.get("/calls/failed", Some(TOKEN)).status, 200);
@@ -249,18 +112,18 @@ fn the_token_guards_everything_but_the_open_paths() {
         d.call("POST", "/trunks/primary/drain", Some(TOKEN)).status,
         200
     );
-    assert!(d.drained("primary"));
+    assert!(drained(&d, "primary"));
     assert_eq!(
         d.call("POST", "/trunks/primary/undrain", Some(TOKEN))
             .status,
         200
     );
-    assert!(!d.drained("primary"));
+    assert!(!drained(&d, "primary"));
 }
 
 #[test]
 fn open_paths_as_configured() {
-    let d = Daemon::start("open-paths", "  open_paths: [/healthz, /status]\n");
+    let d = start("open-paths", "  open_paths: [/healthz, /status]\n");
     assert_eq!(d.get("/status", None).status, 200);
     assert_eq!(d.get("/metrics", None).status, 401);
     assert_eq!(d.get("/readyz", None).status, 401);
@@ -269,7 +132,7 @@ fn open_paths_as_configured() {
 
 #[test]
 fn mutations_are_logged_with_the_peer() {
-    let d = Daemon::start("log", "");
+    let d = start("log", "");
     let (a, from) = d.request(
         "POST",
         "/trunks/backup/drain",
@@ -299,7 +162,7 @@ fn mutations_are_logged_with_the_peer() {
 
 #[test]
 fn oversized_requests_are_refused() {
-    let d = Daemon::start("sizes", "");
+    let d = start("sizes", "");
     // Headers over 8 KiB: 431.
     let big = format!("X-Filler: {}\r\n", "a".repeat(9 * 1024));
     let a = d.request("GET", "/healthz", &big).0;
@@ -320,14 +183,14 @@ fn oversized_requests_are_refused() {
         )
         .0;
     assert_eq!(a.status, 413, "{a:?}");
-    assert!(!d.drained("primary"));
+    assert!(!drained(&d, "primary"));
     // The server still serves.
     assert_eq!(d.get("/healthz", None).status, 200);
 }
 
 #[test]
 fn slow_and_idle_connections_are_closed() {
-    let d = Daemon::start("slow", "");
+    let d = start("slow", "");
     // Half a request, never finished: the server closes the connection
     // (after its header timeout; the test waits for the close, however long).
     let mut s = d.connect();
@@ -348,7 +211,7 @@ fn slow_and_idle_connections_are_closed() {
 
 #[test]
 fn connections_beyond_the_limit_wait_for_a_free_one() {
-    let d = Daemon::start("connections", "");
+    let d = start("connections", "");
     // Hold every connection the server serves at once (32), idle.
     let mut held: Vec<TcpStream> = (0..32).map(|_| d.connect()).collect();
     // One more, with a request: it is not served while all are held.
@@ -377,26 +240,18 @@ fn connections_beyond_the_limit_wait_for_a_free_one() {
 
 #[test]
 fn a_reload_changes_the_token() {
-    let mut d = Daemon::start("reload", "");
+    let mut d = start("reload", "");
     assert_eq!(d.get("/status", Some(TOKEN)).status, 200);
     let new = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
-    write_token(&d.token_file, new);
-    let pid = d.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap()
-        .success());
+    let token_file = d.dir.join(TOKEN_FILE);
+    write_token(&token_file, new);
+    d.signal("HUP");
     d.wait_for(|d| d.get("/status", Some(new)).status == 200);
     assert_eq!(d.get("/status", Some(TOKEN)).status, 401);
     // A reload whose token file is now readable by everyone is refused:
     // the token in force stays.
-    std::fs::set_permissions(&d.token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    assert!(Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap()
-        .success());
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    d.signal("HUP");
     d.wait_for(|d| d.log().contains("reload refused"));
     assert_eq!(d.get("/status", Some(new)).status, 200);
     assert!(d.child.try_wait().unwrap().is_none(), "still running");
@@ -404,9 +259,7 @@ fn a_reload_changes_the_token() {
 
 #[test]
 fn a_public_address_without_a_token_is_a_configuration_error() {
-    let dir = std::env::temp_dir().join(format!("lifeline-admin-public-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("admin-public");
     let config = dir.join("lifeline.yaml");
     std::fs::write(
         &config,

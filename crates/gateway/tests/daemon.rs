@@ -3,38 +3,14 @@
 //! asserts a duration: waits are bounded polls, assertions are on counts,
 //! statuses and order.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+mod support;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use lifeline_kit::{Caller, Mode, Uas};
-
-/// A UDP and TCP port that were both free a moment ago.
-fn free_port() -> u16 {
-    loop {
-        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = u.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-/// The daemons run one at a time: each test's trunks, caller and gateway
-/// already compete for two cores, and the assertions wait on real time.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-struct Daemon {
-    _turn: std::sync::MutexGuard<'static, ()>,
-    child: Child,
-    sip: SocketAddr,
-    admin: SocketAddr,
-    dir: PathBuf,
-    config: PathBuf,
-}
+use support::{metric, Answer, Daemon};
 
 fn config_text(
     sip: SocketAddr,
@@ -49,134 +25,37 @@ fn config_text(
     )
 }
 
-impl Daemon {
-    fn start(name: &str, primary: SocketAddr, backup: SocketAddr) -> Daemon {
-        let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-        let dir =
-            std::env::temp_dir().join(format!("lifeline-daemon-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let sip: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let config = dir.join("lifeline.yaml");
-        std::fs::write(&config, config_text(sip, admin, &dir, primary, backup)).unwrap();
-        let log = std::fs::File::create(dir.join("stderr.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_lifeline"))
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "lifeline=info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let d = Daemon {
-            _turn: turn,
-            child,
-            sip,
-            admin,
-            dir,
-            config,
-        };
-        d.wait_for(|d| d.http("GET", "/status").0 == 200);
-        d
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
-    }
-
-    fn wait_for(&self, f: impl Fn(&Daemon) -> bool) {
-        for _ in 0..1500 {
-            if f(self) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("condition never held; log:\n{}", self.log());
-    }
-
-    fn http(&self, method: &str, path: &str) -> (u16, String) {
-        let Ok(mut s) = TcpStream::connect(self.admin) else {
-            return (0, String::new());
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-        let req = format!("{method} {path} HTTP/1.1\r\nHost: lifeline\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        if s.write_all(req.as_bytes()).is_err() {
-            return (0, String::new());
-        }
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        let code = out
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = out
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
-        (code, body)
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
-
-    /// Wait for the process to exit on its own; its exit code.
-    fn wait_exit(&mut self) -> Option<i32> {
-        for _ in 0..1000 {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(series))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+/// A gateway through `primary` then `backup`, once its admin API answers.
+fn start(name: &str, primary: SocketAddr, backup: SocketAddr) -> Daemon {
+    Daemon::start(
+        &format!("daemon-{name}"),
+        |sip, admin, dir| config_text(sip, admin, dir, primary, backup),
+        |d| d.get("/status", None).status == 200,
+    )
 }
 
 #[test]
 fn failover_and_failback_over_real_sockets() {
     let mut primary = Uas::start(Mode::Answer);
     let backup = Uas::start(Mode::Answer);
-    let d = Daemon::start("failover", primary.addr(), backup.addr());
+    let d = start("failover", primary.addr(), backup.addr());
     let mut caller = Caller::new(d.sip, "daemon").with_identities();
-    d.wait_for(|d| d.http("GET", "/readyz").0 == 200);
+    d.wait_for(|d| d.get("/readyz", None).status == 200);
     for _ in 0..3 {
         assert_eq!(caller.call("sip:999@lifeline"), Some(200));
     }
     assert_eq!((primary.invites(), backup.invites()), (3, 0));
 
     let up = |d: &Daemon| {
-        d.http("GET", "/status")
-            .1
+        d.get("/status", None)
+            .body
             .contains(r#""name":"primary","state":"up""#)
     };
     // Up, and past the canary that follows a Down on failed calls.
     let trusted = |d: &Daemon| {
         up(d)
             && metric(
-                &d.http("GET", "/metrics").1,
+                &d.get("/metrics", None).body,
                 r#"lifeline_trunk_canary{trunk="primary"}"#,
             ) == 0.0
     };
@@ -192,8 +71,8 @@ fn failover_and_failback_over_real_sockets() {
     }
     // /status (published every 250 ms) shows it down.
     d.wait_for(|d| {
-        d.http("GET", "/status")
-            .1
+        d.get("/status", None)
+            .body
             .contains(r#""name":"primary","state":"down""#)
     });
     // Back: probes bring it up. Down on failed calls and up on probes alone,
@@ -222,8 +101,8 @@ fn failover_and_failback_over_real_sockets() {
     // Seen down before it is let recover (/status is published every
     // 250 ms: an older snapshot would still say up).
     d.wait_for(|d| {
-        d.http("GET", "/status")
-            .1
+        d.get("/status", None)
+            .body
             .contains(r#""name":"primary","state":"down""#)
     });
     primary.set_mode(Mode::Answer);
@@ -244,7 +123,11 @@ fn failover_and_failback_over_real_sockets() {
         backup.invites()
     );
 
-    let (code, metrics) = d.http("GET", "/metrics");
+    let Answer {
+        status: code,
+        body: metrics,
+        ..
+    } = d.get("/metrics", None);
     assert_eq!(code, 200);
     assert!(
         metric(
@@ -312,7 +195,7 @@ fn failover_and_failback_over_real_sockets() {
 fn malformed_datagrams_are_answered_or_dropped_while_calls_go_on() {
     let primary = Uas::start(Mode::Answer);
     let backup = Uas::start(Mode::Answer);
-    let d = Daemon::start("malformed", primary.addr(), backup.addr());
+    let d = start("malformed", primary.addr(), backup.addr());
     let mut caller = Caller::new(d.sip, "daemon").with_identities();
     let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
     probe
@@ -345,7 +228,7 @@ fn malformed_datagrams_are_answered_or_dropped_while_calls_go_on() {
     for _ in 0..3 {
         assert_eq!(caller.call("sip:999@lifeline"), Some(200));
     }
-    let (_, metrics) = d.http("GET", "/metrics");
+    let metrics = d.get("/metrics", None).body;
     assert!(
         metric(&metrics, r#"lifeline_messages_rejected_total{status="400""#) >= 1.0
             || metrics.contains(r#"status="400""#),
@@ -359,18 +242,16 @@ fn sighup_reloads_without_dropping_calls_and_refuses_a_bad_file() {
     let primary = Uas::start(Mode::Answer);
     let backup = Uas::start(Mode::Answer);
     primary.set_mode(Mode::Ring(Duration::from_secs(1)));
-    let d = Daemon::start("reload", primary.addr(), backup.addr());
+    let d = start("reload", primary.addr(), backup.addr());
     let mut caller = Caller::new(d.sip, "daemon").with_identities();
-    d.wait_for(|d| d.http("GET", "/readyz").0 == 200);
+    d.wait_for(|d| d.get("/readyz", None).status == 200);
     // Two calls ringing on the primary (answered after 1 s) ...
     let a = caller.invite("sip:999@lifeline");
     let b = caller.invite("sip:999@lifeline");
     caller.pump(Duration::from_millis(200), None);
     // ... while the configuration changes: backup first now.
     let text = config_text(d.sip, d.admin, &d.dir, backup.addr(), primary.addr());
-    std::fs::write(&d.config, text).unwrap();
-    d.signal("HUP");
-    d.wait_for(|d| d.log().contains("configuration reloaded"));
+    d.reload(&text);
     caller.pump(Duration::from_millis(1500), None);
     let finals = caller.finals().to_vec();
     for id in [&a, &b] {
@@ -397,9 +278,9 @@ fn sigterm_refuses_new_calls_finishes_the_rest_and_exits_0() {
     let backup = Uas::start(Mode::Answer);
     primary.set_mode(Mode::Ring(Duration::from_secs(1)));
     backup.set_mode(Mode::Ring(Duration::from_secs(1)));
-    let mut d = Daemon::start("sigterm", primary.addr(), backup.addr());
+    let mut d = start("sigterm", primary.addr(), backup.addr());
     let mut caller = Caller::new(d.sip, "daemon").with_identities();
-    d.wait_for(|d| d.http("GET", "/readyz").0 == 200);
+    d.wait_for(|d| d.get("/readyz", None).status == 200);
     let live = caller.invite("sip:999@lifeline");
     caller.pump(Duration::from_millis(200), None);
     d.signal("TERM");
@@ -425,9 +306,9 @@ fn sigterm_refuses_new_calls_finishes_the_rest_and_exits_0() {
 fn sigkill_during_load_leaves_every_finished_call_in_the_journal() {
     let primary = Uas::start(Mode::Answer);
     let backup = Uas::start(Mode::Answer);
-    let mut d = Daemon::start("sigkill", primary.addr(), backup.addr());
+    let mut d = start("sigkill", primary.addr(), backup.addr());
     let mut caller = Caller::new(d.sip, "daemon").with_identities();
-    d.wait_for(|d| d.http("GET", "/readyz").0 == 200);
+    d.wait_for(|d| d.get("/readyz", None).status == 200);
     // Load: a call every 10 ms for 1.5 s; the primary fails half way.
     let start = Instant::now();
     let mut i = 0;

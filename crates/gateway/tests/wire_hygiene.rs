@@ -3,89 +3,24 @@
 //! answered 400, never reaches the trunk, and is counted in the metrics;
 //! the same request without it is forwarded.
 
+mod support;
+
 use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-fn free_port() -> u16 {
-    loop {
-        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = u.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
+use support::Daemon;
 
-struct Daemon {
-    child: Child,
-    sip: SocketAddr,
-    admin: SocketAddr,
-    dir: PathBuf,
-}
-
-impl Daemon {
-    fn start(trunk: SocketAddr) -> Daemon {
-        let dir = std::env::temp_dir().join(format!("lifeline-wire-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let sip: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let config = dir.join("lifeline.yaml");
-        std::fs::write(
-            &config,
+/// A gateway with one unprobed trunk, once its metrics are served.
+fn start(trunk: SocketAddr) -> Daemon {
+    Daemon::start(
+        "wire",
+        |sip, admin, _| {
             format!(
                 "listen:\n  - udp: {sip}\nadmin: {admin}\ntrunks:\n  - name: primary\n    address: {trunk}\n    probe: {{ enabled: false }}\nroutes:\n  - name: default\n    match: any\n    trunks: [primary]\n"
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.join("stderr.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_lifeline"))
-            .args(["run", "--config"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let d = Daemon {
-            child,
-            sip,
-            admin,
-            dir,
-        };
-        wait_for(|| d.metrics().contains("lifeline_build_info"));
-        d
-    }
-
-    fn metrics(&self) -> String {
-        use std::io::{Read, Write};
-        let Ok(mut s) = std::net::TcpStream::connect(self.admin) else {
-            return String::new();
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-        let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: l\r\nConnection: close\r\n\r\n");
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        out
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Poll `f` until true (no bound on how long it took is asserted).
-fn wait_for(f: impl Fn() -> bool) {
-    let end = Instant::now() + Duration::from_secs(30);
-    while !f() {
-        assert!(Instant::now() < end, "condition never held");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+            )
+        },
+        |d| d.get("/metrics", None).body.contains("lifeline_build_info"),
+    )
 }
 
 fn invite(caller: SocketAddr, call_id: &str, extra: &[u8]) -> Vec<u8> {
@@ -118,7 +53,7 @@ fn a_control_character_in_a_header_gets_400_and_is_not_forwarded() {
     let trunk = UdpSocket::bind("127.0.0.1:0").unwrap();
     let caller = UdpSocket::bind("127.0.0.1:0").unwrap();
     let me = caller.local_addr().unwrap();
-    let d = Daemon::start(trunk.local_addr().unwrap());
+    let d = start(trunk.local_addr().unwrap());
 
     // Without a control character: forwarded.
     caller
@@ -172,8 +107,9 @@ fn a_control_character_in_a_header_gets_400_and_is_not_forwarded() {
         );
     }
     // Counted.
-    wait_for(|| {
-        d.metrics()
-            .contains("lifeline_messages_rejected_total{status=\"400\",reason=\"control character\"} 3\n")
+    d.wait_for(|d| {
+        d.get("/metrics", None).body.contains(
+            "lifeline_messages_rejected_total{status=\"400\",reason=\"control character\"} 3\n",
+        )
     });
 }

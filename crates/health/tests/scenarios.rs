@@ -72,6 +72,21 @@ impl Sim {
         (s, a)
     }
 
+    /// [`Sim::primary`], behaving as `b` from `at` (since t0) on.
+    fn primary_from(at: Duration, b: Behaviour) -> (Self, TrunkId) {
+        let (mut s, a) = Sim::primary();
+        s.at(at, a, b);
+        (s, a)
+    }
+
+    /// A simulation with one trunk, `primary`, never probed
+    /// ([`without_probes`]: live evidence alone) and answering in 10 ms.
+    fn unprobed_primary() -> (Self, TrunkId) {
+        let mut s = Sim::new();
+        let a = s.trunk("primary", without_probes(), OK);
+        (s, a)
+    }
+
     /// [`Sim::primary`] and a `backup` like it.
     fn primary_and_backup() -> (Self, TrunkId, TrunkId) {
         let (mut s, a) = Sim::primary();
@@ -269,8 +284,7 @@ fn silent_trunk_is_down_exactly_when_the_rules_say() {
 #[test]
 fn icmp_errors_take_a_trunk_down_without_waiting_for_probes() {
     // Probes disabled: live evidence alone.
-    let mut s = Sim::new();
-    let a = s.trunk("primary", without_probes(), OK);
+    let (mut s, a) = Sim::unprobed_primary();
     let err = Outcome::TransportError(TransportError::PortUnreachable);
     s.report(ms(300), a, err);
     assert_eq!(s.state(a), State::Suspect);
@@ -287,8 +301,7 @@ fn icmp_errors_take_a_trunk_down_without_waiting_for_probes() {
     // With probes on, the first call's ICMP makes the trunk Suspect and an
     // immediate probe confirms it (its ICMP comes back at once): Down at the
     // same instant.
-    let (mut s, a) = Sim::primary();
-    s.at(ms(260), a, Behaviour::Icmp);
+    let (mut s, a) = Sim::primary_from(ms(260), Behaviour::Icmp);
     s.report(ms(300), a, err);
     assert_eq!(s.state(a), State::Down);
     assert_eq!(s.changes.last().unwrap().0, ms(300));
@@ -479,8 +492,7 @@ fn which_probe_answers_count_as_alive_is_configurable() {
 
 #[test]
 fn events_follow_the_states() {
-    let (mut s, a) = Sim::primary();
-    s.at(ms(500), a, Behaviour::Silent);
+    let (mut s, a) = Sim::primary_from(ms(500), Behaviour::Silent);
     s.at(ms(2000), a, OK);
     s.at(ms(4000), a, Behaviour::Icmp);
     s.at(ms(5000), a, OK);
@@ -513,8 +525,7 @@ fn failed_calls_probes_cannot_see_hold_the_trunk_down() {
 fn an_outage_probes_also_see_is_not_held() {
     // Calls time out and so do probes (a hung trunk): when it recovers,
     // answered probes bring it back without the live hold.
-    let (mut s, a) = Sim::primary();
-    s.at(ms(90), a, Behaviour::Silent);
+    let (mut s, a) = Sim::primary_from(ms(90), Behaviour::Silent);
     s.at(ms(1000), a, OK);
     s.report(ms(100), a, Outcome::Timeout); // Suspect; probe at 100 (unanswered)
     s.report(ms(120), a, Outcome::Timeout); // Down
@@ -719,8 +730,7 @@ fn a_down_probes_alone_caused_starts_no_canary() {
 
     // Calls timing out took it Down, even though probes saw the outage too:
     // a canary (compare `an_outage_probes_also_see_is_not_held`).
-    let (mut s, a) = Sim::primary();
-    s.at(ms(90), a, Behaviour::Silent);
+    let (mut s, a) = Sim::primary_from(ms(90), Behaviour::Silent);
     s.at(ms(1000), a, OK);
     s.report(ms(100), a, Outcome::Timeout);
     s.report(ms(120), a, Outcome::Timeout);
@@ -850,8 +860,7 @@ fn a_lone_transport_error_makes_a_trunk_suspect_until_its_immediate_probe_answer
 
 #[test]
 fn a_trunk_goes_down_on_errors_answering_two_messages_within_the_window() {
-    let mut s = Sim::new();
-    let a = s.trunk("primary", without_probes(), OK);
+    let (mut s, a) = Sim::unprobed_primary();
     icmp(&mut s, ms(300), a, 1);
     icmp(&mut s, ms(310), a, 1); // the same message again: nothing new
     assert_eq!(s.state(a), State::Suspect);
@@ -866,8 +875,7 @@ fn a_trunk_goes_down_on_errors_answering_two_messages_within_the_window() {
     );
 
     // Further apart than the window, two errors do not corroborate.
-    let mut s = Sim::new();
-    let a = s.trunk("primary", without_probes(), OK);
+    let (mut s, a) = Sim::unprobed_primary();
     icmp(&mut s, ms(300), a, 1);
     icmp(&mut s, ms(1301), a, 2);
     assert_eq!(s.state(a), State::Suspect);
@@ -882,8 +890,7 @@ fn a_trunk_goes_down_on_errors_answering_two_messages_within_the_window() {
 fn the_immediate_probe_refused_too_corroborates_at_once() {
     // A trunk killed at 260: the first call's error at 300 sends a probe at
     // once, refused at once: Down at 300, no probe timeout waited for.
-    let (mut s, a) = Sim::primary();
-    s.at(ms(260), a, Behaviour::Icmp);
+    let (mut s, a) = Sim::primary_from(ms(260), Behaviour::Icmp);
     icmp(&mut s, ms(300), a, 1);
     assert_eq!(
         s.changes,
@@ -902,8 +909,7 @@ fn the_immediate_probe_refused_too_corroborates_at_once() {
 fn the_immediate_probe_timing_out_corroborates_at_its_timeout() {
     // A hung trunk that a forged (or real) error points at: the probe sent
     // at the error times out 250 ms later, and that is the second failure.
-    let (mut s, a) = Sim::primary();
-    s.at(ms(260), a, Behaviour::Silent);
+    let (mut s, a) = Sim::primary_from(ms(260), Behaviour::Silent);
     icmp(&mut s, ms(300), a, 1);
     s.run_until(ms(1000));
     assert_eq!(
@@ -926,8 +932,7 @@ fn forged_errors_cannot_send_a_recovering_trunk_back_down_alone() {
     // Down on probe timeouts (silent 10..1000), then answering: Recovering
     // from the 1010 answer. A lone error at 1100 resets its count of
     // answers but leaves it Recovering; it comes Up three answers later.
-    let (mut s, a) = Sim::primary();
-    s.at(ms(10), a, Behaviour::Silent);
+    let (mut s, a) = Sim::primary_from(ms(10), Behaviour::Silent);
     s.at(ms(1000), a, OK);
     s.run_until(ms(1050));
     assert_eq!(s.state(a), State::Recovering);

@@ -1,7 +1,7 @@
 //! A UAC: the requests of one call ([`Call`]) and a blocking UDP caller
 //! placing them through a gateway ([`Caller`]).
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -169,6 +169,21 @@ fn value(m: &Message, name: HeaderName) -> String {
         .unwrap_or_default()
 }
 
+/// Every header but those each hop may rewrite (Via, Max-Forwards,
+/// Record-Route), as (name as written, value), in order: what a proxy must
+/// pass on byte for byte.
+pub fn end_to_end_headers(m: &Message) -> Vec<(Vec<u8>, Vec<u8>)> {
+    m.headers()
+        .filter(|h| {
+            !matches!(
+                h.name,
+                HeaderName::Via | HeaderName::MaxForwards | HeaderName::RecordRoute
+            )
+        })
+        .map(|h| (h.raw_name.to_vec(), h.value.to_vec()))
+        .collect()
+}
+
 /// What a caller saw of one call.
 #[derive(Clone, Debug)]
 pub struct Final {
@@ -196,9 +211,16 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// A caller to the gateway at `gw`; Call-IDs start with `prefix`.
+    /// A caller on 127.0.0.1 to the gateway at `gw`; Call-IDs start with
+    /// `prefix`.
     pub fn new(gw: SocketAddr, prefix: &str) -> Caller {
-        let sock = UdpSocket::bind("127.0.0.1:0").expect("a loopback socket");
+        Caller::from_ip(Ipv4Addr::LOCALHOST.into(), gw, prefix)
+    }
+
+    /// A caller on a loopback address of its own (`127.0.0.77`: any
+    /// address of 127.0.0.0/8 on Linux), for tests of who may call.
+    pub fn from_ip(ip: IpAddr, gw: SocketAddr, prefix: &str) -> Caller {
+        let sock = UdpSocket::bind((ip, 0)).expect("a loopback socket");
         sock.set_read_timeout(Some(Duration::from_millis(10)))
             .expect("a read timeout");
         Caller {
@@ -234,7 +256,7 @@ impl Caller {
     pub fn next_call(&mut self, uri: &str) -> Call {
         self.n += 1;
         let me = self.addr();
-        let id = format!("{}-{}-{}@127.0.0.1", self.prefix, me.port(), self.n);
+        let id = format!("{}-{}-{}@{}", self.prefix, me.port(), self.n, me.ip());
         let call = Call::new(me, id, uri, self.n);
         if self.identities {
             call.with_identity()

@@ -13,7 +13,9 @@
 //!   and [`Uas::reopen`] binds the same port again.
 //! - [`caller::Call`]: the requests of one call at a UAC — the INVITE, and
 //!   the ACK and BYE of the dialog its 2xx set up (RFC 3261 §12.1.2, §13.2.2.4)
-//!   — and [`caller::Caller`], a blocking UDP caller placing them.
+//!   — and [`caller::Caller`], a blocking UDP caller placing them;
+//!   [`end_to_end_headers`]: what a proxy must pass on as the caller sent
+//!   it.
 //! - [`one_route`] and [`unprobed`]: the proxy configurations tests use
 //!   most, one route through trunks in order.
 //! - `vnet` (feature `vnet`): the [`uas::Answerer`] on a webrtc-util virtual
@@ -29,7 +31,7 @@ pub mod uas;
 #[cfg(feature = "vnet")]
 pub mod vnet;
 
-pub use caller::{Call, Caller};
+pub use caller::{end_to_end_headers, Call, Caller};
 pub use config::{one_route, unprobed};
 pub use sockets::{Uas, UasConfig};
 pub use uas::{Mode, UasStats};

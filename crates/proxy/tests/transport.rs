@@ -2,7 +2,8 @@
 //! over TCP to a trunk that takes both transports, with a TCP Via; smaller
 //! ones, and every request to a UDP-only trunk, go over UDP.
 
-use std::net::SocketAddr;
+mod support;
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -11,39 +12,7 @@ use lifeline_proxy::{
     TrunkConfig, RFC3261_UDP_MAX_REQUEST,
 };
 use lifeline_sip::{HeaderName, Message, MessageWriter};
-
-/// The emergency INVITE with SDP and a PIDF-LO body, about 2.4 KB.
-const LARGE: &str = include_str!("../../sip/testdata/bench/emergency-invite.sip");
-
-const GW: &str = "127.0.10.1:5060";
-const TRUNK: &str = "127.0.30.1:5060";
-const CALLER: &str = "127.0.20.1:5060";
-
-fn addr(s: &str) -> SocketAddr {
-    s.parse().unwrap()
-}
-
-fn proxy(large_over_tcp: bool) -> Proxy {
-    let probe = ProbeConfig {
-        enabled: false,
-        ..ProbeConfig::default()
-    };
-    let cfg = ProxyConfig::new(
-        addr(GW),
-        vec![TrunkConfig {
-            large_over_tcp,
-            probe,
-            ..TrunkConfig::new("primary", Peer::udp(addr(TRUNK)))
-        }],
-        // No failover while the test waits: a muted attempt would hide
-        // retransmissions.
-        vec![RouteConfig {
-            failover_after: Duration::from_secs(60),
-            ..RouteConfig::new("all", RouteMatch::Any, &["primary"])
-        }],
-    );
-    Proxy::new(Instant::now(), cfg).unwrap()
-}
+use support::{addr, one_trunk, CALLER, EMERGENCY_INVITE as LARGE, GW, TRUNK};
 
 fn small_invite() -> Bytes {
     Bytes::from(format!(
@@ -77,7 +46,7 @@ fn a_large_invite_goes_over_tcp_to_a_trunk_that_takes_both() {
         LARGE.len()
     );
     let t0 = Instant::now();
-    let mut p = proxy(true);
+    let mut p = one_trunk(true);
     let out = forward(&mut p, t0, Bytes::from_static(LARGE.as_bytes()));
     assert_eq!(out.len(), 1);
     let inv = &out[0];
@@ -132,7 +101,7 @@ fn a_large_invite_goes_over_tcp_to_a_trunk_that_takes_both() {
 #[test]
 fn a_small_invite_stays_on_udp() {
     let t0 = Instant::now();
-    let mut p = proxy(true);
+    let mut p = one_trunk(true);
     let out = forward(&mut p, t0, small_invite());
     assert_eq!(out.len(), 1);
     assert!(out[0].payload.len() <= RFC3261_UDP_MAX_REQUEST);
@@ -145,7 +114,7 @@ fn a_small_invite_stays_on_udp() {
 
 #[test]
 fn a_udp_only_trunk_gets_the_large_invite_over_udp() {
-    let mut p = proxy(false);
+    let mut p = one_trunk(false);
     let out = forward(&mut p, Instant::now(), Bytes::from_static(LARGE.as_bytes()));
     assert_eq!(out.len(), 1);
     assert!(out[0].payload.len() > RFC3261_UDP_MAX_REQUEST);

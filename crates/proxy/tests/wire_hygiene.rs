@@ -3,44 +3,14 @@
 //! response carrying one is dropped, and HT, folds and a quoted-pair stay
 //! allowed and are forwarded untouched.
 
-use std::net::SocketAddr;
+mod support;
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use lifeline_proxy::{
-    Event, Peer, ProbeConfig, Proxy, ProxyConfig, RouteConfig, RouteMatch, Transmit, TrunkConfig,
-};
+use lifeline_proxy::{Event, Peer, Proxy, Transmit};
 use lifeline_sip::{HeaderName, Message, MessageWriter};
-
-/// The emergency INVITE with SDP and a PIDF-LO body.
-const INVITE: &str = include_str!("../../sip/testdata/bench/emergency-invite.sip");
-
-const GW: &str = "127.0.10.1:5060";
-const TRUNK: &str = "127.0.30.1:5060";
-const CALLER: &str = "127.0.20.1:5060";
-
-fn addr(s: &str) -> SocketAddr {
-    s.parse().unwrap()
-}
-
-fn proxy() -> Proxy {
-    let probe = ProbeConfig {
-        enabled: false,
-        ..ProbeConfig::default()
-    };
-    let cfg = ProxyConfig::new(
-        addr(GW),
-        vec![TrunkConfig {
-            probe,
-            ..TrunkConfig::new("primary", Peer::udp(addr(TRUNK)))
-        }],
-        vec![RouteConfig {
-            failover_after: Duration::from_secs(60),
-            ..RouteConfig::new("all", RouteMatch::Any, &["primary"])
-        }],
-    );
-    Proxy::new(Instant::now(), cfg).unwrap()
-}
+use support::{addr, one_trunk, CALLER, EMERGENCY_INVITE as INVITE, TRUNK};
 
 /// The INVITE with `line` (a whole header line, CRLF included) added after
 /// its CSeq.
@@ -77,7 +47,7 @@ fn a_request_with_a_control_character_gets_400_and_goes_nowhere() {
         b"Subject: folded\r\n \x0c\r\n",
     ] {
         let t0 = Instant::now();
-        let mut p = proxy();
+        let mut p = one_trunk(false);
         p.handle_message(t0, Peer::udp(addr(CALLER)), invite_with(line));
         let out = transmits(&mut p);
         assert!(
@@ -113,7 +83,7 @@ fn tabs_folds_and_quoted_pairs_are_forwarded_byte_for_byte() {
         b"X-Quoted: \"a quoted-pair may carry one: \\\x00\"\r\n",
     ] {
         let t0 = Instant::now();
-        let mut p = proxy();
+        let mut p = one_trunk(false);
         p.handle_message(t0, Peer::udp(addr(CALLER)), invite_with(line));
         let out = transmits(&mut p);
         let to_trunk: Vec<&Transmit> = out.iter().filter(|t| t.peer.addr == addr(TRUNK)).collect();
@@ -130,7 +100,7 @@ fn tabs_folds_and_quoted_pairs_are_forwarded_byte_for_byte() {
 #[test]
 fn a_response_with_a_control_character_is_dropped() {
     let t0 = Instant::now();
-    let mut p = proxy();
+    let mut p = one_trunk(false);
     p.handle_message(t0, Peer::udp(addr(CALLER)), invite_with(b""));
     let out = transmits(&mut p);
     let sent = out

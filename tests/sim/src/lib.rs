@@ -13,6 +13,9 @@
 //!   a trunk, from another address ([`Sim::spoof_answers`]), and any bytes
 //!   from any address ([`Sim::inject_spoofed`]).
 //!
+//! [`scenario`] holds what the scenario tests share: two trunks, their
+//! routes, a settled simulation, readers of the events.
+//!
 //! Everything is recorded in a [`Trace`] so tests can assert exact instants
 //! ("the INVITE reached the backup exactly 200 ms after it left for the
 //! primary") and exact bytes.
@@ -22,6 +25,7 @@
 
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod scenario;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
@@ -133,6 +137,11 @@ impl Trace {
     /// The first such packet's send time.
     pub fn first(&self, from: SocketAddr, to: SocketAddr, what: &str) -> Option<Duration> {
         self.find(from, to, what).next().map(|p| p.sent)
+    }
+
+    /// The first such packet, parsed.
+    pub fn first_message(&self, from: SocketAddr, to: SocketAddr, what: &str) -> Option<Message> {
+        self.find(from, to, what).next().and_then(|p| p.message())
     }
 }
 

@@ -3,44 +3,11 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use lifeline_proxy::{
-    AttemptFailure, CallFailure, Event, Peer, ProxyConfig, RouteConfig, RouteMatch, TrunkConfig,
-};
-use lifeline_sim::{ms, Link, Sim, TrunkScript, GATEWAY};
+use lifeline_kit::end_to_end_headers;
+use lifeline_proxy::{AttemptFailure, CallFailure, Event, Peer, TrunkConfig};
+use lifeline_sim::scenario::{b, config, gw, p, sim};
+use lifeline_sim::{ms, Link, Sim, TrunkScript};
 use lifeline_sip::{HeaderName, Message};
-
-const PRIMARY: &str = "127.0.30.1:5060";
-const BACKUP: &str = "127.0.30.2:5060";
-
-fn config() -> ProxyConfig {
-    let trunk = |name: &str, a: &str| TrunkConfig::new(name, Peer::udp(a.parse().unwrap()));
-    ProxyConfig::new(
-        GATEWAY.parse().unwrap(),
-        vec![trunk("primary", PRIMARY), trunk("backup", BACKUP)],
-        vec![
-            RouteConfig::new("emergency", RouteMatch::Emergency, &["primary", "backup"]),
-            RouteConfig::new("default", RouteMatch::Any, &["primary", "backup"]),
-        ],
-    )
-}
-
-fn sim(primary: TrunkScript, backup: TrunkScript) -> Sim {
-    let mut s = Sim::new(config(), &[("primary", primary), ("backup", backup)]);
-    s.run_until(ms(1000)); // let the first probes settle
-    s
-}
-
-fn gw() -> std::net::SocketAddr {
-    GATEWAY.parse().unwrap()
-}
-
-fn p() -> std::net::SocketAddr {
-    PRIMARY.parse().unwrap()
-}
-
-fn b() -> std::net::SocketAddr {
-    BACKUP.parse().unwrap()
-}
 
 #[test]
 fn answered_call_through_the_primary() {
@@ -210,13 +177,7 @@ fn all_trunks_failing_gives_503_with_retry_after_and_a_failed_call() {
     s.run_for(ms(100));
     let c = s.caller_call(&call);
     assert_eq!(c.final_status(), Some(503));
-    let resp = s
-        .trace
-        .find(gw(), s.caller_addr(), "503")
-        .next()
-        .unwrap()
-        .message()
-        .unwrap();
+    let resp = s.trace.first_message(gw(), s.caller_addr(), "503").unwrap();
     assert_eq!(
         resp.header(HeaderName::RetryAfter).map(|h| h.value),
         Some(&b"5"[..])
@@ -358,17 +319,7 @@ fn identity_and_location_reach_the_backup_byte_identical() {
     let sent = Message::parse(s.caller_call(&call).invite.clone().unwrap()).unwrap();
     let at_backup = Message::parse(s.trunks["backup"].invites[0].clone()).unwrap();
     let at_primary = Message::parse(s.trunks["primary"].invites[0].clone()).unwrap();
-    let untouched = |m: &Message| -> Vec<(Vec<u8>, Vec<u8>)> {
-        m.headers()
-            .filter(|h| {
-                !matches!(
-                    h.name,
-                    HeaderName::Via | HeaderName::MaxForwards | HeaderName::RecordRoute
-                )
-            })
-            .map(|h| (h.raw_name.to_vec(), h.value.to_vec()))
-            .collect()
-    };
+    let untouched = end_to_end_headers;
     assert_eq!(untouched(&at_backup), untouched(&sent));
     assert_eq!(untouched(&at_primary), untouched(&sent));
     assert_eq!(at_backup.body(), sent.body());

@@ -11,82 +11,18 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use lifeline_proxy::{
-    AttemptFailure, Event, Peer, ProxyConfig, RescueRinging, RouteConfig, RouteMatch, SkipReason,
-    TrunkConfig, TrunkShare,
+use lifeline_proxy::{AttemptFailure, Event, ProxyConfig, RescueRinging, SkipReason, TrunkShare};
+use lifeline_sim::scenario::{
+    self, b, failures, gw, p, rescued, ringing, sim, sim_with, EMERGENCY, ORDINARY, PRIMARY,
 };
-use lifeline_sim::{ms, Link, Sim, TrunkScript, GATEWAY};
+use lifeline_sim::{ms, Link, Sim, TrunkScript};
 use lifeline_sip::HeaderName;
 
-const PRIMARY: &str = "127.0.30.1:5060";
-const BACKUP: &str = "127.0.30.2:5060";
-
+/// The scenarios' configuration, edited.
 fn config(edit: impl FnOnce(&mut ProxyConfig)) -> ProxyConfig {
-    let trunk = |name: &str, a: &str| TrunkConfig::new(name, Peer::udp(a.parse().unwrap()));
-    let mut cfg = ProxyConfig::new(
-        GATEWAY.parse().unwrap(),
-        vec![trunk("primary", PRIMARY), trunk("backup", BACKUP)],
-        vec![
-            RouteConfig::new("emergency", RouteMatch::Emergency, &["primary", "backup"]),
-            RouteConfig::new("default", RouteMatch::Any, &["primary", "backup"]),
-        ],
-    );
+    let mut cfg = scenario::config();
     edit(&mut cfg);
     cfg
-}
-
-fn sim_with(cfg: ProxyConfig, primary: TrunkScript, backup: TrunkScript) -> Sim {
-    let mut s = Sim::new(cfg, &[("primary", primary), ("backup", backup)]);
-    s.run_until(ms(1000)); // let the first probes settle
-    s
-}
-
-fn sim(primary: TrunkScript, backup: TrunkScript) -> Sim {
-    sim_with(config(|_| {}), primary, backup)
-}
-
-fn gw() -> SocketAddr {
-    GATEWAY.parse().unwrap()
-}
-
-fn p() -> SocketAddr {
-    PRIMARY.parse().unwrap()
-}
-
-fn b() -> SocketAddr {
-    BACKUP.parse().unwrap()
-}
-
-/// 100 at once, 180 after 10 ms, 200 after `answer`.
-fn ringing(answer: Duration) -> TrunkScript {
-    TrunkScript {
-        invite: vec![(ms(0), 100), (ms(10), 180), (answer, 200)],
-        answer_options: true,
-    }
-}
-
-const EMERGENCY: &str = "sip:999@127.0.10.1";
-const ORDINARY: &str = "sip:+441632960000@127.0.10.1";
-
-fn rescued(s: &Sim) -> Vec<(Duration, bool)> {
-    s.events()
-        .iter()
-        .filter_map(|(t, e)| match e {
-            Event::Rescued { ringing, .. } => Some((*t, *ringing)),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Every attempt failure, with its time.
-fn failures(s: &Sim) -> Vec<(Duration, AttemptFailure)> {
-    s.events()
-        .iter()
-        .filter_map(|(t, e)| match e {
-            Event::AttemptFailed { reason, .. } => Some((*t, *reason)),
-            _ => None,
-        })
-        .collect()
 }
 
 /// Where the gateway sent the first INVITE of a call.

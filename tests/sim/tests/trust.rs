@@ -12,57 +12,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use lifeline_health::{EventKind, Reason, State, TransportError};
-use lifeline_proxy::{
-    AttemptFailure, Event, Peer, ProxyConfig, RouteConfig, RouteMatch, TrunkConfig,
+use lifeline_proxy::{AttemptFailure, Event};
+use lifeline_sim::scenario::{
+    b, failures, gw, p, rescued, ringing, sim, EMERGENCY, ORDINARY, PRIMARY,
 };
 use lifeline_sim::{ms, Link, Sim, TrunkScript, ATTACKER, GATEWAY};
 use lifeline_sip::{HeaderName, Message};
 
-const PRIMARY: &str = "127.0.30.1:5060";
-const BACKUP: &str = "127.0.30.2:5060";
-const EMERGENCY: &str = "sip:999@127.0.10.1";
-const ORDINARY: &str = "sip:+441632960000@127.0.10.1";
-
-fn config() -> ProxyConfig {
-    let trunk = |name: &str, a: &str| TrunkConfig::new(name, Peer::udp(a.parse().unwrap()));
-    ProxyConfig::new(
-        GATEWAY.parse().unwrap(),
-        vec![trunk("primary", PRIMARY), trunk("backup", BACKUP)],
-        vec![
-            RouteConfig::new("emergency", RouteMatch::Emergency, &["primary", "backup"]),
-            RouteConfig::new("default", RouteMatch::Any, &["primary", "backup"]),
-        ],
-    )
-}
-
-fn sim(primary: TrunkScript, backup: TrunkScript) -> Sim {
-    let mut s = Sim::new(config(), &[("primary", primary), ("backup", backup)]);
-    s.run_until(ms(1000)); // let the first probes settle
-    s
-}
-
-fn gw() -> SocketAddr {
-    GATEWAY.parse().unwrap()
-}
-
-fn p() -> SocketAddr {
-    PRIMARY.parse().unwrap()
-}
-
-fn b() -> SocketAddr {
-    BACKUP.parse().unwrap()
-}
-
 fn attacker() -> SocketAddr {
     ATTACKER.parse().unwrap()
-}
-
-/// 100 at once, 180 after 10 ms, 200 after `answer`.
-fn ringing(answer: Duration) -> TrunkScript {
-    TrunkScript {
-        invite: vec![(ms(0), 100), (ms(10), 180), (answer, 200)],
-        answer_options: true,
-    }
 }
 
 const PORT_UNREACHABLE: Reason = Reason::Live(lifeline_health::Outcome::TransportError(
@@ -79,27 +37,6 @@ fn primary_changes(s: &Sim) -> Vec<(Duration, State, State, Reason)> {
                 EventKind::State { from, to, reason } => Some((*t, from, to, reason)),
                 _ => None,
             },
-            _ => None,
-        })
-        .collect()
-}
-
-/// Every attempt failure, with its time.
-fn failures(s: &Sim) -> Vec<(Duration, AttemptFailure)> {
-    s.events()
-        .iter()
-        .filter_map(|(t, e)| match e {
-            Event::AttemptFailed { reason, .. } => Some((*t, *reason)),
-            _ => None,
-        })
-        .collect()
-}
-
-fn rescued(s: &Sim) -> Vec<(Duration, bool)> {
-    s.events()
-        .iter()
-        .filter_map(|(t, e)| match e {
-            Event::Rescued { ringing, .. } => Some((*t, *ringing)),
             _ => None,
         })
         .collect()
@@ -587,13 +524,7 @@ fn branches_carry_128_random_bits_and_a_guessed_branch_is_a_stray() {
     let third = s.call(ORDINARY, "", None);
     s.run_for(ms(100));
     assert_eq!(s.caller_call(&third).final_status(), Some(503));
-    let refusal = s
-        .trace
-        .find(gw(), s.caller_addr(), "503")
-        .next()
-        .unwrap()
-        .message()
-        .unwrap();
+    let refusal = s.trace.first_message(gw(), s.caller_addr(), "503").unwrap();
     let tag = String::from_utf8_lossy(refusal.to().unwrap().tag().unwrap()).into_owned();
     assert_eq!(tag.len(), 32);
     assert!(is_hex(&tag));
