@@ -221,42 +221,19 @@ fn any_below(chunk: &[u8], n: u8) -> bool {
     chunk.iter().fold(0u8, |acc, &b| acc | u8::from(b < n)) != 0
 }
 
-/// The first CR or LF of `s` at or after `from`: sixteen bytes at a time
-/// while no byte is below 0x0E; the first such byte is then found in the
-/// chunk's two words, and if it is an HT or another control, the search
-/// goes on after it.
+/// The first CR or LF of `s` at or after `from` (see [`find_first`]: the
+/// bytes below 0x0E are flagged, and an HT or another flagged control is
+/// passed over).
 #[inline(always)]
 pub(crate) fn find_line_end(s: &[u8], from: usize) -> Option<usize> {
-    let mut i = from;
-    loop {
-        let mut chunks = s.get(i..)?.chunks_exact(16);
-        let found = loop {
-            let Some(chunk) = chunks.next() else {
-                break None;
-            };
-            if any_below(chunk, 0x0E) {
-                let lo = word_at(chunk, 0).map_or(0, |w| bytes_below(w, 0x0E));
-                let hi = word_at(chunk, 8).map_or(0, |w| bytes_below(w, 0x0E));
-                break Some(if lo != 0 {
-                    i + first_flagged(lo)
-                } else {
-                    i + 8 + first_flagged(hi)
-                });
-            }
-            i += 16;
-        };
-        match found {
-            Some(at) if matches!(s.get(at), Some(b'\r' | b'\n')) => return Some(at),
-            Some(at) => i = at + 1,
-            None => {
-                let tail = chunks.remainder();
-                return tail
-                    .iter()
-                    .position(|&b| b == b'\r' || b == b'\n')
-                    .map(|p| i + p);
-            }
-        }
-    }
+    find_first(
+        s,
+        from,
+        |chunk| any_below(chunk, 0x0E),
+        |w| bytes_below(w, 0x0E),
+        |b| b != b'\r' && b != b'\n',
+        |b| b == b'\r' || b == b'\n',
+    )
 }
 
 /// Whether any of the 16 bytes is a control character (below 0x20) or DEL:
@@ -286,11 +263,36 @@ pub(crate) fn is_value_stop(b: u8) -> bool {
 /// character other than HT (DEL included): the end of a header line, or a
 /// byte that RFC 3261's `TEXT-UTF8` and `qdtext` exclude from header
 /// values. [`find_line_end`] with the set of bytes it stops at widened,
-/// at the cost of one more comparison per sixteen bytes: sixteen bytes at a
-/// time while none is below 0x20 or DEL; then the first such byte of the
-/// chunk, and past it if it is an HT.
+/// at the cost of one more comparison per sixteen bytes.
 #[inline(always)]
 pub(crate) fn find_value_stop(s: &[u8], from: usize) -> Option<usize> {
+    find_first(
+        s,
+        from,
+        any_control,
+        controls,
+        |b| b == b'\t',
+        is_value_stop,
+    )
+}
+
+/// The first byte of `s` at or after `from` for which `stop` holds, sixteen
+/// bytes at a time: while `any` finds no candidate in a chunk it is passed
+/// over whole; otherwise `flags` marks the candidates in each of its two
+/// words (the high bit of each, as [`bytes_below`]) and the first is looked
+/// at. A candidate that `pass_over` names (an HT) is passed over and the
+/// search goes on after it; any other is the answer. In the last, short
+/// chunk, the answer is the first byte for which `stop` holds: the
+/// candidates that are not passed over.
+#[inline(always)]
+fn find_first(
+    s: &[u8],
+    from: usize,
+    any: impl Fn(&[u8]) -> bool,
+    flags: impl Fn(u64) -> u64,
+    pass_over: impl Fn(u8) -> bool,
+    stop: impl Fn(u8) -> bool,
+) -> Option<usize> {
     let mut i = from;
     loop {
         let mut chunks = s.get(i..)?.chunks_exact(16);
@@ -298,12 +300,12 @@ pub(crate) fn find_value_stop(s: &[u8], from: usize) -> Option<usize> {
             let Some(chunk) = chunks.next() else {
                 break None;
             };
-            if any_control(chunk) {
-                let lo = word_at(chunk, 0).map_or(0, controls);
+            if any(chunk) {
+                let lo = word_at(chunk, 0).map_or(0, &flags);
                 if lo != 0 {
                     break Some(i + first_flagged(lo));
                 }
-                let hi = word_at(chunk, 8).map_or(0, controls);
+                let hi = word_at(chunk, 8).map_or(0, &flags);
                 if hi != 0 {
                     break Some(i + 8 + first_flagged(hi));
                 }
@@ -311,11 +313,11 @@ pub(crate) fn find_value_stop(s: &[u8], from: usize) -> Option<usize> {
             i += 16;
         };
         match found {
-            Some(at) if s.get(at) == Some(&b'\t') => i = at + 1,
+            Some(at) if s.get(at).is_some_and(|&b| pass_over(b)) => i = at + 1,
             Some(at) => return Some(at),
             None => {
                 let tail = chunks.remainder();
-                return tail.iter().position(|&b| is_value_stop(b)).map(|p| i + p);
+                return tail.iter().position(|&b| stop(b)).map(|p| i + p);
             }
         }
     }
