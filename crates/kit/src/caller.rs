@@ -17,6 +17,8 @@ pub struct Call {
     /// The Request-URI and To of the INVITE (`sip:999@gw`,
     /// `urn:service:sos`).
     pub uri: String,
+    /// The caller's number (E.164, `+441632960nnn`).
+    pub number: String,
     /// The From, with its tag.
     pub from: String,
     /// Extra header lines of the INVITE, each ending in CRLF.
@@ -28,14 +30,12 @@ impl Call {
     /// Call `call_id` from `me` to `uri`, from a caller whose number ends
     /// in `n`.
     pub fn new(me: SocketAddr, call_id: impl Into<String>, uri: &str, n: u32) -> Call {
-        let call_id = call_id.into();
+        let number = format!("+441632960{:03}", n % 1000);
         Call {
             me,
-            from: format!(
-                "\"Caller\" <sip:+441632960{:03}@orig.example>;tag=c{n}",
-                n % 1000
-            ),
-            call_id,
+            from: format!("\"Caller\" <sip:{number}@orig.example>;tag=c{n}"),
+            number,
+            call_id: call_id.into(),
             uri: uri.into(),
             extra: String::new(),
             body: None,
@@ -51,13 +51,8 @@ impl Call {
     /// The caller's asserted identity (RFC 3325) and a location by
     /// reference (RFC 6442), as an originating network sends them.
     pub fn with_identity(self) -> Call {
-        let number = self
-            .from
-            .split_once("<sip:")
-            .and_then(|(_, r)| r.split_once('@'))
-            .map(|(n, _)| n.to_string())
-            .unwrap_or_default();
-        self.header("P-Asserted-Identity", &format!("<tel:{number}>"))
+        let pai = format!("<tel:{}>", self.number);
+        self.header("P-Asserted-Identity", &pai)
             .header("Geolocation", "<cid:loc@orig.example>")
     }
 
