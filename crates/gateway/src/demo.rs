@@ -272,6 +272,7 @@ fn run_inner(opts: DemoOptions) -> std::io::Result<bool> {
         tick_every: Duration::from_millis(250),
         net: lifeline_io::transport::real(),
         clock: lifeline_io::clock::system(),
+        tcp: lifeline_io::TcpLimits::default(),
     })?;
     // The admin API, so /status and /metrics can be watched during the demo.
     let admin = obs

@@ -5,13 +5,17 @@
 //! and signals (SIGTERM/SIGINT: stop taking calls, finish the rest, exit 0;
 //! SIGHUP: reload the configuration without dropping calls).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use lifeline_journal::{CallAggregator, FailedCalls, JournalOptions, JournalWriter, TimeAnchor};
-use lifeline_proxy::{AttemptFailure, Event, Proxy, ProxyConfig, Transport};
+use lifeline_io::quiet::{Limit, Quiet, Suppressed};
+use lifeline_journal::{
+    CallAggregator, FailedCalls, JournalHandle, JournalOptions, JournalWriter, TimeAnchor,
+};
+use lifeline_proxy::{AttemptFailure, CallRef, Event, Proxy, ProxyConfig, Transport};
 
 use crate::admin::{self, AccessBoard, AdminAccess, AdminCommand, AdminState, StatusBoard};
 use crate::metrics::{Metrics, Names};
@@ -145,13 +149,157 @@ fn log_warnings(warnings: &[String]) {
 }
 
 /// Event observers the daemon always has: metrics and logs.
-fn observers(metrics: Arc<Metrics>) -> EventSink {
+fn observers(metrics: Arc<Metrics>, logs: Arc<Mutex<Logs>>) -> EventSink {
     let mut names: Option<Names> = None;
-    Box::new(move |ev: &Event, _now: Instant, proxy: &Proxy| {
+    Box::new(move |ev: &Event, now: Instant, proxy: &Proxy| {
         let n = names.get_or_insert_with(|| metrics.names(proxy));
         metrics.on_event(ev, n);
-        log_event(ev, proxy);
+        log_event(ev, proxy, now, &mut lock(&logs));
     })
+}
+
+/// A lock that a panic elsewhere does not poison for good: what it guards
+/// (log limits, the aggregator) is still fit to use.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The per-call and per-message log lines, each kind rate-limited on its
+/// own: the first [`LOG_LINES`] per [`LOG_INTERVAL`] are logged (failed
+/// emergency calls: [`EMERGENCY_LOG_LINES`]), the rest counted and summed
+/// up in one line when the interval ends (`lifeline_io::quiet`). Trunk
+/// state changes, drains and canaries are rare and always logged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Line {
+    CallFailed,
+    EmergencyCallFailed,
+    AttemptGivenUp,
+    HedgeLost,
+    Hedged,
+    Rescued,
+    TrunkFull,
+    LateResponse,
+    DuplicateAnswer,
+}
+
+/// The interval of each kind's allowance.
+const LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// Lines of one kind logged per interval.
+const LOG_LINES: u32 = 20;
+/// Failed emergency calls logged per interval: the lines operators must see.
+const EMERGENCY_LOG_LINES: u32 = 200;
+/// Emergency calls in progress remembered (to log their failure as one);
+/// past it the oldest is forgotten (its failure logs as `call failed`).
+const MAX_EMERGENCY_TRACKED: usize = 65_536;
+
+impl Line {
+    /// Every kind, in the order of their numbers.
+    const ALL: [Line; 9] = [
+        Line::CallFailed,
+        Line::EmergencyCallFailed,
+        Line::AttemptGivenUp,
+        Line::HedgeLost,
+        Line::Hedged,
+        Line::Rescued,
+        Line::TrunkFull,
+        Line::LateResponse,
+        Line::DuplicateAnswer,
+    ];
+
+    /// The kind's name in summaries: how its lines' message starts.
+    fn name(self) -> &'static str {
+        match self {
+            Line::CallFailed => "call failed",
+            Line::EmergencyCallFailed => "emergency call failed",
+            Line::AttemptGivenUp => "failover: attempt given up",
+            Line::HedgeLost => "hedge lost",
+            Line::Hedged => "emergency call not ringing yet: hedged",
+            Line::Rescued => "call rescued off trunk",
+            Line::TrunkFull => "trunk full: skipped",
+            Line::LateResponse => "late response on an abandoned attempt",
+            Line::DuplicateAnswer => "second answer to a hedged call",
+        }
+    }
+
+    /// Lines logged per interval.
+    fn allowance(self) -> u32 {
+        match self {
+            Line::EmergencyCallFailed => EMERGENCY_LOG_LINES,
+            _ => LOG_LINES,
+        }
+    }
+
+    /// Whether its lines (and its summaries) are at WARN, else INFO.
+    fn warn(self) -> bool {
+        !matches!(
+            self,
+            Line::CallFailed | Line::HedgeLost | Line::TrunkFull | Line::LateResponse
+        )
+    }
+}
+
+/// What the log lines need between events: each kind's rate limit, and
+/// which calls in progress are emergency calls (`CallFailed` does not say).
+#[derive(Debug)]
+pub(crate) struct Logs {
+    quiet: Quiet,
+    emergency: BTreeSet<CallRef>,
+}
+
+impl Logs {
+    pub(crate) fn new() -> Self {
+        Self {
+            quiet: Quiet::new(Line::ALL.map(|l| Limit::new(l.name(), l.allowance(), LOG_INTERVAL))),
+            emergency: BTreeSet::new(),
+        }
+    }
+
+    /// Whether a line of kind `line` at `now` is logged; logs the summary
+    /// of the kind's previous interval first, if it is due and was not yet.
+    fn pass(&mut self, line: Line, now: Instant) -> bool {
+        let c = self.quiet.check(line as usize, now);
+        if let Some(s) = &c.summary {
+            log_suppressed(line, s);
+        }
+        c.log
+    }
+
+    /// The summaries due at `now` (every housekeeping tick).
+    fn tick(&mut self, now: Instant) {
+        while let Some((kind, s)) = self.quiet.poll(now) {
+            if let Some(&line) = Line::ALL.get(kind) {
+                log_suppressed(line, &s);
+            }
+        }
+    }
+
+    /// Every count not yet logged, up to `now` (at shutdown).
+    fn flush(&mut self, now: Instant) {
+        while let Some((kind, s)) = self.quiet.flush(now) {
+            if let Some(&line) = Line::ALL.get(kind) {
+                log_suppressed(line, &s);
+            }
+        }
+    }
+
+    /// Remember an emergency call until it ends.
+    fn emergency_started(&mut self, call: CallRef) {
+        if self.emergency.len() >= MAX_EMERGENCY_TRACKED {
+            self.emergency.pop_first();
+        }
+        self.emergency.insert(call);
+    }
+}
+
+/// `"call failed": 1,234 more lines suppressed in the last 10 s`, at the
+/// level of the kind's lines.
+fn log_suppressed(line: Line, s: &Suppressed) {
+    let interval_s = s.interval().as_secs_f64();
+    if line.warn() {
+        tracing::warn!(kind = s.name, suppressed = s.lines, interval_s, "{s}");
+    } else {
+        tracing::info!(kind = s.name, suppressed = s.lines, interval_s, "{s}");
+    }
 }
 
 fn trunk_name(proxy: &Proxy, id: lifeline_proxy::TrunkId) -> String {
@@ -162,10 +310,12 @@ fn trunk_name(proxy: &Proxy, id: lifeline_proxy::TrunkId) -> String {
         .unwrap_or_default()
 }
 
-/// Failovers, rescues, hedges, second answers, trunk state changes and
-/// canaries at WARN with the reason; calls overflowing a full trunk at INFO
-/// (one per call; `lifeline_trunk_skipped_total` is the alarm).
-fn log_event(ev: &Event, proxy: &Proxy) {
+/// Failovers, rescues, hedges, second answers, failed emergency calls,
+/// trunk state changes and canaries at WARN with the reason; calls
+/// overflowing a full trunk and other failed calls at INFO. Per-call lines
+/// are rate-limited per kind ([`Line`]; metrics count every event): under a
+/// flood, the first lines of each kind per 10 s, then one summary line.
+fn log_event(ev: &Event, proxy: &Proxy, now: Instant, logs: &mut Logs) {
     match ev {
         Event::AttemptFailed {
             call,
@@ -174,12 +324,17 @@ fn log_event(ev: &Event, proxy: &Proxy) {
             elapsed,
             ..
         } => {
+            if *reason == AttemptFailure::Superseded {
+                if logs.pass(Line::HedgeLost, now) {
+                    tracing::info!(call = call.0, trunk = %trunk_name(proxy, *trunk), elapsed_ms = elapsed.as_millis() as u64, "hedge lost: the call was answered through another trunk; attempt cancelled");
+                }
+                return;
+            }
+            if !logs.pass(Line::AttemptGivenUp, now) {
+                return;
+            }
             let why = match reason {
                 AttemptFailure::Response(code) => format!("response {code}"),
-                AttemptFailure::Superseded => {
-                    tracing::info!(call = call.0, trunk = %trunk_name(proxy, *trunk), elapsed_ms = elapsed.as_millis() as u64, "hedge lost: the call was answered through another trunk; attempt cancelled");
-                    return;
-                }
                 other => other.as_str().to_string(),
             };
             tracing::warn!(call = call.0, trunk = %trunk_name(proxy, *trunk), reason = %why, elapsed_ms = elapsed.as_millis() as u64, "failover: attempt given up");
@@ -210,6 +365,9 @@ fn log_event(ev: &Event, proxy: &Proxy) {
             ringing,
             ..
         } => {
+            if !logs.pass(Line::Rescued, now) {
+                return;
+            }
             let name = trunk_name(proxy, *trunk);
             if *ringing {
                 tracing::warn!(call = call.0, trunk = %name, ringing = true, "call rescued off trunk {name} while ringing");
@@ -218,6 +376,9 @@ fn log_event(ev: &Event, proxy: &Proxy) {
             }
         }
         Event::Hedged { call, trunk, .. } => {
+            if !logs.pass(Line::Hedged, now) {
+                return;
+            }
             tracing::warn!(call = call.0, trunk = %trunk_name(proxy, *trunk), "emergency call not ringing yet: hedged, a parallel attempt on the next trunk");
         }
         Event::TrunkSkipped {
@@ -227,9 +388,15 @@ fn log_event(ev: &Event, proxy: &Proxy) {
             ..
         } => {
             // Every call while a trunk is full: INFO, the metric is the alarm.
+            if !logs.pass(Line::TrunkFull, now) {
+                return;
+            }
             tracing::info!(call = call.0, trunk = %trunk_name(proxy, *trunk), reason = reason.as_str(), "trunk full: skipped, call overflows to the next");
         }
         Event::DuplicateAnswer { call, trunk, .. } => {
+            if !logs.pass(Line::DuplicateAnswer, now) {
+                return;
+            }
             tracing::warn!(call = call.0, trunk = %trunk_name(proxy, *trunk), "second answer to a hedged call: ACKed and ended with BYE");
         }
         Event::CallFailed {
@@ -238,7 +405,13 @@ fn log_event(ev: &Event, proxy: &Proxy) {
             reason,
             ..
         } => {
-            tracing::info!(call = call.0, status, reason = ?reason, "call failed");
+            if logs.emergency.remove(call) {
+                if logs.pass(Line::EmergencyCallFailed, now) {
+                    tracing::warn!(call = call.0, status, reason = ?reason, emergency = true, "emergency call failed");
+                }
+            } else if logs.pass(Line::CallFailed, now) {
+                tracing::info!(call = call.0, status, reason = ?reason, "call failed");
+            }
         }
         Event::LateResponse {
             call,
@@ -246,15 +419,25 @@ fn log_event(ev: &Event, proxy: &Proxy) {
             status,
             ..
         } => {
+            if !logs.pass(Line::LateResponse, now) {
+                return;
+            }
             tracing::info!(call = call.0, trunk = %trunk_name(proxy, *trunk), status, "late response on an abandoned attempt");
         }
         Event::CallStarted { call, info, .. } => {
+            if info.emergency.is_some() {
+                logs.emergency_started(*call);
+            }
             tracing::debug!(call = call.0, call_id = %String::from_utf8_lossy(&info.call_id), emergency = info.emergency.is_some(), route = %info.route, "call started");
         }
         Event::CallConnected {
             call, trunk, setup, ..
         } => {
+            logs.emergency.remove(call);
             tracing::debug!(call = call.0, trunk = %trunk_name(proxy, *trunk), setup_ms = setup.as_millis() as u64, "call connected");
+        }
+        Event::CallCancelled { call, .. } => {
+            logs.emergency.remove(call);
         }
         _ => {}
     }
@@ -272,6 +455,21 @@ pub(crate) struct Observability {
     /// The admin API's access rules in force (open until the daemon puts
     /// the configuration's in force, and replaced on reload).
     pub(crate) access: Arc<AccessBoard>,
+    /// The log lines' rate limits, shared by the log sink and the tick
+    /// (both run on the core, one at a time).
+    logs: Arc<Mutex<Logs>>,
+    /// The call aggregator, made at the first event (it needs the proxy's
+    /// names), shared by its sink, the tick and [`close`](Self::close).
+    aggregator: Arc<Mutex<Option<CallAggregator>>>,
+}
+
+/// Hand the aggregator's finished records to the journal (if there is one).
+fn drain_records(agg: &mut CallAggregator, journal: Option<&JournalHandle>) {
+    while let Some(rec) = agg.poll_record() {
+        if let Some(j) = journal {
+            j.record(rec);
+        }
+    }
 }
 
 impl Observability {
@@ -287,17 +485,21 @@ impl Observability {
             started: admin::Started::now(),
             journal,
             access: AccessBoard::new(AdminAccess::open()),
+            logs: Arc::new(Mutex::new(Logs::new())),
+            aggregator: Arc::default(),
         })
     }
 
     /// Event observers: metrics, logs, and the aggregator feeding the
-    /// journal and the failed-calls list.
+    /// journal and the failed-calls list. Call it once: the sinks share
+    /// this `Observability`'s aggregator and log limits.
     pub(crate) fn sinks(&self) -> Vec<EventSink> {
-        let mut agg: Option<CallAggregator> = None;
+        let agg = self.aggregator.clone();
         let journal = self.journal.as_ref().map(JournalWriter::handle);
         let failed = self.failed.clone();
         let aggregate: EventSink = Box::new(move |ev: &Event, _now: Instant, proxy: &Proxy| {
-            let a = agg.get_or_insert_with(|| {
+            let mut slot = lock(&agg);
+            let a = slot.get_or_insert_with(|| {
                 let a = CallAggregator::new(
                     lifeline_journal::Names::from_proxy(proxy),
                     TimeAnchor::new(Instant::now(), SystemTime::now()),
@@ -307,21 +509,22 @@ impl Observability {
                 a
             });
             a.handle(ev);
-            while let Some(rec) = a.poll_record() {
-                if let Some(j) = &journal {
-                    j.record(rec);
-                }
-            }
+            drain_records(a, journal.as_ref());
         });
-        vec![observers(self.metrics.clone()), aggregate]
+        vec![
+            observers(self.metrics.clone(), self.logs.clone()),
+            aggregate,
+        ]
     }
 
     /// The periodic work: gauges, status for /status and /readyz, IO and
-    /// journal loss counters, the systemd watchdog (a stuck core stops
-    /// feeding it).
+    /// journal loss counters, the summaries of suppressed log lines, the
+    /// journal's counts of refused requests whose interval ended, the
+    /// systemd watchdog (a stuck core stops feeding it).
     pub(crate) fn tick(&self) -> Tick {
         let (metrics, status, started) = (self.metrics.clone(), self.status.clone(), self.started);
         let journal = self.journal.as_ref().map(JournalWriter::handle);
+        let (logs, agg) = (self.logs.clone(), self.aggregator.clone());
         let mut watchdog_usec = 0u64;
         let watchdog = sd_notify::watchdog_enabled(false, &mut watchdog_usec);
         let mut last = (0u64, 0u64, 0u64);
@@ -346,6 +549,7 @@ impl Observability {
                 .load(std::sync::atomic::Ordering::Relaxed);
             metrics.add_tcp_idle_closed(idle.saturating_sub(last_idle_closed));
             last_idle_closed = idle;
+            metrics.set_tcp(io);
             let busy = io.core_busy_ns.load(std::sync::atomic::Ordering::Relaxed);
             metrics.add_core_busy(busy.saturating_sub(last_busy) as f64 / 1e9);
             last_busy = busy;
@@ -362,6 +566,11 @@ impl Observability {
             );
             metrics.add_send_errors(sent.2.saturating_sub(last_sent.2));
             last_sent = sent;
+            lock(&logs).tick(now);
+            if let Some(a) = lock(&agg).as_mut() {
+                a.handle_timeout(now);
+                drain_records(a, journal.as_ref());
+            }
             status.publish(admin::snapshot_from(proxy, now, &started));
             if watchdog {
                 let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
@@ -406,8 +615,17 @@ impl Observability {
         Ok(bound)
     }
 
-    /// Flush and close the journal.
+    /// Log the counts of suppressed lines not yet logged, journal what the
+    /// aggregator still holds (calls in progress as unfinished, the open
+    /// interval's refusals), then flush and close the journal. After the
+    /// event loop has stopped.
     pub(crate) fn close(self) {
+        let now = Instant::now();
+        lock(&self.logs).flush(now);
+        if let Some(a) = lock(&self.aggregator).as_mut() {
+            a.finish_all(now);
+            drain_records(a, self.journal.as_ref().map(JournalWriter::handle).as_ref());
+        }
         if let Some(w) = self.journal {
             let s = w.shutdown();
             tracing::info!(durable = s.durable, dropped = s.dropped(), "journal closed");
@@ -428,6 +646,7 @@ fn daemon(config_path: &Path, cfg: RunConfig, io_threads: Option<usize>) -> std:
         tick_every: Duration::from_millis(250),
         net: lifeline_io::transport::real(),
         clock: lifeline_io::clock::system(),
+        tcp: lifeline_io::TcpLimits::default(),
     })?;
     gw.tcp_idle.send_replace(cfg.tcp_idle_timeout);
     obs.metrics
@@ -552,4 +771,80 @@ async fn reload(
         }
     }
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use lifeline_proxy::{CallFailure, CallInfo, EmergencyRule, Location, Peer};
+
+    fn started(call: u64, at: Instant, emergency: bool) -> Event {
+        Event::CallStarted {
+            call: CallRef(call),
+            at,
+            info: Box::new(CallInfo {
+                call_id: Bytes::from(format!("c{call}")),
+                from_uri: Bytes::from_static(b"sip:a@example.com"),
+                from_display: None,
+                asserted_identities: vec![],
+                dialled: Bytes::from_static(b"urn:service:sos"),
+                emergency: emergency.then_some(EmergencyRule::SosUrn),
+                location: Location::default(),
+                route: String::new(),
+                source: Peer::udp("192.0.2.7:5060".parse().unwrap()),
+            }),
+        }
+    }
+
+    fn failed(call: u64, at: Instant) -> Event {
+        Event::CallFailed {
+            call: CallRef(call),
+            at,
+            status: 404,
+            reason: CallFailure::NoRoute,
+        }
+    }
+
+    /// Failed emergency calls are their own kind, with the larger
+    /// allowance: a flood of other failed calls does not use it up.
+    #[test]
+    fn failed_emergency_calls_have_their_own_allowance() {
+        let t0 = Instant::now();
+        let proxy = Proxy::new(
+            t0,
+            ProxyConfig::new("127.0.0.1:5060".parse().unwrap(), vec![], vec![]),
+        )
+        .unwrap();
+        let mut logs = Logs::new();
+        for call in 0..1_000u64 {
+            let at = t0 + Duration::from_millis(call);
+            let emergency = call % 4 == 0;
+            log_event(&started(call, at, emergency), &proxy, at, &mut logs);
+            log_event(&failed(call, at), &proxy, at, &mut logs);
+        }
+        assert!(logs.emergency.is_empty(), "forgotten when they end");
+        // Each kind's interval runs from its first line: the emergency
+        // calls' from call 0, the others' from call 1, 1 ms later.
+        let end = t0 + LOG_INTERVAL;
+        let mut summary = |at| logs.quiet.poll(at).map(|(k, s)| (Line::ALL[k], s.lines));
+        assert_eq!(summary(end - Duration::from_nanos(1)), None);
+        assert_eq!(
+            summary(end),
+            Some((
+                Line::EmergencyCallFailed,
+                250 - u64::from(EMERGENCY_LOG_LINES)
+            ))
+        );
+        assert_eq!(summary(end), None);
+        let end = end + Duration::from_millis(1);
+        assert_eq!(
+            summary(end),
+            Some((Line::CallFailed, 750 - u64::from(LOG_LINES)))
+        );
+        for (i, l) in Line::ALL.iter().enumerate() {
+            assert_eq!(*l as usize, i, "numbered in order");
+            assert_eq!(logs.quiet.limit(i).map(Limit::name), Some(l.name()));
+        }
+    }
 }

@@ -16,7 +16,8 @@ use tokio::runtime::Runtime;
 
 use crate::clock::Clock;
 use crate::engine::{core_entry, Core, EventSink, Input, InputTx, Shared, Tick};
-use crate::net::{accept_tcp, recv_udp, Outbound, TrunkSocket};
+use crate::limits::{TcpGate, TcpLimits};
+use crate::net::{accept_tcp, recv_udp, Outbound, TcpShared, TrunkSocket};
 use crate::stats::IoStats;
 use crate::transport::DatagramNet;
 
@@ -57,13 +58,19 @@ pub struct Options {
     /// production, a [`crate::clock::ManualClock`] in tests that move time
     /// themselves.
     pub clock: Arc<dyn Clock>,
+    /// Bounds on TCP connections: how many, how many from one source, how
+    /// long a message may take to arrive, how much may wait to be written
+    /// to one. Changed on a running gateway through
+    /// [`Gateway::tcp_limits`].
+    pub tcp: TcpLimits,
 }
 
 impl Options {
     /// Listen on `listen` with the configuration `proxy_config` builds; the
     /// rest as in production: the first listener advertised, one IO thread,
     /// no sinks or ticks, a tick every 100 ms, the operating system's
-    /// sockets and clock. Change any of it with struct update syntax.
+    /// sockets and clock, the default [`TcpLimits`]. Change any of it with
+    /// struct update syntax.
     pub fn new(
         listen: Vec<(Transport, SocketAddr)>,
         proxy_config: impl FnOnce(SocketAddr) -> ProxyConfig + Send + 'static,
@@ -78,6 +85,7 @@ impl Options {
             tick_every: Duration::from_millis(100),
             net: crate::transport::real(),
             clock: crate::clock::system(),
+            tcp: TcpLimits::default(),
         }
     }
 }
@@ -89,6 +97,7 @@ impl fmt::Debug for Options {
             .field("io_threads", &self.io_threads)
             .field("net", &self.net)
             .field("clock", &self.clock)
+            .field("tcp", &self.tcp)
             .finish_non_exhaustive()
     }
 }
@@ -119,6 +128,11 @@ pub struct Gateway {
     /// How long a TCP connection may stay idle (zero: never closed for
     /// that); `send_replace` applies a new value to open connections too.
     pub tcp_idle: tokio::sync::watch::Sender<Duration>,
+    /// The bounds on TCP ([`TcpLimits`], from [`Options::tcp`]);
+    /// `send_replace` applies new ones to what happens next: connections
+    /// accepted, messages started and messages queued after it (nothing
+    /// open is closed because a bound was lowered).
+    pub tcp_limits: tokio::sync::watch::Sender<TcpLimits>,
     shared: Arc<Shared>,
     core: Option<std::thread::JoinHandle<()>>,
     rt: Option<Runtime>,
@@ -136,8 +150,15 @@ impl Gateway {
         let stats = Arc::new(IoStats::default());
         let (tx, shared) = core_entry(stats.clone(), opts.clock.clone());
         let accepting = Arc::new(AtomicBool::new(true));
-        let tcp_conns = Arc::new(Mutex::new(HashMap::new()));
         let (tcp_idle, idle_rx) = tokio::sync::watch::channel(TCP_IDLE_TIMEOUT);
+        let (tcp_limits, limits_rx) = tokio::sync::watch::channel(opts.tcp);
+        let tcp_shared = TcpShared {
+            input: tx.clone(),
+            stats: stats.clone(),
+            conns: Arc::new(Mutex::new(HashMap::new())),
+            idle: idle_rx,
+            gate: TcpGate::new(limits_rx, stats.clone()),
+        };
 
         // Bind UDP first: trunk sockets share its port.
         let mut udp = Vec::new();
@@ -224,14 +245,7 @@ impl Gateway {
             }
             for l in tcp_listeners {
                 let l = tokio::net::TcpListener::from_std(l)?;
-                rt.spawn(tx.supervise(accept_tcp(
-                    l,
-                    tx.clone(),
-                    stats.clone(),
-                    tcp_conns.clone(),
-                    accepting.clone(),
-                    idle_rx.clone(),
-                )));
+                rt.spawn(tx.supervise(accept_tcp(l, tcp_shared.clone(), accepting.clone())));
             }
         }
 
@@ -239,8 +253,7 @@ impl Gateway {
             net: opts.net,
             listeners,
             trunk_sockets: Mutex::new(trunk_sockets),
-            tcp: tcp_conns,
-            tcp_idle: idle_rx,
+            tcp: tcp_shared,
             rt: rt.handle().clone(),
             input: tx.clone(),
             stats: stats.clone(),
@@ -264,6 +277,7 @@ impl Gateway {
             input: tx,
             stats,
             tcp_idle,
+            tcp_limits,
             shared,
             core: Some(core),
             rt: Some(rt),

@@ -20,6 +20,13 @@
 //!   become evidence against the trunk);
 //! - receives, frames (TCP: Content-Length, CRLF keep-alives, idle
 //!   timeout), parses and validates on the IO threads, in parallel;
+//! - bounds what TCP peers can hold ([`TcpLimits`]): connections open
+//!   (at the bound it stops accepting, and the kernel's backlog takes the
+//!   rest), connections per source address (IPv6: per /64), the time from
+//!   a message's first byte to its last (against peers trickling a byte at
+//!   a time), and the bytes waiting to be written to one connection
+//!   (against peers that do not read); each close is counted in
+//!   [`IoStats`];
 //! - runs the one proxy core behind a flat-combining lock ([`combiner`]):
 //!   the thread that received a message routes it when the core is free,
 //!   otherwise the holder takes it before letting go;
@@ -31,7 +38,7 @@
 //! - starts ([`Gateway::start`]), runs work on the core ([`Input::Call`]:
 //!   reloads, admin commands), drains and stops ([`Gateway::shutdown`]);
 //! - reads the time through a [`clock::Clock`], so tests can move it (TCP
-//!   idle timeouts excepted: they run on tokio's timer).
+//!   idle and message timeouts excepted: they run on tokio's timer).
 //!
 //! What it does not do: decide anything about a call (that is
 //! lifeline-proxy and lifeline-health, which it drives); read
@@ -56,18 +63,22 @@
 //! # Tests
 //!
 //! `tests/` drives the public API only: real loopback sockets
-//! (`engine.rs`, `stream.rs`), the virtual network (`vnet.rs`), a manual
-//! clock (`clock.rs`), injected panics (`panic.rs`), and a loom model of
-//! the combining lock (`loom.rs`:
+//! (`engine.rs`, `stream.rs`, `tcp_limits.rs`), the virtual network
+//! (`vnet.rs`), a manual clock (`clock.rs`), injected panics (`panic.rs`),
+//! and a loom model of the combining lock (`loom.rs`:
 //! `RUSTFLAGS="--cfg loom" cargo test -p lifeline-io --release --test loom`).
 #![warn(missing_docs)]
 
 pub mod clock;
 pub mod combiner;
+/// Rate limits for per-message log lines: the first N per interval, then a count.
+pub mod quiet;
 #[cfg(not(loom))]
 mod engine;
 #[cfg(not(loom))]
 mod gateway;
+#[cfg(not(loom))]
+mod limits;
 #[cfg(not(loom))]
 mod net;
 #[cfg(not(loom))]
@@ -81,6 +92,11 @@ pub mod transport;
 pub use engine::{CoreFn, EventSink, Input, InputTx, Received, Tick, INPUT_QUEUE};
 #[cfg(not(loom))]
 pub use gateway::{Bound, EngineFailed, Gateway, Options, TCP_IDLE_TIMEOUT};
+#[cfg(not(loom))]
+pub use limits::{
+    TcpLimits, TCP_MAX_CONNECTIONS, TCP_MAX_CONNECTIONS_PER_IP, TCP_MESSAGE_TIMEOUT,
+    TCP_WRITE_QUEUE_BYTES,
+};
 #[cfg(not(loom))]
 pub use net::MAX_STREAM_MESSAGE;
 #[cfg(not(loom))]

@@ -16,11 +16,39 @@
 //! network in tests). TCP is real sockets only: one task per connection
 //! reads and frames, a second writes what is queued for it; a connection
 //! idle for the `tcp_idle_timeout` is closed (ours, so not evidence).
+//!
+//! TCP is bounded ([`TcpLimits`](crate::TcpLimits), counted by
+//! `crate::limits::TcpGate`) so that no peer can hold the gateway's memory
+//! or descriptors:
+//! - at `max_connections` open (accepted and to trunks), the accept loops
+//!   stop calling `accept()` until one closes; the kernel's backlog holds
+//!   the next connections, then refuses them. Connections to trunks are
+//!   counted but never refused;
+//! - a connection from a source (address, IPv6 /64) that already has
+//!   `max_connections_per_ip` is reset as soon as it is accepted;
+//! - once a message's first byte has arrived, the rest must arrive within
+//!   `message_timeout` (keep-alive CRLFs are not a message; the idle timeout
+//!   resets on every byte, so without this a peer trickling a byte at a time
+//!   would keep its connection forever); otherwise the connection is reset.
+//!   Not evidence against a trunk: a trunk whose answers do not arrive fails
+//!   its transactions' timers, which are;
+//! - what waits for a connection's writer is bounded in bytes
+//!   (`write_queue_bytes`): a message that would go over resets the
+//!   connection instead of growing its queue without end. For a connection
+//!   to a trunk this is evidence (`TransportError::Other`, returned for the
+//!   message that did not fit, so that call's attempt moves on at once): a
+//!   trunk that stopped reading takes no calls. Like every transport error
+//!   it needs corroboration before the trunk goes Down; the next message to
+//!   the trunk opens a new connection.
+//!
+//! Connections closed by a bound are reset (`SO_LINGER` 0), not shut down:
+//! what is still queued for a peer that does not read is dropped at once
+//! rather than kept by the kernel, and no TIME_WAIT is left behind.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,8 +56,11 @@ use bytes::{Bytes, BytesMut};
 use lifeline_proxy::{Peer, Transmit, Transport, TransportError, TrunkId};
 use lifeline_sip::{check_datagram, StreamFramer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::sync::Notify;
 
 use crate::engine::{Input, InputTx, Received, Wire};
+use crate::limits::{TcpGate, TcpSlot};
 use crate::stats::IoStats;
 use crate::transport::{DatagramNet, DatagramSocket};
 
@@ -40,9 +71,146 @@ pub const MAX_STREAM_MESSAGE: usize = 64 * 1024;
 /// idleness); `Gateway::tcp_idle` changes it, open connections included.
 pub(crate) type TcpIdle = tokio::sync::watch::Receiver<Duration>;
 
-/// Open TCP connections by peer address: a channel to each one's writer.
-pub(crate) type TcpConns =
-    Arc<Mutex<HashMap<SocketAddr, tokio::sync::mpsc::UnboundedSender<Bytes>>>>;
+/// Open TCP connections by peer address: the way to each one's writer.
+pub(crate) type TcpConns = Arc<Mutex<HashMap<SocketAddr, TcpConn>>>;
+
+/// Numbers TCP connections, so that a connection that ends takes its own
+/// entry out of [`TcpConns`], never a newer connection's to the same
+/// address.
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
+/// The way to one connection's writer, as senders see it: a queue bounded
+/// in bytes (`TcpLimits::write_queue_bytes`), not in messages, since what
+/// it holds runs from a 2-byte pong to a 64 KiB message.
+#[derive(Debug)]
+pub(crate) struct TcpConn {
+    id: u64,
+    tx: UnboundedSender<Bytes>,
+    /// Bytes queued and not yet written: added here, taken off by the
+    /// writer once a message is written.
+    queued: Arc<AtomicUsize>,
+    /// Wakes the connection's task to reset the connection: its queue
+    /// would have overflowed.
+    reset: Arc<Notify>,
+}
+
+/// What became of a message handed to a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Queued {
+    /// Queued for the writer.
+    Yes,
+    /// No such connection (any more).
+    Gone,
+    /// Over the connection's write-queue bound: not queued, and the
+    /// connection is being reset.
+    Overflow,
+}
+
+impl TcpConn {
+    /// Queue `payload` unless that takes the queue over `limit` bytes
+    /// (zero: no bound). An empty queue takes any message.
+    fn push(&self, payload: Bytes, limit: usize) -> Queued {
+        let len = payload.len();
+        let before = self.queued.fetch_add(len, Ordering::AcqRel);
+        if limit != 0 && before != 0 && before.saturating_add(len) > limit {
+            self.queued.fetch_sub(len, Ordering::AcqRel);
+            return Queued::Overflow;
+        }
+        if self.tx.send(payload).is_err() {
+            self.queued.fetch_sub(len, Ordering::AcqRel);
+            return Queued::Gone;
+        }
+        Queued::Yes
+    }
+}
+
+/// A connection's own end of its [`TcpConn`], and its place among the
+/// open connections (given back when the connection's task ends).
+#[derive(Debug)]
+struct ConnEnd {
+    id: u64,
+    rx: UnboundedReceiver<Bytes>,
+    queued: Arc<AtomicUsize>,
+    reset: Arc<Notify>,
+    _slot: TcpSlot,
+}
+
+/// A new connection's two ends: the one for [`TcpConns`], and its own.
+fn new_conn(slot: TcpSlot) -> (TcpConn, ConnEnd) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let id = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
+    let queued = Arc::new(AtomicUsize::new(0));
+    let reset = Arc::new(Notify::new());
+    let conn = TcpConn {
+        id,
+        tx,
+        queued: queued.clone(),
+        reset: reset.clone(),
+    };
+    let end = ConnEnd {
+        id,
+        rx,
+        queued,
+        reset,
+        _slot: slot,
+    };
+    (conn, end)
+}
+
+/// What every TCP task shares: the way into the core, the counters, the
+/// open connections, the idle timeout, and the gate that counts
+/// connections against the [`TcpLimits`](crate::TcpLimits).
+#[derive(Clone, Debug)]
+pub(crate) struct TcpShared {
+    pub(crate) input: InputTx,
+    pub(crate) stats: Arc<IoStats>,
+    pub(crate) conns: TcpConns,
+    pub(crate) idle: TcpIdle,
+    pub(crate) gate: Arc<TcpGate>,
+}
+
+impl TcpShared {
+    /// Queue `payload` on the connection open to `addr` (only if it is the
+    /// connection numbered `id`, when given), within the write-queue bound.
+    /// A connection found gone is forgotten; one that would overflow is
+    /// forgotten, counted and told to reset.
+    fn enqueue(
+        &self,
+        conns: &mut HashMap<SocketAddr, TcpConn>,
+        addr: SocketAddr,
+        id: Option<u64>,
+        payload: Bytes,
+    ) -> Queued {
+        let Some(conn) = conns.get(&addr).filter(|c| id.is_none_or(|id| c.id == id)) else {
+            return Queued::Gone;
+        };
+        let queued = conn.push(payload, self.gate.limits().write_queue_bytes);
+        match queued {
+            Queued::Yes => {}
+            Queued::Gone => {
+                conns.remove(&addr);
+            }
+            Queued::Overflow => {
+                self.stats
+                    .tcp_write_queue_overflows
+                    .fetch_add(1, Ordering::Relaxed);
+                if let Some(conn) = conns.remove(&addr) {
+                    conn.reset.notify_one();
+                }
+            }
+        }
+        queued
+    }
+
+    /// Take connection `id` to `addr` out of the map, if it is still there.
+    fn forget(&self, addr: SocketAddr, id: u64) {
+        if let Ok(mut c) = self.conns.lock() {
+            if c.get(&addr).is_some_and(|c| c.id == id) {
+                c.remove(&addr);
+            }
+        }
+    }
+}
 
 /// What an IO error says about the peer, if anything.
 fn transport_error(e: &io::Error) -> Option<TransportError> {
@@ -99,10 +267,9 @@ pub(crate) struct Outbound {
     pub(crate) listeners: Vec<(SocketAddr, Arc<dyn DatagramSocket>)>,
     /// Connected UDP socket per trunk (by TrunkId index), when the trunk is UDP.
     pub(crate) trunk_sockets: Mutex<Vec<Option<TrunkSocket>>>,
-    /// TCP connections by peer address: a channel to the connection's writer.
-    pub(crate) tcp: TcpConns,
-    /// The idle timeout, for connections opened to trunks.
-    pub(crate) tcp_idle: TcpIdle,
+    /// TCP: open connections by peer address, and what connections opened
+    /// to trunks share with accepted ones.
+    pub(crate) tcp: TcpShared,
     pub(crate) rt: tokio::runtime::Handle,
     pub(crate) input: InputTx,
     pub(crate) stats: Arc<IoStats>,
@@ -151,10 +318,7 @@ impl Outbound {
                     }
                 }
             }
-            Transport::Tcp => {
-                self.send_tcp(peer.addr, payload, trunk);
-                None
-            }
+            Transport::Tcp => self.send_tcp(peer.addr, payload, trunk),
         }
     }
 
@@ -207,42 +371,51 @@ impl Outbound {
             .map(|(_, s)| s)
     }
 
-    fn send_tcp(&self, addr: SocketAddr, payload: Bytes, trunk: Option<TrunkId>) {
-        let Ok(mut conns) = self.tcp.lock() else {
-            return;
+    /// Queue a message on the connection open to `addr`, or (to a trunk)
+    /// open one. A trunk's connection whose write queue would overflow is
+    /// evidence against the trunk, for this message: it was not sent.
+    fn send_tcp(
+        &self,
+        addr: SocketAddr,
+        payload: Bytes,
+        trunk: Option<TrunkId>,
+    ) -> Option<(TrunkId, TransportError)> {
+        let Ok(mut conns) = self.tcp.conns.lock() else {
+            return None;
         };
-        if let Some(tx) = conns.get(&addr) {
-            if tx.send(payload.clone()).is_ok() {
-                return;
-            }
-            conns.remove(&addr);
+        match self.tcp.enqueue(&mut conns, addr, None, payload.clone()) {
+            Queued::Yes => return None,
+            // The connection is being reset; the next message to a trunk
+            // opens a new one.
+            Queued::Overflow => return trunk.map(|t| (t, TransportError::Other)),
+            Queued::Gone => {}
         }
         let Some(trunk) = trunk else {
             // A caller's connection is gone: nothing to send on.
             self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
-            return;
+            return None;
         };
         // Connect to the trunk; queue this message for the new connection.
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let _ = tx.send(payload);
-        conns.insert(addr, tx);
-        let (input, stats, tcp) = (self.input.clone(), self.stats.clone(), self.tcp.clone());
-        let idle = self.tcp_idle.clone();
+        // It takes a place among the open connections, and is never
+        // refused one (see `TcpLimits::max_connections`).
+        let (conn, end) = new_conn(self.tcp.gate.outgoing());
+        let _ = conn.push(payload, 0);
+        conns.insert(addr, conn);
+        let tcp = self.tcp.clone();
         self.rt.spawn(self.input.supervise(async move {
             match tokio::net::TcpStream::connect(addr).await {
                 Ok(stream) => {
                     let _ = stream.set_nodelay(true);
-                    run_tcp(stream, addr, rx, input, stats, tcp, Some(trunk), idle).await;
+                    run_tcp(stream, addr, end, tcp, Some(trunk)).await;
                 }
                 Err(e) => {
-                    if let Ok(mut c) = tcp.lock() {
-                        c.remove(&addr);
-                    }
+                    tcp.forget(addr, end.id);
                     let kind = transport_error(&e).unwrap_or(TransportError::ConnectionRefused);
-                    let _ = input.try_send(Input::TransportError { trunk, kind });
+                    let _ = tcp.input.try_send(Input::TransportError { trunk, kind });
                 }
             }
         }));
+        None
     }
 }
 
@@ -325,20 +498,40 @@ pub(crate) async fn recv_udp(
     }
 }
 
-/// Serve one TCP connection until it closes, fails or stays idle for the
-/// `idle` timeout. Only a failure of a trunk's connection is evidence
-/// against the trunk: an idle close is ours.
-#[allow(clippy::too_many_arguments)]
+/// Why a connection's read loop ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ended {
+    /// The peer closed it, or it failed (with what that says about the
+    /// peer, if anything).
+    Peer(Option<TransportError>),
+    /// No traffic either way for the idle timeout.
+    Idle,
+    /// A message not complete within `message_timeout` of its first byte.
+    MessageTimeout,
+    /// A message would have taken the write queue over its bound.
+    Overflow,
+}
+
+/// Serve one TCP connection until it closes, fails, stays idle for the
+/// `idle` timeout, or breaks a bound ([`TcpLimits`](crate::TcpLimits)). Only
+/// a failure of a trunk's connection is evidence against the trunk: the
+/// other closes are ours (a write-queue overflow is reported by the send
+/// that found it, see [`Outbound::send_tcp`]).
 async fn run_tcp(
     stream: tokio::net::TcpStream,
     addr: SocketAddr,
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<Bytes>,
-    input: InputTx,
-    stats: Arc<IoStats>,
-    tcp: TcpConns,
+    end: ConnEnd,
+    tcp: TcpShared,
     trunk: Option<TrunkId>,
-    mut idle: TcpIdle,
 ) {
+    let ConnEnd {
+        id,
+        mut rx,
+        queued,
+        reset,
+        _slot,
+    } = end;
+    let mut idle = tcp.idle.clone();
     let (mut rd, mut wr) = stream.into_split();
     // Last traffic either way, in ms since `born`: written by both halves.
     let born = tokio::time::Instant::now();
@@ -347,11 +540,12 @@ async fn run_tcp(
         last.store(born.elapsed().as_millis() as u64, Ordering::Relaxed);
     };
     let wrote = last.clone();
-    let writer = tokio::spawn(input.supervise(async move {
+    let writer = tokio::spawn(tcp.input.supervise(async move {
         while let Some(b) = rx.recv().await {
             if wr.write_all(&b).await.is_err() {
                 break;
             }
+            queued.fetch_sub(b.len(), Ordering::AcqRel);
             touch(&wrote);
         }
     }));
@@ -361,25 +555,29 @@ async fn run_tcp(
         |limit: Duration| born + Duration::from_millis(last.load(Ordering::Relaxed)) + limit;
     let timer = tokio::time::sleep_until(quiet_until(limit));
     tokio::pin!(timer);
-    let mut reaped = false;
+    // Armed while a message is partly in (`in_message`): its deadline.
+    let mut in_message = false;
+    let deadline = tokio::time::sleep_until(born);
+    tokio::pin!(deadline);
     let mut framer = StreamFramer::new(MAX_STREAM_MESSAGE);
     let mut buf = vec![0u8; 16 * 1024];
     let peer = Peer {
         addr,
         transport: Transport::Tcp,
     };
-    let error = loop {
+    let ended = loop {
         let read = tokio::select! {
             r = rd.read(&mut buf) => r,
             () = &mut timer, if !limit.is_zero() => {
                 let at = quiet_until(limit);
                 if tokio::time::Instant::now() >= at {
-                    reaped = true;
-                    break None;
+                    break Ended::Idle;
                 }
                 timer.as_mut().reset(at);
                 continue;
             }
+            () = &mut deadline, if in_message => break Ended::MessageTimeout,
+            () = reset.notified() => break Ended::Overflow,
             changed = idle.changed(), if watching => {
                 match changed {
                     Ok(()) => {
@@ -392,45 +590,74 @@ async fn run_tcp(
             }
         };
         let n = match read {
-            Ok(0) => break None,
+            Ok(0) => break Ended::Peer(None),
             Ok(n) => n,
-            Err(e) => break transport_error(&e),
+            Err(e) => break Ended::Peer(transport_error(&e)),
         };
         touch(&last);
         framer.extend(buf.get(..n).unwrap_or_default());
         loop {
             match framer.next_frame() {
-                Ok(Some(lifeline_sip::Frame::Message(m))) => deliver(&input, &stats, peer, m),
+                Ok(Some(lifeline_sip::Frame::Message(m))) => {
+                    deliver(&tcp.input, &tcp.stats, peer, m)
+                }
                 Ok(Some(lifeline_sip::Frame::KeepAlive)) => {
                     // RFC 5626: answer a CRLFCRLF ping with a CRLF pong.
-                    if let Ok(c) = tcp.lock() {
-                        if let Some(tx) = c.get(&addr) {
-                            let _ = tx.send(Bytes::from_static(b"\r\n"));
-                        }
+                    if let Ok(mut c) = tcp.conns.lock() {
+                        let _ = tcp.enqueue(&mut c, addr, Some(id), Bytes::from_static(b"\r\n"));
                     }
                 }
                 Ok(None) => break,
                 Err(e) => {
                     tracing::info!(peer = %addr, error = %e, "closing stream: framing error");
                     writer.abort();
-                    if let Ok(mut c) = tcp.lock() {
-                        c.remove(&addr);
-                    }
+                    tcp.forget(addr, id);
                     return;
                 }
             }
         }
+        // A message's deadline runs from the read that brought its first
+        // byte to the one that completes it; a read that completes one and
+        // starts the next starts the next one's.
+        if !framer.in_message() {
+            in_message = false;
+        } else if !in_message {
+            let timeout = tcp.gate.limits().message_timeout;
+            if !timeout.is_zero() {
+                in_message = true;
+                deadline
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + timeout);
+            }
+        }
     };
-    if reaped {
-        close_idle(addr, &stats, &tcp, writer).await;
-        return;
+    match ended {
+        Ended::Idle => {
+            close_idle(addr, id, &tcp, writer).await;
+            return;
+        }
+        Ended::MessageTimeout => {
+            tcp.stats
+                .tcp_message_timeouts
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(peer = %addr, "resetting a TCP connection: a message took longer than message_timeout");
+            let _ = rd.as_ref().set_zero_linger();
+        }
+        Ended::Overflow => {
+            // Counted by the send that found the queue full.
+            if trunk.is_some() {
+                tracing::warn!(peer = %addr, "resetting the TCP connection to a trunk: it is not reading (write queue full)");
+            } else {
+                tracing::debug!(peer = %addr, "resetting a TCP connection: the peer is not reading (write queue full)");
+            }
+            let _ = rd.as_ref().set_zero_linger();
+        }
+        Ended::Peer(_) => {}
     }
     writer.abort();
-    if let Ok(mut c) = tcp.lock() {
-        c.remove(&addr);
-    }
-    if let (Some(t), Some(kind)) = (trunk, error) {
-        let _ = input.try_send(Input::TransportError { trunk: t, kind });
+    tcp.forget(addr, id);
+    if let (Some(t), Ended::Peer(Some(kind))) = (trunk, ended) {
+        let _ = tcp.input.try_send(Input::TransportError { trunk: t, kind });
     }
 }
 
@@ -439,15 +666,13 @@ async fn run_tcp(
 /// is closed. Not evidence against a trunk: the close is ours.
 async fn close_idle(
     addr: SocketAddr,
-    stats: &IoStats,
-    tcp: &Mutex<HashMap<SocketAddr, tokio::sync::mpsc::UnboundedSender<Bytes>>>,
+    id: u64,
+    tcp: &TcpShared,
     mut writer: tokio::task::JoinHandle<()>,
 ) {
-    stats.tcp_idle_closed.fetch_add(1, Ordering::Relaxed);
+    tcp.stats.tcp_idle_closed.fetch_add(1, Ordering::Relaxed);
     tracing::debug!(peer = %addr, "closing an idle TCP connection");
-    if let Ok(mut c) = tcp.lock() {
-        c.remove(&addr);
-    }
+    tcp.forget(addr, id);
     // The writer stops once its queue is empty and its sender (the map's)
     // is gone; dropping the write half sends FIN.
     if tokio::time::timeout(Duration::from_secs(1), &mut writer)
@@ -459,38 +684,45 @@ async fn close_idle(
 }
 
 /// Accept TCP connections (while `accepting`) and serve each in its own
-/// task.
+/// task, within the [`TcpLimits`](crate::TcpLimits): no `accept()` while
+/// `max_connections` are open, and a connection from a source that has
+/// `max_connections_per_ip` reset at once.
 pub(crate) async fn accept_tcp(
     listener: tokio::net::TcpListener,
-    input: InputTx,
-    stats: Arc<IoStats>,
-    tcp: TcpConns,
+    tcp: TcpShared,
     accepting: Arc<AtomicBool>,
-    idle: TcpIdle,
 ) {
+    // A place among the open connections, taken before accepting; kept
+    // for the next connection when this one is not served.
+    let mut reserved = None;
     loop {
+        let mut place = match reserved.take() {
+            Some(p) => p,
+            None => tcp.gate.reserve().await,
+        };
         let Ok((stream, addr)) = listener.accept().await else {
+            reserved = Some(place);
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
         if !accepting.load(Ordering::Relaxed) {
+            reserved = Some(place);
             continue; // shutting down: no new connections
         }
-        let _ = stream.set_nodelay(true);
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        if let Ok(mut c) = tcp.lock() {
-            c.insert(addr, tx);
+        if !place.admit(addr.ip()) {
+            tracing::debug!(peer = %addr, "resetting a TCP connection: its source has max_connections_per_ip open");
+            let _ = stream.set_zero_linger();
+            reserved = Some(place);
+            continue;
         }
-        let (input2, stats, tcp) = (input.clone(), stats.clone(), tcp.clone());
-        tokio::spawn(input.supervise(run_tcp(
-            stream,
-            addr,
-            rx,
-            input2,
-            stats,
-            tcp,
-            None,
-            idle.clone(),
-        )));
+        let _ = stream.set_nodelay(true);
+        let (conn, end) = new_conn(place);
+        if let Ok(mut c) = tcp.conns.lock() {
+            c.insert(addr, conn);
+        }
+        tokio::spawn(
+            tcp.input
+                .supervise(run_tcp(stream, addr, end, tcp.clone(), None)),
+        );
     }
 }

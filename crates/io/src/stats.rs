@@ -3,7 +3,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Counters kept by the IO side. Each only grows.
+/// Counters kept by the IO side. Each only grows, but for the gauge
+/// `tcp_open`.
 #[derive(Debug, Default)]
 pub struct IoStats {
     /// Inputs dropped because the core's queue was full.
@@ -21,6 +22,22 @@ pub struct IoStats {
     pub socket_drops: AtomicU64,
     /// TCP connections closed after `tcp_idle_timeout` without traffic.
     pub tcp_idle_closed: AtomicU64,
+    /// TCP connections open now, accepted and to trunks (a gauge: what
+    /// [`TcpLimits::max_connections`](crate::TcpLimits::max_connections)
+    /// bounds).
+    pub tcp_open: AtomicU64,
+    /// Times the TCP listeners stopped accepting because
+    /// `max_connections` were open (once per pause, however long).
+    pub tcp_accept_paused: AtomicU64,
+    /// TCP connections reset as soon as accepted because their source
+    /// already had `max_connections_per_ip` open.
+    pub tcp_refused_per_ip: AtomicU64,
+    /// TCP connections reset because a message was not complete within
+    /// `message_timeout` of its first byte.
+    pub tcp_message_timeouts: AtomicU64,
+    /// TCP connections reset because a message would have taken their
+    /// write queue over `write_queue_bytes` (the peer was not reading).
+    pub tcp_write_queue_overflows: AtomicU64,
     /// Time the core was held (routing, by one thread at a time), ns.
     pub core_busy_ns: AtomicU64,
 }

@@ -1,18 +1,48 @@
 //! From proxy events to journal records. Pure: no IO, no clock (the daemon
-//! passes a [`TimeAnchor`] to turn `Instant`s into wall-clock times).
+//! passes a [`TimeAnchor`] to turn `Instant`s into wall-clock times, and
+//! calls [`CallAggregator::handle_timeout`] from its housekeeping tick).
+//!
+//! # Refused without reaching a trunk: counted, not recorded
+//!
+//! Every unroutable INVITE used to become a call record, so a flood of junk
+//! calls could push real failed emergency calls out of the journal's
+//! retention. What never reached a trunk is counted instead, per source
+//! address and kind of refusal ([`Refusal`]), in intervals of
+//! [`AggregatorLimits::refused_interval`] (60 s): one [`RefusedRecord`] per
+//! source and kind per interval, written when the interval ends (at the
+//! first refusal or [`handle_timeout`](CallAggregator::handle_timeout) at or
+//! after its end) and by [`finish_all`](CallAggregator::finish_all). It
+//! counts:
+//!
+//! 1. non-emergency calls that failed before any attempt on a trunk (no
+//!    route; every trunk of the route down, drained or full): no
+//!    [`CallRecord`] is written for them;
+//! 2. every [`Event::Rejected`]: requests answered with an error or dropped
+//!    outside any call (access, malformed, loops ...) and responses dropped.
+//!    A rejection followed at once by the `CallStarted` of a call from the
+//!    same peer at the same instant (the proxy's 404 to an unroutable
+//!    INVITE) is that call's own, and is counted with the call (1), or not
+//!    at all for an emergency call, which has its record.
+//!
+//! An emergency call is never counted: it always gets its own record, route
+//! or not. At most [`AggregatorLimits::refused_sources`] (1,024) distinct
+//! addresses are tracked per interval; refusals from further ones are
+//! counted together, under no address (`source: None`), so spoofed sources
+//! cannot grow memory or the journal without bound.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use lifeline_health::{Health, TrunkId};
-use lifeline_proxy::{CallInfo, CallRef, Event, Proxy};
+use lifeline_proxy::{CallInfo, CallRef, Event, Peer, Proxy};
 use serde::Serialize;
 
 use crate::record::{
     AttemptRecord, AttemptResult, CallNote, CallOutcome, CallRecord, Caller, EmergencyRule,
-    FailReason, JournalRecord, LateRecord, LocationRecord, Micros, NoteRecord, SkipReason,
-    TrunkChange, TrunkRecord, WallTime,
+    FailReason, JournalRecord, LateRecord, LocationRecord, Micros, NoteRecord, Refusal,
+    RefusedRecord, SkipReason, TrunkChange, TrunkRecord, WallTime,
 };
 
 /// Turns the proxy's monotonic `Instant`s into wall-clock times: one
@@ -121,6 +151,12 @@ pub struct AggregatorLimits {
     pub failed_calls: usize,
     /// Finished calls remembered to match late answers (default 10,000).
     pub recently_finished: usize,
+    /// How long refusals are counted into one [`RefusedRecord`] per source
+    /// and kind (default 60 s, from the first refusal of the interval).
+    pub refused_interval: Duration,
+    /// Distinct source addresses counted apart per interval (default
+    /// 1,024); refusals from more are counted together, under no address.
+    pub refused_sources: usize,
 }
 
 impl Default for AggregatorLimits {
@@ -129,6 +165,8 @@ impl Default for AggregatorLimits {
             max_calls_in_progress: 200_000,
             failed_calls: 10_000,
             recently_finished: 10_000,
+            refused_interval: Duration::from_secs(60),
+            refused_sources: 1_024,
         }
     }
 }
@@ -145,6 +183,11 @@ pub struct AggregatorStats {
     /// Events about calls not tracked (evicted, or started before the
     /// aggregator): ignored.
     pub unknown_call_events: u64,
+    /// Refusals counted into [`RefusedRecord`]s (calls and messages).
+    pub refused: u64,
+    /// Of those, counted under no address because the interval already
+    /// tracked [`AggregatorLimits::refused_sources`] addresses.
+    pub refused_other_sources: u64,
 }
 
 #[derive(Debug)]
@@ -186,6 +229,79 @@ impl InProgress {
     }
 }
 
+/// What a refusal is counted under: a [`Refusal`] without allocating.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RefusalKey {
+    Call {
+        status: u16,
+        reason: FailReason,
+    },
+    Message {
+        status: Option<u16>,
+        reason: &'static str,
+    },
+}
+
+impl RefusalKey {
+    fn refusal(self) -> Refusal {
+        match self {
+            Self::Call { status, reason } => Refusal::Call { status, reason },
+            Self::Message { status, reason } => Refusal::Message {
+                status,
+                reason: reason.to_string(),
+            },
+        }
+    }
+}
+
+/// Refusals of one kind from one source in the open interval.
+#[derive(Clone, Copy, Debug)]
+struct Tally {
+    key: RefusalKey,
+    first: Instant,
+    last: Instant,
+    count: u64,
+}
+
+/// Add one refusal to the tally of its kind in `tallies`.
+fn tally(tallies: &mut Vec<Tally>, key: RefusalKey, at: Instant) {
+    match tallies.iter_mut().find(|t| t.key == key) {
+        Some(t) => {
+            t.last = t.last.max(at);
+            t.count += 1;
+        }
+        None => tallies.push(Tally {
+            key,
+            first: at,
+            last: at,
+            count: 1,
+        }),
+    }
+}
+
+/// A rejection held back for one event: the proxy's answer to an INVITE
+/// that then starts a call is counted with that call.
+#[derive(Clone, Copy, Debug)]
+struct HeldRejection {
+    at: Instant,
+    from: Peer,
+    status: Option<u16>,
+    reason: &'static str,
+}
+
+/// Refusals counted in the open interval.
+#[derive(Debug, Default)]
+struct RefusedBook {
+    /// When the open interval ends (`None`: none is open).
+    until: Option<Instant>,
+    /// Per source address, one tally per kind (a handful at most: the
+    /// proxy's reasons are a fixed set).
+    sources: BTreeMap<IpAddr, Vec<Tally>>,
+    /// Sources beyond the limit, together.
+    others: Vec<Tally>,
+    held: Option<HeldRejection>,
+}
+
 #[derive(Debug)]
 struct Finished {
     call_id: String,
@@ -207,6 +323,7 @@ pub struct CallAggregator {
     out: VecDeque<JournalRecord>,
     failed: FailedCalls,
     stats: AggregatorStats,
+    refused: RefusedBook,
 }
 
 fn text(b: &[u8]) -> String {
@@ -225,6 +342,7 @@ impl CallAggregator {
             finished: BTreeMap::new(),
             out: VecDeque::new(),
             stats: AggregatorStats::default(),
+            refused: RefusedBook::default(),
         }
     }
 
@@ -254,8 +372,31 @@ impl CallAggregator {
         self.out.pop_front()
     }
 
+    /// When [`handle_timeout`](Self::handle_timeout) has work: the end of
+    /// the open interval of refusals.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.refused.until
+    }
+
+    /// Housekeeping (call it periodically, e.g. from the daemon's tick): if
+    /// the open interval of refusals has ended by `now`, its
+    /// [`RefusedRecord`]s are ready in [`poll_record`](Self::poll_record).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.release_held();
+        if self.refused.until.is_some_and(|u| now >= u) {
+            self.close_refused();
+        }
+    }
+
     /// Feed one proxy event.
     pub fn handle(&mut self, ev: &Event) {
+        if let Some(h) = self.refused.held.take() {
+            let own = matches!(ev, Event::CallStarted { at, info, .. }
+                if *at == h.at && info.source == h.from && h.status.is_some());
+            if !own {
+                self.count_rejection(h);
+            }
+        }
         match ev {
             Event::CallStarted { call, at, info } => {
                 self.stats.calls_started += 1;
@@ -371,7 +512,20 @@ impl CallAggregator {
                 status,
                 reason,
             } => {
-                if let Some(c) = self.calls.get_mut(call) {
+                let never_tried = self
+                    .calls
+                    .get(call)
+                    .is_some_and(|c| c.info.emergency.is_none() && c.attempts.is_empty());
+                if never_tried {
+                    // Refused without reaching a trunk: counted, not recorded.
+                    if let Some(c) = self.calls.remove(call) {
+                        let key = RefusalKey::Call {
+                            status: *status,
+                            reason: FailReason::from(*reason),
+                        };
+                        self.count_refused(c.info.source.addr.ip(), *at, key);
+                    }
+                } else if let Some(c) = self.calls.get_mut(call) {
                     let open = if *reason == lifeline_proxy::CallFailure::Rejected {
                         AttemptResult::Rejected(*status)
                     } else {
@@ -490,14 +644,93 @@ impl CallAggregator {
                 };
                 self.emit(JournalRecord::Trunk(rec));
             }
-            Event::Rejected { .. } => {}
+            Event::Rejected {
+                at,
+                from,
+                status,
+                reason,
+            } => {
+                // Held for one event: see the module docs.
+                self.refused.held = Some(HeldRejection {
+                    at: *at,
+                    from: *from,
+                    status: *status,
+                    reason,
+                });
+            }
         }
     }
 
-    /// Journal every call still in progress as unfinished (at shutdown).
+    /// At shutdown: journal every call still in progress as unfinished
+    /// (ended at `at`), and the refusals counted so far (the open interval
+    /// ends early).
     pub fn finish_all(&mut self, at: Instant) {
         while let Some((&call, _)) = self.calls.first_key_value() {
             self.finish(call, at, CallOutcome::Unfinished, None);
+        }
+        self.release_held();
+        self.close_refused();
+    }
+
+    /// Count the held rejection, if any: no call claimed it.
+    fn release_held(&mut self) {
+        if let Some(h) = self.refused.held.take() {
+            self.count_rejection(h);
+        }
+    }
+
+    fn count_rejection(&mut self, h: HeldRejection) {
+        let key = RefusalKey::Message {
+            status: h.status,
+            reason: h.reason,
+        };
+        self.count_refused(h.from.addr.ip(), h.at, key);
+    }
+
+    /// Count one refusal from `source` at `at`, in the open interval (a
+    /// refusal at or after its end closes it and opens the next).
+    fn count_refused(&mut self, source: IpAddr, at: Instant, key: RefusalKey) {
+        if self.refused.until.is_some_and(|u| at >= u) {
+            self.close_refused();
+        }
+        let interval = self.limits.refused_interval;
+        self.refused
+            .until
+            .get_or_insert_with(|| at.checked_add(interval).unwrap_or(at));
+        self.stats.refused += 1;
+        let book = &mut self.refused;
+        let tallies = if book.sources.len() < self.limits.refused_sources
+            || book.sources.contains_key(&source)
+        {
+            book.sources.entry(source).or_default()
+        } else {
+            self.stats.refused_other_sources += 1;
+            &mut book.others
+        };
+        tally(tallies, key, at);
+    }
+
+    /// End the open interval: one record per source and kind, in the order
+    /// of their first refusal (the sources beyond the limit last).
+    fn close_refused(&mut self) {
+        self.refused.until = None;
+        let sources = std::mem::take(&mut self.refused.sources);
+        let mut recs: Vec<(Instant, Option<IpAddr>, Tally)> = sources
+            .into_iter()
+            .flat_map(|(ip, ts)| ts.into_iter().map(move |t| (t.first, Some(ip), t)))
+            .collect();
+        recs.sort_by_key(|(first, ip, _)| (*first, *ip));
+        let others = std::mem::take(&mut self.refused.others);
+        recs.extend(others.into_iter().map(|t| (t.first, None, t)));
+        for (_, source, t) in recs {
+            let rec = RefusedRecord {
+                first: self.anchor.wall(t.first),
+                last: self.anchor.wall(t.last),
+                source,
+                refusal: t.key.refusal(),
+                count: t.count,
+            };
+            self.emit(JournalRecord::Refused(rec));
         }
     }
 

@@ -16,7 +16,9 @@
 //!   capacity); new enum variants at the end (`JournalRecord::Note`,
 //!   `AttemptResult::TrunkDown` and `Superseded`, `TrunkChange::CanaryStarted`
 //!   and `CanaryEnded`). Version 1 segments are still read: their calls have
-//!   no notes.
+//!   no notes. Later, still version 2: `JournalRecord::Refused` at the end
+//!   (refusals counted per source and interval); readers from before it
+//!   report such a record as corrupt, skip it and read on.
 //!
 //! A segment is named `journal-<first_seq, 20 digits>-<unix seconds>.log` so
 //! that a plain sort by name is the order of its records. Sequence numbers
@@ -343,6 +345,7 @@ pub fn parse_segment(path: &Path, data: &[u8]) -> Segment {
 mod tests {
     use super::*;
     use crate::record::{TrunkChange, TrunkRecord, WallTime};
+    use serde::{Deserialize, Serialize};
 
     fn rec(i: i64) -> JournalRecord {
         JournalRecord::Trunk(TrunkRecord {
@@ -525,6 +528,26 @@ mod tests {
                     offset: Micros(8),
                 },
             }),
+            JournalRecord::Refused(RefusedRecord {
+                first: WallTime(10),
+                last: WallTime(11),
+                source: Some("2001:db8::7".parse().unwrap()),
+                refusal: Refusal::Call {
+                    status: 404,
+                    reason: FailReason::NoRoute,
+                },
+                count: 10_000,
+            }),
+            JournalRecord::Refused(RefusedRecord {
+                first: WallTime(12),
+                last: WallTime(12),
+                source: None,
+                refusal: Refusal::Message {
+                    status: None,
+                    reason: "access".into(),
+                },
+                count: 1,
+            }),
         ];
         let mut data = encode_header(1).to_vec();
         for (i, r) in records.iter().enumerate() {
@@ -535,6 +558,49 @@ mod tests {
         let back: Vec<JournalRecord> = seg.entries.into_iter().map(|e| e.record).collect();
         assert_eq!(back, records);
         assert_eq!(back[3].time(), WallTime(9));
+        assert_eq!(back[4].time(), WallTime(10));
+    }
+
+    /// A reader from before `Refused` (the version 2 records up to `Note`)
+    /// skips one as corrupt and reads the records after it.
+    #[test]
+    fn readers_before_refused_records_skip_them() {
+        use crate::record::*;
+        #[derive(Serialize, Deserialize, Debug, PartialEq)]
+        enum Before {
+            Call(Box<CallRecord>),
+            Trunk(TrunkRecord),
+            Late(LateRecord),
+            Note(NoteRecord),
+        }
+        let refused = JournalRecord::Refused(RefusedRecord {
+            first: WallTime(1),
+            last: WallTime(2),
+            source: Some("192.0.2.66".parse().unwrap()),
+            refusal: Refusal::Call {
+                status: 404,
+                reason: FailReason::NoRoute,
+            },
+            count: 3,
+        });
+        let mut data = encode_header(1).to_vec();
+        for (i, r) in [rec(1), refused, rec(3)].iter().enumerate() {
+            encode_frame(i as u64 + 1, r, &mut data).unwrap();
+        }
+        let old = |payload: &[u8]| postcard::from_bytes::<(u64, Before)>(payload).ok();
+        let mut pos = HEADER_LEN;
+        let mut read = Vec::new();
+        while let Some(h) = data.get(pos..pos + FRAME_HEADER_LEN) {
+            let len = u32::from_le_bytes(h[..4].try_into().unwrap()) as usize;
+            let payload = &data[pos + FRAME_HEADER_LEN..pos + FRAME_HEADER_LEN + len];
+            read.push(old(payload).map(|(seq, _)| seq));
+            pos += FRAME_HEADER_LEN + len;
+        }
+        assert_eq!(
+            read,
+            [Some(1), None, Some(3)],
+            "the old enum cannot decode it"
+        );
     }
 
     #[test]

@@ -9,7 +9,11 @@
 //!   [`CallNote`]s: rescues, hedges, trunks skipped for capacity), one
 //!   [`TrunkRecord`] per trunk state change, drain or canary, and keeps the recent
 //!   failed emergency calls in a bounded [`FailedCalls`] ring for the admin
-//!   API's `GET /calls/failed`.
+//!   API's `GET /calls/failed`. What never reached a trunk (non-emergency
+//!   calls with no route, messages refused outside any call) it counts
+//!   instead: one [`RefusedRecord`] per source address and [`Refusal`] per
+//!   interval (60 s), with a bounded number of sources, so a flood of junk
+//!   cannot push real calls out of the journal's retention.
 //! - [`JournalWriter`]: a dedicated thread that appends records to segment
 //!   files and group commits them (write + `fsync` at least every 20 ms or N
 //!   records). [`JournalHandle::record`] never blocks: when the queue is full
@@ -42,8 +46,13 @@
 //!         journal.record(rec);
 //!     }
 //! }
+//! // Every housekeeping tick: the counts of refusals whose interval ended.
+//! agg.handle_timeout(Instant::now());
+//! while let Some(rec) = agg.poll_record() {
+//!     journal.record(rec);
+//! }
 //! # let _ = failed;
-//! // At shutdown:
+//! // At shutdown (calls in progress, and the refusals counted so far):
 //! agg.finish_all(Instant::now());
 //! while let Some(rec) = agg.poll_record() {
 //!     journal.record(rec);
@@ -69,7 +78,7 @@ pub use format::{Entry, Issue};
 pub use reader::JournalReader;
 pub use record::{
     AttemptRecord, AttemptResult, CallNote, CallOutcome, CallRecord, Caller, EmergencyRule,
-    FailReason, JournalRecord, LateRecord, LocationRecord, Micros, NoteRecord, SkipReason,
-    TrunkChange, TrunkRecord, TrunkState, WallTime,
+    FailReason, JournalRecord, LateRecord, LocationRecord, Micros, NoteRecord, Refusal,
+    RefusedRecord, SkipReason, TrunkChange, TrunkRecord, TrunkState, WallTime,
 };
 pub use writer::{Faults, JournalHandle, JournalOptions, JournalStats, JournalWriter};

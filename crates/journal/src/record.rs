@@ -1,6 +1,9 @@
 //! What the journal holds: one record per finished call, one per trunk state
 //! change, drain or canary, one per late answer on a call already journaled,
-//! and one per note on a call already journaled (a hedge's second answer).
+//! one per note on a call already journaled (a hedge's second answer), and
+//! one per source and kind of refusal per interval for what was refused
+//! without reaching a trunk (counted, not recorded one by one, so that a
+//! flood of junk cannot push real calls out of retention).
 //!
 //! Records are plain data with serde derives. On disk they are encoded with
 //! postcard (see [`crate::format`]); in `lifeline report --format json` with
@@ -9,6 +12,7 @@
 //! reader keeps decoding the old one (see [`crate::format`]'s version
 //! history); adding a variant at the end of an enum does not.
 
+use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -93,17 +97,23 @@ pub enum JournalRecord {
     /// from a hedged attempt, on a call answered through another trunk
     /// (format version 2).
     Note(NoteRecord),
+    /// Requests refused without reaching a trunk, from one source in one
+    /// interval, counted: non-emergency calls that ended before any attempt
+    /// (no route ...) and messages refused or dropped outside any call
+    /// (added at the end in format version 2: older readers skip it).
+    Refused(RefusedRecord),
 }
 
 impl JournalRecord {
     /// The time the record is filed under: a call's start, a trunk event's
-    /// or a late response's time.
+    /// or a late response's time, the first refusal counted.
     pub fn time(&self) -> WallTime {
         match self {
             JournalRecord::Call(c) => c.started,
             JournalRecord::Trunk(t) => t.at,
             JournalRecord::Late(l) => l.at,
             JournalRecord::Note(n) => n.at(),
+            JournalRecord::Refused(r) => r.first,
         }
     }
 }
@@ -632,6 +642,84 @@ impl NoteRecord {
     /// When it happened.
     pub fn at(&self) -> WallTime {
         self.started.plus(self.note.offset())
+    }
+}
+
+/// What was refused without reaching a trunk, in a [`RefusedRecord`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Refusal {
+    /// Non-emergency calls that ended before any attempt on a trunk: no
+    /// route matched, or every trunk the route could use was down, drained
+    /// or full. (An emergency call always keeps a [`CallRecord`] of its own.)
+    Call {
+        /// The final status the caller got.
+        status: u16,
+        /// Why.
+        reason: FailReason,
+    },
+    /// Messages refused outside any call: requests answered with an error
+    /// (access, malformed, no route, loop ...) or dropped, and responses
+    /// dropped (stray, from the wrong peer, malformed).
+    Message {
+        /// The status sent, `None` if the message was dropped.
+        status: Option<u16>,
+        /// The proxy's short reason (`access`, `malformed`, `no route`,
+        /// `response from wrong peer` ...).
+        reason: String,
+    },
+}
+
+impl Refusal {
+    /// `call` or `message`.
+    pub fn what(&self) -> &'static str {
+        match self {
+            Self::Call { .. } => "call",
+            Self::Message { .. } => "message",
+        }
+    }
+
+    /// The reason, as text: `no-route`, `access`, `malformed` ...
+    pub fn reason(&self) -> &str {
+        match self {
+            Self::Call { reason, .. } => reason.as_str(),
+            Self::Message { reason, .. } => reason,
+        }
+    }
+
+    /// The status the sender got, `None` if the message was dropped.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Call { status, .. } => Some(*status),
+            Self::Message { status, .. } => *status,
+        }
+    }
+}
+
+/// Refusals of one kind from one source in one interval (one minute by
+/// default), counted: what a flood of junk leaves in the journal instead of
+/// one record per request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedRecord {
+    /// The first refusal counted.
+    pub first: WallTime,
+    /// The last one.
+    pub last: WallTime,
+    /// The sender's address (any port and transport); `None`: the sources
+    /// beyond the gateway's limit of distinct sources per interval,
+    /// together.
+    pub source: Option<IpAddr>,
+    /// What was refused, and why.
+    pub refusal: Refusal,
+    /// How many.
+    pub count: u64,
+}
+
+impl RefusedRecord {
+    /// The source as text: the address, or `other sources`.
+    pub fn source_text(&self) -> String {
+        self.source
+            .map_or_else(|| "other sources".to_string(), |a| a.to_string())
     }
 }
 

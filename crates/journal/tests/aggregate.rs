@@ -1,5 +1,6 @@
 //! From proxy events to records to the report: an incident in miniature.
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -7,7 +8,8 @@ use lifeline_health::{Event as HealthEvent, EventKind, Health, Local, Outcome, R
 use lifeline_journal::report::{self, Window};
 use lifeline_journal::{
     AggregatorLimits, AttemptResult, CallAggregator, CallOutcome, EmergencyRule, FailReason,
-    JournalReader, JournalRecord, JournalWriter, Names, TimeAnchor, WallTime,
+    JournalReader, JournalRecord, JournalWriter, Names, Refusal, RefusedRecord, TimeAnchor,
+    WallTime,
 };
 use lifeline_proxy::{
     AttemptFailure, CallFailure, CallInfo, CallRef, EmergencyRule as Rule, Event, Location, Peer,
@@ -405,6 +407,7 @@ fn calls_in_progress_are_bounded_and_evicted_calls_are_journaled() {
         max_calls_in_progress: 2,
         failed_calls: 2,
         recently_finished: 2,
+        ..AggregatorLimits::default()
     });
     let p = w.primary;
     for call in 1..=4 {
@@ -532,6 +535,12 @@ fn report_timeline_outages_callbacks_and_totals() {
         "{table}"
     );
     assert!(table.contains("late answer via primary"), "{table}");
+    // An emergency call with no route is on the callback list, not counted.
+    assert_eq!(rep.refused, report::RefusedSummary::default());
+    assert!(
+        table.contains("\nREFUSED WITHOUT REACHING A TRUNK\n(none)\n"),
+        "{table}"
+    );
     let csv = report::render_csv(&rep);
     let rows: Vec<&str> = csv.split("\r\n").filter(|l| !l.is_empty()).collect();
     assert_eq!(rows.len(), 5, "{csv}");
@@ -807,4 +816,389 @@ fn rescues_hedges_full_trunks_and_canaries_are_journaled_and_reported() {
     assert_eq!(json["totals"]["rescued"]["emergency"], 2);
     assert_eq!(json["timeline"][0]["kind"], "calls");
     assert_eq!(json["timeline"][0]["event"], "primary skipped: max_calls");
+}
+
+/// Junk from `source`: the proxy's answer to an INVITE no route matches, as
+/// it reports it: the 404 (`Rejected`), then the call it starts and fails.
+fn no_route(w: &mut World, call: u64, at: Instant, emergency: bool, source: Peer) {
+    w.feed(Event::Rejected {
+        at,
+        from: source,
+        status: Some(404),
+        reason: "no route",
+    });
+    let info = CallInfo {
+        call_id: Bytes::from(format!("junk-{call}@{}", source.addr.ip())),
+        from_uri: Bytes::from_static(b"sip:scanner@203.0.113.66"),
+        from_display: None,
+        asserted_identities: vec![],
+        dialled: Bytes::from_static(if emergency {
+            b"urn:service:sos"
+        } else {
+            b"sip:0044123456789@gw.example"
+        }),
+        emergency: emergency.then_some(Rule::SosUrn),
+        location: Location::default(),
+        route: String::new(),
+        source,
+    };
+    w.feed(Event::CallStarted {
+        call: CallRef(call),
+        at,
+        info: Box::new(info),
+    });
+    w.feed(Event::CallFailed {
+        call: CallRef(call),
+        at,
+        status: 404,
+        reason: CallFailure::NoRoute,
+    });
+}
+
+fn refused(records: &[JournalRecord]) -> Vec<&RefusedRecord> {
+    records
+        .iter()
+        .filter_map(|r| match r {
+            JournalRecord::Refused(x) => Some(x),
+            _ => None,
+        })
+        .collect()
+}
+
+const JUNK: &str = "203.0.113.66";
+
+fn junk_peer(port: u16) -> Peer {
+    Peer::udp(SocketAddr::new(JUNK.parse().unwrap(), port))
+}
+
+/// A flood of 10,000 unroutable INVITEs from one address in one minute
+/// leaves one record with the count; an emergency call with no route in
+/// the middle of it, from the same address, keeps its own full record.
+#[test]
+fn junk_without_a_route_is_counted_per_source_and_emergency_calls_keep_their_records() {
+    let mut w = World::new(AggregatorLimits::default());
+    // One every millisecond from 1 s on, from ports all over the place.
+    for i in 0..10_000u64 {
+        let at = w.at(1_000 + i);
+        no_route(
+            &mut w,
+            100 + i,
+            at,
+            false,
+            junk_peer(5060 + (i % 100) as u16),
+        );
+        if i == 5_000 {
+            no_route(&mut w, 99, at, true, junk_peer(5060));
+        }
+    }
+    // The emergency call at once; the junk not yet: its interval is open.
+    let cs = calls(&w.records);
+    assert_eq!(w.records.len(), 1, "only the emergency call so far");
+    assert_eq!(cs[0].call_id, format!("junk-99@{JUNK}"));
+    assert_eq!(cs[0].emergency, Some(EmergencyRule::SosUrn));
+    assert_eq!(
+        cs[0].outcome,
+        CallOutcome::Failed {
+            status: 404,
+            reason: FailReason::NoRoute
+        }
+    );
+    assert_eq!(cs[0].started, WallTime(EPOCH_US + 6_000_000));
+    assert_eq!(
+        w.agg.failed_calls().recent(10).len(),
+        1,
+        "to be called back"
+    );
+    assert_eq!(w.agg.in_progress(), 0);
+    assert_eq!(w.agg.stats().calls_started, 10_001);
+    assert_eq!(w.agg.stats().refused, 10_000, "each INVITE counted once");
+
+    // The interval: 60 s from the first refusal.
+    let end = w.at(61_000);
+    assert_eq!(w.agg.poll_timeout(), Some(end));
+    w.agg.handle_timeout(end - Duration::from_micros(1));
+    w.collect();
+    assert_eq!(w.records.len(), 1, "not before the interval ends");
+    w.agg.handle_timeout(end);
+    w.collect();
+    assert_eq!(w.agg.poll_timeout(), None);
+    let one = RefusedRecord {
+        first: WallTime(EPOCH_US + 1_000_000),
+        last: WallTime(EPOCH_US + 10_999_000),
+        source: Some(JUNK.parse().unwrap()),
+        refusal: Refusal::Call {
+            status: 404,
+            reason: FailReason::NoRoute,
+        },
+        count: 10_000,
+    };
+    assert_eq!(refused(&w.records), [&one]);
+    assert_eq!(w.records.len(), 2);
+
+    // The next refusal opens a new interval; shutdown writes it early.
+    let at = w.at(70_000);
+    no_route(&mut w, 20_000, at, false, junk_peer(5060));
+    assert_eq!(w.agg.poll_timeout(), Some(w.at(130_000)));
+    w.agg.finish_all(w.at(80_000));
+    w.collect();
+    let rs = refused(&w.records);
+    assert_eq!(rs.len(), 2);
+    assert_eq!(
+        (rs[1].count, rs[1].first, rs[1].last),
+        (
+            1,
+            WallTime(EPOCH_US + 70_000_000),
+            WallTime(EPOCH_US + 70_000_000)
+        )
+    );
+    assert_eq!(w.agg.poll_timeout(), None);
+
+    // Through the journal unchanged.
+    let (_tmp, back) = through_journal(&w.records);
+    assert_eq!(back, w.records);
+}
+
+/// Messages refused outside any call are counted per source, reason and
+/// status; the 404 of an unroutable INVITE only once, with its call.
+#[test]
+fn refused_messages_are_counted_per_source_reason_and_status() {
+    let mut w = World::new(AggregatorLimits::default());
+    let scanner = junk_peer(5070);
+    let trunk = Peer::udp("192.0.2.10:5060".parse().unwrap());
+    let rejected = |status, reason| {
+        move |at| Event::Rejected {
+            at,
+            from: scanner,
+            status,
+            reason,
+        }
+    };
+    for ms in [0, 10, 20] {
+        w.feed_at(ms, rejected(None, "access"));
+    }
+    w.feed_at(30, rejected(Some(400), "malformed"));
+    // A 404 to an OPTIONS no route matches: no call follows it.
+    w.feed_at(40, rejected(Some(404), "no route"));
+    // An unroutable INVITE: the same 404, and a call.
+    let at = w.at(50);
+    no_route(&mut w, 1, at, false, scanner);
+    w.feed_at(60, rejected(Some(400), "malformed"));
+    w.feed_at(70, |at| Event::Rejected {
+        at,
+        from: trunk,
+        status: None,
+        reason: "stray response",
+    });
+    // Still held when the tick comes: counted then.
+    w.feed_at(80, rejected(Some(404), "no route"));
+    assert!(refused(&w.records).is_empty());
+    w.agg.handle_timeout(w.at(60_000));
+    w.collect();
+    // source, what, reason, status, count, first and last ms.
+    let got: Vec<String> = refused(&w.records)
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {:?} {:?} x{} {}..{}",
+                r.source_text(),
+                r.refusal.what(),
+                r.refusal.reason(),
+                r.refusal.status(),
+                r.count,
+                (r.first.0 - EPOCH_US) / 1000,
+                (r.last.0 - EPOCH_US) / 1000,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "203.0.113.66 message \"access\" None x3 0..20",
+            "203.0.113.66 message \"malformed\" Some(400) x2 30..60",
+            "203.0.113.66 message \"no route\" Some(404) x2 40..80",
+            "203.0.113.66 call \"no-route\" Some(404) x1 50..50",
+            "192.0.2.10 message \"stray response\" None x1 70..70",
+        ]
+    );
+    assert_eq!(w.agg.stats().refused, 9);
+    assert!(calls(&w.records).is_empty());
+}
+
+/// Spoofed sources cannot grow the aggregator's memory: past the limit of
+/// distinct addresses per interval, refusals are counted together.
+#[test]
+fn refused_sources_are_bounded_per_interval() {
+    let mut w = World::new(AggregatorLimits {
+        refused_sources: 3,
+        refused_interval: Duration::from_secs(10),
+        ..AggregatorLimits::default()
+    });
+    let source = |n: u8| Peer::udp(SocketAddr::from(([198, 51, 100, n], 5060)));
+    let mut call = 0;
+    for round in 0..2 {
+        for n in 1..=5u8 {
+            call += 1;
+            let at = w.at(round * 1_000 + u64::from(n) * 100);
+            no_route(&mut w, call, at, false, source(n));
+        }
+    }
+    assert_eq!(w.agg.stats().refused, 10);
+    assert_eq!(w.agg.stats().refused_other_sources, 4, "sources 4 and 5");
+    w.agg.handle_timeout(w.at(10_100));
+    w.collect();
+    let got: Vec<(String, u64)> = refused(&w.records)
+        .iter()
+        .map(|r| (r.source_text(), r.count))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("198.51.100.1".to_string(), 2),
+            ("198.51.100.2".to_string(), 2),
+            ("198.51.100.3".to_string(), 2),
+            ("other sources".to_string(), 4),
+        ]
+    );
+    assert_eq!(refused(&w.records)[3].source, None);
+    // The next interval starts with no sources: the fifth is counted apart.
+    let at = w.at(20_000);
+    no_route(&mut w, 99, at, false, source(5));
+    w.agg.finish_all(w.at(20_001));
+    w.collect();
+    assert_eq!(
+        refused(&w.records)[4].source_text(),
+        "198.51.100.5",
+        "a fresh interval"
+    );
+}
+
+/// `lifeline report`: what was refused, per source, most first; refused
+/// calls in the totals as failed calls.
+#[test]
+fn report_lists_refusals_per_source() {
+    let mut w = World::new(AggregatorLimits::default());
+    w.incident();
+    for i in 0..500u64 {
+        let at = w.at(20_000 + i);
+        no_route(&mut w, 1_000 + i, at, false, junk_peer(5060));
+    }
+    let other = Peer::udp("198.51.100.9:5060".parse().unwrap());
+    for i in 0..20u64 {
+        let at = w.at(21_000 + i);
+        no_route(&mut w, 2_000 + i, at, false, other);
+    }
+    for ms in [30_000, 30_001] {
+        w.feed_at(ms, |at| Event::Rejected {
+            at,
+            from: other,
+            status: None,
+            reason: "access",
+        });
+    }
+    // Another interval of the first source.
+    let at = w.at(90_000);
+    no_route(&mut w, 3_000, at, false, junk_peer(5060));
+    w.agg.finish_all(w.at(95_000));
+    w.collect();
+    assert_eq!(refused(&w.records).len(), 4);
+    let (_tmp, back) = through_journal(&w.records);
+    let rep = report::build(&back, Window::default());
+
+    let f = &rep.refused;
+    assert_eq!((f.calls, f.messages, f.sources), (521, 2, 2));
+    let rows: Vec<String> = f
+        .rows
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {} {:?} x{} {} {}",
+                r.source, r.what, r.reason, r.status, r.count, r.first, r.last
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "203.0.113.66 call no-route Some(404) x501 2023-06-25T11:00:20.000Z \
+             2023-06-25T11:01:30.000Z",
+            "198.51.100.9 call no-route Some(404) x20 2023-06-25T11:00:21.000Z \
+             2023-06-25T11:00:21.019Z",
+            "198.51.100.9 message access None x2 2023-06-25T11:00:30.000Z \
+             2023-06-25T11:00:30.001Z",
+        ]
+    );
+    assert_eq!((f.rows_left_out, f.count_left_out), (0, 0));
+    // The refused calls failed: in the totals, with the incident's calls.
+    assert_eq!(
+        (rep.totals.calls.emergency, rep.totals.calls.other),
+        (6, 522)
+    );
+    assert_eq!(rep.totals.failed.other, 521);
+    // Only the incident's emergency calls to call back.
+    assert_eq!(rep.callbacks.len(), 4);
+
+    let table = report::render_table(&rep);
+    for want in [
+        "REFUSED WITHOUT REACHING A TRUNK: 521 call(s), 2 other message(s), from 2 source(s)",
+        "SOURCE        WHAT     REASON    STATUS   COUNT  FIRST                     LAST",
+        "203.0.113.66  call     no-route  404      501    2023-06-25T11:00:20.000Z  \
+         2023-06-25T11:01:30.000Z",
+        "198.51.100.9  message  access    dropped  2      2023-06-25T11:00:30.000Z  \
+         2023-06-25T11:00:30.001Z",
+    ] {
+        assert!(table.contains(want), "{want} in:\n{table}");
+    }
+    let json: serde_json::Value = serde_json::from_str(&report::render_json(&rep)).unwrap();
+    assert_eq!(json["refused"]["calls"], 521);
+    assert_eq!(json["refused"]["rows"][0]["source"], JUNK);
+    assert_eq!(json["refused"]["rows"][0]["count"], 501);
+    assert_eq!(
+        json["refused"]["rows"][2]["status"],
+        serde_json::Value::Null
+    );
+
+    // A window selects records by their first refusal.
+    let rep = report::build(
+        &back,
+        Window {
+            since: Some(WallTime(EPOCH_US + 60_000_000)),
+            until: None,
+        },
+    );
+    assert_eq!((rep.refused.calls, rep.refused.sources), (1, 1));
+}
+
+/// However many sources, the report lists the most refused ones and sums
+/// up the rest.
+#[test]
+fn report_lists_at_most_a_hundred_refusal_rows() {
+    let records: Vec<JournalRecord> = (0..105u64)
+        .map(|i| {
+            JournalRecord::Refused(RefusedRecord {
+                first: WallTime(EPOCH_US + i as i64),
+                last: WallTime(EPOCH_US + i as i64),
+                source: Some(IpAddr::from([10, 0, 0, i as u8])),
+                refusal: Refusal::Message {
+                    status: Some(403),
+                    reason: "access".into(),
+                },
+                count: 1_000 - i,
+            })
+        })
+        .collect();
+    let rep = report::build(&records, Window::default());
+    let f = &rep.refused;
+    assert_eq!(f.rows.len(), report::REFUSED_ROWS);
+    assert_eq!(f.rows[0].source, "10.0.0.0", "the most first");
+    assert_eq!(f.rows[99].source, "10.0.0.99");
+    assert_eq!(
+        (f.rows_left_out, f.count_left_out),
+        (5, 900 + 899 + 898 + 897 + 896)
+    );
+    assert_eq!((f.messages, f.sources), ((896..=1_000).sum::<u64>(), 105));
+    let table = report::render_table(&rep);
+    assert!(
+        table.contains("... and 5 more row(s), with 4490 refusal(s)"),
+        "{table}"
+    );
 }

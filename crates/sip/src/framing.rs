@@ -69,6 +69,18 @@ impl StreamFramer {
         self.buf.len()
     }
 
+    /// Whether part of a message is buffered: an octet other than the CR
+    /// and LF allowed between messages. Line ends alone — a keep-alive
+    /// (RFC 5626) still arriving — are not a message. A reader that bounds
+    /// how long a message may take to arrive (against a peer sending a
+    /// byte at a time) asks this after [`next_frame`](Self::next_frame)
+    /// returned `Ok(None)`.
+    pub fn in_message(&self) -> bool {
+        self.pending.is_some()
+            || self.scanned > 0
+            || self.buf.iter().any(|&b| b != b'\r' && b != b'\n')
+    }
+
     /// The next frame, `Ok(None)` if more bytes are needed, or the (final)
     /// framing error.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, Error> {
@@ -206,6 +218,34 @@ mod tests {
             got.extend(drain(&mut f).unwrap());
         }
         assert_eq!(got.len(), 2);
+    }
+
+    #[test]
+    fn in_message_only_once_a_message_has_begun() {
+        let mut f = StreamFramer::default();
+        assert!(!f.in_message());
+        // A keep-alive arriving a byte at a time is not a message.
+        for b in b"\r\n\r" {
+            f.extend(&[*b]);
+            assert_eq!(drain(&mut f).unwrap(), vec![]);
+            assert!(!f.in_message());
+        }
+        f.extend(b"\n");
+        assert_eq!(drain(&mut f).unwrap(), vec![Frame::KeepAlive]);
+        assert!(!f.in_message());
+        // Its first octet starts one, until its last.
+        for (i, &b) in A.iter().enumerate() {
+            f.extend(&[b]);
+            let frames = drain(&mut f).unwrap();
+            assert_eq!(f.in_message(), i + 1 < A.len(), "after {} octets", i + 1);
+            assert_eq!(frames.len(), usize::from(i + 1 == A.len()));
+        }
+        // Line ends after it are not part of the next.
+        f.extend(b"\r\n");
+        assert_eq!(drain(&mut f).unwrap(), vec![]);
+        assert!(!f.in_message());
+        f.extend(&B[..1]);
+        assert!(f.in_message(), "before next_frame too");
     }
 
     #[test]

@@ -17,8 +17,9 @@ use prometheus_client::registry::{Metric, Registry};
 use super::labels::{
     CallLabels, EmergencyLabels, FailoverLabels, KindLabels, MessageLabels, ProgressLabels,
     RejectReasonLabels, RejectedLabels, RescueLabels, RuleLabels, SkipLabels, StateChangeLabels,
-    StateLabels, TrunkLabels, VersionLabels,
+    StateLabels, TcpClosedLabels, TrunkLabels, VersionLabels,
 };
+use super::TCP_CLOSE_REASONS;
 use super::{Metrics, Names, Seen, Totals};
 
 /// Buckets of `lifeline_setup_seconds`: 10 ms to 10 s.
@@ -174,6 +175,17 @@ impl Metrics {
             "tcp_idle_closed",
             "TCP connections closed after tcp_idle_timeout without traffic",
         );
+        let tcp_connections: Gauge = registered(
+            &mut r,
+            "tcp_connections",
+            "TCP connections open, accepted and to trunks",
+        );
+        let tcp_closed: Family<TcpClosedLabels, Counter> = registered(&mut r, "tcp_closed", "TCP connections reset for breaking a bound: per_ip_cap, message_timeout, write_queue (idle closes are tcp_idle_closed)");
+        let tcp_accept_paused: Counter = registered(
+            &mut r,
+            "tcp_accept_paused",
+            "Times accepting TCP connections stopped because max_connections were open",
+        );
         let send_errors: Counter = registered(
             &mut r,
             "send_errors",
@@ -214,6 +226,9 @@ impl Metrics {
             drop(transactions.get_or_create(&KindLabels { kind }));
         }
         drop(rejected_by_reason.get_or_create(&RejectReasonLabels { reason: "access" }));
+        for reason in TCP_CLOSE_REASONS {
+            drop(tcp_closed.get_or_create(&TcpClosedLabels { reason }));
+        }
         for emergency in ["true", "false"] {
             drop(setup.get_or_create(&EmergencyLabels { emergency }));
         }
@@ -250,6 +265,9 @@ impl Metrics {
             socket_drops,
             queue_drops,
             tcp_idle_closed,
+            tcp_connections,
+            tcp_closed,
+            tcp_accept_paused,
             send_errors,
             core_busy,
             untracked,

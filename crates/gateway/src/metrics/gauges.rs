@@ -1,24 +1,41 @@
 //! What is refreshed on a tick, from the proxy's and the health checker's
 //! current view: gauges, and the counters the proxy keeps cumulatively.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::PoisonError;
 
 use lifeline_health::{Health, State};
+use lifeline_io::IoStats;
 use lifeline_proxy::{Proxy, Stats};
 use prometheus_client::metrics::counter::Counter;
 
-use super::labels::{KindLabels, MessageLabels, Name, ProgressLabels, StateLabels, TrunkLabels};
+use super::labels::{
+    KindLabels, MessageLabels, Name, ProgressLabels, StateLabels, TcpClosedLabels, TrunkLabels,
+};
 use super::Metrics;
 
 const STATES: [State; 4] = [State::Up, State::Suspect, State::Down, State::Recovering];
 
 /// The proxy's cumulative counters as last seen by [`Metrics::set_gauges`],
-/// to turn them into counter increments.
+/// and the IO side's TCP ones as last seen by [`Metrics::set_tcp`], to turn
+/// them into counter increments.
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Seen {
     requests: u64,
     responses: u64,
     retransmissions: u64,
+    tcp_refused_per_ip: u64,
+    tcp_message_timeouts: u64,
+    tcp_write_queue_overflows: u64,
+    tcp_accept_paused: u64,
+}
+
+/// Add to `c` what a cumulative count gained since `old`, and remember
+/// `now`. A smaller value means a new count (a reload or restart of the
+/// core): everything it has seen is added.
+fn count_since(old: &mut u64, now: u64, c: &Counter) {
+    c.inc_by(now.checked_sub(*old).unwrap_or(now));
+    *old = now;
 }
 
 impl Metrics {
@@ -40,12 +57,7 @@ impl Metrics {
         self.dialogs.set(to_i64(stats.dialogs));
         {
             let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-            let inc = |old: &mut u64, now: u64, c: &Counter| {
-                // A smaller value means a new proxy (reload or restart of the
-                // core): count everything it has seen.
-                c.inc_by(now.checked_sub(*old).unwrap_or(now));
-                *old = now;
-            };
+            let inc = count_since;
             let received = |kind| MessageLabels {
                 direction: "in",
                 kind,
@@ -101,6 +113,42 @@ impl Metrics {
                 self.rtt_max.get_or_create(&labels).set(max.as_secs_f64());
             }
         }
+    }
+
+    /// Refresh `lifeline_tcp_connections` from the IO side's count of open
+    /// TCP connections, and add the TCP connections it reset for breaking a
+    /// bound (`lifeline_tcp_closed_total{reason}`) and the accept pauses
+    /// (`lifeline_tcp_accept_paused_total`) since the last call: [`IoStats`]
+    /// keeps totals. Call it on the same tick as [`Metrics::set_gauges`].
+    pub(crate) fn set_tcp(&self, io: &IoStats) {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        self.tcp_connections
+            .set(i64::try_from(get(&io.tcp_open)).unwrap_or(i64::MAX));
+        let closed = |reason| {
+            self.tcp_closed
+                .get_or_create_owned(&TcpClosedLabels { reason })
+        };
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        count_since(
+            &mut seen.tcp_refused_per_ip,
+            get(&io.tcp_refused_per_ip),
+            &closed("per_ip_cap"),
+        );
+        count_since(
+            &mut seen.tcp_message_timeouts,
+            get(&io.tcp_message_timeouts),
+            &closed("message_timeout"),
+        );
+        count_since(
+            &mut seen.tcp_write_queue_overflows,
+            get(&io.tcp_write_queue_overflows),
+            &closed("write_queue"),
+        );
+        count_since(
+            &mut seen.tcp_accept_paused,
+            get(&io.tcp_accept_paused),
+            &self.tcp_accept_paused,
+        );
     }
 
     /// Refresh `lifeline_trunk_calls` from the proxy's count of calls on

@@ -152,6 +152,12 @@ pub(super) struct RejectedLabels {
     pub(super) reason: &'static str,
 }
 
+/// `lifeline_tcp_closed_total`: the bound a connection broke.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(super) struct TcpClosedLabels {
+    pub(super) reason: &'static str,
+}
+
 /// `lifeline_rejected_total`: why, whatever the answer.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub(super) struct RejectReasonLabels {

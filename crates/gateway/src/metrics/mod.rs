@@ -8,7 +8,8 @@
 //! a reload), and bumps the counters only it can see
 //! ([`Metrics::add_socket_drops`], [`Metrics::add_queue_drops`],
 //! [`Metrics::add_journal_dropped`], [`Metrics::add_tcp_idle_closed`], [`Metrics::add_transmitted`],
-//! [`Metrics::add_send_errors`]). The admin server calls [`Metrics::encode`] for
+//! [`Metrics::add_send_errors`]); [`Metrics::set_tcp`] reads the IO side's
+//! TCP gauge and counters on the same tick. The admin server calls [`Metrics::encode`] for
 //! `GET /metrics`. Everything on the event loop's path is an atomic increment
 //! behind a label lookup; nothing here reads a clock or blocks on the scraper
 //! for longer than a label-map read lock.
@@ -48,6 +49,9 @@
 //! | `lifeline_socket_drops_total` | | datagrams the kernel dropped at our sockets |
 //! | `lifeline_input_queue_drops_total` | | inputs dropped because the core's queue was full |
 //! | `lifeline_tcp_idle_closed_total` | | TCP connections closed after `tcp_idle_timeout` without traffic |
+//! | `lifeline_tcp_connections` | | TCP connections open, accepted and to trunks (what `max_connections` bounds) |
+//! | `lifeline_tcp_closed_total` | `reason` | TCP connections reset for breaking a bound: `per_ip_cap` (accepted from a source that already had `max_connections_per_ip`), `message_timeout` (a message not complete within `message_timeout` of its first byte), `write_queue` (the peer did not read: its queue reached `write_queue_bytes`) |
+//! | `lifeline_tcp_accept_paused_total` | | times the gateway stopped accepting TCP connections because `max_connections` were open |
 //! | `lifeline_send_errors_total` | | sends that failed other than as evidence against a trunk (no socket for the address family, a caller's TCP connection gone, a full socket buffer) |
 //! | `lifeline_core_busy_seconds_total` | | time the core (routing, one thread at a time) was busy: its rate is the core's utilisation, the gateway's headroom |
 //! | `lifeline_metrics_untracked_calls_total` | | calls whose outcome could not be labelled (see below) |
@@ -108,7 +112,7 @@ pub(crate) use labels::Names;
 use labels::{
     CallLabels, FailoverLabels, KindLabels, MessageLabels, ProgressLabels, RejectReasonLabels,
     RejectedLabels, RescueLabels, RuleLabels, SkipLabels, StateChangeLabels, StateLabels,
-    TrunkLabels,
+    TcpClosedLabels, TrunkLabels,
 };
 
 /// The `Content-Type` of [`Metrics::encode`]'s output (Prometheus text 0.0.4).
@@ -119,6 +123,10 @@ pub(crate) const MAX_TRACKED_CALLS: usize = 65_536;
 
 /// A labelled call this old is assumed to have lost its final event.
 pub(crate) const STALE_AFTER: Duration = Duration::from_secs(600);
+
+/// The `reason`s of `lifeline_tcp_closed_total`, each a bound in
+/// [`lifeline_io::TcpLimits`]; every one is present from the start, at zero.
+pub(super) const TCP_CLOSE_REASONS: [&str; 3] = ["per_ip_cap", "message_timeout", "write_queue"];
 
 /// Totals for `/status` (the same counts as the labelled series, summed).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -183,6 +191,9 @@ pub(crate) struct Metrics {
     socket_drops: Counter,
     queue_drops: Counter,
     tcp_idle_closed: Counter,
+    tcp_connections: Gauge,
+    tcp_closed: Family<TcpClosedLabels, Counter>,
+    tcp_accept_paused: Counter,
     send_errors: Counter,
     core_busy: Counter<f64, AtomicU64>,
     untracked: Counter,

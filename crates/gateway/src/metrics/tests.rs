@@ -723,3 +723,51 @@ fn a_response_from_the_wrong_peer_is_counted_as_dropped() {
         "the call did not move"
     );
 }
+
+#[test]
+fn tcp_connections_and_closes_from_the_io_sides_counts() {
+    let m = Metrics::new();
+    // Every series at zero from the start, so that increase() sees the
+    // first close.
+    let page = m.encode();
+    for reason in ["per_ip_cap", "message_timeout", "write_queue"] {
+        assert_series(
+            &page,
+            &format!("lifeline_tcp_closed_total{{reason=\"{reason}\"}}"),
+            0.0,
+        );
+    }
+    assert_series(&page, "lifeline_tcp_connections", 0.0);
+    assert_series(&page, "lifeline_tcp_accept_paused_total", 0.0);
+    let io = lifeline_io::IoStats::default();
+    let set =
+        |a: &std::sync::atomic::AtomicU64, n| a.store(n, std::sync::atomic::Ordering::Relaxed);
+    set(&io.tcp_open, 7);
+    set(&io.tcp_refused_per_ip, 3);
+    set(&io.tcp_message_timeouts, 2);
+    set(&io.tcp_write_queue_overflows, 1);
+    set(&io.tcp_accept_paused, 4);
+    m.set_tcp(&io);
+    // Totals, read again: only what they gained is added.
+    set(&io.tcp_open, 5);
+    set(&io.tcp_refused_per_ip, 5);
+    m.set_tcp(&io);
+    let page = m.encode();
+    assert_series(&page, "lifeline_tcp_connections", 5.0);
+    assert_series(
+        &page,
+        "lifeline_tcp_closed_total{reason=\"per_ip_cap\"}",
+        5.0,
+    );
+    assert_series(
+        &page,
+        "lifeline_tcp_closed_total{reason=\"message_timeout\"}",
+        2.0,
+    );
+    assert_series(
+        &page,
+        "lifeline_tcp_closed_total{reason=\"write_queue\"}",
+        1.0,
+    );
+    assert_series(&page, "lifeline_tcp_accept_paused_total", 4.0);
+}

@@ -1,17 +1,19 @@
 //! Building a [`Report`] from records: trunk changes into outages, failed
 //! attempts and failovers into runs, calls into the callback list and
-//! totals.
+//! totals, refusals into per-source counts.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
 
 use super::{
-    Counts, Outage, Report, TimelineEntry, Totals, TrunkTotals, Window, FAILOVER_RUN_GAP_US,
+    Counts, Outage, RefusedRow, RefusedSummary, Report, TimelineEntry, Totals, TrunkTotals, Window,
+    FAILOVER_RUN_GAP_US, REFUSED_ROWS,
 };
 use crate::aggregate::CallbackEntry;
 use crate::format::Issue;
 use crate::record::{
-    AttemptResult, CallNote, CallOutcome, CallRecord, JournalRecord, TrunkChange, TrunkState,
-    WallTime,
+    AttemptResult, CallNote, CallOutcome, CallRecord, JournalRecord, Refusal, RefusedRecord,
+    TrunkChange, TrunkState, WallTime,
 };
 
 #[derive(Debug)]
@@ -75,6 +77,8 @@ pub struct ReportBuilder {
     totals: Totals,
     setups: Vec<u64>,
     trunks: BTreeMap<String, TrunkAcc>,
+    /// Refusals per source and kind: (count, first, last).
+    refused: HashMap<(Option<IpAddr>, Refusal), (u64, i64, i64)>,
 }
 
 impl ReportBuilder {
@@ -115,7 +119,28 @@ impl ReportBuilder {
                     self.note(n.started, &n.note, n.emergency);
                 }
             }
+            JournalRecord::Refused(r) => {
+                self.last_time = self.last_time.max(r.last.0);
+                if self.window.contains(r.first) {
+                    self.refused_record(r);
+                }
+            }
         }
+    }
+
+    fn refused_record(&mut self, r: &RefusedRecord) {
+        if let Refusal::Call { .. } = r.refusal {
+            // Calls that failed, like any other: in the totals too.
+            self.totals.calls.other += r.count;
+            self.totals.failed.other += r.count;
+        }
+        let e = self
+            .refused
+            .entry((r.source, r.refusal.clone()))
+            .or_insert((0, r.first.0, r.last.0));
+        e.0 += r.count;
+        e.1 = e.1.min(r.first.0);
+        e.2 = e.2.max(r.last.0);
     }
 
     fn note(&mut self, started: WallTime, n: &CallNote, emergency: bool) {
@@ -434,6 +459,8 @@ impl ReportBuilder {
                 .then(b.call_id.cmp(&a.call_id))
         });
 
+        let refused = refused_summary(self.refused);
+
         // Totals.
         let (m, x) = median_max(&mut self.setups);
         self.totals.setup_median_ms = m;
@@ -465,9 +492,52 @@ impl ReportBuilder {
             timeline,
             outages: report_outages,
             callbacks: self.callbacks,
+            refused,
             totals: self.totals,
         }
     }
+}
+
+/// Refusals per source and kind: the most first (then the earliest, then
+/// by source), at most [`REFUSED_ROWS`] listed.
+fn refused_summary(acc: HashMap<(Option<IpAddr>, Refusal), (u64, i64, i64)>) -> RefusedSummary {
+    let mut out = RefusedSummary::default();
+    let mut sources = HashSet::new();
+    let mut rows: Vec<_> = acc.into_iter().collect();
+    for ((source, refusal), (count, _, _)) in &rows {
+        sources.insert(*source);
+        match refusal {
+            Refusal::Call { .. } => out.calls += count,
+            Refusal::Message { .. } => out.messages += count,
+        }
+    }
+    out.sources = sources.len() as u64;
+    rows.sort_by(|(ka, a), (kb, b)| {
+        b.0.cmp(&a.0)
+            .then(a.1.cmp(&b.1))
+            .then(ka.0.is_none().cmp(&kb.0.is_none()))
+            .then(ka.0.cmp(&kb.0))
+            .then(ka.1.reason().cmp(kb.1.reason()))
+            .then(ka.1.status().cmp(&kb.1.status()))
+            .then(ka.1.what().cmp(kb.1.what()))
+    });
+    for (i, ((source, refusal), (count, first, last))) in rows.into_iter().enumerate() {
+        if i >= REFUSED_ROWS {
+            out.rows_left_out += 1;
+            out.count_left_out += count;
+            continue;
+        }
+        out.rows.push(RefusedRow {
+            source: source.map_or_else(|| "other sources".to_string(), |a| a.to_string()),
+            what: refusal.what().to_string(),
+            reason: refusal.reason().to_string(),
+            status: refusal.status(),
+            count,
+            first: WallTime(first).rfc3339(),
+            last: WallTime(last).rfc3339(),
+        });
+    }
+    out
 }
 
 /// Median (lower middle for an even count) and maximum, in ms.

@@ -1,6 +1,7 @@
 //! The incident report: timeline, outages and the calls they touched, the
-//! callback list, and totals; rendered as a table, CSV (the callback list) or
-//! JSON (everything). Pure functions over records.
+//! callback list, what was refused without reaching a trunk (per source),
+//! and totals; rendered as a table, CSV (the callback list) or JSON
+//! (everything). Pure functions over records.
 //!
 //! [`ReportBuilder`] (or [`build`], for records in memory) gathers the
 //! records into a [`Report`]; [`render_table`], [`render_csv`] and
@@ -21,6 +22,10 @@ use crate::record::WallTime;
 /// over or answered twice on one trunk) less than this far apart are shown
 /// as one line of the timeline.
 pub const FAILOVER_RUN_GAP_US: i64 = 10_000_000;
+
+/// The report lists at most this many rows of refusals (the sources and
+/// kinds with the most); the rest are summed up in one line.
+pub const REFUSED_ROWS: usize = 100;
 
 /// Which records to report on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -222,6 +227,49 @@ pub struct Totals {
     pub trunks: Vec<TrunkTotals>,
 }
 
+/// Refusals of one kind from one source over the window (from its
+/// [`RefusedRecord`](crate::RefusedRecord)s, summed).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RefusedRow {
+    /// The address, or `other sources` (those beyond the gateway's limit of
+    /// distinct sources per interval, together).
+    pub source: String,
+    /// `call` (non-emergency calls that ended before any attempt on a
+    /// trunk) or `message` (refused or dropped outside any call).
+    pub what: String,
+    /// `no-route`, `all-trunks-failed`, `access`, `malformed`, `loop
+    /// detected` ...
+    pub reason: String,
+    /// The status the sender got; `None` if dropped.
+    pub status: Option<u16>,
+    /// How many.
+    pub count: u64,
+    /// The first (RFC 3339, UTC).
+    pub first: String,
+    /// The last.
+    pub last: String,
+}
+
+/// What was refused without reaching a trunk: counted per source, not
+/// recorded one by one.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct RefusedSummary {
+    /// Non-emergency calls that ended before any attempt on a trunk (no
+    /// route; every trunk of the route down, drained or full). Also counted
+    /// in the totals as failed calls.
+    pub calls: u64,
+    /// Messages refused or dropped outside any call.
+    pub messages: u64,
+    /// Distinct sources (`other sources` counts as one).
+    pub sources: u64,
+    /// Per source and kind, most first, at most [`REFUSED_ROWS`].
+    pub rows: Vec<RefusedRow>,
+    /// Rows beyond [`REFUSED_ROWS`], not listed.
+    pub rows_left_out: u64,
+    /// What those rows counted.
+    pub count_left_out: u64,
+}
+
 /// The whole report.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Report {
@@ -241,6 +289,8 @@ pub struct Report {
     pub outages: Vec<Outage>,
     /// Every emergency call that did not connect, newest first.
     pub callbacks: Vec<CallbackEntry>,
+    /// What was refused without reaching a trunk, per source.
+    pub refused: RefusedSummary,
     /// Totals.
     pub totals: Totals,
 }

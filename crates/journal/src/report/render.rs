@@ -195,6 +195,49 @@ pub fn render_table(r: &Report) -> String {
         );
     }
 
+    let f = &r.refused;
+    if f.calls + f.messages == 0 {
+        out.push_str("\nREFUSED WITHOUT REACHING A TRUNK\n(none)\n");
+    } else {
+        let _ = writeln!(
+            out,
+            "\nREFUSED WITHOUT REACHING A TRUNK: {} call(s), {} other message(s), from {} \
+             source(s); counted per source, not recorded one by one",
+            f.calls, f.messages, f.sources
+        );
+    }
+    if !f.rows.is_empty() {
+        let rows: Vec<Vec<String>> = f
+            .rows
+            .iter()
+            .map(|x| {
+                vec![
+                    x.source.clone(),
+                    x.what.clone(),
+                    x.reason.clone(),
+                    x.status.map_or("dropped".into(), |s| s.to_string()),
+                    x.count.to_string(),
+                    x.first.clone(),
+                    x.last.clone(),
+                ]
+            })
+            .collect();
+        table(
+            &mut out,
+            &[
+                "SOURCE", "WHAT", "REASON", "STATUS", "COUNT", "FIRST", "LAST",
+            ],
+            &rows,
+        );
+    }
+    if f.rows_left_out > 0 {
+        let _ = writeln!(
+            out,
+            "... and {} more row(s), with {} refusal(s)",
+            f.rows_left_out, f.count_left_out
+        );
+    }
+
     let t = &r.totals;
     out.push_str("\nTOTALS (emergency/other)\n");
     let pair = |c: Counts| format!("{}/{}", c.emergency, c.other);
