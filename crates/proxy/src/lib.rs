@@ -51,6 +51,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admission;
 mod access;
 mod classify;
 mod config;
@@ -58,6 +59,7 @@ mod events;
 mod proxy;
 mod transaction;
 
+pub use admission::{Admission, Class, Decision, Load, LimitsConfig, OverLimit, Rate, Refusal};
 pub use classify::{classify, select_route, EmergencyRule};
 pub use config::{
     AccessConfig, AllFailed, ConfigError, EmergencyConfig, Peer, ProxyConfig, RescueRinging,
