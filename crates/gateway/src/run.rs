@@ -521,9 +521,15 @@ async fn reload(
             let (tx, rx) = crossbeam_channel::bounded(1);
             // The advertised address cannot change; reuse the proxy's own.
             let builder = cfg.proxy;
+            let io = input.clone();
             let send = input.try_send(Input::Call(Box::new(move |p: &mut Proxy, now: Instant| {
                 let adv = p.advertise();
-                let r = p.reload(now, builder(adv)).map_err(|e| e.to_string());
+                let cfg = builder(adv);
+                let r = p.reload(now, cfg.clone()).map_err(|e| e.to_string());
+                if r.is_ok() {
+                    // The IO threads' admission takes the new limits too.
+                    io.set_limits(&cfg);
+                }
                 let _ = tx.send(r);
             })));
             if send.is_err() {

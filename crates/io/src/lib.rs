@@ -62,6 +62,8 @@
 //! `RUSTFLAGS="--cfg loom" cargo test -p lifeline-io --release --test loom`).
 #![warn(missing_docs)]
 
+#[cfg(not(loom))]
+pub mod admission;
 pub mod clock;
 pub mod combiner;
 #[cfg(not(loom))]

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use crate::admin::AdminAccess;
 use lifeline_proxy::{
-    AccessConfig, AllFailed, EmergencyConfig, Proxy, ProxyConfig, RouteConfig, Timers, Transport,
+    AccessConfig, AllFailed, EmergencyConfig, LimitsConfig, Proxy, ProxyConfig, RouteConfig, Timers, Transport,
     TrunkConfig,
 };
 
@@ -64,9 +64,36 @@ pub(crate) struct Config {
     all_failed: AllFailed,
     dialog_max_age: Duration,
     tcp_idle_timeout: Duration,
+    limits: LimitsConfig,
+    tcp_limits: TcpLimitsConfig,
     log: LogConfig,
     /// Things that are allowed but probably wrong (an under-sized backup).
     warnings: Vec<ConfigError>,
+}
+
+/// `limits.tcp:`: the bounds on TCP connections (see lifeline-io's
+/// `TcpLimits`, which they become).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TcpLimitsConfig {
+    /// Connections open at once, accepted and to trunks.
+    pub(crate) max_connections: usize,
+    /// Accepted connections from one IP address (IPv6: one /64).
+    pub(crate) max_connections_per_ip: usize,
+    /// Time to complete a message once its first byte arrived.
+    pub(crate) message_timeout: Duration,
+    /// Bytes queued for one connection before it is closed.
+    pub(crate) write_queue_bytes: usize,
+}
+
+impl Default for TcpLimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            max_connections_per_ip: 256,
+            message_timeout: Duration::from_secs(10),
+            write_queue_bytes: 1 << 20,
+        }
+    }
 }
 
 /// `admin:`.
@@ -174,6 +201,7 @@ impl Config {
         cfg.access = self.access.clone();
         cfg.all_failed = self.all_failed.clone();
         cfg.dialog_max_age = self.dialog_max_age;
+        cfg.limits = self.limits.clone();
         cfg.seed = seed;
         cfg
     }
