@@ -161,3 +161,93 @@ fn past_max_transactions_new_requests_get_503_and_in_dialog_ones_do_not() {
     b.send(CALLER, &request("OPTIONS", "o5", &format!("sip:{GW}"), None, ""));
     assert_eq!(finals(&b).last().map(|f| f.0), Some(200));
 }
+
+/// A backup trunk beside [`TRUNK`].
+const BACKUP: &str = "127.0.30.2:5060";
+
+fn two_trunks() -> Bench {
+    let mut cfg = config(LimitsConfig::default());
+    let probe = ProbeConfig {
+        enabled: false,
+        ..ProbeConfig::default()
+    };
+    cfg.trunks.push(TrunkConfig {
+        probe,
+        ..TrunkConfig::new("backup", Peer::udp(addr(BACKUP)))
+    });
+    for r in &mut cfg.routes {
+        r.trunks.push("backup".into());
+    }
+    Bench::new(cfg)
+}
+
+/// Where each INVITE went, in order: "p" (the primary) or "b" (the backup).
+fn invites_to(b: &Bench) -> String {
+    b.sent
+        .iter()
+        .filter(|t| t.payload.starts_with(b"INVITE "))
+        .map(|t| if t.peer.addr == addr(TRUNK) { 'p' } else { 'b' })
+        .collect()
+}
+
+/// The primary answers the last INVITE it got with 180, its Via saying
+/// `oc` (RFC 7339: the server puts its values in the client's `oc`).
+fn ring_with_oc(b: &mut Bench, oc: &str) {
+    let invite = b.at_trunk().into_iter().rfind(|m| m.is_request()).unwrap();
+    let w = lifeline_sip::MessageWriter::response_to(&invite, 180, "Ringing", Some(b"t1")).unwrap();
+    let text = String::from_utf8(w.finish().to_vec()).unwrap();
+    assert!(text.contains(";oc;oc-algo=\"loss\""), "we offer overload control: {text}");
+    let text = text.replacen(";oc;oc-algo=\"loss\"", oc, 1);
+    b.send(TRUNK, &text);
+}
+
+#[test]
+fn a_trunk_asking_for_less_traffic_sheds_non_emergency_calls_only() {
+    let mut b = two_trunks();
+    b.send(CALLER, &invite("o0", "sip:+442079460000@gw"));
+    assert_eq!(invites_to(&b), "p");
+    ring_with_oc(&mut b, ";oc=50;oc-algo=\"loss\";oc-validity=1000;oc-seq=100.5");
+    // Half the new calls go elsewhere, evenly: every second one.
+    for i in 1..=4 {
+        b.send(CALLER, &invite(&format!("o{i}"), "sip:+442079460000@gw"));
+    }
+    assert_eq!(invites_to(&b), "ppbpb");
+    let skipped = b
+        .events
+        .iter()
+        .filter(|e| matches!(e, lifeline_proxy::Event::TrunkSkipped { reason: lifeline_proxy::SkipReason::Overload, .. }))
+        .count();
+    assert_eq!(skipped, 2);
+    // Emergency calls are never shed for it.
+    for i in 0..3 {
+        b.send(CALLER, &invite(&format!("e{i}"), "sip:999@gw"));
+    }
+    assert_eq!(invites_to(&b), "ppbpbppp");
+    // An older request (a reordered response) changes nothing; oc=0 ends it.
+    ring_with_oc(&mut b, ";oc=100;oc-algo=\"loss\";oc-seq=99.0");
+    b.send(CALLER, &invite("o5", "sip:+442079460000@gw"));
+    b.send(CALLER, &invite("o6", "sip:+442079460000@gw"));
+    assert_eq!(invites_to(&b), "ppbpbppppb", "still every second one");
+    ring_with_oc(&mut b, ";oc=0;oc-algo=\"loss\";oc-seq=101.0");
+    b.send(CALLER, &invite("o7", "sip:+442079460000@gw"));
+    b.send(CALLER, &invite("o8", "sip:+442079460000@gw"));
+    assert_eq!(invites_to(&b), "ppbpbppppbpp");
+}
+
+#[test]
+fn an_overload_control_request_lapses_after_its_validity() {
+    let mut b = two_trunks();
+    b.send(CALLER, &invite("v0", "sip:+442079460000@gw"));
+    // 100 %: every new call elsewhere, for 500 ms (the default validity).
+    ring_with_oc(&mut b, ";oc=100");
+    let asked = b.now;
+    b.send(CALLER, &invite("v1", "sip:+442079460000@gw"));
+    assert_eq!(invites_to(&b), "pb");
+    // (`send` moves the clock 1 ms first.)
+    b.now = asked + Duration::from_millis(498);
+    b.send(CALLER, &invite("v2", "sip:+442079460000@gw"));
+    assert_eq!(invites_to(&b), "pbb", "1 ms before it lapses");
+    b.now = asked + Duration::from_millis(499);
+    b.send(CALLER, &invite("v3", "sip:+442079460000@gw"));
+    assert_eq!(invites_to(&b), "pbbp", "lapsed");
+}
