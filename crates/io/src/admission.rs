@@ -114,10 +114,9 @@ impl Admit {
             (class, a.check(now, from, class, Load { shedding }))
         };
         if class == Class::Emergency {
-            stats.emergency_admitted.fetch_add(
-                u64::from(decision == Decision::Admit),
-                Ordering::Relaxed,
-            );
+            stats
+                .emergency_admitted
+                .fetch_add(u64::from(decision == Decision::Admit), Ordering::Relaxed);
         }
         match decision {
             Decision::Admit => Gate::Admit,
@@ -142,8 +141,8 @@ impl Admit {
     fn answer(&self, m: &Message, why: Refusal, retry_after: u32) -> Option<Bytes> {
         let n = self.tags.fetch_add(1, Ordering::Relaxed);
         let tag = format!("{:016x}{n:08x}", self.tag_key);
-        let mut w = MessageWriter::response_to(m, 503, "Service Unavailable", Some(tag.as_bytes()))
-            .ok()?;
+        let mut w =
+            MessageWriter::response_to(m, 503, "Service Unavailable", Some(tag.as_bytes())).ok()?;
         w.header(HeaderName::RetryAfter, retry_after.to_string().as_bytes())
             .ok()?;
         let out = w.finish();
@@ -169,7 +168,9 @@ impl Admit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lifeline_proxy::{LimitsConfig, OverLimit, Peer, Rate, RouteConfig, RouteMatch, TrunkConfig};
+    use lifeline_proxy::{
+        LimitsConfig, OverLimit, Peer, Rate, RouteConfig, RouteMatch, TrunkConfig,
+    };
 
     fn admit(limits: LimitsConfig) -> Admit {
         let trunk = TrunkConfig::new("t", Peer::udp("127.0.0.1:5070".parse().unwrap()));
@@ -202,17 +203,32 @@ mod tests {
         let now = Instant::now();
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let normal = invite("sip:+442079460000@gw", "");
-        assert!(matches!(a.check(now, ip, &normal, SHED_ENTRIES - 1, 0, &stats), Gate::Admit));
+        assert!(matches!(
+            a.check(now, ip, &normal, SHED_ENTRIES - 1, 0, &stats),
+            Gate::Admit
+        ));
         let shed = a.check(now, ip, &normal, SHED_ENTRIES, 0, &stats);
         let t = text(&shed);
         assert!(t.starts_with("SIP/2.0 503 Service Unavailable\r\n"), "{t}");
         assert!(t.contains("\r\nRetry-After: 5\r\n"), "{t}");
-        assert!(!t.contains("oc="), "the client did not offer overload control");
-        assert!(matches!(a.check(now, ip, &normal, 0, SHED_BYTES, &stats), Gate::Answer(_)));
+        assert!(
+            !t.contains(";oc="),
+            "the client did not offer overload control"
+        );
+        assert!(matches!(
+            a.check(now, ip, &normal, 0, SHED_BYTES, &stats),
+            Gate::Answer(_)
+        ));
         let sos = invite("urn:service:sos", "");
-        assert!(matches!(a.check(now, ip, &sos, SHED_ENTRIES * 8, SHED_BYTES * 4, &stats), Gate::Admit));
+        assert!(matches!(
+            a.check(now, ip, &sos, SHED_ENTRIES * 8, SHED_BYTES * 4, &stats),
+            Gate::Admit
+        ));
         stats.shedding.store(true, Ordering::Relaxed);
-        assert!(matches!(a.check(now, ip, &normal, 0, 0, &stats), Gate::Answer(_)));
+        assert!(matches!(
+            a.check(now, ip, &normal, 0, 0, &stats),
+            Gate::Answer(_)
+        ));
         assert_eq!(stats.refused_count(Refusal::Overload, true), 3);
         assert_eq!(stats.emergency_admitted.load(Ordering::Relaxed), 1);
     }
@@ -223,7 +239,14 @@ mod tests {
         let stats = IoStats::default();
         stats.shedding.store(true, Ordering::Relaxed);
         let m = invite("sip:+442079460000@gw", ";oc");
-        let t = text(&a.check(Instant::now(), "192.0.2.1".parse().unwrap(), &m, 0, 0, &stats));
+        let t = text(&a.check(
+            Instant::now(),
+            "192.0.2.1".parse().unwrap(),
+            &m,
+            0,
+            0,
+            &stats,
+        ));
         let via = t.lines().find(|l| l.starts_with("Via:")).unwrap();
         assert!(
             via.starts_with("Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-1;oc;oc=50;oc-algo=\"loss\";oc-validity=1000;oc-seq="),
@@ -241,12 +264,19 @@ mod tests {
         let now = Instant::now();
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let m = invite("sip:+442079460000@gw", ";oc");
-        let a = admit(LimitsConfig { per_source: rate, ..LimitsConfig::default() });
+        let a = admit(LimitsConfig {
+            per_source: rate,
+            ..LimitsConfig::default()
+        });
         assert!(matches!(a.check(now, ip, &m, 0, 0, &stats), Gate::Admit));
         let t = text(&a.check(now, ip, &m, 0, 0, &stats));
         assert!(t.contains("\r\nRetry-After: 1\r\n"), "{t}");
-        assert!(!t.contains("oc="), "a source limit is not overload: {t}");
-        let a = admit(LimitsConfig { per_source: rate, over_limit: OverLimit::Drop, ..LimitsConfig::default() });
+        assert!(!t.contains(";oc="), "a source limit is not overload: {t}");
+        let a = admit(LimitsConfig {
+            per_source: rate,
+            over_limit: OverLimit::Drop,
+            ..LimitsConfig::default()
+        });
         assert!(matches!(a.check(now, ip, &m, 0, 0, &stats), Gate::Admit));
         assert!(matches!(a.check(now, ip, &m, 0, 0, &stats), Gate::Drop));
         assert_eq!(stats.refused_count(Refusal::SourceRate, true), 1);

@@ -336,15 +336,25 @@ impl Shared {
         if core.deadline() <= now {
             core.timers(now, queue.len());
         }
+        // Each input is handled at the time it is taken off the queue: a
+        // long batch (a backlog, or a slow admin call) must not hand later
+        // inputs a time already past, or their timers (a call's failover
+        // timer above all) would be armed late and fire early.
+        let mut now = now;
         let mut n = 0;
         while let Some(i) = queue.pop() {
             self.stats
                 .queued_bytes
                 .fetch_sub(i.size(), Ordering::Relaxed);
+            let slow = matches!(i, Input::Call(_));
             core.input(now, i);
             n += 1;
-            if n % 256 == 0 && core.deadline() <= now {
-                core.timers(now, queue.len());
+            if slow || n % 16 == 0 {
+                now = self.clock.now();
+                // As above: what fell due meanwhile fires first.
+                if core.deadline() <= now {
+                    core.timers(now, queue.len());
+                }
             }
         }
         let mut next = core.deadline();
@@ -574,8 +584,8 @@ impl Core {
         self.proxy.handle_timeout(now);
         flush(&mut self.proxy, &mut self.pending, &mut self.sinks, now);
         if now >= self.next_tick {
-            let overloaded = self.overload.check(now, queued, INPUT_QUEUE, &self.stats);
-            self.stats.shedding.store(overloaded, Ordering::Relaxed);
+            let (overloaded, shed) = self.overload.check(now, queued, INPUT_QUEUE, &self.stats);
+            self.stats.shedding.store(shed, Ordering::Relaxed);
             if overloaded != self.overload.reported {
                 self.overload.reported = overloaded;
                 if overloaded {

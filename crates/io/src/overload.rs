@@ -28,16 +28,27 @@ pub(crate) struct Overload {
 
 impl Overload {
     /// Look at the counters since the last check, at `now`: `queued`
-    /// inputs of a queue that holds `capacity`.
+    /// inputs of a queue that holds `capacity`. Returns whether the gateway
+    /// is overloaded (for the health checker: any sign, the host's kernel
+    /// drops included) and whether to shed new calls (the gateway's own
+    /// signs only: its queue, its drops, a late timer, the core busy over
+    /// 90 % of the time — another program's full socket buffer on the same
+    /// host is no reason to refuse calls).
     pub(crate) fn check(
         &mut self,
         now: Instant,
         queued: usize,
         capacity: usize,
         stats: &IoStats,
-    ) -> bool {
+    ) -> (bool, bool) {
         let busy = self.busy_share(now, stats.core_busy_ns.load(Ordering::Relaxed));
-        self.check_with(queued, capacity, stats, udp_receive_errors()) || busy > BUSY_SHARE
+        let (lag, drops) = (self.lag, stats.queue_drops.load(Ordering::Relaxed));
+        let own = queued > capacity / 4
+            || drops > self.queue_drops
+            || lag > Duration::from_millis(100)
+            || busy > BUSY_SHARE;
+        let any = self.check_with(queued, capacity, stats, udp_receive_errors());
+        (any || own, own)
     }
 
     /// The share of the time since the last check the core was held.

@@ -236,12 +236,12 @@ impl Buckets {
         if !self.by_source.contains_key(&source) && self.by_source.len() >= self.max_sources {
             self.sweep(now);
         }
-        let bucket = if self.by_source.len() < self.max_sources || self.by_source.contains_key(&source)
-        {
-            self.by_source.entry(source).or_insert(full)
-        } else {
-            self.overflow.get_or_insert(full)
-        };
+        let bucket =
+            if self.by_source.len() < self.max_sources || self.by_source.contains_key(&source) {
+                self.by_source.entry(source).or_insert(full)
+            } else {
+                self.overflow.get_or_insert(full)
+            };
         let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * f64::from(rate)).min(f64::from(burst));
         bucket.at = now.max(bucket.at);
@@ -251,7 +251,9 @@ impl Buckets {
         } else if rate == 0 {
             Err(Duration::MAX)
         } else {
-            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / f64::from(rate)))
+            Err(Duration::from_secs_f64(
+                (1.0 - bucket.tokens) / f64::from(rate),
+            ))
         }
     }
 
@@ -353,8 +355,9 @@ impl Admission {
                 OverLimit::Drop => Decision::Drop(why),
                 OverLimit::Reject => Decision::Reject {
                     why,
-                    // Whole seconds until a token, at least one.
-                    retry_after: wait.as_secs().saturating_add(1).min(3600) as u32,
+                    // Whole seconds until a token (rounded up), at least one.
+                    retry_after: (wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+                        .clamp(1, 3600) as u32,
                 },
             },
         }
@@ -436,8 +439,14 @@ mod tests {
         // The same source's emergency calls are untouched by that, and by
         // shedding; over their own allowance they get `over_limit`.
         let shedding = Load { shedding: true };
-        assert_eq!(a.check(t0, ip(1), Class::Emergency, shedding), Decision::Admit);
-        assert_eq!(a.check(t0, ip(1), Class::Emergency, shedding), Decision::Admit);
+        assert_eq!(
+            a.check(t0, ip(1), Class::Emergency, shedding),
+            Decision::Admit
+        );
+        assert_eq!(
+            a.check(t0, ip(1), Class::Emergency, shedding),
+            Decision::Admit
+        );
         assert_eq!(
             a.check(t0, ip(1), Class::Emergency, NO_LOAD),
             Decision::Drop(Refusal::EmergencySourceRate)
@@ -460,7 +469,10 @@ mod tests {
                 retry_after: 5
             }
         );
-        assert_eq!(a.check(t0, ip(1), Class::Emergency, shedding), Decision::Admit);
+        assert_eq!(
+            a.check(t0, ip(1), Class::Emergency, shedding),
+            Decision::Admit
+        );
         assert_eq!(a.check(t0, ip(1), Class::New, NO_LOAD), Decision::Admit);
     }
 

@@ -51,15 +51,15 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod admission;
 mod access;
+pub mod admission;
 mod classify;
 mod config;
 mod events;
 mod proxy;
 mod transaction;
 
-pub use admission::{Admission, Class, Decision, Load, LimitsConfig, OverLimit, Rate, Refusal};
+pub use admission::{Admission, Class, Decision, LimitsConfig, Load, OverLimit, Rate, Refusal};
 pub use classify::{classify, select_route, EmergencyRule};
 pub use config::{
     AccessConfig, AllFailed, ConfigError, EmergencyConfig, Peer, ProxyConfig, RescueRinging,

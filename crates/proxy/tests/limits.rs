@@ -73,13 +73,29 @@ fn admission_classes_from_real_messages() {
     let e = EmergencyConfig::default();
     let class = |text: &str, trusted| class_of(&parse(text), trusted, &e);
     assert_eq!(class(&invite("c1", "sip:999@gw"), false), Class::Emergency);
-    assert_eq!(class(&invite("c2", "urn:service:sos.fire"), false), Class::Emergency);
+    assert_eq!(
+        class(&invite("c2", "urn:service:sos.fire"), false),
+        Class::Emergency
+    );
     assert_eq!(class(&invite("c3", "tel:112"), false), Class::Emergency);
-    assert_eq!(class(&invite("c4", "sip:+442079460000@gw"), false), Class::New);
+    assert_eq!(
+        class(&invite("c4", "sip:+442079460000@gw"), false),
+        Class::New
+    );
     let options = request("OPTIONS", "c5", "sip:gw", None, "");
     assert_eq!(class(&options, false), Class::New, "any new request");
-    let esnet = request("INVITE", "c6", "sip:+442079460000@gw", None, "Resource-Priority: esnet.0\r\n");
-    assert_eq!(class(&esnet, true), Class::Emergency, "esnet from a trusted source");
+    let esnet = request(
+        "INVITE",
+        "c6",
+        "sip:+442079460000@gw",
+        None,
+        "Resource-Priority: esnet.0\r\n",
+    );
+    assert_eq!(
+        class(&esnet, true),
+        Class::Emergency,
+        "esnet from a trusted source"
+    );
     assert_eq!(class(&esnet, false), Class::New, "esnet from anyone else");
     // Work already taken on: never limited.
     for text in [
@@ -114,7 +130,11 @@ fn past_max_calls_new_calls_get_503_and_emergency_calls_still_go_through() {
         "refused, and counted as such"
     );
     let st = b.proxy.stats();
-    assert_eq!((st.calls, st.server_transactions), (9, 9), "nothing kept for it");
+    assert_eq!(
+        (st.calls, st.server_transactions),
+        (9, 9),
+        "nothing kept for it"
+    );
     // Emergency calls use the reserve, and go past the cap itself.
     for i in 0..3 {
         b.send(CALLER, &invite(&format!("e{i}"), "sip:999@gw"));
@@ -142,23 +162,38 @@ fn past_max_transactions_new_requests_get_503_and_in_dialog_ones_do_not() {
     // OPTIONS to the gateway: answered here, each server transaction kept
     // for Timer J (64 x T1 over UDP).
     for i in 0..4 {
-        b.send(CALLER, &request("OPTIONS", &format!("o{i}"), &format!("sip:{GW}"), None, ""));
+        b.send(
+            CALLER,
+            &request("OPTIONS", &format!("o{i}"), &format!("sip:{GW}"), None, ""),
+        );
     }
     assert_eq!(b.proxy.stats().server_transactions, 4);
-    b.send(CALLER, &request("OPTIONS", "o4", &format!("sip:{GW}"), None, ""));
+    b.send(
+        CALLER,
+        &request("OPTIONS", "o4", &format!("sip:{GW}"), None, ""),
+    );
     let statuses: Vec<u16> = finals(&b).iter().map(|f| f.0).collect();
     assert_eq!(statuses, [200, 200, 200, 200, 503]);
-    assert_eq!(b.rejections(), [(addr(CALLER), Some(503), "max_transactions")]);
+    assert_eq!(
+        b.rejections(),
+        [(addr(CALLER), Some(503), "max_transactions")]
+    );
     // A request inside a dialog is not a new one: judged by the dialog
     // checks (here 481: no such dialog), never by the cap.
-    b.send(CALLER, &request("BYE", "b1", "sip:+442079460000@gw", Some("t"), ""));
+    b.send(
+        CALLER,
+        &request("BYE", "b1", "sip:+442079460000@gw", Some("t"), ""),
+    );
     assert_eq!(finals(&b).last().map(|f| f.0), Some(481));
     // An emergency INVITE is never refused by it.
     b.send(CALLER, &invite("e1", "sip:999@gw"));
     assert_eq!(b.at_trunk().len(), 1);
     // Timer J lets the OPTIONS transactions go: room again.
     b.advance(Duration::from_secs(33));
-    b.send(CALLER, &request("OPTIONS", "o5", &format!("sip:{GW}"), None, ""));
+    b.send(
+        CALLER,
+        &request("OPTIONS", "o5", &format!("sip:{GW}"), None, ""),
+    );
     assert_eq!(finals(&b).last().map(|f| f.0), Some(200));
 }
 
@@ -196,7 +231,10 @@ fn ring_with_oc(b: &mut Bench, oc: &str) {
     let invite = b.at_trunk().into_iter().rfind(|m| m.is_request()).unwrap();
     let w = lifeline_sip::MessageWriter::response_to(&invite, 180, "Ringing", Some(b"t1")).unwrap();
     let text = String::from_utf8(w.finish().to_vec()).unwrap();
-    assert!(text.contains(";oc;oc-algo=\"loss\""), "we offer overload control: {text}");
+    assert!(
+        text.contains(";oc;oc-algo=\"loss\""),
+        "we offer overload control: {text}"
+    );
     let text = text.replacen(";oc;oc-algo=\"loss\"", oc, 1);
     b.send(TRUNK, &text);
 }
@@ -206,7 +244,10 @@ fn a_trunk_asking_for_less_traffic_sheds_non_emergency_calls_only() {
     let mut b = two_trunks();
     b.send(CALLER, &invite("o0", "sip:+442079460000@gw"));
     assert_eq!(invites_to(&b), "p");
-    ring_with_oc(&mut b, ";oc=50;oc-algo=\"loss\";oc-validity=1000;oc-seq=100.5");
+    ring_with_oc(
+        &mut b,
+        ";oc=50;oc-algo=\"loss\";oc-validity=1000;oc-seq=100.5",
+    );
     // Half the new calls go elsewhere, evenly: every second one.
     for i in 1..=4 {
         b.send(CALLER, &invite(&format!("o{i}"), "sip:+442079460000@gw"));
@@ -215,7 +256,15 @@ fn a_trunk_asking_for_less_traffic_sheds_non_emergency_calls_only() {
     let skipped = b
         .events
         .iter()
-        .filter(|e| matches!(e, lifeline_proxy::Event::TrunkSkipped { reason: lifeline_proxy::SkipReason::Overload, .. }))
+        .filter(|e| {
+            matches!(
+                e,
+                lifeline_proxy::Event::TrunkSkipped {
+                    reason: lifeline_proxy::SkipReason::Overload,
+                    ..
+                }
+            )
+        })
         .count();
     assert_eq!(skipped, 2);
     // Emergency calls are never shed for it.

@@ -336,9 +336,18 @@ Record-Route: <sip:gw;lr>\r\n\
             "SIP/2.0 503 Busy\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1;oc;oc=50;oc-algo=\"loss\" , SIP/2.0/UDP b\r\nVia: SIP/2.0/UDP c\r\n\r\n"
         );
         // A Via with no parameters at all, at the end of its line.
-        let m = Message::parse(Bytes::from_static(b"SIP/2.0 503 Busy\r\nVia: SIP/2.0/UDP c:5060\r\n\r\n")).unwrap();
-        let out = Edit::new(&m).add_top_via_params(b";oc=1").unwrap().to_bytes();
-        assert_eq!(text(&out), "SIP/2.0 503 Busy\r\nVia: SIP/2.0/UDP c:5060;oc=1\r\n\r\n");
+        let m = Message::parse(Bytes::from_static(
+            b"SIP/2.0 503 Busy\r\nVia: SIP/2.0/UDP c:5060\r\n\r\n",
+        ))
+        .unwrap();
+        let out = Edit::new(&m)
+            .add_top_via_params(b";oc=1")
+            .unwrap()
+            .to_bytes();
+        assert_eq!(
+            text(&out),
+            "SIP/2.0 503 Busy\r\nVia: SIP/2.0/UDP c:5060;oc=1\r\n\r\n"
+        );
         assert!(Edit::new(&m).add_top_via_params(b";a\r\nX: y").is_err());
     }
 

@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 
 use crate::admin::AdminAccess;
 use lifeline_proxy::{
-    AccessConfig, AllFailed, EmergencyConfig, LimitsConfig, Proxy, ProxyConfig, RouteConfig, Timers, Transport,
-    TrunkConfig,
+    AccessConfig, AllFailed, EmergencyConfig, LimitsConfig, Proxy, ProxyConfig, RouteConfig,
+    Timers, Transport, TrunkConfig,
 };
 
 mod error;

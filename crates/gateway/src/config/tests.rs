@@ -1897,7 +1897,11 @@ fn access_errors() {
 #[test]
 fn limits_every_key_and_the_defaults() {
     let none = ok(MIN);
-    assert_eq!(none.limits, LimitsConfig::default(), "no limit unless written");
+    assert_eq!(
+        none.limits,
+        LimitsConfig::default(),
+        "no limit unless written"
+    );
     assert_eq!(none.tcp_limits, TcpLimitsConfig::default());
     let c = ok(&min_with(
         "limits:
@@ -1913,14 +1917,23 @@ fn limits_every_key_and_the_defaults() {
     assert_eq!(
         c.limits,
         LimitsConfig {
-            per_source: Some(Rate { rate: 100, burst: 200 }),
-            per_source_emergency: Some(Rate { rate: 1000, burst: 2000 }),
+            per_source: Some(Rate {
+                rate: 100,
+                burst: 200
+            }),
+            per_source_emergency: Some(Rate {
+                rate: 1000,
+                burst: 2000
+            }),
             over_limit: OverLimit::Drop,
             max_calls: Some(20_000),
             max_transactions: Some(100_000),
         }
     );
-    assert_eq!(c.proxy_config(lifeline_proxy::Seed::from(1)).limits, c.limits);
+    assert_eq!(
+        c.proxy_config(lifeline_proxy::Seed::from(1)).limits,
+        c.limits
+    );
     assert_eq!(
         c.tcp_limits,
         TcpLimitsConfig {
@@ -1932,7 +1945,13 @@ fn limits_every_key_and_the_defaults() {
     );
     // A burst defaults to one second's worth.
     let c = ok(&min_with("limits: {per_source: {rate: 50}}\n"));
-    assert_eq!(c.limits.per_source, Some(Rate { rate: 50, burst: 50 }));
+    assert_eq!(
+        c.limits.per_source,
+        Some(Rate {
+            rate: 50,
+            burst: 50
+        })
+    );
     assert_eq!(c.limits.over_limit, OverLimit::Reject);
 }
 
@@ -1973,6 +1992,8 @@ fn limits_errors() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     // Allowed, but transactions would run out before calls do.
-    let c = ok(&min_with("limits: {max_calls: 100, max_transactions: 50}\n"));
+    let c = ok(&min_with(
+        "limits: {max_calls: 100, max_transactions: 50}\n",
+    ));
     assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
 }

@@ -67,7 +67,9 @@ impl TrunkLoad {
         if number("oc-algo").is_some_and(|a| !a.eq_ignore_ascii_case("loss")) {
             return;
         }
-        let seq = number("oc-seq").and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        let seq = number("oc-seq")
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
         if self.oc.is_some_and(|o| seq < o.seq) {
             return; // an older request, overtaken (reordered responses)
         }

@@ -125,7 +125,13 @@ impl Proxy {
     /// Answer a request a state cap refused: 503 with Retry-After, sent
     /// statelessly.
     fn refuse_capped(&mut self, now: Instant, from: Peer, m: &Message, why: Refusal) {
-        let retry = self.cfg.all_failed.retry_after.unwrap_or(5).max(1).to_string();
+        let retry = self
+            .cfg
+            .all_failed
+            .retry_after
+            .unwrap_or(5)
+            .max(1)
+            .to_string();
         let tag = self.new_tag();
         if let Ok(mut w) =
             lifeline_sip::MessageWriter::response_to(m, 503, "Service Unavailable", Some(&tag))

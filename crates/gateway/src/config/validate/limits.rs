@@ -35,7 +35,10 @@ impl Validator<'_> {
         let l = &raw.value;
         let mut ok = true;
         if let Some(r) = &l.per_source {
-            ok &= self.rate(r, "limits.per_source").map(|r| cfg.per_source = Some(r)).is_some();
+            ok &= self
+                .rate(r, "limits.per_source")
+                .map(|r| cfg.per_source = Some(r))
+                .is_some();
         }
         if let Some(r) = &l.per_source_emergency {
             ok &= self
@@ -49,8 +52,13 @@ impl Validator<'_> {
             v.word(s, "limits.over_limit", &OVER)
         });
         ok &= self.set(&l.max_calls, &mut cfg.max_calls, |v, s| {
-            v.int(s, "limits.max_calls", 1..=u32::MAX, "a limit of 1 or more calls")
-                .map(Some)
+            v.int(
+                s,
+                "limits.max_calls",
+                1..=u32::MAX,
+                "a limit of 1 or more calls",
+            )
+            .map(Some)
         });
         ok &= self.set(&l.max_transactions, &mut cfg.max_transactions, |v, s| {
             v.int(
@@ -95,9 +103,19 @@ impl Validator<'_> {
             );
             return None;
         };
-        let rate = self.int(v, &format!("{key}.rate"), 1..=1_000_000u32, "1 to 1000000 a second");
+        let rate = self.int(
+            v,
+            &format!("{key}.rate"),
+            1..=1_000_000u32,
+            "1 to 1000000 a second",
+        );
         let burst = match &r.burst.0 {
-            Some(v) => self.int(v, &format!("{key}.burst"), 1..=10_000_000u32, "1 to 10000000"),
+            Some(v) => self.int(
+                v,
+                &format!("{key}.burst"),
+                1..=10_000_000u32,
+                "1 to 10000000",
+            ),
             None => rate,
         };
         Some(Rate {
@@ -111,15 +129,25 @@ impl Validator<'_> {
         let Some(raw) = raw else { return Some(t) };
         let mut ok = true;
         ok &= self.set(&raw.max_connections, &mut t.max_connections, |v, s| {
-            v.int(s, "limits.tcp.max_connections", 1..=1_000_000u32, "1 to 1000000")
-                .map(|n| n as usize)
+            v.int(
+                s,
+                "limits.tcp.max_connections",
+                1..=1_000_000u32,
+                "1 to 1000000",
+            )
+            .map(|n| n as usize)
         });
         ok &= self.set(
             &raw.max_connections_per_ip,
             &mut t.max_connections_per_ip,
             |v, s| {
-                v.int(s, "limits.tcp.max_connections_per_ip", 1..=1_000_000u32, "1 to 1000000")
-                    .map(|n| n as usize)
+                v.int(
+                    s,
+                    "limits.tcp.max_connections_per_ip",
+                    1..=1_000_000u32,
+                    "1 to 1000000",
+                )
+                .map(|n| n as usize)
             },
         );
         ok &= self.set(&raw.message_timeout, &mut t.message_timeout, |v, s| {
