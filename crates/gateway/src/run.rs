@@ -36,6 +36,8 @@ pub(crate) struct RunConfig {
     pub(crate) log_json: bool,
     /// How long a TCP connection may stay idle (zero: never closed for it).
     pub(crate) tcp_idle_timeout: Duration,
+    /// `limits.tcp`.
+    pub(crate) tcp_limits: lifeline_io::TcpLimits,
     /// What the file has that is allowed but probably wrong, one line each
     /// (`file:line:column: warning: key: message`): logged at WARN.
     pub(crate) warnings: Vec<String>,
@@ -69,6 +71,7 @@ pub(crate) fn load_run_config(path: &Path) -> Result<RunConfig, String> {
         log_level: log.level.as_str().to_string(),
         log_json: log.format == LogFormat::Json,
         tcp_idle_timeout: shared.tcp_idle_timeout(),
+        tcp_limits: shared.tcp_limits(),
         warnings: shared
             .warnings()
             .iter()
@@ -550,6 +553,7 @@ impl Observability {
             metrics.add_tcp_idle_closed(idle.saturating_sub(last_idle_closed));
             last_idle_closed = idle;
             metrics.set_tcp(io);
+            metrics.set_admission(io);
             let busy = io.core_busy_ns.load(std::sync::atomic::Ordering::Relaxed);
             metrics.add_core_busy(busy.saturating_sub(last_busy) as f64 / 1e9);
             last_busy = busy;
@@ -646,7 +650,7 @@ fn daemon(config_path: &Path, cfg: RunConfig, io_threads: Option<usize>) -> std:
         tick_every: Duration::from_millis(250),
         net: lifeline_io::transport::real(),
         clock: lifeline_io::clock::system(),
-        tcp: lifeline_io::TcpLimits::default(),
+        tcp: cfg.tcp_limits,
     })?;
     gw.tcp_idle.send_replace(cfg.tcp_idle_timeout);
     obs.metrics
@@ -675,6 +679,7 @@ fn daemon(config_path: &Path, cfg: RunConfig, io_threads: Option<usize>) -> std:
         config_path.to_path_buf(),
     );
     let tcp_idle = gw.tcp_idle.clone();
+    let tcp_limits = gw.tcp_limits.clone();
     let metrics = obs.metrics.clone();
     let access = obs.access.clone();
     rt.spawn(async move {
@@ -683,7 +688,7 @@ fn daemon(config_path: &Path, cfg: RunConfig, io_threads: Option<usize>) -> std:
             tokio::select! {
                 _ = term.recv() => { shutdown(&input, &board, "SIGTERM"); }
                 _ = int.recv() => { shutdown(&input, &board, "SIGINT"); }
-                _ = hup.recv() => { reload(&input, &path, &tcp_idle, &metrics, (admin, &access)).await; }
+                _ = hup.recv() => { reload(&input, &path, (&tcp_idle, &tcp_limits), &metrics, (admin, &access)).await; }
             }
         }
     });
@@ -718,7 +723,10 @@ fn shutdown(input: &InputTx, board: &StatusBoard, why: &str) {
 async fn reload(
     input: &InputTx,
     path: &Path,
-    tcp_idle: &tokio::sync::watch::Sender<Duration>,
+    tcp: (
+        &tokio::sync::watch::Sender<Duration>,
+        &tokio::sync::watch::Sender<lifeline_io::TcpLimits>,
+    ),
     metrics: &Metrics,
     admin: (std::net::SocketAddr, &AccessBoard),
 ) {
@@ -734,15 +742,21 @@ async fn reload(
             tracing::error!(file = %path.display(), admin = %admin_bound, "reload refused: the admin API stays on {admin_bound} until a restart, and the new file has no admin.token_file for it; the running configuration stays")
         }
         Ok(cfg) => {
-            let idle = cfg.tcp_idle_timeout;
+            let (idle, limits) = (cfg.tcp_idle_timeout, cfg.tcp_limits);
             let (warnings, max_calls) = (cfg.warnings, cfg.max_calls);
             let (admin_listen, admin_access) = (cfg.admin, cfg.admin_access);
             let (tx, rx) = crossbeam_channel::bounded(1);
             // The advertised address cannot change; reuse the proxy's own.
             let builder = cfg.proxy;
+            let io = input.clone();
             let send = input.try_send(Input::Call(Box::new(move |p: &mut Proxy, now: Instant| {
                 let adv = p.advertise();
-                let r = p.reload(now, builder(adv)).map_err(|e| e.to_string());
+                let cfg = builder(adv);
+                let r = p.reload(now, cfg.clone()).map_err(|e| e.to_string());
+                if r.is_ok() {
+                    // The IO threads' admission takes the new limits too.
+                    io.set_limits(&cfg);
+                }
                 let _ = tx.send(r);
             })));
             if send.is_err() {
@@ -753,7 +767,9 @@ async fn reload(
                 {
                     Ok(Ok(Ok(()))) => {
                         // Open connections take the new idle timeout too.
-                        tcp_idle.send_replace(idle);
+                        tcp.0.send_replace(idle);
+                        // New connections and messages take the new bounds.
+                        tcp.1.send_replace(limits);
                         metrics.set_max_calls(max_calls.iter().map(|(t, m)| (t.as_str(), *m)));
                         access.replace(admin_access);
                         if admin_listen != admin_bound && admin_listen.port() != 0 {

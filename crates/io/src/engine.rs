@@ -28,9 +28,10 @@ use std::task::{Context, Poll};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
-use lifeline_proxy::{Event, Peer, Proxy, Transmit, TransportError, TrunkId};
+use lifeline_proxy::{Event, Peer, Proxy, ProxyConfig, Transmit, TransportError, TrunkId};
 use lifeline_sip::{Message, Verdict};
 
+use crate::admission::{Admit, Gate, INPUT_QUEUE_BYTES};
 use crate::clock::Clock;
 use crate::combiner::Combiner;
 use crate::overload::Overload;
@@ -90,6 +91,16 @@ pub enum Input {
     },
 }
 
+impl Input {
+    /// The bytes it holds, for the queue's byte bound.
+    fn size(&self) -> usize {
+        match self {
+            Input::Message(r) => r.msg.as_ref().map_or(0, |m| m.as_bytes().len()),
+            _ => 0,
+        }
+    }
+}
+
 impl fmt::Debug for Input {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -117,10 +128,16 @@ pub struct InputTx {
 }
 
 impl InputTx {
-    /// Queue an input unless the queue is full (then it comes back), and
-    /// handle it now if the core is free.
+    /// Queue an input unless the queue is full, in entries or bytes (then
+    /// it comes back), and handle it now if the core is free.
     pub fn try_send(&self, input: Input) -> Result<(), Input> {
+        let size = input.size();
+        let bytes = &self.shared.stats.queued_bytes;
+        if size > 0 && bytes.load(Ordering::Relaxed) + size > INPUT_QUEUE_BYTES {
+            return Err(input);
+        }
         self.shared.core.queue().try_push(input)?;
+        bytes.fetch_add(size, Ordering::Relaxed);
         self.shared.combine();
         Ok(())
     }
@@ -128,8 +145,33 @@ impl InputTx {
     /// Queue an input, waiting for room, and handle it now if the core is
     /// free.
     pub fn send(&self, input: Input) {
+        let size = input.size();
         self.shared.core.queue().push(input);
+        self.shared
+            .stats
+            .queued_bytes
+            .fetch_add(size, Ordering::Relaxed);
         self.shared.combine();
+    }
+
+    /// Put `cfg`'s `limits` in force on the IO threads' admission (the
+    /// gateway does at start-up; the daemon again on every reload).
+    pub fn set_limits(&self, cfg: &ProxyConfig) {
+        self.shared.admit.configure(cfg);
+    }
+
+    /// What an IO thread does with request `m` from `from` before queuing
+    /// it (see [`crate::admission`]).
+    pub(crate) fn gate(&self, from: Peer, m: &Message) -> Gate {
+        let queue = self.shared.core.queue();
+        self.shared.admit.check(
+            self.shared.clock.now(),
+            from.addr.ip(),
+            m,
+            queue.len(),
+            self.shared.stats.queued_bytes.load(Ordering::Relaxed),
+            &self.shared.stats,
+        )
     }
 
     /// `fut` as a task whose panic stops the engine (see
@@ -154,6 +196,8 @@ pub(crate) struct Shared {
     clock: Arc<dyn Clock>,
     /// Why the engine stopped by itself (a panic), if it did.
     failure: OnceLock<String>,
+    /// Admission on the IO threads.
+    admit: Admit,
 }
 
 /// What the core lock guards.
@@ -184,6 +228,7 @@ pub(crate) fn core_entry(stats: Arc<IoStats>, clock: Arc<dyn Clock>) -> (InputTx
         stats,
         clock,
         failure: OnceLock::new(),
+        admit: Admit::new(),
     });
     (
         InputTx {
@@ -291,12 +336,25 @@ impl Shared {
         if core.deadline() <= now {
             core.timers(now, queue.len());
         }
+        // Each input is handled at the time it is taken off the queue: a
+        // long batch (a backlog, or a slow admin call) must not hand later
+        // inputs a time already past, or their timers (a call's failover
+        // timer above all) would be armed late and fire early.
+        let mut now = now;
         let mut n = 0;
         while let Some(i) = queue.pop() {
+            self.stats
+                .queued_bytes
+                .fetch_sub(i.size(), Ordering::Relaxed);
+            let slow = matches!(i, Input::Call(_));
             core.input(now, i);
             n += 1;
-            if n % 256 == 0 && core.deadline() <= now {
-                core.timers(now, queue.len());
+            if slow || n % 16 == 0 {
+                now = self.clock.now();
+                // As above: what fell due meanwhile fires first.
+                if core.deadline() <= now {
+                    core.timers(now, queue.len());
+                }
             }
         }
         let mut next = core.deadline();
@@ -526,7 +584,8 @@ impl Core {
         self.proxy.handle_timeout(now);
         flush(&mut self.proxy, &mut self.pending, &mut self.sinks, now);
         if now >= self.next_tick {
-            let overloaded = self.overload.check(queued, INPUT_QUEUE, &self.stats);
+            let (overloaded, shed) = self.overload.check(now, queued, INPUT_QUEUE, &self.stats);
+            self.stats.shedding.store(shed, Ordering::Relaxed);
             if overloaded != self.overload.reported {
                 self.overload.reported = overloaded;
                 if overloaded {

@@ -210,6 +210,7 @@ impl Gateway {
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "nothing to listen on"))?;
         let cfg = (opts.proxy_config)(advertise);
         let now = opts.clock.now();
+        tx.set_limits(&cfg);
         let proxy = Proxy::new(now, cfg.clone())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
 

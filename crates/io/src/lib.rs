@@ -69,6 +69,8 @@
 //! `RUSTFLAGS="--cfg loom" cargo test -p lifeline-io --release --test loom`).
 #![warn(missing_docs)]
 
+#[cfg(not(loom))]
+pub mod admission;
 pub mod clock;
 pub mod combiner;
 /// Rate limits for per-message log lines: the first N per interval, then a count.

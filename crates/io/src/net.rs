@@ -54,11 +54,12 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use lifeline_proxy::{Peer, Transmit, Transport, TransportError, TrunkId};
-use lifeline_sip::{check_datagram, StreamFramer};
+use lifeline_sip::{check_datagram, StreamFramer, Verdict};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::Notify;
 
+use crate::admission::Gate;
 use crate::engine::{Input, InputTx, Received, Wire};
 use crate::limits::{TcpGate, TcpSlot};
 use crate::stats::IoStats;
@@ -439,10 +440,25 @@ fn send_datagram(
     }
 }
 
-/// Deliver one received datagram (or stream frame) to the core.
-fn deliver(input: &InputTx, stats: &IoStats, from: Peer, data: Bytes) {
+/// Deliver one received datagram (or stream frame) to the core, unless
+/// admission answers (`reply`) or drops a new request first
+/// ([`crate::admission`]).
+fn deliver(input: &InputTx, stats: &IoStats, from: Peer, data: Bytes, reply: &dyn Fn(Bytes)) {
     stats.received.fetch_add(1, Ordering::Relaxed);
     let (msg, verdict) = check_datagram(data);
+    if let (Some(m), Verdict::Accept) = (&msg, &verdict) {
+        if m.is_request() {
+            match input.gate(from, m) {
+                Gate::Admit => {}
+                Gate::Answer(b) => {
+                    stats.on_send(&b);
+                    reply(b);
+                    return;
+                }
+                Gate::Drop => return,
+            }
+        }
+    }
     if input
         .try_send(Input::Message(Box::new(Received { from, msg, verdict })))
         .is_err()
@@ -470,6 +486,11 @@ pub(crate) async fn recv_udp(
         match socket.recv_from(&mut buf).await {
             Ok((_, from)) => {
                 let data = Bytes::copy_from_slice(&buf);
+                let reply = |b: Bytes| {
+                    if socket.try_send_to(&b, from).is_err() {
+                        stats.send_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                };
                 deliver(
                     &input,
                     &stats,
@@ -478,6 +499,7 @@ pub(crate) async fn recv_udp(
                         transport: Transport::Udp,
                     },
                     data,
+                    &reply,
                 );
             }
             Err(e) => match (trunk, transport_error(&e)) {
@@ -599,7 +621,12 @@ async fn run_tcp(
         loop {
             match framer.next_frame() {
                 Ok(Some(lifeline_sip::Frame::Message(m))) => {
-                    deliver(&tcp.input, &tcp.stats, peer, m)
+                    let reply = |b: Bytes| {
+                        if let Ok(mut c) = tcp.conns.lock() {
+                            let _ = tcp.enqueue(&mut c, addr, Some(id), b);
+                        }
+                    };
+                    deliver(&tcp.input, &tcp.stats, peer, m, &reply);
                 }
                 Ok(Some(lifeline_sip::Frame::KeepAlive)) => {
                     // RFC 5626: answer a CRLFCRLF ping with a CRLF pong.

@@ -2,9 +2,13 @@
 //! counters, the kernel's (`/proc/net/snmp`) and how late its timer wakes.
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::stats::IoStats;
+
+/// The share of time the core may be held before the gateway counts as
+/// overloaded: past it, new work would only queue.
+const BUSY_SHARE: f64 = 0.9;
 
 /// Whether the gateway itself is overloaded: its input queue filling, inputs
 /// or kernel socket buffers dropping, or the loop waking late. Evidence seen
@@ -16,15 +20,47 @@ pub(crate) struct Overload {
     pub(crate) lag: Duration,
     queue_drops: u64,
     socket_drops: u64,
+    /// The core's busy time as of the last check, and when that was.
+    busy: Option<(Instant, u64)>,
     /// What the health checker was last told.
     pub(crate) reported: bool,
 }
 
 impl Overload {
-    /// Look at the counters since the last check: `queued` inputs of a
-    /// queue that holds `capacity`.
-    pub(crate) fn check(&mut self, queued: usize, capacity: usize, stats: &IoStats) -> bool {
-        self.check_with(queued, capacity, stats, udp_receive_errors())
+    /// Look at the counters since the last check, at `now`: `queued`
+    /// inputs of a queue that holds `capacity`. Returns whether the gateway
+    /// is overloaded (for the health checker: any sign, the host's kernel
+    /// drops included) and whether to shed new calls (the gateway's own
+    /// signs only: its queue, its drops, a late timer, the core busy over
+    /// 90 % of the time — another program's full socket buffer on the same
+    /// host is no reason to refuse calls).
+    pub(crate) fn check(
+        &mut self,
+        now: Instant,
+        queued: usize,
+        capacity: usize,
+        stats: &IoStats,
+    ) -> (bool, bool) {
+        let busy = self.busy_share(now, stats.core_busy_ns.load(Ordering::Relaxed));
+        let (lag, drops) = (self.lag, stats.queue_drops.load(Ordering::Relaxed));
+        let own = queued > capacity / 4
+            || drops > self.queue_drops
+            || lag > Duration::from_millis(100)
+            || busy > BUSY_SHARE;
+        let any = self.check_with(queued, capacity, stats, udp_receive_errors());
+        (any || own, own)
+    }
+
+    /// The share of the time since the last check the core was held.
+    fn busy_share(&mut self, now: Instant, busy_ns: u64) -> f64 {
+        let share = match self.busy {
+            Some((at, ns)) if now > at => {
+                busy_ns.saturating_sub(ns) as f64 / now.duration_since(at).as_nanos() as f64
+            }
+            _ => 0.0,
+        };
+        self.busy = Some((now, busy_ns));
+        share
     }
 
     /// [`Overload::check`] with the kernel's drop count given (`None`:
@@ -81,6 +117,18 @@ mod tests {
         assert_eq!(rcvbuf_errors(snmp), Some(7));
         assert_eq!(rcvbuf_errors("Udp: InDatagrams\nUdp: 1\n"), None);
         assert_eq!(rcvbuf_errors(""), None);
+    }
+
+    #[test]
+    fn the_core_busy_share_is_measured_between_checks() {
+        let mut o = Overload::default();
+        let t0 = Instant::now();
+        assert_eq!(o.busy_share(t0, 0), 0.0, "nothing to compare with yet");
+        let t1 = t0 + Duration::from_millis(100);
+        assert_eq!(o.busy_share(t1, 95_000_000), 0.95);
+        let t2 = t1 + Duration::from_millis(100);
+        assert_eq!(o.busy_share(t2, 95_000_000 + 50_000_000), 0.5);
+        assert!(0.95 > BUSY_SHARE && 0.5 < BUSY_SHARE);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Counters the IO side keeps, read by whoever exports them (the daemon's
 //! metrics tick reads them and adds what changed).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use lifeline_proxy::Refusal;
 
 /// Counters kept by the IO side. Each only grows, but for the gauge
 /// `tcp_open`.
@@ -40,12 +42,35 @@ pub struct IoStats {
     pub tcp_write_queue_overflows: AtomicU64,
     /// Time the core was held (routing, by one thread at a time), ns.
     pub core_busy_ns: AtomicU64,
+    /// Whether the core is behind and new non-emergency requests are shed
+    /// (set by the housekeeping check; the IO threads also shed on their
+    /// own look at the queue).
+    pub shedding: AtomicBool,
+    /// Bytes of the messages queued for the core now (a gauge).
+    pub queued_bytes: AtomicUsize,
+    /// New emergency requests the IO threads admitted.
+    pub emergency_admitted: AtomicU64,
+    /// New requests the IO threads refused, by [`Refusal`] (in the order of
+    /// [`Refusal::ALL`]): answered 503 (`[i][1]`) or dropped (`[i][0]`).
+    pub admission_refused: [[AtomicU64; 2]; Refusal::ALL.len()],
 }
 
 impl IoStats {
     /// Messages sent, requests and responses.
     pub fn sent(&self) -> u64 {
         self.sent_requests.load(Ordering::Relaxed) + self.sent_responses.load(Ordering::Relaxed)
+    }
+
+    /// Requests refused for `why`, answered (`rejected`) or dropped.
+    pub fn refused_count(&self, why: Refusal, rejected: bool) -> u64 {
+        let i = Refusal::ALL.iter().position(|r| *r == why).unwrap_or(0);
+        self.admission_refused[i][usize::from(rejected)].load(Ordering::Relaxed)
+    }
+
+    /// Count one request refused for `why`.
+    pub(crate) fn refused(&self, why: Refusal, rejected: bool) {
+        let i = Refusal::ALL.iter().position(|r| *r == why).unwrap_or(0);
+        self.admission_refused[i][usize::from(rejected)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Count one message sent.

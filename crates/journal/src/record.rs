@@ -292,14 +292,18 @@ pub enum SkipReason {
     MaxCalls,
     /// The trunk had taken `max_cps` new calls in the last second.
     MaxCps,
+    /// The trunk asked for less traffic (RFC 7339 overload control).
+    Overload,
 }
 
 impl SkipReason {
-    /// The config key that caused it: `max_calls`, `max_cps`.
+    /// What caused it: the config key (`max_calls`, `max_cps`), or
+    /// `overload` (the trunk's own request).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::MaxCalls => "max_calls",
             Self::MaxCps => "max_cps",
+            Self::Overload => "overload",
         }
     }
 }
@@ -309,6 +313,7 @@ impl From<lifeline_proxy::SkipReason> for SkipReason {
         match r {
             lifeline_proxy::SkipReason::MaxCalls => Self::MaxCalls,
             lifeline_proxy::SkipReason::MaxCps => Self::MaxCps,
+            lifeline_proxy::SkipReason::Overload => Self::Overload,
         }
     }
 }

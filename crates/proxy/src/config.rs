@@ -4,6 +4,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use ipnet::IpNet;
+
+use crate::admission::LimitsConfig;
 use lifeline_health::{ProbeConfig, Seed};
 
 /// RFC 3261 §18.1.1: a request larger than this many bytes, when the path
@@ -374,6 +376,9 @@ pub struct ProxyConfig {
     /// from the operating system at start-up; tests and simulations pass a
     /// constant (`Seed::from(7)`), which makes every token predictable.
     pub seed: Seed,
+    /// Per-source rate limits and state caps (`limits:`; see
+    /// [`crate::admission`]).
+    pub limits: LimitsConfig,
 }
 
 impl ProxyConfig {
@@ -390,6 +395,7 @@ impl ProxyConfig {
             all_failed: AllFailed::default(),
             dialog_max_age: Duration::from_secs(12 * 3600),
             seed: Seed::from(0x5eed),
+            limits: LimitsConfig::default(),
         }
     }
 }

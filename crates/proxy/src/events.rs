@@ -108,6 +108,9 @@ pub enum SkipReason {
     MaxCalls,
     /// The trunk had taken `max_cps` new calls in the last second.
     MaxCps,
+    /// The trunk asked for less traffic (RFC 7339 `oc`, the loss
+    /// algorithm) and this non-emergency call was part of the share shed.
+    Overload,
 }
 
 impl SkipReason {
@@ -116,6 +119,7 @@ impl SkipReason {
         match self {
             Self::MaxCalls => "max_calls",
             Self::MaxCps => "max_cps",
+            Self::Overload => "overload",
         }
     }
 }

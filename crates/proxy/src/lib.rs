@@ -52,12 +52,14 @@
 #![warn(missing_docs)]
 
 mod access;
+pub mod admission;
 mod classify;
 mod config;
 mod events;
 mod proxy;
 mod transaction;
 
+pub use admission::{Admission, Class, Decision, LimitsConfig, Load, OverLimit, Rate, Refusal};
 pub use classify::{classify, select_route, EmergencyRule};
 pub use config::{
     AccessConfig, AllFailed, ConfigError, EmergencyConfig, Peer, ProxyConfig, RescueRinging,

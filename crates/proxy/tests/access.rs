@@ -3,18 +3,18 @@
 //! kept (`trusted`), what an untrusted source's request loses (and that
 //! every other byte stays), and `strip_untrusted_location`.
 
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use lifeline_proxy::{
-    AccessConfig, CallInfo, EmergencyRule, Event, IpNet, Peer, ProbeConfig, Proxy, ProxyConfig,
-    RouteConfig, RouteMatch, Transmit, TrunkConfig, UnknownSource,
+    AccessConfig, EmergencyRule, IpNet, Peer, ProbeConfig, ProxyConfig, RouteConfig, RouteMatch,
+    TrunkConfig, UnknownSource,
 };
 use lifeline_sip::{HeaderName, Message, MessageWriter};
 
-const GW: &str = "127.0.10.1:5060";
-const TRUNK: &str = "127.0.30.1:5060";
+mod support;
+use support::{addr, Bench, GW, TRUNK};
+
 /// In `callers`, not in `trusted`.
 const CALLER: &str = "192.0.2.20:5060";
 /// In `callers` and in `trusted`.
@@ -38,10 +38,6 @@ const LOCATION: [&str; 2] = [
     "Geolocation: <cid:loc@caller>\r\n",
     "Geolocation-Routing: no\r\n",
 ];
-
-fn addr(s: &str) -> SocketAddr {
-    s.parse().unwrap()
-}
 
 fn net(s: &str) -> IpNet {
     s.parse().unwrap()
@@ -82,99 +78,9 @@ fn config(access: AccessConfig) -> ProxyConfig {
     cfg
 }
 
-/// The proxy on virtual time, and what it sent and reported.
-struct Bench {
-    proxy: Proxy,
-    now: Instant,
-    sent: Vec<Transmit>,
-    events: Vec<Event>,
-}
-
-impl Bench {
-    fn new(access: AccessConfig) -> Self {
-        let now = Instant::now();
-        let mut b = Bench {
-            proxy: Proxy::new(now, config(access)).unwrap(),
-            now,
-            sent: Vec::new(),
-            events: Vec::new(),
-        };
-        b.drain();
-        b
-    }
-
-    fn drain(&mut self) {
-        while let Some(t) = self.proxy.poll_transmit() {
-            self.sent.push(t);
-        }
-        while let Some(e) = self.proxy.poll_event() {
-            self.events.push(e);
-        }
-    }
-
-    /// `text` arrives from `from`, 1 ms after the last input.
-    fn send(&mut self, from: &str, text: &str) {
-        self.now += Duration::from_millis(1);
-        self.proxy.handle_message(
-            self.now,
-            Peer::udp(addr(from)),
-            Bytes::from(text.to_string()),
-        );
-        self.drain();
-    }
-
-    /// Let `d` pass, firing timers.
-    fn advance(&mut self, d: Duration) {
-        let until = self.now + d;
-        while let Some(t) = self.proxy.poll_timeout().filter(|t| *t <= until) {
-            self.now = t.max(self.now);
-            self.proxy.handle_timeout(self.now);
-            self.drain();
-        }
-        self.now = until;
-    }
-
-    /// Requests that went to the trunk (not the probes: they are off).
-    fn at_trunk(&self) -> Vec<Message> {
-        self.sent
-            .iter()
-            .filter(|t| t.peer.addr == addr(TRUNK))
-            .map(|t| Message::parse(t.payload.clone()).unwrap())
-            .collect()
-    }
-
-    fn to(&self, who: &str) -> Vec<Message> {
-        self.sent
-            .iter()
-            .filter(|t| t.peer.addr == addr(who))
-            .map(|t| Message::parse(t.payload.clone()).unwrap())
-            .collect()
-    }
-
-    fn rejections(&self) -> Vec<(SocketAddr, Option<u16>, &'static str)> {
-        self.events
-            .iter()
-            .filter_map(|e| match e {
-                Event::Rejected {
-                    from,
-                    status,
-                    reason,
-                    ..
-                } => Some((from.addr, *status, *reason)),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn started(&self) -> Vec<CallInfo> {
-        self.events
-            .iter()
-            .filter_map(|e| match e {
-                Event::CallStarted { info, .. } => Some((**info).clone()),
-                _ => None,
-            })
-            .collect()
-    }
+/// The bench on [`config`] with `access`.
+fn bench(access: AccessConfig) -> Bench {
+    Bench::new(config(access))
 }
 
 fn invite(from: &str, id: &str, uri: &str, extra: &str, body: Option<(&str, &str)>) -> String {
@@ -221,7 +127,7 @@ fn minus(text: &str, lines: &[&str]) -> String {
 
 #[test]
 fn an_invite_from_outside_callers_is_dropped_and_counted() {
-    let mut b = Bench::new(access(UnknownSource::Drop, false));
+    let mut b = bench(access(UnknownSource::Drop, false));
     let forged = FORGED.concat();
     b.send(
         STRANGER,
@@ -255,7 +161,7 @@ fn an_invite_from_outside_callers_is_dropped_and_counted() {
 
 #[test]
 fn with_unknown_reject_an_invite_from_outside_gets_403() {
-    let mut b = Bench::new(access(UnknownSource::Reject, false));
+    let mut b = bench(access(UnknownSource::Reject, false));
     let text = invite(STRANGER, "s2", "urn:service:sos", &FORGED.concat(), None);
     b.send(STRANGER, &text);
     let answers = b.to(STRANGER);
@@ -281,7 +187,7 @@ fn with_unknown_reject_an_invite_from_outside_gets_403() {
 #[test]
 fn an_ack_from_outside_is_never_answered() {
     for unknown in [UnknownSource::Drop, UnknownSource::Reject] {
-        let mut b = Bench::new(access(unknown, false));
+        let mut b = bench(access(unknown, false));
         b.send(STRANGER, &ack(STRANGER, "s3", "sip:999@gw", "x"));
         // One that claims a dialog of ours, with a made-up token.
         let forged_route = format!(
@@ -302,7 +208,7 @@ fn an_ack_from_outside_is_never_answered() {
 
 #[test]
 fn an_untrusted_caller_loses_identity_and_priority_and_nothing_else() {
-    let mut b = Bench::new(access(UnknownSource::Drop, false));
+    let mut b = bench(access(UnknownSource::Drop, false));
     let extra = format!(
         "{}Subject: help\r\n{}{}Call-Info: <urn:emergency:uid:callid:abc:orig.example>;purpose=emergency-CallId\r\n{}{}{}",
         FORGED[0], LOCATION[0], FORGED[1], FORGED[2], LOCATION[1], FORGED[3]
@@ -346,7 +252,7 @@ fn an_untrusted_caller_loses_identity_and_priority_and_nothing_else() {
 
 #[test]
 fn an_untrusted_caller_dialling_999_is_still_an_emergency_call() {
-    let mut b = Bench::new(access(UnknownSource::Drop, false));
+    let mut b = bench(access(UnknownSource::Drop, false));
     for (id, uri, rule) in [
         ("u2", "sip:999@gw", EmergencyRule::Number),
         ("u3", "urn:service:sos.police", EmergencyRule::SosUrn),
@@ -365,7 +271,7 @@ fn an_untrusted_caller_dialling_999_is_still_an_emergency_call() {
 
 #[test]
 fn a_trusted_source_keeps_everything_and_its_esnet_counts() {
-    let mut b = Bench::new(access(UnknownSource::Drop, true));
+    let mut b = bench(access(UnknownSource::Drop, true));
     let extra = FORGED.concat() + &LOCATION.concat();
     let text = invite(
         TRUSTED,
@@ -387,7 +293,7 @@ fn a_trusted_source_keeps_everything_and_its_esnet_counts() {
 
 #[test]
 fn strip_untrusted_location_removes_geolocation_and_the_pidf_part() {
-    let mut b = Bench::new(access(UnknownSource::Drop, true));
+    let mut b = bench(access(UnknownSource::Drop, true));
     let extra = format!(
         "{}{}Subject: help\r\n{}",
         LOCATION[0], FORGED[0], LOCATION[1]
@@ -456,7 +362,7 @@ fn answered_call(b: &mut Bench, id: &str) -> String {
 
 #[test]
 fn a_trunk_may_end_a_call_although_it_is_not_in_callers() {
-    let mut b = Bench::new(access(UnknownSource::Drop, false));
+    let mut b = bench(access(UnknownSource::Drop, false));
     let rr = answered_call(&mut b, "d1");
     assert_eq!(
         b.to(CALLER).last().and_then(|m| m.status()),
@@ -481,7 +387,7 @@ fn a_trunk_may_end_a_call_although_it_is_not_in_callers() {
 
 #[test]
 fn a_reload_applies_new_lists_and_calls_in_progress_keep_their_dialog() {
-    let mut b = Bench::new(access(UnknownSource::Drop, false));
+    let mut b = bench(access(UnknownSource::Drop, false));
     let rr = answered_call(&mut b, "r1");
     // The caller's network is no longer allowed, and the stranger's is.
     let mut narrowed = access(UnknownSource::Drop, false);
@@ -504,7 +410,7 @@ fn a_reload_applies_new_lists_and_calls_in_progress_keep_their_dialog() {
 
 #[test]
 fn a_cancel_from_outside_stops_nothing() {
-    let mut b = Bench::new(access(UnknownSource::Drop, false));
+    let mut b = bench(access(UnknownSource::Drop, false));
     b.send(CALLER, &invite(CALLER, "c1", "sip:999@gw", "", None));
     let fwd = b.at_trunk().pop().unwrap();
     let ringing = MessageWriter::response_to(&fwd, 180, "Ringing", Some(b"psap"))
@@ -533,7 +439,7 @@ fn a_cancel_from_outside_stops_nothing() {
 
 #[test]
 fn without_callers_anyone_may_call_and_nobody_is_trusted() {
-    let mut b = Bench::new(AccessConfig::default());
+    let mut b = bench(AccessConfig::default());
     b.send(
         STRANGER,
         &invite(
@@ -557,14 +463,14 @@ fn a_malformed_request_from_outside_is_not_answered_either() {
     let bad = |from: &str| {
         format!("INVITE sip:999@gw SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bKbad\r\n\r\n")
     };
-    let mut b = Bench::new(access(UnknownSource::Drop, false));
+    let mut b = bench(access(UnknownSource::Drop, false));
     b.send(STRANGER, &bad(STRANGER));
     assert!(b.sent.is_empty());
     assert_eq!(b.rejections(), vec![(addr(STRANGER), None, "access")]);
     b.send(CALLER, &bad(CALLER));
     assert_eq!(b.to(CALLER)[0].status(), Some(400));
     // With `unknown: reject` the stranger hears why too.
-    let mut b = Bench::new(access(UnknownSource::Reject, false));
+    let mut b = bench(access(UnknownSource::Reject, false));
     b.send(STRANGER, &bad(STRANGER));
     assert_eq!(b.to(STRANGER)[0].status(), Some(400));
 }

@@ -75,6 +75,25 @@ impl<'m> Edit<'m> {
         Ok(self)
     }
 
+    /// Append `params` (`;oc=20;oc-algo="loss"`, each with its leading
+    /// `;`) to the top Via value's parameters: what a server tells the
+    /// client that sent the request in the Via it returns (RFC 7339 §5.2).
+    /// Nothing happens if the message has no top Via that parses.
+    pub fn add_top_via_params(&mut self, params: &[u8]) -> Result<&mut Self, Error> {
+        check_value(params, HeaderName::Via)?;
+        if self.msg.top_via().is_err() {
+            return Ok(self);
+        }
+        let Some(h) = self.msg.header(HeaderName::Via) else {
+            return Ok(self);
+        };
+        if let Some((off, first)) = h.values().next() {
+            let at = off + first.len();
+            self.splice(at, at, &[params]);
+        }
+        Ok(self)
+    }
+
     /// Remove the top Via value (a response leaving the proxy, §16.7 step 3).
     pub fn pop_via(&mut self) -> &mut Self {
         self.remove_first_value(HeaderName::Via)
@@ -299,6 +318,37 @@ Record-Route: <sip:gw;lr>\r\n\
             String::from_utf8_lossy(&out),
             String::from_utf8_lossy(expected)
         );
+    }
+
+    #[test]
+    fn params_go_on_the_top_via_value_only() {
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let m = Message::parse(Bytes::from_static(
+            b"SIP/2.0 503 Busy\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1;oc , SIP/2.0/UDP b\r\nVia: SIP/2.0/UDP c\r\n\r\n",
+        ))
+        .unwrap();
+        let out = Edit::new(&m)
+            .add_top_via_params(b";oc=50;oc-algo=\"loss\"")
+            .unwrap()
+            .to_bytes();
+        assert_eq!(
+            text(&out),
+            "SIP/2.0 503 Busy\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1;oc;oc=50;oc-algo=\"loss\" , SIP/2.0/UDP b\r\nVia: SIP/2.0/UDP c\r\n\r\n"
+        );
+        // A Via with no parameters at all, at the end of its line.
+        let m = Message::parse(Bytes::from_static(
+            b"SIP/2.0 503 Busy\r\nVia: SIP/2.0/UDP c:5060\r\n\r\n",
+        ))
+        .unwrap();
+        let out = Edit::new(&m)
+            .add_top_via_params(b";oc=1")
+            .unwrap()
+            .to_bytes();
+        assert_eq!(
+            text(&out),
+            "SIP/2.0 503 Busy\r\nVia: SIP/2.0/UDP c:5060;oc=1\r\n\r\n"
+        );
+        assert!(Edit::new(&m).add_top_via_params(b";a\r\nX: y").is_err());
     }
 
     #[test]

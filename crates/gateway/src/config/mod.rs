@@ -30,9 +30,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use crate::admin::AdminAccess;
+use lifeline_io::TcpLimits;
 use lifeline_proxy::{
-    AccessConfig, AllFailed, EmergencyConfig, Proxy, ProxyConfig, RouteConfig, Timers, Transport,
-    TrunkConfig,
+    AccessConfig, AllFailed, EmergencyConfig, LimitsConfig, Proxy, ProxyConfig, RouteConfig,
+    Timers, Transport, TrunkConfig,
 };
 
 mod error;
@@ -64,6 +65,8 @@ pub(crate) struct Config {
     all_failed: AllFailed,
     dialog_max_age: Duration,
     tcp_idle_timeout: Duration,
+    limits: LimitsConfig,
+    tcp_limits: TcpLimits,
     log: LogConfig,
     /// Things that are allowed but probably wrong (an under-sized backup).
     warnings: Vec<ConfigError>,
@@ -174,8 +177,14 @@ impl Config {
         cfg.access = self.access.clone();
         cfg.all_failed = self.all_failed.clone();
         cfg.dialog_max_age = self.dialog_max_age;
+        cfg.limits = self.limits.clone();
         cfg.seed = seed;
         cfg
+    }
+
+    /// `limits.tcp`: the bounds on TCP connections.
+    pub(crate) fn tcp_limits(&self) -> TcpLimits {
+        self.tcp_limits
     }
 
     /// Sockets to listen on, in file order.

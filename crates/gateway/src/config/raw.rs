@@ -129,6 +129,7 @@ pub(super) struct RawConfig {
     pub(super) all_failed: Option<RawAllFailed>,
     pub(super) dialog_max_age: Opt,
     pub(super) tcp_idle_timeout: Opt,
+    pub(super) limits: Option<Spanned<RawLimits>>,
     pub(super) log: Option<RawLog>,
 }
 
@@ -418,6 +419,33 @@ pub(super) struct RawAllFailed {
     pub(super) status: Opt,
     pub(super) reason: Opt,
     pub(super) retry_after: Opt,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub(super) per_source: Option<Spanned<RawRate>>,
+    pub(super) per_source_emergency: Option<Spanned<RawRate>>,
+    pub(super) over_limit: Opt,
+    pub(super) max_calls: Opt,
+    pub(super) max_transactions: Opt,
+    pub(super) tcp: Option<RawTcpLimits>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawRate {
+    pub(super) rate: Opt,
+    pub(super) burst: Opt,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawTcpLimits {
+    pub(super) max_connections: Opt,
+    pub(super) max_connections_per_ip: Opt,
+    pub(super) message_timeout: Opt,
+    pub(super) write_queue_bytes: Opt,
 }
 
 #[derive(Debug, Default, Deserialize)]

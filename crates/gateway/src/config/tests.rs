@@ -1893,3 +1893,107 @@ fn access_errors() {
         assert_eq!(error(&min_with(extra)), want, "{extra}");
     }
 }
+
+#[test]
+fn limits_every_key_and_the_defaults() {
+    let none = ok(MIN);
+    assert_eq!(
+        none.limits,
+        LimitsConfig::default(),
+        "no limit unless written"
+    );
+    assert_eq!(none.tcp_limits, lifeline_io::TcpLimits::default());
+    let c = ok(&min_with(
+        "limits:
+  per_source: {rate: 100, burst: 200}
+  per_source_emergency: {rate: 1000, burst: 2000}
+  over_limit: drop
+  max_calls: 20000
+  max_transactions: 100000
+  tcp: {max_connections: 100, max_connections_per_ip: 8, message_timeout: 2s, write_queue_bytes: 65536}
+",
+    ));
+    use lifeline_proxy::{OverLimit, Rate};
+    assert_eq!(
+        c.limits,
+        LimitsConfig {
+            per_source: Some(Rate {
+                rate: 100,
+                burst: 200
+            }),
+            per_source_emergency: Some(Rate {
+                rate: 1000,
+                burst: 2000
+            }),
+            over_limit: OverLimit::Drop,
+            max_calls: Some(20_000),
+            max_transactions: Some(100_000),
+        }
+    );
+    assert_eq!(
+        c.proxy_config(lifeline_proxy::Seed::from(1)).limits,
+        c.limits
+    );
+    assert_eq!(
+        c.tcp_limits,
+        lifeline_io::TcpLimits {
+            max_connections: 100,
+            max_connections_per_ip: 8,
+            message_timeout: Duration::from_secs(2),
+            write_queue_bytes: 65_536,
+        }
+    );
+    // A burst defaults to one second's worth.
+    let c = ok(&min_with("limits: {per_source: {rate: 50}}\n"));
+    assert_eq!(
+        c.limits.per_source,
+        Some(Rate {
+            rate: 50,
+            burst: 50
+        })
+    );
+    assert_eq!(c.limits.over_limit, OverLimit::Reject);
+}
+
+#[test]
+fn limits_errors() {
+    let cases = [
+        (
+            "limits: {per_source: {burst: 5}}\n",
+            "lifeline.yaml:10:22: limits.per_source: no rate: write {rate: 100, burst: 200} (requests a second, and how many may come at once)",
+        ),
+        (
+            "limits: {per_source: {rate: 0}}\n",
+            "lifeline.yaml:10:29: limits.per_source.rate: 0 is not 1 to 1000000 a second",
+        ),
+        (
+            "limits: {over_limit: later}\n",
+            "lifeline.yaml:10:22: limits.over_limit: \"later\" is not reject or drop",
+        ),
+        (
+            "limits: {max_calls: -1}\n",
+            "lifeline.yaml:10:21: limits.max_calls: -1 is not a limit of 1 or more calls",
+        ),
+        (
+            "limits: {tcp: {message_timeout: 0s}}\n",
+            "lifeline.yaml:10:33: limits.tcp.message_timeout: 0s: must be more than 0",
+        ),
+        (
+            "limits: {per_source_emergancy: {rate: 1}}\n",
+            "lifeline.yaml:10:10: limits.per_source_emergancy: unknown field `per_source_emergancy`, expected one of per_source, per_source_emergency, over_limit, max_calls, max_transactions, tcp",
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (extra, want) in cases {
+        let got = error(&min_with(extra));
+        if !got.starts_with(want) {
+            wrong.push(format!("for {extra:?}:\n got: {got}\nwant: {want}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    // Allowed, but transactions would run out before calls do.
+    let c = ok(&min_with(
+        "limits: {max_calls: 100, max_transactions: 50}\n",
+    ));
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+}

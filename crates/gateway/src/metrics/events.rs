@@ -146,6 +146,18 @@ impl Metrics {
                 self.rejected_by_reason
                     .get_or_create(&RejectReasonLabels { reason })
                     .inc();
+                // The core's state caps are admission refusals too.
+                if let Some(why) = lifeline_proxy::Refusal::ALL
+                    .into_iter()
+                    .find(|r| r.as_str() == *reason)
+                {
+                    self.admission_refused
+                        .get_or_create(&super::labels::AdmissionLabels {
+                            reason: why.as_str(),
+                            action: if status.is_some() { "reject" } else { "drop" },
+                        })
+                        .inc();
+                }
             }
         }
     }

@@ -15,7 +15,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Metric, Registry};
 
 use super::labels::{
-    CallLabels, EmergencyLabels, FailoverLabels, KindLabels, MessageLabels, ProgressLabels,
+    AdmissionLabels, CallLabels, EmergencyLabels, FailoverLabels, KindLabels, MessageLabels, ProgressLabels,
     RejectReasonLabels, RejectedLabels, RescueLabels, RuleLabels, SkipLabels, StateChangeLabels,
     StateLabels, TcpClosedLabels, TrunkLabels, VersionLabels,
 };
@@ -186,6 +186,17 @@ impl Metrics {
             "tcp_accept_paused",
             "Times accepting TCP connections stopped because max_connections were open",
         );
+        let admission_refused: Family<AdmissionLabels, Counter> = registered(&mut r, "admission_refused", "New requests refused before they cost anything, by reason (source_rate, emergency_source_rate, overload, max_calls, max_transactions) and action (reject: 503, or drop)");
+        let shedding: Gauge = registered(
+            &mut r,
+            "shedding",
+            "1 while the gateway is behind and sheds new non-emergency requests",
+        );
+        let queued_bytes: Gauge = registered(
+            &mut r,
+            "input_queue_bytes",
+            "Bytes of the messages waiting for the core",
+        );
         let send_errors: Counter = registered(
             &mut r,
             "send_errors",
@@ -229,6 +240,12 @@ impl Metrics {
         for reason in TCP_CLOSE_REASONS {
             drop(tcp_closed.get_or_create(&TcpClosedLabels { reason }));
         }
+        for why in lifeline_proxy::Refusal::ALL {
+            for action in ["reject", "drop"] {
+                let reason = why.as_str();
+                drop(admission_refused.get_or_create(&AdmissionLabels { reason, action }));
+            }
+        }
         for emergency in ["true", "false"] {
             drop(setup.get_or_create(&EmergencyLabels { emergency }));
         }
@@ -268,6 +285,9 @@ impl Metrics {
             tcp_connections,
             tcp_closed,
             tcp_accept_paused,
+            admission_refused,
+            shedding,
+            queued_bytes,
             send_errors,
             core_busy,
             untracked,
@@ -298,7 +318,7 @@ impl Metrics {
                     ringing,
                 }));
             }
-            for reason in [SkipReason::MaxCalls, SkipReason::MaxCps] {
+            for reason in [SkipReason::MaxCalls, SkipReason::MaxCps, SkipReason::Overload] {
                 drop(self.trunk_skipped.get_or_create(&SkipLabels {
                     trunk: trunk.clone(),
                     reason: reason.as_str(),

@@ -10,7 +10,7 @@ use lifeline_proxy::{Proxy, Stats};
 use prometheus_client::metrics::counter::Counter;
 
 use super::labels::{
-    KindLabels, MessageLabels, Name, ProgressLabels, StateLabels, TcpClosedLabels, TrunkLabels,
+    AdmissionLabels, KindLabels, MessageLabels, Name, ProgressLabels, StateLabels, TcpClosedLabels, TrunkLabels,
 };
 use super::Metrics;
 
@@ -28,6 +28,8 @@ pub(super) struct Seen {
     tcp_message_timeouts: u64,
     tcp_write_queue_overflows: u64,
     tcp_accept_paused: u64,
+    /// IoStats::admission_refused, as last seen.
+    admission: [[u64; 2]; lifeline_proxy::Refusal::ALL.len()],
 }
 
 /// Add to `c` what a cumulative count gained since `old`, and remember
@@ -149,6 +151,31 @@ impl Metrics {
             get(&io.tcp_accept_paused),
             &self.tcp_accept_paused,
         );
+    }
+
+    /// Refresh the IO threads' admission: what they refused since the last
+    /// call (`lifeline_admission_refused_total`), whether the gateway is
+    /// shedding, and the bytes queued for the core. Call it on the same
+    /// tick as [`Metrics::set_gauges`].
+    pub(crate) fn set_admission(&self, io: &IoStats) {
+        self.shedding
+            .set(i64::from(io.shedding.load(Ordering::Relaxed)));
+        self.queued_bytes
+            .set(i64::try_from(io.queued_bytes.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        for (i, why) in lifeline_proxy::Refusal::ALL.into_iter().enumerate() {
+            for (rejected, action) in [(false, "drop"), (true, "reject")] {
+                let c = self.admission_refused.get_or_create_owned(&AdmissionLabels {
+                    reason: why.as_str(),
+                    action,
+                });
+                count_since(
+                    &mut seen.admission[i][usize::from(rejected)],
+                    io.refused_count(why, rejected),
+                    &c,
+                );
+            }
+        }
     }
 
     /// Refresh `lifeline_trunk_calls` from the proxy's count of calls on

@@ -152,6 +152,14 @@ pub(super) struct RejectedLabels {
     pub(super) reason: &'static str,
 }
 
+/// `lifeline_admission_refused_total`: why a new request was refused, and
+/// whether it was answered (`reject`: 503) or dropped.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(super) struct AdmissionLabels {
+    pub(super) reason: &'static str,
+    pub(super) action: &'static str,
+}
+
 /// `lifeline_tcp_closed_total`: the bound a connection broke.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub(super) struct TcpClosedLabels {

@@ -52,6 +52,9 @@
 //! | `lifeline_tcp_connections` | | TCP connections open, accepted and to trunks (what `max_connections` bounds) |
 //! | `lifeline_tcp_closed_total` | `reason` | TCP connections reset for breaking a bound: `per_ip_cap` (accepted from a source that already had `max_connections_per_ip`), `message_timeout` (a message not complete within `message_timeout` of its first byte), `write_queue` (the peer did not read: its queue reached `write_queue_bytes`) |
 //! | `lifeline_tcp_accept_paused_total` | | times the gateway stopped accepting TCP connections because `max_connections` were open |
+//! | `lifeline_admission_refused_total` | `reason`, `action` | new requests refused before they cost anything: `source_rate` (over `limits.per_source`), `emergency_source_rate` (over `limits.per_source_emergency`), `overload` (the gateway was behind: new non-emergency requests shed), `max_calls`, `max_transactions` (the state caps); `action` `reject` (503 with Retry-After) or `drop` |
+//! | `lifeline_shedding` | | 1 while the gateway counts itself behind and sheds new non-emergency requests (the housekeeping check; the IO threads also shed on their own look at the queue) |
+//! | `lifeline_input_queue_bytes` | | bytes of the messages waiting for the core |
 //! | `lifeline_send_errors_total` | | sends that failed other than as evidence against a trunk (no socket for the address family, a caller's TCP connection gone, a full socket buffer) |
 //! | `lifeline_core_busy_seconds_total` | | time the core (routing, one thread at a time) was busy: its rate is the core's utilisation, the gateway's headroom |
 //! | `lifeline_metrics_untracked_calls_total` | | calls whose outcome could not be labelled (see below) |
@@ -110,7 +113,7 @@ use families::SetupFamily;
 use gauges::Seen;
 pub(crate) use labels::Names;
 use labels::{
-    CallLabels, FailoverLabels, KindLabels, MessageLabels, ProgressLabels, RejectReasonLabels,
+    AdmissionLabels, CallLabels, FailoverLabels, KindLabels, MessageLabels, ProgressLabels, RejectReasonLabels,
     RejectedLabels, RescueLabels, RuleLabels, SkipLabels, StateChangeLabels, StateLabels,
     TcpClosedLabels, TrunkLabels,
 };
@@ -194,6 +197,9 @@ pub(crate) struct Metrics {
     tcp_connections: Gauge,
     tcp_closed: Family<TcpClosedLabels, Counter>,
     tcp_accept_paused: Counter,
+    admission_refused: Family<AdmissionLabels, Counter>,
+    shedding: Gauge,
+    queued_bytes: Gauge,
     send_errors: Counter,
     core_busy: Counter<f64, AtomicU64>,
     untracked: Counter,

@@ -272,6 +272,20 @@ impl Proxy {
         let (chosen, skipped) = self.next_trunk(now, ck);
         let call = &self.calls[ck];
         let (id, tracked) = (call.id, call.tracked);
+        if call.emergency.is_none() {
+            // Overload control paces by the calls offered: each trunk shed
+            // for it, and the one chosen.
+            let offered = skipped
+                .iter()
+                .filter(|(_, r)| *r == SkipReason::Overload)
+                .map(|(t, _)| *t)
+                .chain(chosen);
+            for t in offered.collect::<Vec<_>>() {
+                if let Some(l) = self.load.get_mut(t.index()) {
+                    l.offered(now);
+                }
+            }
+        }
         for (t, reason) in skipped {
             if Some(t) != chosen && tracked {
                 self.events.push_back(Event::TrunkSkipped {
@@ -308,7 +322,13 @@ impl Proxy {
             .select_for(order, &call.tried, emergency, call.ticket)
         {
             let usable = self.health.trunk(t).is_some_and(|s| s.ready());
-            let full = self.load.get(t.index()).and_then(|l| l.full(now));
+            let load = self.load.get(t.index());
+            let full = load.and_then(|l| l.full(now)).or_else(|| {
+                // RFC 7339: the trunk's own request for less traffic sheds
+                // non-emergency calls only.
+                (!emergency && load.is_some_and(|l| l.sheds_next(now)))
+                    .then_some(SkipReason::Overload)
+            });
             match full {
                 None => {
                     chosen = Some(t);
@@ -404,7 +424,14 @@ impl Proxy {
             self.calls[ck].attempts.len()
         );
         let advertise = self.advertise.clone();
-        let via = |t: Transport| format!("SIP/2.0/{} {advertise};branch={branch}", t.via_token());
+        // RFC 7339 §5.1: offer overload control (the loss algorithm) to
+        // the trunk, which may then ask for less traffic in its responses.
+        let via = |t: Transport| {
+            format!(
+                "SIP/2.0/{} {advertise};branch={branch};oc;oc-algo=\"loss\"",
+                t.via_token()
+            )
+        };
 
         // A dialog-creating INVITE gets our Record-Route with a token that
         // names this attempt's dialog (caller flow, trunk).

@@ -17,7 +17,26 @@ pub(super) struct TrunkLoad {
     /// `refilled`.
     pub(super) tokens: f64,
     refilled: Option<Instant>,
+    /// What the trunk last asked for with RFC 7339 overload control.
+    oc: Option<Oc>,
 }
+
+/// A trunk's overload-control request (RFC 7339, the loss algorithm): shed
+/// `loss` percent of the non-emergency calls offered to it until `until`.
+/// The share is paced, not drawn: each call offered adds `loss` to `acc`,
+/// and a call that takes it to 100 or more is the one shed (100 taken
+/// off), so exactly `loss` in every 100 calls go elsewhere, evenly spread.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Oc {
+    loss: u32,
+    until: Instant,
+    /// `oc-seq` of the request in force: an older one is ignored (§5.2).
+    seq: f64,
+    acc: u32,
+}
+
+/// RFC 7339 §5.2: how long an `oc` request holds without `oc-validity`.
+const OC_DEFAULT_VALIDITY: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl TrunkLoad {
     pub(super) fn new(t: &TrunkConfig) -> Self {
@@ -27,6 +46,64 @@ impl TrunkLoad {
             calls: 0,
             tokens: t.max_cps.map_or(0.0, f64::from),
             refilled: None,
+            oc: None,
+        }
+    }
+
+    /// Take the `oc` parameters of a response's top Via (our own, returned
+    /// by the trunk) at `now`: `oc=N` asks for N % less traffic for
+    /// `oc-validity` ms (default 500); `oc=0` or `oc-validity=0` ends the
+    /// request. Only the loss algorithm is understood (the one offered).
+    pub(super) fn overload_control(&mut self, now: Instant, via: &lifeline_sip::Via<'_>) {
+        let number = |name: &str| {
+            via.param(name)
+                .flatten()
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .map(|v| v.trim_matches('"').to_string())
+        };
+        let Some(loss) = number("oc").and_then(|v| v.parse::<u32>().ok()) else {
+            return;
+        };
+        if number("oc-algo").is_some_and(|a| !a.eq_ignore_ascii_case("loss")) {
+            return;
+        }
+        let seq = number("oc-seq")
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if self.oc.is_some_and(|o| seq < o.seq) {
+            return; // an older request, overtaken (reordered responses)
+        }
+        let validity = number("oc-validity")
+            .and_then(|v| v.parse::<u64>().ok())
+            .map_or(OC_DEFAULT_VALIDITY, std::time::Duration::from_millis);
+        if loss == 0 || validity.is_zero() {
+            self.oc = None;
+            return;
+        }
+        let acc = self.oc.map_or(0, |o| o.acc);
+        self.oc = Some(Oc {
+            loss: loss.min(100),
+            until: now + validity,
+            seq,
+            acc,
+        });
+    }
+
+    /// Whether the next non-emergency call offered at `now` is one the
+    /// trunk's overload control sheds.
+    pub(super) fn sheds_next(&self, now: Instant) -> bool {
+        self.oc
+            .is_some_and(|o| now < o.until && o.acc + o.loss >= 100)
+    }
+
+    /// A non-emergency call was offered to the trunk at `now` (taken, or
+    /// shed as [`sheds_next`](Self::sheds_next) said).
+    pub(super) fn offered(&mut self, now: Instant) {
+        if let Some(o) = self.oc.as_mut().filter(|o| now < o.until) {
+            o.acc += o.loss;
+            if o.acc >= 100 {
+                o.acc -= 100;
+            }
         }
     }
 

@@ -12,6 +12,7 @@ use super::{
     AttemptState, CallState, Proxy, ServerEntry, ServerKey, Target, ACK_PREFIX, LOOP_PREFIX,
 };
 use crate::access::strip_untrusted;
+use crate::admission::{class_of, Class, LimitsConfig, Refusal};
 use crate::classify::{classify, select_route, EmergencyRule};
 use crate::config::{Peer, RouteConfig, Transport, UnknownSource, RFC3261_UDP_MAX_REQUEST};
 use crate::events::{CallFailure, CallInfo, CallRef, Event, Location};
@@ -58,6 +59,15 @@ impl Proxy {
         } else {
             m
         };
+        // State caps: past `max_calls` or `max_transactions` a new
+        // non-emergency request gets a stateless 503 (no transaction is
+        // kept for it, so a flood cannot grow the tables).
+        if admitted {
+            if let Some(why) = self.over_cap(from, &m, method) {
+                self.refuse_capped(now, from, &m, why);
+                return;
+            }
+        }
         let kind = if method == Method::Invite {
             Kind::Invite
         } else {
@@ -83,6 +93,54 @@ impl Proxy {
             return;
         }
         self.route_request(now, sk, from, m);
+    }
+
+    /// Which state cap, if any, refuses new request `m` from `from`: only
+    /// new non-emergency requests are refused, once the calls (INVITEs) or
+    /// transactions in progress reach the cap less its emergency reserve.
+    fn over_cap(&self, from: Peer, m: &Message, method: Method) -> Option<Refusal> {
+        let limits = &self.cfg.limits;
+        if limits.max_calls.is_none() && limits.max_transactions.is_none() {
+            return None;
+        }
+        let trusted = self.cfg.access.is_trusted(from.addr.ip());
+        if class_of(m, trusted, &self.cfg.emergency) != Class::New {
+            return None;
+        }
+        let full = |count: usize, max: Option<u32>| {
+            max.is_some_and(|max| count >= LimitsConfig::non_emergency_ceiling(max) as usize)
+        };
+        if method == Method::Invite && full(self.calls.len(), limits.max_calls) {
+            return Some(Refusal::MaxCalls);
+        }
+        if full(
+            self.servers.len() + self.clients.len(),
+            limits.max_transactions,
+        ) {
+            return Some(Refusal::MaxTransactions);
+        }
+        None
+    }
+
+    /// Answer a request a state cap refused: 503 with Retry-After, sent
+    /// statelessly.
+    fn refuse_capped(&mut self, now: Instant, from: Peer, m: &Message, why: Refusal) {
+        let retry = self
+            .cfg
+            .all_failed
+            .retry_after
+            .unwrap_or(5)
+            .max(1)
+            .to_string();
+        let tag = self.new_tag();
+        if let Ok(mut w) =
+            lifeline_sip::MessageWriter::response_to(m, 503, "Service Unavailable", Some(&tag))
+        {
+            if w.header(HeaderName::RetryAfter, retry.as_bytes()).is_ok() {
+                self.send(from, w.finish(), None);
+            }
+        }
+        self.reject(now, from, Some(503), why.as_str());
     }
 
     fn handle_ack(&mut self, now: Instant, from: Peer, m: Message) {

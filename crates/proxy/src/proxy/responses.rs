@@ -46,6 +46,7 @@ impl Proxy {
         }
         let code = m.status().unwrap_or(0);
         let (ev, ack) = self.clients[k].txn.on_response(now, &m);
+        self.overload_control(now, k, &m);
         let (peer, call, attempt, is_cancel) = {
             let e = &self.clients[k];
             (e.txn.peer, e.call, e.attempt, e.is_cancel)
@@ -63,6 +64,25 @@ impl Proxy {
             return;
         }
         self.on_attempt_response(now, call, attempt, code, &m);
+    }
+
+    /// RFC 7339: a trunk's response to client transaction `k` may carry,
+    /// in our Via, a request to shed traffic; the trunk's load keeps it.
+    fn overload_control(&mut self, now: Instant, k: usize, m: &Message) {
+        let (call, attempt) = (self.clients[k].call, self.clients[k].attempt);
+        let trunk = self
+            .calls
+            .get(call)
+            .and_then(|c| c.attempts.get(attempt))
+            .and_then(|a| a.trunk);
+        let (Some(t), Ok(via)) = (trunk, m.top_via()) else {
+            return;
+        };
+        if via.param("oc").is_some() {
+            if let Some(l) = self.load.get_mut(t.index()) {
+                l.overload_control(now, &via);
+            }
+        }
     }
 
     /// A response that matched a transaction (or a probe) arrived from

@@ -8,7 +8,12 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use lifeline_proxy::{Peer, ProbeConfig, Proxy, ProxyConfig, RouteConfig, RouteMatch, TrunkConfig};
+use bytes::Bytes;
+use lifeline_proxy::{
+    CallInfo, Event, Peer, ProbeConfig, Proxy, ProxyConfig, RouteConfig, RouteMatch, Transmit,
+    TrunkConfig,
+};
+use lifeline_sip::Message;
 
 /// The emergency INVITE with SDP and a PIDF-LO body, about 2.4 KB.
 pub(crate) const EMERGENCY_INVITE: &str =
@@ -44,4 +49,99 @@ pub(crate) fn one_trunk(large_over_tcp: bool) -> Proxy {
         }],
     );
     Proxy::new(Instant::now(), cfg).unwrap()
+}
+
+/// The proxy on virtual time, and what it sent and reported.
+pub(crate) struct Bench {
+    pub(crate) proxy: Proxy,
+    pub(crate) now: Instant,
+    pub(crate) sent: Vec<Transmit>,
+    pub(crate) events: Vec<Event>,
+}
+
+impl Bench {
+    pub(crate) fn new(cfg: ProxyConfig) -> Self {
+        let now = Instant::now();
+        let mut b = Bench {
+            proxy: Proxy::new(now, cfg).unwrap(),
+            now,
+            sent: Vec::new(),
+            events: Vec::new(),
+        };
+        b.drain();
+        b
+    }
+
+    pub(crate) fn drain(&mut self) {
+        while let Some(t) = self.proxy.poll_transmit() {
+            self.sent.push(t);
+        }
+        while let Some(e) = self.proxy.poll_event() {
+            self.events.push(e);
+        }
+    }
+
+    /// `text` arrives from `from`, 1 ms after the last input.
+    pub(crate) fn send(&mut self, from: &str, text: &str) {
+        self.now += Duration::from_millis(1);
+        self.proxy.handle_message(
+            self.now,
+            Peer::udp(addr(from)),
+            Bytes::from(text.to_string()),
+        );
+        self.drain();
+    }
+
+    /// Let `d` pass, firing timers.
+    pub(crate) fn advance(&mut self, d: Duration) {
+        let until = self.now + d;
+        while let Some(t) = self.proxy.poll_timeout().filter(|t| *t <= until) {
+            self.now = t.max(self.now);
+            self.proxy.handle_timeout(self.now);
+            self.drain();
+        }
+        self.now = until;
+    }
+
+    /// Requests that went to the trunk (not the probes: they are off).
+    pub(crate) fn at_trunk(&self) -> Vec<Message> {
+        self.sent
+            .iter()
+            .filter(|t| t.peer.addr == addr(TRUNK))
+            .map(|t| Message::parse(t.payload.clone()).unwrap())
+            .collect()
+    }
+
+    pub(crate) fn to(&self, who: &str) -> Vec<Message> {
+        self.sent
+            .iter()
+            .filter(|t| t.peer.addr == addr(who))
+            .map(|t| Message::parse(t.payload.clone()).unwrap())
+            .collect()
+    }
+
+    pub(crate) fn rejections(&self) -> Vec<(SocketAddr, Option<u16>, &'static str)> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Rejected {
+                    from,
+                    status,
+                    reason,
+                    ..
+                } => Some((from.addr, *status, *reason)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub(crate) fn started(&self) -> Vec<CallInfo> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::CallStarted { info, .. } => Some((**info).clone()),
+                _ => None,
+            })
+            .collect()
+    }
 }

@@ -28,6 +28,7 @@ use super::{Config, ConfigError, ConfigErrors, LogConfig, LogFormat, LogLevel};
 
 mod access;
 mod admin;
+mod limits;
 mod routes;
 mod trunks;
 mod warnings;
@@ -473,7 +474,9 @@ impl Validator<'_> {
             Some(v) => self.duration(v, "tcp_idle_timeout"),
             None => Some(TCP_IDLE_TIMEOUT),
         };
+        let limits = self.limits(raw.limits.as_ref());
         let log = self.log(raw.log.as_ref());
+        let (limits, tcp_limits) = limits?;
         Some(Config {
             listen: listen?,
             advertise: advertise?,
@@ -487,6 +490,8 @@ impl Validator<'_> {
             all_failed: all_failed?,
             dialog_max_age: dialog_max_age?,
             tcp_idle_timeout: tcp_idle_timeout?,
+            limits,
+            tcp_limits,
             log: log?,
             warnings: Vec::new(),
         })
