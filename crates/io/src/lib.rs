@@ -73,8 +73,6 @@
 pub mod admission;
 pub mod clock;
 pub mod combiner;
-/// Rate limits for per-message log lines: the first N per interval, then a count.
-pub mod quiet;
 #[cfg(not(loom))]
 mod engine;
 #[cfg(not(loom))]
@@ -85,6 +83,8 @@ mod limits;
 mod net;
 #[cfg(not(loom))]
 mod overload;
+/// Rate limits for per-message log lines: the first N per interval, then a count.
+pub mod quiet;
 #[cfg(not(loom))]
 mod stats;
 #[cfg(not(loom))]

@@ -111,9 +111,8 @@ pub fn class_of(m: &Message, trusted: bool, emergency: &EmergencyConfig) -> Clas
     if !m.is_request() {
         return Class::Other;
     }
-    match m.method() {
-        Some(Method::Ack | Method::Cancel) => return Class::Other,
-        _ => {}
+    if let Some(Method::Ack | Method::Cancel) = m.method() {
+        return Class::Other;
     }
     if m.to().ok().and_then(|t| t.tag()).is_some() {
         return Class::Other;

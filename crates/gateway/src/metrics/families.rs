@@ -15,9 +15,9 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Metric, Registry};
 
 use super::labels::{
-    AdmissionLabels, CallLabels, EmergencyLabels, FailoverLabels, KindLabels, MessageLabels, ProgressLabels,
-    RejectReasonLabels, RejectedLabels, RescueLabels, RuleLabels, SkipLabels, StateChangeLabels,
-    StateLabels, TcpClosedLabels, TrunkLabels, VersionLabels,
+    AdmissionLabels, CallLabels, EmergencyLabels, FailoverLabels, KindLabels, MessageLabels,
+    ProgressLabels, RejectReasonLabels, RejectedLabels, RescueLabels, RuleLabels, SkipLabels,
+    StateChangeLabels, StateLabels, TcpClosedLabels, TrunkLabels, VersionLabels,
 };
 use super::TCP_CLOSE_REASONS;
 use super::{Metrics, Names, Seen, Totals};
@@ -318,7 +318,11 @@ impl Metrics {
                     ringing,
                 }));
             }
-            for reason in [SkipReason::MaxCalls, SkipReason::MaxCps, SkipReason::Overload] {
+            for reason in [
+                SkipReason::MaxCalls,
+                SkipReason::MaxCps,
+                SkipReason::Overload,
+            ] {
                 drop(self.trunk_skipped.get_or_create(&SkipLabels {
                     trunk: trunk.clone(),
                     reason: reason.as_str(),

@@ -10,7 +10,8 @@ use lifeline_proxy::{Proxy, Stats};
 use prometheus_client::metrics::counter::Counter;
 
 use super::labels::{
-    AdmissionLabels, KindLabels, MessageLabels, Name, ProgressLabels, StateLabels, TcpClosedLabels, TrunkLabels,
+    AdmissionLabels, KindLabels, MessageLabels, Name, ProgressLabels, StateLabels, TcpClosedLabels,
+    TrunkLabels,
 };
 use super::Metrics;
 
@@ -165,10 +166,12 @@ impl Metrics {
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         for (i, why) in lifeline_proxy::Refusal::ALL.into_iter().enumerate() {
             for (rejected, action) in [(false, "drop"), (true, "reject")] {
-                let c = self.admission_refused.get_or_create_owned(&AdmissionLabels {
-                    reason: why.as_str(),
-                    action,
-                });
+                let c = self
+                    .admission_refused
+                    .get_or_create_owned(&AdmissionLabels {
+                        reason: why.as_str(),
+                        action,
+                    });
                 count_since(
                     &mut seen.admission[i][usize::from(rejected)],
                     io.refused_count(why, rejected),

@@ -113,9 +113,9 @@ use families::SetupFamily;
 use gauges::Seen;
 pub(crate) use labels::Names;
 use labels::{
-    AdmissionLabels, CallLabels, FailoverLabels, KindLabels, MessageLabels, ProgressLabels, RejectReasonLabels,
-    RejectedLabels, RescueLabels, RuleLabels, SkipLabels, StateChangeLabels, StateLabels,
-    TcpClosedLabels, TrunkLabels,
+    AdmissionLabels, CallLabels, FailoverLabels, KindLabels, MessageLabels, ProgressLabels,
+    RejectReasonLabels, RejectedLabels, RescueLabels, RuleLabels, SkipLabels, StateChangeLabels,
+    StateLabels, TcpClosedLabels, TrunkLabels,
 };
 
 /// The `Content-Type` of [`Metrics::encode`]'s output (Prometheus text 0.0.4).

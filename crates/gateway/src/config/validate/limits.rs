@@ -19,8 +19,8 @@ use lifeline_proxy::{LimitsConfig, OverLimit, Rate};
 use serde_saphyr::Spanned;
 
 use super::super::raw::{RawLimits, RawRate, RawTcpLimits};
-use lifeline_io::TcpLimits;
 use super::{Checked, Validator};
+use lifeline_io::TcpLimits;
 
 impl Validator<'_> {
     /// `limits:` into the proxy's limits and the TCP bounds.
