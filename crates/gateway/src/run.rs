@@ -446,6 +446,54 @@ fn log_event(ev: &Event, proxy: &Proxy, now: Instant, logs: &mut Logs) {
     }
 }
 
+/// One WARN line every [`RefusalLog::EVERY`] while the IO threads refuse
+/// new requests (per-source limits, shedding), with the counts by reason:
+/// the requests themselves are never logged one by one.
+#[derive(Debug, Default)]
+struct RefusalLog {
+    /// The totals as of the last line (or the first tick).
+    seen: [u64; lifeline_proxy::Refusal::ALL.len()],
+    since: Option<Instant>,
+}
+
+impl RefusalLog {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    fn totals(io: &IoStats) -> [u64; lifeline_proxy::Refusal::ALL.len()] {
+        lifeline_proxy::Refusal::ALL.map(|r| io.refused_count(r, true) + io.refused_count(r, false))
+    }
+
+    fn tick(&mut self, now: Instant, io: &IoStats) {
+        let Some(since) = self.since else {
+            self.since = Some(now);
+            self.seen = Self::totals(io);
+            return;
+        };
+        if now.saturating_duration_since(since) < Self::EVERY {
+            return;
+        }
+        let totals = Self::totals(io);
+        let delta: Vec<u64> = totals
+            .iter()
+            .zip(self.seen)
+            .map(|(t, s)| t.saturating_sub(s))
+            .collect();
+        if delta.iter().any(|d| *d > 0) {
+            let by_reason: Vec<String> = lifeline_proxy::Refusal::ALL
+                .iter()
+                .zip(&delta)
+                .filter(|(_, d)| **d > 0)
+                .map(|(r, d)| format!("{}={d}", r.as_str()))
+                .collect();
+            let total: u64 = delta.iter().sum();
+            let secs = now.saturating_duration_since(since).as_secs();
+            tracing::warn!(refused = total, by_reason = %by_reason.join(" "), interval_s = secs, shedding = io.shedding.load(std::sync::atomic::Ordering::Relaxed), "admission: new requests refused");
+        }
+        self.seen = totals;
+        self.since = Some(now);
+    }
+}
+
 /// Metrics, status, the call aggregator (journal records and the live
 /// list of failed emergency calls) and the journal writer: what both
 /// `lifeline run` and `lifeline demo` put around the event loop.
@@ -534,7 +582,9 @@ impl Observability {
         let mut last_idle_closed = 0u64;
         let mut last_busy = 0u64;
         let mut last_sent = (0u64, 0u64, 0u64);
+        let mut refusals = RefusalLog::default();
         Box::new(move |proxy: &mut Proxy, now: Instant, io: &IoStats| {
+            refusals.tick(now, io);
             metrics.set_gauges(&proxy.stats(), proxy.health());
             metrics.set_trunk_calls(proxy);
             let q = io.queue_drops.load(std::sync::atomic::Ordering::Relaxed);

@@ -102,6 +102,53 @@ impl fmt::Debug for Options {
     }
 }
 
+/// UDP and TCP listeners, bound as `opts.listen` says: UDP first, then TCP,
+/// a TCP listener on port 0 on the port of the UDP listener on its address.
+#[allow(clippy::type_complexity)]
+fn bind_listeners(
+    opts: &Options,
+    rt: &tokio::runtime::Handle,
+) -> io::Result<(
+    Vec<SocketAddr>,
+    Vec<(SocketAddr, Arc<dyn crate::transport::DatagramSocket>)>,
+    Vec<SocketAddr>,
+    Vec<std::net::TcpListener>,
+)> {
+    let mut udp = Vec::new();
+    let mut listeners = Vec::new();
+    for (t, addr) in &opts.listen {
+        if *t == Transport::Udp {
+            let s = opts.net.bind(rt, *addr, None)?;
+            let local = s.local_addr()?;
+            udp.push(local);
+            listeners.push((local, s));
+        }
+    }
+    let mut tcp = Vec::new();
+    let mut tcp_listeners = Vec::new();
+    for (t, addr) in &opts.listen {
+        if *t == Transport::Tcp {
+            let addr = if addr.port() == 0 {
+                udp.iter()
+                    .find(|u| u.ip() == addr.ip())
+                    .copied()
+                    .unwrap_or(*addr)
+            } else {
+                *addr
+            };
+            let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+            s.set_reuse_address(true)?;
+            s.bind(&addr.into())?;
+            s.listen(1024)?;
+            s.set_nonblocking(true)?;
+            let l: std::net::TcpListener = s.into();
+            tcp.push(l.local_addr()?);
+            tcp_listeners.push(l);
+        }
+    }
+    Ok((udp, listeners, tcp, tcp_listeners))
+}
+
 /// The engine stopped by itself: a panic in the core or on an IO task (see
 /// the crate's documentation, "Panics").
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -160,40 +207,29 @@ impl Gateway {
             gate: TcpGate::new(limits_rx, stats.clone()),
         };
 
-        // Bind UDP first: trunk sockets share its port.
-        let mut udp = Vec::new();
-        let mut listeners = Vec::new();
-        for (t, addr) in &opts.listen {
-            if *t == Transport::Udp {
-                let s = opts.net.bind(rt.handle(), *addr, None)?;
-                let local = s.local_addr()?;
-                udp.push(local);
-                listeners.push((local, s));
+        // Bind UDP first: trunk sockets share its port. A TCP listener on
+        // port 0 takes the UDP listener's port (one port for both, as SIP
+        // expects); if another program holds that port for TCP, both are
+        // bound again on a new port (a few times).
+        let mut attempt = 0;
+        let (udp, listeners, tcp, tcp_listeners) = loop {
+            attempt += 1;
+            match bind_listeners(&opts, rt.handle()) {
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse && attempt < 8 => {
+                    let borrowed = opts.listen.iter().any(|(t, a)| {
+                        *t == Transport::Tcp
+                            && a.port() == 0
+                            && opts.listen.iter().any(|(u, b)| {
+                                *u == Transport::Udp && b.ip() == a.ip() && b.port() == 0
+                            })
+                    });
+                    if !borrowed {
+                        return Err(e);
+                    }
+                }
+                other => break other?,
             }
-        }
-        let mut tcp = Vec::new();
-        let mut tcp_listeners = Vec::new();
-        for (t, addr) in &opts.listen {
-            if *t == Transport::Tcp {
-                // A TCP listener on port 0 takes the UDP listener's port if there is one.
-                let addr = if addr.port() == 0 {
-                    udp.iter()
-                        .find(|u| u.ip() == addr.ip())
-                        .copied()
-                        .unwrap_or(*addr)
-                } else {
-                    *addr
-                };
-                let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-                s.set_reuse_address(true)?;
-                s.bind(&addr.into())?;
-                s.listen(1024)?;
-                s.set_nonblocking(true)?;
-                let l: std::net::TcpListener = s.into();
-                tcp.push(l.local_addr()?);
-                tcp_listeners.push(l);
-            }
-        }
+        };
         let advertise = opts
             .advertise
             .map(|a| {

@@ -503,7 +503,7 @@ fn unknown_keys_are_refused_where_they_are() {
             min_with("admn: 127.0.0.1:9060\n"),
             "lifeline.yaml:10:1: admn: unknown field `admn`, expected one of listen, \
                  advertise, admin, journal, emergency, access, timers, trunks, routes, \
-                 all_failed, dialog_max_age, tcp_idle_timeout, log",
+                 all_failed, dialog_max_age, tcp_idle_timeout, limits, log",
         ),
         (
             MIN.replace("    address:", "    adress:"),

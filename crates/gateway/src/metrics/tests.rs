@@ -771,3 +771,50 @@ fn tcp_connections_and_closes_from_the_io_sides_counts() {
     );
     assert_series(&page, "lifeline_tcp_accept_paused_total", 4.0);
 }
+
+#[test]
+fn admission_refusals_from_the_io_side_and_the_core_caps() {
+    use lifeline_proxy::Refusal;
+    use std::sync::atomic::Ordering;
+    let m = Metrics::new();
+    let page = m.encode();
+    for why in Refusal::ALL {
+        for action in ["reject", "drop"] {
+            let series = format!(
+                "lifeline_admission_refused_total{{reason=\"{}\",action=\"{action}\"}}",
+                why.as_str()
+            );
+            assert_series(&page, &series, 0.0);
+        }
+    }
+    assert_series(&page, "lifeline_shedding", 0.0);
+    let io = lifeline_io::IoStats::default();
+    let i = |why| Refusal::ALL.iter().position(|r| *r == why).unwrap();
+    io.admission_refused[i(Refusal::Overload)][1].store(40, Ordering::Relaxed);
+    io.admission_refused[i(Refusal::SourceRate)][0].store(3, Ordering::Relaxed);
+    io.shedding.store(true, Ordering::Relaxed);
+    io.queued_bytes.store(4096, Ordering::Relaxed);
+    m.set_admission(&io);
+    io.admission_refused[i(Refusal::Overload)][1].store(45, Ordering::Relaxed);
+    m.set_admission(&io);
+    // A state cap's refusal comes from the core as a Rejected event.
+    let names = Names::default();
+    m.on_event(
+        &Event::Rejected {
+            at: std::time::Instant::now(),
+            from: lifeline_proxy::Peer::udp("192.0.2.1:5060".parse().unwrap()),
+            status: Some(503),
+            reason: Refusal::MaxCalls.as_str(),
+        },
+        &names,
+    );
+    let page = m.encode();
+    let series = |r: &str, a: &str| {
+        format!("lifeline_admission_refused_total{{reason=\"{r}\",action=\"{a}\"}}")
+    };
+    assert_series(&page, &series("overload", "reject"), 45.0);
+    assert_series(&page, &series("source_rate", "drop"), 3.0);
+    assert_series(&page, &series("max_calls", "reject"), 1.0);
+    assert_series(&page, "lifeline_shedding", 1.0);
+    assert_series(&page, "lifeline_input_queue_bytes", 4096.0);
+}
