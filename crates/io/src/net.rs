@@ -440,6 +440,28 @@ fn send_datagram(
     }
 }
 
+/// The log line of a stream closed for a framing error: the first 20 in
+/// 10 s, then one line with the count of the rest (a flood of junk
+/// connections must not become a flood of log lines; every one is counted
+/// in `IoStats::tcp_framing_errors`).
+fn framing_error_log(peer: SocketAddr, e: &lifeline_sip::Error) {
+    static LIMIT: Mutex<crate::quiet::Limit> = Mutex::new(crate::quiet::Limit::new(
+        "closing stream: framing error",
+        20,
+        Duration::from_secs(10),
+    ));
+    let check = LIMIT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .check(std::time::Instant::now());
+    if let Some(s) = check.summary {
+        tracing::info!(kind = s.name, suppressed = s.lines, "{s}");
+    }
+    if check.log {
+        tracing::info!(%peer, error = %e, "closing stream: framing error");
+    }
+}
+
 /// Deliver one received datagram (or stream frame) to the core, unless
 /// admission answers (`reply`) or drops a new request first
 /// ([`crate::admission`]).
@@ -636,7 +658,8 @@ async fn run_tcp(
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    tracing::info!(peer = %addr, error = %e, "closing stream: framing error");
+                    tcp.stats.tcp_framing_errors.fetch_add(1, Ordering::Relaxed);
+                    framing_error_log(addr, &e);
                     writer.abort();
                     tcp.forget(addr, id);
                     return;

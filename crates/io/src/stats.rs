@@ -42,6 +42,8 @@ pub struct IoStats {
     pub tcp_write_queue_overflows: AtomicU64,
     /// Time the core was held (routing, by one thread at a time), ns.
     pub core_busy_ns: AtomicU64,
+    /// TCP connections closed because their bytes did not frame as SIP.
+    pub tcp_framing_errors: AtomicU64,
     /// Whether the core is behind and new non-emergency requests are shed
     /// (set by the housekeeping check; the IO threads also shed on their
     /// own look at the queue).

@@ -180,7 +180,7 @@ impl Metrics {
             "tcp_connections",
             "TCP connections open, accepted and to trunks",
         );
-        let tcp_closed: Family<TcpClosedLabels, Counter> = registered(&mut r, "tcp_closed", "TCP connections reset for breaking a bound: per_ip_cap, message_timeout, write_queue (idle closes are tcp_idle_closed)");
+        let tcp_closed: Family<TcpClosedLabels, Counter> = registered(&mut r, "tcp_closed", "TCP connections reset for breaking a bound: per_ip_cap, message_timeout, write_queue, or framing (idle closes are tcp_idle_closed)");
         let tcp_accept_paused: Counter = registered(
             &mut r,
             "tcp_accept_paused",

@@ -29,6 +29,7 @@ pub(super) struct Seen {
     tcp_message_timeouts: u64,
     tcp_write_queue_overflows: u64,
     tcp_accept_paused: u64,
+    tcp_framing_errors: u64,
     /// IoStats::admission_refused, as last seen.
     admission: [[u64; 2]; lifeline_proxy::Refusal::ALL.len()],
 }
@@ -146,6 +147,11 @@ impl Metrics {
             &mut seen.tcp_write_queue_overflows,
             get(&io.tcp_write_queue_overflows),
             &closed("write_queue"),
+        );
+        count_since(
+            &mut seen.tcp_framing_errors,
+            get(&io.tcp_framing_errors),
+            &closed("framing"),
         );
         count_since(
             &mut seen.tcp_accept_paused,

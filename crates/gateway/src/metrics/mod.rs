@@ -50,7 +50,7 @@
 //! | `lifeline_input_queue_drops_total` | | inputs dropped because the core's queue was full |
 //! | `lifeline_tcp_idle_closed_total` | | TCP connections closed after `tcp_idle_timeout` without traffic |
 //! | `lifeline_tcp_connections` | | TCP connections open, accepted and to trunks (what `max_connections` bounds) |
-//! | `lifeline_tcp_closed_total` | `reason` | TCP connections reset for breaking a bound: `per_ip_cap` (accepted from a source that already had `max_connections_per_ip`), `message_timeout` (a message not complete within `message_timeout` of its first byte), `write_queue` (the peer did not read: its queue reached `write_queue_bytes`) |
+//! | `lifeline_tcp_closed_total` | `reason` | TCP connections reset for breaking a bound: `per_ip_cap` (accepted from a source that already had `max_connections_per_ip`), `message_timeout` (a message not complete within `message_timeout` of its first byte), `write_queue` (the peer did not read: its queue reached `write_queue_bytes`), `framing` (bytes that are not SIP messages) |
 //! | `lifeline_tcp_accept_paused_total` | | times the gateway stopped accepting TCP connections because `max_connections` were open |
 //! | `lifeline_admission_refused_total` | `reason`, `action` | new requests refused before they cost anything: `source_rate` (over `limits.per_source`), `emergency_source_rate` (over `limits.per_source_emergency`), `overload` (the gateway was behind: new non-emergency requests shed), `max_calls`, `max_transactions` (the state caps); `action` `reject` (503 with Retry-After) or `drop` |
 //! | `lifeline_shedding` | | 1 while the gateway counts itself behind and sheds new non-emergency requests (the housekeeping check; the IO threads also shed on their own look at the queue) |
@@ -129,7 +129,8 @@ pub(crate) const STALE_AFTER: Duration = Duration::from_secs(600);
 
 /// The `reason`s of `lifeline_tcp_closed_total`, each a bound in
 /// [`lifeline_io::TcpLimits`]; every one is present from the start, at zero.
-pub(super) const TCP_CLOSE_REASONS: [&str; 3] = ["per_ip_cap", "message_timeout", "write_queue"];
+pub(super) const TCP_CLOSE_REASONS: [&str; 4] =
+    ["per_ip_cap", "message_timeout", "write_queue", "framing"];
 
 /// Totals for `/status` (the same counts as the labelled series, summed).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]

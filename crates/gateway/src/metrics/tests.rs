@@ -730,7 +730,7 @@ fn tcp_connections_and_closes_from_the_io_sides_counts() {
     // Every series at zero from the start, so that increase() sees the
     // first close.
     let page = m.encode();
-    for reason in ["per_ip_cap", "message_timeout", "write_queue"] {
+    for reason in ["per_ip_cap", "message_timeout", "write_queue", "framing"] {
         assert_series(
             &page,
             &format!("lifeline_tcp_closed_total{{reason=\"{reason}\"}}"),
