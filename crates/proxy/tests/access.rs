@@ -6,14 +6,11 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use lifeline_proxy::{
-    AccessConfig, EmergencyRule, IpNet, Peer, ProbeConfig, ProxyConfig, RouteConfig, RouteMatch,
-    TrunkConfig, UnknownSource,
-};
+use lifeline_proxy::{AccessConfig, EmergencyRule, IpNet, ProxyConfig, UnknownSource};
 use lifeline_sip::{HeaderName, Message, MessageWriter};
 
 mod support;
-use support::{addr, Bench, GW, TRUNK};
+use support::{addr, emergency_and_default, Bench, GW, TRUNK};
 
 /// In `callers`, not in `trusted`.
 const CALLER: &str = "192.0.2.20:5060";
@@ -53,27 +50,7 @@ fn access(unknown: UnknownSource, strip_location: bool) -> AccessConfig {
 }
 
 fn config(access: AccessConfig) -> ProxyConfig {
-    let probe = ProbeConfig {
-        enabled: false,
-        ..ProbeConfig::default()
-    };
-    let mut cfg = ProxyConfig::new(
-        addr(GW),
-        vec![TrunkConfig {
-            probe,
-            ..TrunkConfig::new("primary", Peer::udp(addr(TRUNK)))
-        }],
-        vec![
-            RouteConfig {
-                failover_after: Duration::from_secs(60),
-                ..RouteConfig::new("emergency", RouteMatch::Emergency, &["primary"])
-            },
-            RouteConfig {
-                failover_after: Duration::from_secs(60),
-                ..RouteConfig::new("default", RouteMatch::Any, &["primary"])
-            },
-        ],
-    );
+    let mut cfg = emergency_and_default();
     cfg.access = access;
     cfg
 }

@@ -7,34 +7,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use lifeline_proxy::admission::class_of;
 use lifeline_proxy::{
-    Class, EmergencyConfig, LimitsConfig, Peer, ProbeConfig, ProxyConfig, RouteConfig, RouteMatch,
-    TrunkConfig,
+    Class, EmergencyConfig, LimitsConfig, Peer, ProbeConfig, ProxyConfig, TrunkConfig,
 };
 use lifeline_sip::{HeaderName, Message};
 
 mod support;
-use support::{addr, Bench, CALLER, GW, TRUNK};
+use support::{addr, emergency_and_default, Bench, CALLER, GW, TRUNK};
 
 fn config(limits: LimitsConfig) -> ProxyConfig {
-    let probe = ProbeConfig {
-        enabled: false,
-        ..ProbeConfig::default()
-    };
-    let route = |name: &str, m: RouteMatch| RouteConfig {
-        failover_after: Duration::from_secs(60),
-        ..RouteConfig::new(name, m, &["primary"])
-    };
-    let mut cfg = ProxyConfig::new(
-        addr(GW),
-        vec![TrunkConfig {
-            probe,
-            ..TrunkConfig::new("primary", Peer::udp(addr(TRUNK)))
-        }],
-        vec![
-            route("emergency", RouteMatch::Emergency),
-            route("default", RouteMatch::Any),
-        ],
-    );
+    let mut cfg = emergency_and_default();
     cfg.limits = limits;
     cfg
 }

@@ -15,6 +15,32 @@ use lifeline_proxy::{
 };
 use lifeline_sip::Message;
 
+/// A proxy configuration at [`GW`] with one unprobed trunk, `primary` at
+/// [`TRUNK`], and two routes through it, `emergency` and `default`, each
+/// with a failover timer long enough (60 s) never to fire while a test
+/// waits.
+pub(crate) fn emergency_and_default() -> ProxyConfig {
+    let probe = ProbeConfig {
+        enabled: false,
+        ..ProbeConfig::default()
+    };
+    let route = |name: &str, m: RouteMatch| RouteConfig {
+        failover_after: Duration::from_secs(60),
+        ..RouteConfig::new(name, m, &["primary"])
+    };
+    ProxyConfig::new(
+        addr(GW),
+        vec![TrunkConfig {
+            probe,
+            ..TrunkConfig::new("primary", Peer::udp(addr(TRUNK)))
+        }],
+        vec![
+            route("emergency", RouteMatch::Emergency),
+            route("default", RouteMatch::Any),
+        ],
+    )
+}
+
 /// The emergency INVITE with SDP and a PIDF-LO body, about 2.4 KB.
 pub(crate) const EMERGENCY_INVITE: &str =
     include_str!("../../../sip/testdata/bench/emergency-invite.sip");
