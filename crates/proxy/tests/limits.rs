@@ -281,3 +281,65 @@ fn an_overload_control_request_lapses_after_its_validity() {
     b.send(CALLER, &invite("v3", "sip:+442079460000@gw"));
     assert_eq!(invites_to(&b), "pbbp", "lapsed");
 }
+
+/// The trunk answers the INVITE of `call_id` with 200 (a UAS's: its
+/// Record-Route copied, a Contact); the caller gets it.
+fn answer(b: &mut Bench, call_id: &str) {
+    let invite = b
+        .at_trunk()
+        .into_iter()
+        .find(|m| m.is_request() && m.call_id() == Some(call_id.as_bytes()))
+        .unwrap();
+    let ok = lifeline_sip::MessageWriter::dialog_response_to(
+        &invite,
+        200,
+        "OK",
+        b"callee",
+        format!("<sip:callee@{TRUNK}>").as_bytes(),
+    )
+    .unwrap()
+    .finish();
+    b.send(TRUNK, std::str::from_utf8(&ok).unwrap());
+}
+
+/// The caller's ACK of the 200 it got for `call_id`, along the route set.
+fn ack(b: &mut Bench, call_id: &str, uri: &str) {
+    let ok = b
+        .to(CALLER)
+        .into_iter()
+        .find(|m| m.status() == Some(200) && m.call_id() == Some(call_id.as_bytes()))
+        .unwrap();
+    let rr = String::from_utf8(ok.header(HeaderName::RecordRoute).unwrap().value.to_vec()).unwrap();
+    let text = format!(
+        "ACK sip:callee@{TRUNK} SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-ack-{call_id}\r\nRoute: {rr}\r\nMax-Forwards: 70\r\nFrom: <sip:+441632960001@orig.example>;tag=a-{call_id}\r\nTo: <{uri}>;tag=callee\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+    );
+    b.send(CALLER, &text);
+}
+
+#[test]
+fn an_answered_call_never_acked_lets_its_dialog_go_after_64_t1() {
+    let mut b = Bench::new(config(LimitsConfig::default()));
+    let number = "sip:+442079460000@gw";
+    for id in ["never-acked", "acked"] {
+        b.send(CALLER, &invite(id, number));
+        answer(&mut b, id);
+    }
+    b.send(CALLER, &invite("sos-never-acked", "sip:999@gw"));
+    answer(&mut b, "sos-never-acked");
+    ack(&mut b, "acked", number);
+    let acks = b
+        .at_trunk()
+        .iter()
+        .filter(|m| m.method_bytes() == Some(b"ACK"))
+        .count();
+    assert_eq!(acks, 1, "the ACK went on to the trunk");
+    assert_eq!(b.proxy.stats().dialogs, 3);
+    // 64 x T1 after its 200, the dialog nobody ACKed is gone; the ACKed
+    // one and the emergency call's stay (dialog_max_age).
+    b.advance(Duration::from_millis(31_990));
+    assert_eq!(b.proxy.stats().dialogs, 3);
+    b.advance(Duration::from_millis(20));
+    assert_eq!(b.proxy.stats().dialogs, 2);
+    b.advance(Duration::from_secs(3600));
+    assert_eq!(b.proxy.stats().dialogs, 2);
+}

@@ -448,6 +448,7 @@ impl Proxy {
                     nonce: dnonce,
                     confirmed: false,
                     counted: false,
+                    acked: false,
                     expires: now + self.cfg.timers.t1x64() + self.cfg.timers.timer_c,
                     armed: None,
                 });

@@ -251,6 +251,8 @@ struct Dialog {
     confirmed: bool,
     /// Counted in its trunk's `max_calls` load (an answered call).
     counted: bool,
+    /// The caller's ACK of the 2xx has passed (RFC 3261 §13.2.2.4).
+    acked: bool,
     expires: Instant,
     armed: Option<Instant>,
 }

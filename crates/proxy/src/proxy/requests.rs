@@ -110,7 +110,10 @@ impl Proxy {
         let full = |count: usize, max: Option<u32>| {
             max.is_some_and(|max| count >= LimitsConfig::non_emergency_ceiling(max) as usize)
         };
-        if method == Method::Invite && full(self.calls.len(), limits.max_calls) {
+        // Calls being set up (and lingering a little after), and calls up
+        // until their BYE (their dialogs): whichever is more.
+        let calls = self.calls.len().max(self.dialogs.len());
+        if method == Method::Invite && full(calls, limits.max_calls) {
             return Some(Refusal::MaxCalls);
         }
         if full(
@@ -177,6 +180,12 @@ impl Proxy {
         let Some(target) = self.dialog_target(dk, from) else {
             return;
         };
+        if let Some(d) = self.dialogs.get_mut(dk).filter(|d| d.confirmed && !d.acked) {
+            // The 2xx is acknowledged: the dialog is kept its full age.
+            d.acked = true;
+            d.expires = now + self.cfg.dialog_max_age;
+            self.arm_dialog(dk);
+        }
         if matches!(m.max_forwards(), Ok(Some(0))) {
             return;
         }

@@ -293,9 +293,18 @@ impl Proxy {
         let first = self.calls[ck].state != CallState::Connected;
         self.relay(now, ck, m);
         if let Some((dk, n)) = self.calls[ck].attempts[ai].dialog {
+            // Kept `dialog_max_age` once the caller's ACK has passed; until
+            // then only as long as the callee retransmits its 2xx (64 x T1,
+            // RFC 3261 §13.3.1.4: then it gives the session up with a BYE),
+            // so that answered calls never ACKed (a flood) cost state for
+            // seconds, not hours. An emergency call's dialog is kept the
+            // whole time whatever the ACK does: its in-dialog requests (a
+            // call-back re-INVITE, the BYE) must find it.
+            let emergency = self.calls[ck].emergency.is_some();
+            let (t1x64, max_age) = (self.cfg.timers.t1x64(), self.cfg.dialog_max_age);
             if let Some(d) = self.dialogs.get_mut(dk).filter(|d| d.nonce == n) {
                 d.confirmed = true;
-                d.expires = now + self.cfg.dialog_max_age;
+                d.expires = now + if d.acked || emergency { max_age } else { t1x64 };
                 self.arm_dialog(dk);
             }
         }
