@@ -3,7 +3,7 @@
 //! counted and ordered; every wait is bounded.
 #![cfg(not(loom))]
 
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use lifeline_io::{EventSink, Gateway, Options};
-use lifeline_kit::{one_route, unprobed, Mode, Uas, UasConfig};
+use lifeline_kit::{closed_by_peer, one_route, unprobed, Mode, Uas, UasConfig};
 use lifeline_proxy::{AttemptFailure, Event, Peer, ProbeConfig, Transport, TrunkConfig};
 use lifeline_sip::{Frame, HeaderName, Message, StreamFramer};
 
@@ -184,22 +184,6 @@ fn a_refused_tcp_connection_to_a_udp_tcp_trunk_is_evidence_and_fails_over() {
     gw.shutdown(Duration::from_secs(1)).unwrap();
 }
 
-/// Read until the gateway closes the connection (bounded: 10 s of silence
-/// is a failure); true if it did.
-fn closed_by_gateway(conn: &mut TcpStream) -> bool {
-    conn.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut buf = [0u8; 4096];
-    loop {
-        match conn.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return true,
-            Err(_) => return false, // timed out: still open
-        }
-    }
-}
-
 fn options_to_gateway(me: SocketAddr, n: u32) -> String {
     format!(
         "OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP {me};branch=z9hG4bKopt{n}\r\nMax-Forwards: 70\r\nFrom: <sip:a@b>;tag=o{n}\r\nTo: <sip:gw@127.0.0.1>\r\nCall-ID: opt-{n}\r\nCSeq: {n} OPTIONS\r\nContent-Length: 0\r\n\r\n"
@@ -231,7 +215,7 @@ fn an_idle_caller_connection_is_closed() {
     assert_eq!(status, Some(200));
     // Then left idle: the gateway closes it.
     assert!(
-        closed_by_gateway(&mut conn),
+        closed_by_peer(&mut conn),
         "the idle connection was not closed"
     );
     assert_eq!(gw.stats.tcp_idle_closed.load(Ordering::Relaxed), 1);
@@ -264,7 +248,7 @@ fn crlf_keep_alives_keep_a_connection_open() {
     assert_eq!(gw.stats.tcp_idle_closed.load(Ordering::Relaxed), 0);
     // Pings stop: it is closed.
     assert!(
-        closed_by_gateway(&mut conn),
+        closed_by_peer(&mut conn),
         "the idle connection was not closed"
     );
     assert_eq!(gw.stats.tcp_idle_closed.load(Ordering::Relaxed), 1);

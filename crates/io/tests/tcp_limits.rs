@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lifeline_io::{EventSink, Gateway, IoStats, Options, TcpLimits};
-use lifeline_kit::{one_route, unprobed, Uas, UasConfig};
+use lifeline_kit::{closed_by_peer, one_route, unprobed, Uas, UasConfig};
 use lifeline_proxy::{
     AttemptFailure, Event, Peer, ProxyConfig, RouteConfig, RouteMatch, Transport,
 };
@@ -82,23 +82,6 @@ fn ask(conn: &mut TcpStream, n: u32) -> Option<u16> {
     next_status(conn, &mut StreamFramer::default())
 }
 
-/// Read until the gateway closes the connection (bounded: 10 s of silence
-/// is a failure); true if it did. What was sent before the close is read
-/// and dropped.
-fn closed_by_gateway(conn: &mut TcpStream) -> bool {
-    conn.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut buf = [0u8; 4096];
-    loop {
-        match conn.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return true,
-            Err(_) => return false, // timed out: still open
-        }
-    }
-}
-
 /// Wait (at most 10 s) for `counter` to read `want`; what it last read.
 fn wait_for(counter: &AtomicU64, want: u64) -> u64 {
     wait_until(counter, |n| n == want)
@@ -140,7 +123,7 @@ fn a_source_over_its_cap_is_refused_while_another_is_served() {
     assert_eq!(ask(&mut b, 2), Some(200));
     // A third from 127.0.0.1 is reset as soon as it is accepted.
     let mut c = connect_from("127.0.0.1", to);
-    assert!(closed_by_gateway(&mut c), "the third connection was served");
+    assert!(closed_by_peer(&mut c), "the third connection was served");
     assert_eq!(get(&gw.stats.tcp_refused_per_ip), 1);
     // Another source is served.
     let mut d = connect_from("127.0.0.2", to);
@@ -219,7 +202,7 @@ fn a_message_trickled_past_message_timeout_is_reset() {
             std::thread::sleep(Duration::from_millis(50));
         }
     });
-    assert!(closed_by_gateway(&mut conn), "the slow message was let be");
+    assert!(closed_by_peer(&mut conn), "the slow message was let be");
     assert_eq!(get(&gw.stats.tcp_message_timeouts), 1);
     assert_eq!(get(&gw.stats.tcp_idle_closed), 0);
     assert_eq!(get(&gw.stats.received), 0, "no message was framed");
@@ -316,7 +299,7 @@ fn a_caller_that_does_not_read_is_reset_when_its_write_queue_overflows() {
         "{sent} requests sent; {:?}",
         gw.stats
     );
-    assert!(closed_by_gateway(&mut conn), "the connection was kept");
+    assert!(closed_by_peer(&mut conn), "the connection was kept");
     assert_eq!(wait_for(&gw.stats.tcp_open, 0), 0);
     assert_eq!(get(&gw.stats.tcp_idle_closed), 0);
     assert_eq!(get(&gw.stats.tcp_message_timeouts), 0);

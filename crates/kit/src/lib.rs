@@ -33,5 +33,5 @@ pub mod vnet;
 
 pub use caller::{end_to_end_headers, Call, Caller};
 pub use config::{one_route, unprobed};
-pub use sockets::{Uas, UasConfig};
+pub use sockets::{closed_by_peer, Uas, UasConfig};
 pub use uas::{Mode, UasStats};

@@ -303,3 +303,24 @@ fn tcp_loop(mut conn: TcpStream, peer: SocketAddr, shared: &Shared) {
     }
     shared.conns().remove(&peer);
 }
+
+/// Read from `conn` until its peer closes it (bounded: 10 s of silence is
+/// a failure); true if it did, by FIN or reset. What arrives before the
+/// close is read and dropped.
+pub fn closed_by_peer(conn: &mut TcpStream) -> bool {
+    if conn
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = [0u8; 4096];
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false, // timed out: still open
+        }
+    }
+}
