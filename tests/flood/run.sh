@@ -150,8 +150,8 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-die() { echo "run.sh: $*" >&2; exit 2; }
-isint() { [[ $1 =~ ^[0-9]+$ ]]; }
+# shellcheck source=tests/lib/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 case "$SCENARIO" in a | b | c | d | none | all) ;; *) die "--scenario: a, b, c, d, none or all" ;; esac
 case "$LIMITS" in on | off) ;; *) die "--limits: on or off" ;; esac
 for v in DURATION RATE CALL_MS CALL_TIMEOUT_MS WARMUP INVITE_RATE GARBAGE_RATE CONNECTIONS TRICKLE_SOURCES WAIT_IDLE; do
@@ -257,37 +257,6 @@ trap 'exit 143' TERM
 # 2,000 connections need 2,000 descriptors in lifeline and in the flooder.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-# ---- helpers ----
-now_ms() { date +%s%3N; }
-TAKEN=" "
-port_in_use() {
-    [ -n "$(ss -Hlnu "sport = :$1" 2>/dev/null)" ] || [ -n "$(ss -Hlnt "sport = :$1" 2>/dev/null)" ]
-}
-pick_port() { # VAR: set VAR to a port free for UDP and TCP, never one picked before
-    local p
-    for _ in $(seq 500); do
-        p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
-        case "$TAKEN" in *" $p "*) continue ;; esac
-        if ! port_in_use "$p"; then
-            TAKEN="$TAKEN$p "
-            printf -v "$1" '%s' "$p"
-            return 0
-        fi
-    done
-    die "no free port found"
-}
-# A one-shot HTTP GET on loopback with bash's /dev/tcp: prints the body,
-# returns 0 on a 2xx.
-http_get() {
-    local port=$1 path=$2 status body
-    exec 9<>"/dev/tcp/127.0.0.1/$port" || return 1
-    printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' "$path" >&9
-    body=$(timeout 5 cat <&9) || true
-    exec 9<&- 9>&-
-    status=$(printf '%s' "$body" | head -n1 | awk '{print $2}')
-    printf '%s' "$body" | sed '1,/^\r\{0,1\}$/d'
-    [[ $status == 2* ]]
-}
 CLK_TCK=$(getconf CLK_TCK)
 # CPU ticks (utime + stime) of a process (0 once it is gone).
 ticks_of() {
@@ -560,17 +529,10 @@ TRUNK_OT=$(add "$P_OT" "$B_OT")
 TRUNKS_CPU=$(add "$(field cpu_s <<<"$P_LINE")" "$(field cpu_s <<<"$B_LINE")")
 
 # ---- the calls ----
-stat_col() {
-    awk -F';' -v want="$1" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == want) c = i; next }
-        { last = $c } END { print (c && last != "" ? last : "na") }' "$OUT/caller.stat.csv" 2>/dev/null || echo na
-}
 ATTEMPTED=$(stat_col "TotalCallCreated")
 COMPLETED=$(stat_col "SuccessfulCall(C)")
 FAILED=$(stat_col "FailedCall(C)")
-REASONS=$(awk -F';' 'NR == 1 { for (i = 1; i <= NF; i++) name[i] = $i; next } { for (i = 1; i <= NF; i++) v[i] = $i }
-    END { s = ""; for (i in name) if (name[i] ~ /^Failed.*\(C\)$/ && name[i] != "FailedCall(C)" && v[i] + 0 > 0) {
-            n = name[i]; sub(/^Failed/, "", n); sub(/\(C\)$/, "", n); s = s (s ? "," : "") n ":" v[i] }
-          print (s ? s : "none") }' "$OUT/caller.stat.csv" 2>/dev/null || echo na)
+REASONS=$(failed_reasons)
 CONNECTED=$(awk '$1 == "answered" { print $2 }' "$OUT/caller.calls.log" 2>/dev/null | sort -u | wc -l)
 PCT=$(awk -v c="$CONNECTED" -v a="$ATTEMPTED" 'BEGIN { if (a + 0 > 0) printf "%.1f", c * 100 / a; else print "na" }')
 # Setup times, INVITE sent -> 200 received, per call: from the caller's

@@ -181,8 +181,8 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-die() { echo "run.sh: $*" >&2; exit 2; }
-isint() { [[ $1 =~ ^[0-9]+$ ]]; }
+# shellcheck source=tests/lib/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 case "$PROXY" in lifeline | kamailio | none) ;; *) die "--proxy: lifeline, kamailio or none" ;; esac
 [ "$PROXY" != none ] || [ "$FAULT" = none ] || die "--proxy none: no fault (nothing would fail over)"
 case "$FAULT" in none | kill | ring-kill | hang | 503 | stall | flap) ;; *) die "--fault: none, kill, ring-kill, hang, 503, stall or flap" ;; esac
@@ -258,45 +258,10 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ---- helpers ----
-now_ms() { date +%s%3N; }
 # Sleep until a Unix time in milliseconds.
 sleep_until_ms() {
     local d=$(( $1 - $(now_ms) ))
     [ "$d" -le 0 ] || sleep "$(printf '%d.%03d' $((d / 1000)) $((d % 1000)))"
-}
-TAKEN=" "
-port_in_use() {
-    [ -n "$(ss -Hlnu "sport = :$1" 2>/dev/null)" ] || [ -n "$(ss -Hlnt "sport = :$1" 2>/dev/null)" ]
-}
-pick_port() { # VAR: set VAR to a free port, never one picked before
-    local p
-    for _ in $(seq 500); do
-        p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
-        case "$TAKEN" in *" $p "*) continue ;; esac
-        if ! port_in_use "$p"; then
-            TAKEN="$TAKEN$p "
-            printf -v "$1" '%s' "$p"
-            return 0
-        fi
-    done
-    die "no free port found"
-}
-# A one-shot HTTP GET on loopback with bash's /dev/tcp (no curl needed):
-# prints the body, returns 0 on a 2xx. With LIFELINE_ADMIN_TOKEN_FILE set,
-# the admin API is configured with that token file and every request
-# carries its token (admin.token_file; docs/SECURITY.md).
-http_get() {
-    local port=$1 path=$2 status body auth=""
-    if [ -n "${LIFELINE_ADMIN_TOKEN_FILE:-}" ]; then
-        auth="Authorization: Bearer $(tr -d ' \t\r\n' <"$LIFELINE_ADMIN_TOKEN_FILE")"$'\r\n'
-    fi
-    exec 9<>"/dev/tcp/127.0.0.1/$port" || return 1
-    printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n%sConnection: close\r\n\r\n' "$path" "$auth" >&9
-    body=$(timeout 5 cat <&9) || true
-    exec 9<&- 9>&-
-    status=$(printf '%s' "$body" | head -n1 | awk '{print $2}')
-    printf '%s' "$body" | sed '1,/^\r\{0,1\}$/d'
-    [[ $status == 2* ]]
 }
 run_pinned() { # CPUS CMD...: exec CMD under taskset when CPUS is set
     local cpus=$1; shift
@@ -653,17 +618,10 @@ fi
 
 # ---- counts ----
 # The last line of the caller's statistics, by column name.
-stat_col() {
-    awk -F';' -v want="$1" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == want) c = i; next }
-        { last = $c } END { print (c && last != "" ? last : "na") }' "$OUT/caller.stat.csv" 2>/dev/null || echo na
-}
 ATTEMPTED=$(stat_col "TotalCallCreated")
 COMPLETED=$(stat_col "SuccessfulCall(C)")
 FAILED=$(stat_col "FailedCall(C)")
-REASONS=$(awk -F';' 'NR == 1 { for (i = 1; i <= NF; i++) name[i] = $i; next } { for (i = 1; i <= NF; i++) v[i] = $i }
-    END { s = ""; for (i in name) if (name[i] ~ /^Failed.*\(C\)$/ && name[i] != "FailedCall(C)" && v[i] + 0 > 0) {
-            n = name[i]; sub(/^Failed/, "", n); sub(/\(C\)$/, "", n); s = s (s ? "," : "") n ":" v[i] }
-          print (s ? s : "none") }' "$OUT/caller.stat.csv" 2>/dev/null || echo na)
+REASONS=$(failed_reasons)
 BYE_FAILED=$(grep -c '^bye-failed ' "$OUT/caller.calls.log" 2>/dev/null || true)
 STRAY=$(grep -c '^stray-1xx ' "$OUT/caller.calls.log" 2>/dev/null || true)
 # Messages for calls SIPp had already finished (e.g. a late 200 from a trunk
