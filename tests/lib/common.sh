@@ -56,3 +56,22 @@ failed_reasons() {
             n = name[i]; sub(/^Failed/, "", n); sub(/\(C\)$/, "", n); s = s (s ? "," : "") n ":" v[i] }
           print (s ? s : "none") }' "$OUT/caller.stat.csv" 2>/dev/null || echo na
 }
+
+# The configuration's trunks (primary and backup at IP:PRIMARY and IP:BACKUP)
+# and its two routes through them, emergency and default, as YAML.
+trunks_and_routes_yaml() { # IP PRIMARY BACKUP
+    cat <<YAML
+trunks:
+  - name: primary
+    address: $1:$2
+  - name: backup
+    address: $1:$3
+routes:
+  - name: emergency
+    match: emergency
+    trunks: [primary, backup]
+  - name: default
+    match: any
+    trunks: [primary, backup]
+YAML
+}

@@ -25,12 +25,12 @@
 //! that share.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use lifeline_proxy::{Admission, Class, Decision, Load, ProxyConfig, Refusal};
+use lifeline_proxy::{Admission, Decision, Load, ProxyConfig, Refusal};
 use lifeline_sip::{Edit, HeaderName, Message, MessageWriter};
 
 use crate::stats::IoStats;
@@ -63,6 +63,10 @@ pub(crate) enum Gate {
 #[derive(Debug)]
 pub(crate) struct Admit {
     decide: Mutex<Option<Admission>>,
+    /// A per-source limit is configured: without one, and while not
+    /// shedding, nothing can refuse a request, and it is admitted without
+    /// being classified (the common case costs one atomic load).
+    limited: AtomicBool,
     /// Makes the To tags of the answers sent here unique.
     tags: AtomicU64,
     tag_key: u64,
@@ -77,6 +81,7 @@ impl Admit {
         h.write_u64(0x6c6966656c696e65);
         Self {
             decide: Mutex::new(None),
+            limited: AtomicBool::new(false),
             tags: AtomicU64::new(0),
             tag_key: h.finish(),
         }
@@ -85,10 +90,14 @@ impl Admit {
     /// Put `cfg`'s limits in force (at start-up and on every reload).
     pub(crate) fn configure(&self, cfg: &ProxyConfig) {
         let mut d = self.decide.lock().unwrap_or_else(|p| p.into_inner());
-        match d.as_mut() {
-            Some(a) => a.reconfigure(cfg),
-            None => *d = Some(Admission::new(cfg)),
-        }
+        let limited = match d.as_mut() {
+            Some(a) => {
+                a.reconfigure(cfg);
+                a.per_source()
+            }
+            None => d.insert(Admission::new(cfg)).per_source(),
+        };
+        self.limited.store(limited, Ordering::Relaxed);
     }
 
     /// Judge request `m` from `from` at `now`, the core's queue holding
@@ -105,19 +114,17 @@ impl Admit {
         let shedding = stats.shedding.load(Ordering::Relaxed)
             || queued >= SHED_ENTRIES
             || queued_bytes >= SHED_BYTES;
-        let (class, decision) = {
+        if !shedding && !self.limited.load(Ordering::Relaxed) {
+            return Gate::Admit;
+        }
+        let decision = {
             let mut d = self.decide.lock().unwrap_or_else(|p| p.into_inner());
             let Some(a) = d.as_mut() else {
                 return Gate::Admit; // not configured yet: the core decides
             };
             let class = a.class(m, from);
-            (class, a.check(now, from, class, Load { shedding }))
+            a.check(now, from, class, Load { shedding })
         };
-        if class == Class::Emergency {
-            stats
-                .emergency_admitted
-                .fetch_add(u64::from(decision == Decision::Admit), Ordering::Relaxed);
-        }
         match decision {
             Decision::Admit => Gate::Admit,
             Decision::Drop(why) => {
@@ -230,7 +237,6 @@ mod tests {
             Gate::Answer(_)
         ));
         assert_eq!(stats.refused_count(Refusal::Overload, true), 3);
-        assert_eq!(stats.emergency_admitted.load(Ordering::Relaxed), 1);
     }
 
     #[test]

@@ -50,8 +50,6 @@ pub struct IoStats {
     pub shedding: AtomicBool,
     /// Bytes of the messages queued for the core now (a gauge).
     pub queued_bytes: AtomicUsize,
-    /// New emergency requests the IO threads admitted.
-    pub emergency_admitted: AtomicU64,
     /// New requests the IO threads refused, by [`Refusal`] (in the order of
     /// [`Refusal::ALL`]): answered 503 (`[i][1]`) or dropped (`[i][0]`).
     pub admission_refused: [[AtomicU64; 2]; Refusal::ALL.len()],

@@ -362,7 +362,13 @@ impl Admission {
         }
     }
 
-    /// Sources tracked now (both tables), for metrics.
+    /// Whether a per-source limit is set (without one, only shedding can
+    /// refuse a request).
+    pub fn per_source(&self) -> bool {
+        self.normal.is_some() || self.urgent.is_some()
+    }
+
+    /// Sources tracked now (both tables).
     pub fn sources(&self) -> usize {
         self.normal.as_ref().map_or(0, Buckets::len) + self.urgent.as_ref().map_or(0, Buckets::len)
     }

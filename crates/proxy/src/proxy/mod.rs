@@ -808,6 +808,7 @@ impl Proxy {
                             &m,
                             e.status(),
                             e.kind().reason_phrase(),
+                            &[],
                             why,
                         );
                     }
@@ -837,7 +838,9 @@ impl Proxy {
         });
     }
 
-    /// Answer a request outside any transaction (it failed validation).
+    /// Answer a request outside any transaction (it failed validation, or
+    /// a state cap refused it), with `extra` headers.
+    #[allow(clippy::too_many_arguments)]
     fn reply_stateless(
         &mut self,
         now: Instant,
@@ -845,11 +848,14 @@ impl Proxy {
         m: &Message,
         status: u16,
         phrase: &str,
+        extra: &[(HeaderName, &[u8])],
         why: &'static str,
     ) {
         let tag = self.new_tag();
-        if let Ok(w) = MessageWriter::response_to(m, status, phrase, Some(&tag)) {
-            self.send(from, w.finish(), None);
+        if let Ok(mut w) = MessageWriter::response_to(m, status, phrase, Some(&tag)) {
+            if extra.iter().all(|(n, v)| w.header(*n, v).is_ok()) {
+                self.send(from, w.finish(), None);
+            }
         }
         self.reject(now, from, Some(status), why);
     }

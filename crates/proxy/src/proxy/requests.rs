@@ -52,7 +52,7 @@ impl Proxy {
                 Ok(Some(stripped)) => stripped,
                 Ok(None) => m,
                 Err(_) => {
-                    self.reply_stateless(now, from, &m, 500, "Server Internal Error", "strip");
+                    self.reply_stateless(now, from, &m, 500, "Server Internal Error", &[], "strip");
                     return;
                 }
             }
@@ -135,15 +135,16 @@ impl Proxy {
             .unwrap_or(5)
             .max(1)
             .to_string();
-        let tag = self.new_tag();
-        if let Ok(mut w) =
-            lifeline_sip::MessageWriter::response_to(m, 503, "Service Unavailable", Some(&tag))
-        {
-            if w.header(HeaderName::RetryAfter, retry.as_bytes()).is_ok() {
-                self.send(from, w.finish(), None);
-            }
-        }
-        self.reject(now, from, Some(503), why.as_str());
+        let extra = [(HeaderName::RetryAfter, retry.as_bytes())];
+        self.reply_stateless(
+            now,
+            from,
+            m,
+            503,
+            "Service Unavailable",
+            &extra,
+            why.as_str(),
+        );
     }
 
     fn handle_ack(&mut self, now: Instant, from: Peer, m: Message) {
@@ -358,13 +359,7 @@ impl Proxy {
         // new call.
         let token = self.our_route(&m);
         if let Some(Err(())) = token {
-            self.respond_refused(
-                now,
-                sk,
-                481,
-                "Call/Transaction Does Not Exist",
-                "unknown dialog",
-            );
+            self.unknown_dialog(now, sk);
             return;
         }
         if let Some(Ok((dk, dn))) = token {
@@ -419,13 +414,7 @@ impl Proxy {
             // A request inside a dialog (To tag, §12.2) that does not carry
             // our token: every dialog through this proxy was record-routed
             // with one, so this one is none of ours.
-            self.respond_refused(
-                now,
-                sk,
-                481,
-                "Call/Transaction Does Not Exist",
-                "unknown dialog",
-            );
+            self.unknown_dialog(now, sk);
             return;
         }
         if !self.accepting {
@@ -494,6 +483,18 @@ impl Proxy {
         };
         let route = Target::Route(self.routes[ri].clone());
         self.start_call(now, sk, &m, emergency, route, false);
+    }
+
+    /// 481: an in-dialog request that names no dialog of ours (RFC 3261
+    /// §12.2.2).
+    fn unknown_dialog(&mut self, now: Instant, sk: usize) {
+        self.respond_refused(
+            now,
+            sk,
+            481,
+            "Call/Transaction Does Not Exist",
+            "unknown dialog",
+        );
     }
 
     fn routes_cfg(&self) -> &[RouteConfig] {
