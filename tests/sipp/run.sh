@@ -487,11 +487,16 @@ find_proxy_pids
 echo "${PROXY_PIDS[*]}" >"$OUT/proxy.pids"
 
 # ---- memory sampler ----
+# Peak PSS, and PSS over time in $OUT/pss.tsv: "seconds since the first
+# call<TAB>KiB", every 0.5 s (tests/sipp/kamailio/pss_chart.py draws it).
 (
     peak=0
+    printf 's\tpss_kib\n' >"$OUT/pss.tsv"
     while :; do
         v=$(proxy_kib smaps_rollup Pss)
         [ "$v" -gt "$peak" ] && peak=$v && echo "$peak" >"$OUT/pss_peak_kib"
+        awk -v t="$(now_ms)" -v t0="$T0_MS" -v v="$v" \
+            'BEGIN { printf "%.1f\t%d\n", (t - t0) / 1000, v }' >>"$OUT/pss.tsv"
         sleep 0.5
     done
 ) &

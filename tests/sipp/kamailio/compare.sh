@@ -15,6 +15,9 @@
 #      calls/s, lifeline then Kamailio: for ring-kill (calls ringing on the
 #      primary when it is killed) compare ringing_at_kill, rescued and
 #      rescue_max_ms side by side.
+#   4b. memory: PSS over time at --memory-rates (500 and 3,000 calls/s) for
+#      --memory-seconds (60) each, lifeline and Kamailio alternating, twice;
+#      pss_chart.py draws DIR/pss-RATE.svg from the runs' pss.tsv.
 #   5. lifeline on one core and on two (taskset), SIPp on core 1, at fixed
 #      rates (--cores-rates), with its CPU by thread.
 #
@@ -26,7 +29,7 @@ RUN="$HERE/../run.sh"
 ROOT=$(cd "$HERE/../../.." && pwd)
 
 LIFELINE='' OUT='' STEPS="200 500 1000 1500 2000 3000 4000 5000" STEP_S=20
-CORES_RATES="2000 4000" CPU_RATE=500 CPU_S=30 FAULT_RATE=100 FAULT_S=20 PARTS="baseline maxrate pinned cpu faults cores"
+CORES_RATES="2000 4000" MEMORY_RATES="500 3000" MEMORY_S=60 CPU_RATE=500 CPU_S=30 FAULT_RATE=100 FAULT_S=20 PARTS="baseline maxrate pinned cpu memory faults cores"
 while [ $# -gt 0 ]; do
     case "$1" in
     --lifeline) LIFELINE=$2; shift 2 ;;
@@ -37,9 +40,12 @@ while [ $# -gt 0 ]; do
     --fault-rate) FAULT_RATE=$2; shift 2 ;;
     --fault-seconds) FAULT_S=$2; shift 2 ;;
     --cores-rates) CORES_RATES=$2; shift 2 ;;
+    --memory-rates) MEMORY_RATES=$2; shift 2 ;;
+    --memory-seconds) MEMORY_S=$2; shift 2 ;;
     --parts) PARTS=$2; shift 2 ;;
     *) echo "usage: compare.sh [--lifeline PATH] [--out DIR] [--steps \"200 500 ...\"] [--step-seconds S]" >&2
-       echo "       [--cpu-rate N] [--fault-rate N] [--fault-seconds S] [--cores-rates \"2000 4000\"] [--parts \"baseline maxrate pinned cpu faults cores\"]" >&2
+       echo "       [--cpu-rate N] [--fault-rate N] [--fault-seconds S] [--cores-rates \"2000 4000\"]" >&2
+       echo "       [--memory-rates \"500 3000\"] [--memory-seconds S] [--parts \"baseline maxrate pinned cpu memory faults cores\"]" >&2
        exit 2 ;;
     esac
 done
@@ -116,6 +122,19 @@ for part in $PARTS; do
                     --rate "$FAULT_RATE" --duration "$FAULT_S" --fault-at 5 --fault-for 10
             done
         done
+        ;;
+    memory)
+        # PSS over time (each run's pss.tsv) at --memory-rates for
+        # --memory-seconds, alternating, twice; pss_chart.py draws them.
+        for r in $MEMORY_RATES; do
+            for round in 1 2; do
+                for p in lifeline kamailio; do
+                    run "memory $p rate=$r round=$round" --proxy "$p" --lifeline "$LIFELINE" \
+                        --rate "$r" --duration "$MEMORY_S"
+                done
+            done
+        done
+        python3 "$HERE/pss_chart.py" "$OUT" --out-dir "$OUT"
         ;;
     cores)
         # lifeline on one core (core 0) and on two (cores 0 and 1), SIPp on
