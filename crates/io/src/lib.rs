@@ -91,7 +91,7 @@ mod stats;
 pub mod transport;
 
 #[cfg(not(loom))]
-pub use engine::{CoreFn, EventSink, Input, InputTx, Received, Tick, INPUT_QUEUE};
+pub use engine::{CoreFn, EventSink, Input, InputTx, Received, Tick, INPUT_QUEUE, TIMER_GRAIN};
 #[cfg(not(loom))]
 pub use gateway::{Bound, EngineFailed, Gateway, Options, TCP_IDLE_TIMEOUT};
 #[cfg(not(loom))]
