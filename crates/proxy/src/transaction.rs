@@ -13,6 +13,10 @@
 //! J (64·T1) absorbs request retransmissions, L/M (64·T1) keep an accepted
 //! INVITE transaction to pass 2xx retransmissions. On a reliable transport
 //! A, E and G are not used and D, I, J, K are zero.
+//!
+//! Once only the last of those timers is left (`lingering()`), the proxy
+//! keeps no `ClientTxn` / `ServerTxn` at all but a compact record of what
+//! absorbing retransmissions needs (`proxy/linger.rs`).
 
 use std::time::{Duration, Instant};
 
@@ -224,6 +228,22 @@ impl ClientTxn {
     /// The request as sent, until a final response came.
     pub(crate) fn request(&self) -> Option<&Message> {
         self.request.as_ref()
+    }
+
+    /// Whether all that is left is absorbing retransmissions until Timer
+    /// D, K or M (Completed, Accepted): no other timer runs.
+    pub(crate) fn lingering(&self) -> bool {
+        matches!(self.state, ClientState::Completed | ClientState::Accepted)
+    }
+
+    /// When Timer D, K or M ends the transaction.
+    pub(crate) fn linger_until(&self) -> Option<Instant> {
+        self.linger_until
+    }
+
+    /// The ACK sent for a non-2xx final (INVITE, Completed).
+    pub(crate) fn ack(&self) -> Option<&Bytes> {
+        self.ack.as_ref()
     }
 
     fn linger(&mut self, now: Instant, d: Duration) {
@@ -566,6 +586,22 @@ impl ServerTxn {
         .into_iter()
         .flatten()
         .min()
+    }
+
+    /// Whether all that is left is absorbing retransmissions until Timer
+    /// I, J or L (INVITE Confirmed or Accepted, non-INVITE Completed): no
+    /// other timer runs.
+    pub(crate) fn lingering(&self) -> bool {
+        matches!(
+            (self.kind, self.state),
+            (Kind::Invite, ServerState::Accepted | ServerState::Confirmed)
+                | (Kind::NonInvite, ServerState::Completed)
+        )
+    }
+
+    /// When Timer I, J or L ends the transaction.
+    pub(crate) fn linger_until(&self) -> Option<Instant> {
+        self.linger_until
     }
 
     /// Whether a final response has been sent.

@@ -1,17 +1,18 @@
 //! Memory per live call, measured with a counting allocator: 2,000 calls held
-//! ringing at once through the pure core, and 2,000 answered calls whose
-//! transactions linger (RFC 6026: 32 s after the 200).
+//! ringing at once through the pure core, 2,000 answered calls whose
+//! transactions linger (RFC 6026: 32 s after the 200), and 2,000 finished
+//! calls (INVITE, 200, ACK, BYE, 200) whose transactions linger.
 #![allow(unsafe_code)] // a GlobalAlloc wrapper is unsafe by definition
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use lifeline_proxy::{Peer, ProbeConfig, Proxy, ProxyConfig, RouteConfig, RouteMatch, TrunkConfig};
-use lifeline_sip::{Message, MessageWriter};
+use lifeline_sip::{HeaderName, Message, MessageWriter};
 
 struct Counting;
 
@@ -58,13 +59,28 @@ fn memory_per_answered_call() {
     assert!(per_call < 6 * 1024, "{per_call} bytes per call");
 }
 
+#[test]
+fn memory_per_finished_call() {
+    let (lingering, after) = per_finished_call();
+    println!(
+        "live heap per finished call: {lingering} bytes while its transactions linger, \
+         {after} bytes once they have ended (2000 calls, {} B INVITE)",
+        INVITE.len()
+    );
+    // What lingers: the keys and timers of four transactions and the 200
+    // to the BYE (resent if the BYE is retransmitted, Timer J); no
+    // request, no call record, no dialog.
+    assert!(lingering < 1024, "{lingering} bytes per call");
+    assert!(after < 64, "{after} bytes per call left after 32 s");
+}
+
 /// The allocator's count is process-wide: one measurement at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// Live heap per call with 2,000 calls answered `code` by the trunk.
-fn per_call(code: u16, phrase: &str) -> isize {
-    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let t0 = Instant::now();
+const N: usize = 2000;
+
+/// The trunk's address, and a proxy with one emergency route to it.
+fn proxy(t0: Instant) -> (Proxy, Peer) {
     let gw: SocketAddr = "127.0.10.1:5060".parse().unwrap();
     let trunk = Peer::udp("127.0.30.1:5060".parse().unwrap());
     let probe = ProbeConfig {
@@ -84,10 +100,12 @@ fn per_call(code: u16, phrase: &str) -> isize {
             &["primary"],
         )],
     );
-    let mut p = Proxy::new(t0, cfg).unwrap();
-    const N: usize = 2000;
-    // Messages the test keeps (the inputs) are built before counting.
-    let invites: Vec<Bytes> = (0..N)
+    (Proxy::new(t0, cfg).unwrap(), trunk)
+}
+
+/// `N` distinct INVITEs.
+fn invites() -> Vec<Bytes> {
+    (0..N)
         .map(|i| {
             Bytes::from(
                 INVITE
@@ -98,13 +116,26 @@ fn per_call(code: u16, phrase: &str) -> isize {
                     ),
             )
         })
-        .collect();
+        .collect()
+}
+
+fn caller(i: usize) -> Peer {
+    Peer::udp(SocketAddr::from((
+        [127, 0, 20, 1],
+        5000 + (i % 1000) as u16,
+    )))
+}
+
+/// Live heap per call with 2,000 calls answered `code` by the trunk.
+fn per_call(code: u16, phrase: &str) -> isize {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let t0 = Instant::now();
+    let (mut p, trunk) = proxy(t0);
+    // Messages the test keeps (the inputs) are built before counting.
+    let invites = invites();
     let before = LIVE.load(Ordering::Relaxed);
     for (i, inv) in invites.iter().enumerate() {
-        let caller = Peer::udp(SocketAddr::from((
-            [127, 0, 20, 1],
-            5000 + (i % 1000) as u16,
-        )));
+        let caller = caller(i);
         p.handle_message(t0, caller, inv.clone());
         let mut fwd = None;
         while let Some(t) = p.poll_transmit() {
@@ -120,6 +151,95 @@ fn per_call(code: u16, phrase: &str) -> isize {
         while p.poll_event().is_some() {}
     }
     let st = p.stats();
-    assert_eq!(st.calls, N);
+    if code < 200 {
+        assert_eq!(st.calls, N);
+    } else {
+        // Answered: a dialog each; the call records went with the final
+        // response (their transactions linger without them).
+        assert_eq!((st.calls, st.dialogs, st.lingering), (0, N, 2 * N));
+    }
     (LIVE.load(Ordering::Relaxed) - before) / N as isize
+}
+
+/// Live heap per call with 2,000 calls each set up and ended (INVITE, the
+/// trunk's 200, the caller's ACK and BYE, the trunk's 200 to the BYE), all
+/// at one instant: while their transactions linger, and after 40 s.
+fn per_finished_call() -> (isize, isize) {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let t0 = Instant::now();
+    let (mut p, trunk) = proxy(t0);
+    let invites = invites();
+    let before = LIVE.load(Ordering::Relaxed);
+    for (i, inv) in invites.iter().enumerate() {
+        let caller = caller(i);
+        p.handle_message(t0, caller, inv.clone());
+        let fwd = take(&mut p, b"INVITE").unwrap_or_else(|| panic!("call {i} not forwarded"));
+        let fwd = Message::parse(fwd).unwrap();
+        let ok = MessageWriter::dialog_response_to(&fwd, 200, "OK", b"t", b"<sip:t@trunk>");
+        p.handle_message(t0, trunk, ok.unwrap().finish());
+        let ok = Message::parse(take(&mut p, b"SIP/2.0 200").expect("200 relayed")).unwrap();
+        // The caller's ACK and BYE, along the Record-Route of the 200.
+        p.handle_message(t0, caller, in_dialog(&ok, "ACK", 31862, i));
+        take(&mut p, b"ACK").expect("ACK forwarded");
+        p.handle_message(t0, caller, in_dialog(&ok, "BYE", 31863, i));
+        let bye = Message::parse(take(&mut p, b"BYE").expect("BYE forwarded")).unwrap();
+        let ok = MessageWriter::response_to(&bye, 200, "OK", None).unwrap();
+        p.handle_message(t0, trunk, ok.finish());
+        take(&mut p, b"SIP/2.0 200").expect("200 to the BYE relayed");
+    }
+    let st = p.stats();
+    assert_eq!((st.calls, st.dialogs), (0, 0), "{st:?}");
+    assert_eq!(st.lingering, 4 * N, "{st:?}");
+    let lingering = (LIVE.load(Ordering::Relaxed) - before) / N as isize;
+    // Timers J, L and M (64 x T1 = 32 s) and K (T4 = 5 s) end them all.
+    let end = t0 + Duration::from_secs(40);
+    while let Some(at) = p.poll_timeout().filter(|at| *at <= end) {
+        p.handle_timeout(at);
+        while p.poll_transmit().is_some() {}
+        while p.poll_event().is_some() {}
+    }
+    let st = p.stats();
+    assert_eq!(
+        (st.lingering, st.server_transactions, st.client_transactions),
+        (0, 0, 0),
+        "{st:?}"
+    );
+    let after = (LIVE.load(Ordering::Relaxed) - before) / N as isize;
+    (lingering, after)
+}
+
+/// Drain what the proxy sends and its events; the last message sent that
+/// starts with `start`.
+fn take(p: &mut Proxy, start: &[u8]) -> Option<Bytes> {
+    let mut found = None;
+    while let Some(t) = p.poll_transmit() {
+        if t.payload.starts_with(start) {
+            found = Some(t.payload);
+        }
+    }
+    while p.poll_event().is_some() {}
+    found
+}
+
+/// The caller's `method` in the dialog the 2xx `ok` (as relayed to it)
+/// established: to its Contact, along its Record-Route.
+fn in_dialog(ok: &Message, method: &str, seq: u32, i: usize) -> Bytes {
+    let mut w = MessageWriter::request(method, b"sip:t@trunk").unwrap();
+    let via = format!("SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK{method}{i}");
+    w.header(HeaderName::Via, via.as_bytes()).unwrap();
+    w.header(HeaderName::MaxForwards, b"70").unwrap();
+    for h in ok.headers() {
+        match h.name {
+            HeaderName::RecordRoute => {
+                w.header(HeaderName::Route, h.value).unwrap();
+            }
+            HeaderName::From | HeaderName::To | HeaderName::CallId => {
+                w.raw_header(h.raw_name, h.value).unwrap();
+            }
+            _ => {}
+        }
+    }
+    w.header(HeaderName::CSeq, format!("{seq} {method}").as_bytes())
+        .unwrap();
+    w.finish()
 }

@@ -220,6 +220,7 @@ impl Proxy {
             state: CallState::Routing,
             started: now,
             to_tag,
+            answered_to: None,
             ends_dialog,
             clients_live: 0,
             loop_hash: self.loop_hash(m),

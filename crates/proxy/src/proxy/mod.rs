@@ -8,6 +8,7 @@
 //! and the load-sharing order.
 
 mod calls;
+mod linger;
 mod load;
 mod requests;
 mod responses;
@@ -30,6 +31,7 @@ use crate::classify::EmergencyRule;
 use crate::config::{ConfigError, Peer, ProxyConfig, RouteConfig, UnknownSource};
 use crate::events::{CallRef, Event, Transmit};
 use crate::transaction::{ClientState, ClientTxn, Kind, ServerTxn};
+use linger::{LingerKey, LingerTable};
 use load::TrunkLoad;
 
 const LOOP_PREFIX: &str = "z9hG4bK-lp";
@@ -61,10 +63,14 @@ pub struct Stats {
     pub responses_wrong_peer: u64,
     /// Requests refused with an error status.
     pub requests_refused: u64,
-    /// Live server transactions.
+    /// Live server transactions (lingering ones included).
     pub server_transactions: usize,
-    /// Live client transactions.
+    /// Live client transactions (lingering ones included).
     pub client_transactions: usize,
+    /// Of those, transactions past their final response that only absorb
+    /// retransmissions until their timer (D, I, J, K, L or M) ends them,
+    /// kept in a compact form without their call.
+    pub lingering: usize,
     /// Calls being set up or forwarded.
     pub calls: usize,
     /// Dialogs whose in-dialog requests the proxy routes.
@@ -229,6 +235,8 @@ struct Call {
     state: CallState,
     started: Instant,
     to_tag: Bytes,
+    /// Where a 2xx went to the caller (through the server transaction).
+    answered_to: Option<Peer>,
     /// The BYE or other in-dialog request that ends this dialog.
     ends_dialog: bool,
     /// Client transactions (attempts and CANCELs) still alive.
@@ -291,6 +299,13 @@ pub struct Proxy {
     server_index: HashMap<ServerKey, usize>,
     clients: Slab<ClientEntry>,
     client_index: HashMap<(Bytes, Bytes), usize>,
+    /// Transactions past their final response, kept only to absorb
+    /// retransmissions (see [`linger`]).
+    lingering: LingerTable,
+    /// Transactions that reached a lingering state during the current
+    /// input, moved to `lingering` at its end (clients with their serial).
+    settle_servers: Vec<usize>,
+    settle_clients: Vec<(usize, u64)>,
     calls: Slab<Call>,
     dialogs: Slab<Dialog>,
     timers: BinaryHeap<Reverse<(Instant, Obj)>>,
@@ -389,6 +404,9 @@ impl Proxy {
             server_index: HashMap::new(),
             clients: Slab::new(),
             client_index: HashMap::new(),
+            lingering: LingerTable::default(),
+            settle_servers: Vec::new(),
+            settle_clients: Vec::new(),
             calls: Slab::new(),
             dialogs: Slab::new(),
             timers: BinaryHeap::new(),
@@ -420,7 +438,10 @@ impl Proxy {
     /// Whether nothing is in progress: no call, no transaction (dialogs of
     /// answered calls may remain; they need no timers).
     pub fn is_idle(&self) -> bool {
-        self.calls.is_empty() && self.servers.is_empty() && self.clients.is_empty()
+        self.calls.is_empty()
+            && self.servers.is_empty()
+            && self.clients.is_empty()
+            && self.lingering.is_empty()
     }
 
     /// One line per live transaction (kind, state, method, Call-ID), for
@@ -461,7 +482,10 @@ impl Proxy {
             );
             line("client", c.txn.kind, state, c.txn.request())
         });
-        servers.chain(clients).collect()
+        servers
+            .chain(clients)
+            .chain(self.lingering.describe())
+            .collect()
     }
 
     /// Whether no request is waiting for an answer: every server transaction
@@ -608,8 +632,9 @@ impl Proxy {
     /// Counters and live sizes.
     pub fn stats(&self) -> Stats {
         Stats {
-            server_transactions: self.servers.len(),
-            client_transactions: self.clients.len(),
+            server_transactions: self.servers.len() + self.lingering.servers(),
+            client_transactions: self.clients.len() + self.lingering.clients(),
+            lingering: self.lingering.len(),
             calls: self.calls.len(),
             dialogs: self.dialogs.len(),
             ..self.stats
@@ -648,10 +673,14 @@ impl Proxy {
     /// When [`handle_timeout`](Self::handle_timeout) must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let own = self.timers.peek().map(|Reverse((t, _))| *t);
-        [own, self.health.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            own,
+            self.lingering.next_deadline(),
+            self.health.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Fire every timer due at or before `now`.
@@ -693,6 +722,9 @@ impl Proxy {
                 }
             }
         }
+        self.lingering.expire(now);
+        self.settle(now);
+        self.shrink_timers();
         self.check_trunks(now);
     }
 
@@ -751,6 +783,7 @@ impl Proxy {
                 self.move_hit_attempt(now, ck, ai);
             }
         }
+        self.settle(now);
         self.check_trunks(now);
     }
 
@@ -772,6 +805,7 @@ impl Proxy {
         verdict: Verdict,
     ) {
         self.handle_input(now, from, msg, verdict);
+        self.settle(now);
         self.check_trunks(now);
     }
 
@@ -888,6 +922,48 @@ impl Proxy {
     fn next_serial(&mut self) -> u64 {
         self.serials += 1;
         self.serials
+    }
+
+    /// The key a lingering transaction is found by: 128 bits of SipHash-1-3
+    /// (two runs, told apart by a byte) over `hash_key` and what `f` feeds
+    /// in. Keyed with the proxy's secret, so that no one can pick a request
+    /// whose key matches another's lingering transaction.
+    fn linger_key(&self, f: impl Fn(&mut std::collections::hash_map::DefaultHasher)) -> LingerKey {
+        use std::hash::{Hash, Hasher};
+        let half = |i: u8| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            self.hash_key.hash(&mut h);
+            i.hash(&mut h);
+            f(&mut h);
+            h.finish()
+        };
+        LingerKey(half(0), half(1))
+    }
+
+    /// A server transaction's lingering key.
+    fn server_linger_key(&self, key: &ServerKey) -> LingerKey {
+        use std::hash::Hash;
+        self.linger_key(|h| {
+            b's'.hash(h);
+            key.hash(h);
+        })
+    }
+
+    /// A client transaction's lingering key: its branch and method, and the
+    /// peer it was sent to, as [`responses::same_peer`] compares peers
+    /// (over a reliable transport, any port), so that only a response from
+    /// that peer matches it.
+    fn client_linger_key(&self, key: &(Bytes, Bytes), peer: Peer) -> LingerKey {
+        use std::hash::Hash;
+        self.linger_key(|h| {
+            b'c'.hash(h);
+            key.hash(h);
+            peer.transport.hash(h);
+            peer.addr.ip().to_canonical().hash(h);
+            if !peer.transport.reliable() {
+                peer.addr.port().hash(h);
+            }
+        })
     }
 
     /// A To tag: 128 random bits.

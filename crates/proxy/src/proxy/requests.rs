@@ -8,6 +8,7 @@ use bytes::Bytes;
 use lifeline_health::TrunkId;
 use lifeline_sip::{Edit, Error, HeaderName, Host, Message, Method, Uri};
 
+use super::linger::Found;
 use super::{
     AttemptState, CallState, Proxy, ServerEntry, ServerKey, Target, ACK_PREFIX, LOOP_PREFIX,
 };
@@ -33,6 +34,20 @@ impl Proxy {
             self.stats.retransmissions_absorbed += 1;
             if let Some(bytes) = self.servers[k].txn.on_retransmission() {
                 let peer = self.servers[k].txn.peer;
+                self.send(peer, bytes, None);
+            }
+            return;
+        }
+        if let Some(found) = self.find_lingering_server(&key) {
+            // A retransmission to a transaction past its final response:
+            // a non-INVITE one resends it (Timer J); an INVITE one, in
+            // Accepted or Confirmed, absorbs it.
+            let resend = match found {
+                Found::ServerCompleted(r) => Some((r.peer, r.response.clone())),
+                _ => None,
+            };
+            self.stats.retransmissions_absorbed += 1;
+            if let Some((peer, bytes)) = resend {
                 self.send(peer, bytes, None);
             }
             return;
@@ -117,7 +132,7 @@ impl Proxy {
             return Some(Refusal::MaxCalls);
         }
         if full(
-            self.servers.len() + self.clients.len(),
+            self.servers.len() + self.clients.len() + self.lingering.len(),
             limits.max_transactions,
         ) {
             return Some(Refusal::MaxTransactions);
@@ -159,6 +174,11 @@ impl Proxy {
                 if self.servers[k].txn.state == ServerState::Confirmed {
                     return; // retransmitted ACK
                 }
+            } else if matches!(
+                self.find_lingering_server(&key),
+                Some(Found::ServerConfirmed)
+            ) {
+                return; // retransmitted ACK (Timer I)
             }
         }
         // Never answered: one from outside `access.callers` is dropped
@@ -550,10 +570,33 @@ impl Proxy {
             .any(|v| ours(&v) && v.branch().is_some_and(|b| b.starts_with(want.as_bytes())))
     }
 
+    /// The lingering server transaction with `key`, if any.
+    pub(super) fn find_lingering_server(&self, key: &ServerKey) -> Option<Found<'_>> {
+        if self.lingering.is_empty() {
+            return None;
+        }
+        match self.lingering.get(self.server_linger_key(key))? {
+            f @ (Found::ServerAccepted | Found::ServerConfirmed | Found::ServerCompleted(_)) => {
+                Some(f)
+            }
+            _ => None,
+        }
+    }
+
     fn handle_cancel(&mut self, now: Instant, sk: usize, m: &Message) {
-        let invite =
-            server_key(m, Some(b"INVITE")).and_then(|k| self.server_index.get(&k).copied());
+        let key = server_key(m, Some(b"INVITE"));
+        let invite = key.as_ref().and_then(|k| self.server_index.get(k).copied());
         let Some(ik) = invite else {
+            let lingering = key.as_ref().and_then(|k| self.find_lingering_server(k));
+            if matches!(
+                lingering,
+                Some(Found::ServerAccepted | Found::ServerConfirmed)
+            ) {
+                // The INVITE has its final response already: nothing to
+                // cancel, but the CANCEL matched (RFC 3261 §9.2).
+                self.respond(now, sk, 200, "OK", None, &[]);
+                return;
+            }
             self.respond(now, sk, 481, "Call/Transaction Does Not Exist", None, &[]);
             return;
         };

@@ -7,8 +7,9 @@ use bytes::Bytes;
 use lifeline_health::TrunkId;
 use lifeline_sip::{Edit, HeaderName, Message, MessageWriter, Uri};
 
+use super::linger::Found;
 use super::{
-    AttemptState, CallState, DialogRef, Proxy, Target, DUPLICATE_PREFIX, REASON_ELSEWHERE,
+    AttemptState, CallState, DialogRef, Origin, Proxy, Target, DUPLICATE_PREFIX, REASON_ELSEWHERE,
 };
 use crate::config::{Peer, RouteConfig};
 use crate::events::{AttemptFailure, CallFailure, Event};
@@ -35,6 +36,9 @@ impl Proxy {
             }
         };
         let Some(&k) = self.client_index.get(&key) else {
+            if self.lingering_response(now, from, &key, &m) {
+                return;
+            }
             // A stray: no transaction (RFC 3261 §18.1.2). Dropped.
             self.stats.responses_dropped += 1;
             self.reject(now, from, None, "stray response");
@@ -64,6 +68,73 @@ impl Proxy {
             return;
         }
         self.on_attempt_response(now, call, attempt, code, &m);
+    }
+
+    /// A response to a lingering client transaction (see [`super::linger`]),
+    /// from the peer its request went to: a 2xx to an accepted INVITE goes
+    /// on to the caller (RFC 6026 §8.4), a non-2xx final to a completed
+    /// one gets its ACK again (§17.1.1.2), anything else is absorbed.
+    /// Returns false if no lingering transaction matches.
+    fn lingering_response(
+        &mut self,
+        now: Instant,
+        from: Peer,
+        key: &(Bytes, Bytes),
+        m: &Message,
+    ) -> bool {
+        if self.lingering.is_empty() {
+            return false;
+        }
+        let code = m.status().unwrap_or(0);
+        let lk = self.client_linger_key(key, from);
+        match self.lingering.get(lk) {
+            Some(Found::ClientAccepted(f)) => {
+                if (200..300).contains(&code) {
+                    let (caller, dialog) = (f.caller, f.dialog);
+                    if let Some(peer) = caller {
+                        let mut e = Edit::new(m);
+                        e.pop_via();
+                        if peer.transport.reliable() {
+                            e.ensure_content_length();
+                        }
+                        let bytes = e.to_bytes();
+                        self.send(peer, bytes, None);
+                    }
+                    if let Some(d) = dialog {
+                        self.answer_keeps_dialog(now, d.dialog_ref(), d.emergency);
+                    }
+                }
+                true
+            }
+            Some(Found::ClientInviteCompleted(a)) => {
+                if code >= 300 {
+                    if let Some(ack) = a.ack.clone() {
+                        let (trunk, origin) = (a.trunk, Origin::Other(a.serial));
+                        self.send_as(from, ack, trunk, origin);
+                    }
+                }
+                true
+            }
+            Some(Found::ClientCompleted) => true,
+            _ => false,
+        }
+    }
+
+    /// A 2xx of dialog `(dk, n)` passed to the caller: kept
+    /// `dialog_max_age` once the caller's ACK has passed; until then only
+    /// as long as the callee retransmits its 2xx (64 x T1, RFC 3261
+    /// §13.3.1.4: then it gives the session up with a BYE), so that
+    /// answered calls never ACKed (a flood) cost state for seconds, not
+    /// hours. An emergency call's dialog is kept the whole time whatever
+    /// the ACK does: its in-dialog requests (a call-back re-INVITE, the
+    /// BYE) must find it.
+    fn answer_keeps_dialog(&mut self, now: Instant, (dk, n): DialogRef, emergency: bool) {
+        let (t1x64, max_age) = (self.cfg.timers.t1x64(), self.cfg.dialog_max_age);
+        if let Some(d) = self.dialogs.get_mut(dk).filter(|d| d.nonce == n) {
+            d.confirmed = true;
+            d.expires = now + if d.acked || emergency { max_age } else { t1x64 };
+            self.arm_dialog(dk);
+        }
     }
 
     /// RFC 7339: a trunk's response to client transaction `k` may carry,
@@ -292,21 +363,9 @@ impl Proxy {
         }
         let first = self.calls[ck].state != CallState::Connected;
         self.relay(now, ck, m);
-        if let Some((dk, n)) = self.calls[ck].attempts[ai].dialog {
-            // Kept `dialog_max_age` once the caller's ACK has passed; until
-            // then only as long as the callee retransmits its 2xx (64 x T1,
-            // RFC 3261 §13.3.1.4: then it gives the session up with a BYE),
-            // so that answered calls never ACKed (a flood) cost state for
-            // seconds, not hours. An emergency call's dialog is kept the
-            // whole time whatever the ACK does: its in-dialog requests (a
-            // call-back re-INVITE, the BYE) must find it.
+        if let Some(d) = self.calls[ck].attempts[ai].dialog {
             let emergency = self.calls[ck].emergency.is_some();
-            let (t1x64, max_age) = (self.cfg.timers.t1x64(), self.cfg.dialog_max_age);
-            if let Some(d) = self.dialogs.get_mut(dk).filter(|d| d.nonce == n) {
-                d.confirmed = true;
-                d.expires = now + if d.acked || emergency { max_age } else { t1x64 };
-                self.arm_dialog(dk);
-            }
+            self.answer_keeps_dialog(now, d, emergency);
         }
         if self.calls[ck].ends_dialog {
             self.end_dialog(ck);
@@ -537,6 +596,9 @@ impl Proxy {
         let bytes = e.to_bytes();
         let code = m.status().unwrap_or(500);
         if let Some(out) = self.servers[sk].txn.send_response(now, code, bytes) {
+            if (200..300).contains(&code) {
+                self.calls[ck].answered_to = Some(peer);
+            }
             self.send(peer, out, None);
         }
         self.arm_server(sk);
