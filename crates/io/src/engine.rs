@@ -50,11 +50,19 @@ pub const INPUT_QUEUE: usize = 64 * 1024;
 /// handled meanwhile still run whatever is due first (`run_queued`).
 pub const TIMER_GRAIN: Duration = Duration::from_millis(4);
 
-/// Where the core's output goes: sends one message, and returns a failure
+/// Where the core's output goes: sends messages, and returns each failure
 /// to reach a trunk as evidence against it.
 pub(crate) trait Wire: Send + Sync + fmt::Debug {
-    /// Send `t`; `Some` when a trunk refused it (ICMP, ...).
-    fn send(&self, t: Transmit) -> Option<(TrunkId, TransportError)>;
+    /// Send every message `ts` yields (the send queue, as long as it has
+    /// any), keeping their order to each destination; it may hold a few
+    /// back to send them together (one syscall for many datagrams), but
+    /// sends them all before it returns. Each refusal by a trunk (ICMP,
+    /// ...) goes to `refused`.
+    fn send_all(
+        &self,
+        ts: &mut dyn Iterator<Item = Transmit>,
+        refused: &mut dyn FnMut(TrunkId, TransportError),
+    );
 }
 
 /// A message off the wire, parsed and validated on an IO thread.
@@ -140,6 +148,17 @@ impl InputTx {
     /// Queue an input unless the queue is full, in entries or bytes (then
     /// it comes back), and handle it now if the core is free.
     pub fn try_send(&self, input: Input) -> Result<(), Input> {
+        self.try_queue(input)?;
+        self.shared.combine();
+        Ok(())
+    }
+
+    /// [`try_send`](Self::try_send) without handling it yet: the caller
+    /// calls [`handle_queued`](Self::handle_queued) once it has queued the
+    /// rest of what one wake-up received, with no await in between, so
+    /// that the core handles them together and their output leaves in one
+    /// batch.
+    pub(crate) fn try_queue(&self, input: Input) -> Result<(), Input> {
         let size = input.size();
         let bytes = &self.shared.stats.queued_bytes;
         if size > 0 && bytes.load(Ordering::Relaxed) + size > INPUT_QUEUE_BYTES {
@@ -147,8 +166,13 @@ impl InputTx {
         }
         self.shared.core.queue().try_push(input)?;
         bytes.fetch_add(size, Ordering::Relaxed);
-        self.shared.combine();
         Ok(())
+    }
+
+    /// Handle what is queued now if the core is free (see
+    /// [`try_queue`](Self::try_queue)).
+    pub(crate) fn handle_queued(&self) {
+        self.shared.combine();
     }
 
     /// Queue an input, waiting for room, and handle it now if the core is
@@ -292,11 +316,15 @@ impl Shared {
         let mut refused = false;
         self.sends.combine(
             |wire| {
-                while let Some(t) = self.sends.queue().pop() {
-                    let Some(wire) = wire.as_ref() else {
-                        continue; // stopped: nothing to send on
-                    };
-                    if let Some((trunk, kind)) = wire.send(t) {
+                let queue = self.sends.queue();
+                let Some(wire) = wire.as_ref() else {
+                    while queue.pop().is_some() {} // stopped: nothing to send on
+                    return;
+                };
+                // The whole queue in one go, so that the wire can batch.
+                wire.send_all(
+                    &mut std::iter::from_fn(|| queue.pop()),
+                    &mut |trunk, kind| {
                         // Evidence against the trunk, through the core.
                         if self
                             .core
@@ -307,8 +335,8 @@ impl Shared {
                             self.stats.queue_drops.fetch_add(1, Ordering::Relaxed);
                         }
                         refused = true;
-                    }
-                }
+                    },
+                );
             },
             |()| {},
         );

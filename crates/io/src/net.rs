@@ -52,7 +52,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use lifeline_proxy::{Peer, Transmit, Transport, TransportError, TrunkId};
 use lifeline_sip::{check_datagram, StreamFramer, Verdict};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -63,7 +63,7 @@ use crate::admission::Gate;
 use crate::engine::{Input, InputTx, Received, Wire};
 use crate::limits::{TcpGate, TcpSlot};
 use crate::stats::IoStats;
-use crate::transport::{DatagramNet, DatagramSocket};
+use crate::transport::{BatchSent, DatagramNet, DatagramSocket, RecvBatch, RECV_BATCH, SEND_BATCH};
 
 /// Largest stream message accepted.
 pub const MAX_STREAM_MESSAGE: usize = 64 * 1024;
@@ -277,49 +277,157 @@ pub(crate) struct Outbound {
 }
 
 impl Wire for Outbound {
-    fn send(&self, t: Transmit) -> Option<(TrunkId, TransportError)> {
-        self.send_to(t.peer, t.payload, t.trunk)
+    /// UDP datagrams wait in one run per socket, in order, and a run goes
+    /// out with one [`DatagramSocket::try_send_batch`] (one `sendmmsg`)
+    /// when it has [`SEND_BATCH`], when a datagram for one of its
+    /// destinations is about to join another socket's run (so that the
+    /// order to each destination is kept: a trunk is reached both on its
+    /// own socket and, for answers, on the listener), and at the end. A
+    /// run of one is one `sendto`, as before batching. TCP messages go to
+    /// their connection's writer at once, as before.
+    fn send_all(
+        &self,
+        ts: &mut dyn Iterator<Item = Transmit>,
+        refused: &mut dyn FnMut(TrunkId, TransportError),
+    ) {
+        let mut runs: Vec<Run> = Vec::new();
+        for t in ts {
+            self.stats.on_send(&t.payload);
+            if t.peer.transport == Transport::Tcp {
+                if let Some((trunk, kind)) = self.send_tcp(t.peer.addr, t.payload, t.trunk) {
+                    refused(trunk, kind);
+                }
+                continue;
+            }
+            let Some((socket, connected)) = self.udp_socket(t.peer.addr, t.trunk) else {
+                let e = io::Error::new(io::ErrorKind::AddrNotAvailable, "no UDP listener");
+                self.udp_outcome(&t, Err(e), refused);
+                continue;
+            };
+            let to = t.peer.addr;
+            let mine = runs.iter().position(|r| Arc::ptr_eq(&r.socket, &socket));
+            let elsewhere = runs
+                .iter()
+                .enumerate()
+                .any(|(i, r)| Some(i) != mine && r.items.iter().any(|w| w.peer.addr == to));
+            if elsewhere {
+                for mut r in runs.drain(..) {
+                    self.send_run(&mut r, refused);
+                }
+            }
+            let i = match runs.iter().position(|r| Arc::ptr_eq(&r.socket, &socket)) {
+                Some(i) => i,
+                None => {
+                    runs.push(Run {
+                        socket,
+                        connected,
+                        items: Vec::new(),
+                    });
+                    runs.len() - 1
+                }
+            };
+            if let Some(r) = runs.get_mut(i) {
+                r.items.push(t);
+                if r.items.len() >= SEND_BATCH {
+                    self.send_run(r, refused);
+                }
+            }
+        }
+        for mut r in runs {
+            self.send_run(&mut r, refused);
+        }
     }
 }
 
+/// UDP datagrams waiting to leave on one socket, in order.
+struct Run {
+    socket: Arc<dyn DatagramSocket>,
+    /// A trunk's connected socket: its errors are about the trunk.
+    connected: bool,
+    items: Vec<Transmit>,
+}
+
 impl Outbound {
-    /// Send one message. A failure to reach a trunk is returned as evidence.
-    fn send_to(
+    /// The socket a datagram to `to` leaves on: the trunk's connected
+    /// socket (`true`), else the listener of its address family.
+    fn udp_socket(
         &self,
-        peer: Peer,
-        payload: Bytes,
+        to: SocketAddr,
         trunk: Option<TrunkId>,
-    ) -> Option<(TrunkId, TransportError)> {
-        self.stats.on_send(&payload);
-        match peer.transport {
-            Transport::Udp => {
-                let connected = trunk.and_then(|t| self.trunk_socket(t, peer.addr));
-                let socket = match &connected {
-                    Some(s) => Some(s),
-                    None => self.listener_for(peer.addr),
-                };
-                let r = match socket {
-                    Some(s) => send_datagram(&**s, &payload, peer.addr),
-                    None => Err(io::Error::new(
-                        io::ErrorKind::AddrNotAvailable,
-                        "no UDP listener",
-                    )),
-                };
-                match r {
-                    Ok(None) => None,
-                    // Sent, after an error about an earlier datagram.
-                    Ok(Some(kind)) => trunk.map(|t| (t, kind)),
-                    Err(e) => {
-                        let ev = trunk.zip(transport_error(&e));
-                        if ev.is_none() {
-                            self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
-                            tracing::debug!(peer = %peer.addr, error = %e, "send failed");
-                        }
-                        ev
-                    }
-                }
+    ) -> Option<(Arc<dyn DatagramSocket>, bool)> {
+        if let Some(s) = trunk.and_then(|t| self.trunk_socket(t, to)) {
+            return Some((s, true));
+        }
+        self.listener_for(to).map(|s| (s.clone(), false))
+    }
+
+    /// Send what waits in `run` (and empty it). A datagram the socket
+    /// refuses is handled as a lone send would be (sent again once after an
+    /// ICMP error, which is evidence against the trunk; otherwise counted),
+    /// and the rest of the run goes on after it.
+    fn send_run(&self, run: &mut Run, refused: &mut dyn FnMut(TrunkId, TransportError)) {
+        let items = std::mem::take(&mut run.items);
+        let socket = &*run.socket;
+        let mut rest = items.as_slice();
+        while let Some(first) = rest.first() {
+            if rest.len() == 1 {
+                let r = send_datagram(socket, &first.payload, first.peer.addr, &self.stats);
+                self.udp_outcome(first, r, refused);
+                return;
             }
-            Transport::Tcp => self.send_tcp(peer.addr, payload, trunk),
+            let batch: Vec<(&[u8], SocketAddr)> =
+                rest.iter().map(|t| (&t.payload[..], t.peer.addr)).collect();
+            let BatchSent { sent, error } = socket.try_send_batch(&batch);
+            self.stats.send_batches.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .send_datagrams
+                .fetch_add(sent as u64, Ordering::Relaxed);
+            let Some(failed) = rest.get(sent) else {
+                return;
+            };
+            let (payload, to) = (&failed.payload[..], failed.peer.addr);
+            let r = match error {
+                // As if a lone send had failed with `e`.
+                Some(e) => send_again(socket, payload, to, e, &self.stats),
+                // The kernel stopped at this datagram and did not say why
+                // (`sendmmsg` drops an error after the first datagram):
+                // this one alone, to learn it. If it goes out now, what
+                // stopped the batch was gone at once: on a trunk's
+                // connected socket that is an ICMP error about the trunk
+                // that the batch consumed, evidence of an unknown kind.
+                None => match send_datagram(socket, payload, to, &self.stats) {
+                    Ok(None) if run.connected => Ok(Some(TransportError::Other)),
+                    r => r,
+                },
+            };
+            self.udp_outcome(failed, r, refused);
+            rest = rest.get(sent + 1..).unwrap_or_default();
+        }
+    }
+
+    /// What a datagram's send came to: evidence against its trunk, a
+    /// counted send error, or nothing.
+    fn udp_outcome(
+        &self,
+        t: &Transmit,
+        r: io::Result<Option<TransportError>>,
+        refused: &mut dyn FnMut(TrunkId, TransportError),
+    ) {
+        let ev = match r {
+            Ok(None) => None,
+            // Sent, after an error about an earlier datagram.
+            Ok(Some(kind)) => t.trunk.map(|trunk| (trunk, kind)),
+            Err(e) => {
+                let ev = t.trunk.zip(transport_error(&e));
+                if ev.is_none() {
+                    self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(peer = %t.peer.addr, error = %e, "send failed");
+                }
+                ev
+            }
+        };
+        if let Some((trunk, kind)) = ev {
+            refused(trunk, kind);
         }
     }
 
@@ -430,14 +538,43 @@ fn send_datagram(
     socket: &dyn DatagramSocket,
     payload: &[u8],
     to: SocketAddr,
+    stats: &IoStats,
 ) -> io::Result<Option<TransportError>> {
-    match socket.try_send_to(payload, to) {
+    match send_one(socket, payload, to, stats) {
         Ok(()) => Ok(None),
-        Err(e) => match transport_error(&e) {
-            Some(kind) => socket.try_send_to(payload, to).map(|()| Some(kind)),
-            None => Err(e),
-        },
+        Err(e) => send_again(socket, payload, to, e, stats),
     }
+}
+
+/// A send of one datagram failed with `e`: if that is an error about the
+/// peer (ICMP), send it again once and return the error's kind beside the
+/// outcome (see [`send_datagram`]).
+fn send_again(
+    socket: &dyn DatagramSocket,
+    payload: &[u8],
+    to: SocketAddr,
+    e: io::Error,
+    stats: &IoStats,
+) -> io::Result<Option<TransportError>> {
+    match transport_error(&e) {
+        Some(kind) => send_one(socket, payload, to, stats).map(|()| Some(kind)),
+        None => Err(e),
+    }
+}
+
+/// One `try_send_to`, counted in [`IoStats::send_batches`].
+fn send_one(
+    socket: &dyn DatagramSocket,
+    payload: &[u8],
+    to: SocketAddr,
+    stats: &IoStats,
+) -> io::Result<()> {
+    stats.send_batches.fetch_add(1, Ordering::Relaxed);
+    let r = socket.try_send_to(payload, to);
+    if r.is_ok() {
+        stats.send_datagrams.fetch_add(1, Ordering::Relaxed);
+    }
+    r
 }
 
 /// The log line of a stream closed for a framing error: the first 20 in
@@ -462,9 +599,10 @@ fn framing_error_log(peer: SocketAddr, e: &lifeline_sip::Error) {
     }
 }
 
-/// Deliver one received datagram (or stream frame) to the core, unless
+/// Queue one received datagram (or stream frame) for the core, unless
 /// admission answers (`reply`) or drops a new request first
-/// ([`crate::admission`]).
+/// ([`crate::admission`]). The caller calls `InputTx::handle_queued` once
+/// it has queued what one read brought, before it waits again.
 fn deliver(input: &InputTx, stats: &IoStats, from: Peer, data: Bytes, reply: &dyn Fn(Bytes)) {
     stats.received.fetch_add(1, Ordering::Relaxed);
     let (msg, verdict) = check_datagram(data);
@@ -482,7 +620,7 @@ fn deliver(input: &InputTx, stats: &IoStats, from: Peer, data: Bytes, reply: &dy
         }
     }
     if input
-        .try_send(Input::Message(Box::new(Received { from, msg, verdict })))
+        .try_queue(Input::Message(Box::new(Received { from, msg, verdict })))
         .is_err()
     {
         stats.queue_drops.fetch_add(1, Ordering::Relaxed);
@@ -497,32 +635,42 @@ pub(crate) async fn recv_udp(
     stats: Arc<IoStats>,
     trunk: Option<TrunkId>,
 ) {
-    // One receive buffer, reused; each datagram is copied out at its own
-    // size. (Splitting it off the buffer instead kept a fresh 64 KiB
+    // Receive buffers for a batch, reused: one wake-up takes what the
+    // kernel holds, up to RECV_BATCH datagrams (one `recvmmsg`), and they
+    // are delivered in order. Each is copied out at its own size.
+    // (Splitting it off the buffer instead kept a fresh 64 KiB
     // allocation alive per datagram for as long as its transaction lived:
     // page faults on every receive and resident memory that grew with
     // the call rate.)
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut batch = RecvBatch::new(RECV_BATCH);
     loop {
-        buf.clear();
-        match socket.recv_from(&mut buf).await {
-            Ok((_, from)) => {
-                let data = Bytes::copy_from_slice(&buf);
-                let reply = |b: Bytes| {
-                    if socket.try_send_to(&b, from).is_err() {
-                        stats.send_errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                };
-                deliver(
-                    &input,
-                    &stats,
-                    Peer {
-                        addr: from,
-                        transport: Transport::Udp,
-                    },
-                    data,
-                    &reply,
-                );
+        match socket.recv_batch(&mut batch).await {
+            Ok(n) => {
+                stats.recv_batches.fetch_add(1, Ordering::Relaxed);
+                stats.recv_datagrams.fetch_add(n as u64, Ordering::Relaxed);
+                for i in 0..batch.len() {
+                    let Some((data, from)) = batch.datagram(i) else {
+                        continue;
+                    };
+                    let reply = |b: Bytes| {
+                        if send_one(&*socket, &b, from, &stats).is_err() {
+                            stats.send_errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    };
+                    deliver(
+                        &input,
+                        &stats,
+                        Peer {
+                            addr: from,
+                            transport: Transport::Udp,
+                        },
+                        data,
+                        &reply,
+                    );
+                }
+                // The core takes the batch in one go, and what it answers
+                // leaves in one batch too.
+                input.handle_queued();
             }
             Err(e) => match (trunk, transport_error(&e)) {
                 (Some(t), Some(kind)) => {
@@ -656,8 +804,12 @@ async fn run_tcp(
                         let _ = tcp.enqueue(&mut c, addr, Some(id), Bytes::from_static(b"\r\n"));
                     }
                 }
-                Ok(None) => break,
+                Ok(None) => {
+                    tcp.input.handle_queued();
+                    break;
+                }
                 Err(e) => {
+                    tcp.input.handle_queued();
                     tcp.stats.tcp_framing_errors.fetch_add(1, Ordering::Relaxed);
                     framing_error_log(addr, &e);
                     writer.abort();

@@ -15,6 +15,18 @@ pub struct IoStats {
     pub send_errors: AtomicU64,
     /// Datagrams (and stream messages) received.
     pub received: AtomicU64,
+    /// UDP receive calls that returned datagrams (on Linux, one
+    /// `recvmmsg` each): `recv_datagrams / recv_batches` is how many one
+    /// wake-up moved on average.
+    pub recv_batches: AtomicU64,
+    /// UDP datagrams those calls returned.
+    pub recv_datagrams: AtomicU64,
+    /// UDP send calls (on Linux, one `sendmmsg` or, for a datagram sent
+    /// again after an error and for admission's answers, one `sendto`
+    /// each), whether they sent anything or not.
+    pub send_batches: AtomicU64,
+    /// UDP datagrams those calls sent.
+    pub send_datagrams: AtomicU64,
     /// Requests sent (every message handed to a socket or a connection that
     /// does not start with a status line).
     pub sent_requests: AtomicU64,
