@@ -108,13 +108,11 @@ fn run_inner(opts: DemoOptions) -> std::io::Result<bool> {
     let (paddr, baddr) = (primary.addr(), backup.addr());
     let seen = Arc::new(Mutex::new(Seen::default()));
     let t0 = Instant::now();
-    let names: Arc<Mutex<HashMap<TrunkId, String>>> = Arc::default();
     let journal_dir = std::env::temp_dir().join(format!("lifeline-demo-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&journal_dir);
     let obs = crate::run::Observability::new(Some(&journal_dir))?;
     let mut sinks = obs.sinks();
     let sink_seen = seen.clone();
-    let sink_names = names.clone();
     let gw = Gateway::start(Options {
         listen: vec![(Transport::Udp, loopback)],
         advertise: None,
@@ -149,19 +147,8 @@ fn run_inner(opts: DemoOptions) -> std::io::Result<bool> {
         io_threads: 1,
         sinks: {
             sinks.push(Box::new(
-                move |ev: &Event, now: Instant, proxy: &lifeline_proxy::Proxy| {
-                    let name = |id: TrunkId| {
-                        let mut n = sink_names.lock().unwrap_or_else(|p| p.into_inner());
-                        n.entry(id)
-                            .or_insert_with(|| {
-                                proxy
-                                    .health()
-                                    .trunk(id)
-                                    .map(|t| t.name.to_string())
-                                    .unwrap_or_default()
-                            })
-                            .clone()
-                    };
+                move |ev: &Event, now: Instant, names: &lifeline_io::ProxyNames| {
+                    let name = |id: TrunkId| names.trunk(id).unwrap_or_default().to_string();
                     let at = now.saturating_duration_since(t0).as_secs_f64();
                     match ev {
                         Event::AttemptStarted { trunk, .. } => {
@@ -268,6 +255,7 @@ fn run_inner(opts: DemoOptions) -> std::io::Result<bool> {
             ));
             sinks
         },
+        sink_ticks: vec![obs.sink_tick()],
         ticks: vec![obs.tick()],
         tick_every: Duration::from_millis(250),
         net: lifeline_io::transport::real(),

@@ -19,7 +19,9 @@ use lifeline_proxy::{AttemptFailure, CallRef, Event, Proxy, ProxyConfig, Transpo
 
 use crate::admin::{self, AccessBoard, AdminAccess, AdminCommand, AdminState, StatusBoard};
 use crate::metrics::{Metrics, Names};
-use lifeline_io::{EventSink, Gateway, Input, InputTx, IoStats, Options, Tick};
+use lifeline_io::{
+    EventSink, Gateway, Input, InputTx, IoStats, Options, ProxyNames, SinkTick, Tick,
+};
 
 /// Log output format: the one type, the configuration's (`--log-format`).
 pub(crate) use crate::config::LogFormat;
@@ -154,8 +156,8 @@ fn log_warnings(warnings: &[String]) {
 /// Event observers the daemon always has: metrics and logs.
 fn observers(metrics: Arc<Metrics>, logs: Arc<Mutex<Logs>>) -> EventSink {
     let mut names: Option<Names> = None;
-    Box::new(move |ev: &Event, now: Instant, proxy: &Proxy| {
-        let n = names.get_or_insert_with(|| metrics.names(proxy));
+    Box::new(move |ev: &Event, now: Instant, proxy: &ProxyNames| {
+        let n = names.get_or_insert_with(|| metrics.names_of(proxy));
         metrics.on_event(ev, n);
         log_event(ev, proxy, now, &mut lock(&logs));
     })
@@ -305,12 +307,8 @@ fn log_suppressed(line: Line, s: &Suppressed) {
     }
 }
 
-fn trunk_name(proxy: &Proxy, id: lifeline_proxy::TrunkId) -> String {
-    proxy
-        .health()
-        .trunk(id)
-        .map(|t| t.name.to_string())
-        .unwrap_or_default()
+fn trunk_name(names: &ProxyNames, id: lifeline_proxy::TrunkId) -> String {
+    names.trunk(id).unwrap_or_default().to_string()
 }
 
 /// Failovers, rescues, hedges, second answers, failed emergency calls,
@@ -318,7 +316,7 @@ fn trunk_name(proxy: &Proxy, id: lifeline_proxy::TrunkId) -> String {
 /// overflowing a full trunk and other failed calls at INFO. Per-call lines
 /// are rate-limited per kind ([`Line`]; metrics count every event): under a
 /// flood, the first lines of each kind per 10 s, then one summary line.
-fn log_event(ev: &Event, proxy: &Proxy, now: Instant, logs: &mut Logs) {
+fn log_event(ev: &Event, proxy: &ProxyNames, now: Instant, logs: &mut Logs) {
     match ev {
         Event::AttemptFailed {
             call,
@@ -506,12 +504,28 @@ pub(crate) struct Observability {
     /// The admin API's access rules in force (open until the daemon puts
     /// the configuration's in force, and replaced on reload).
     pub(crate) access: Arc<AccessBoard>,
-    /// The log lines' rate limits, shared by the log sink and the tick
-    /// (both run on the core, one at a time).
+    /// The log lines' rate limits, shared by the log sink and the sink
+    /// tick (both run in the event stage, one at a time).
     logs: Arc<Mutex<Logs>>,
     /// The call aggregator, made at the first event (it needs the proxy's
-    /// names), shared by its sink, the tick and [`close`](Self::close).
+    /// names), shared by its sink, the sink tick and [`close`](Self::close).
     aggregator: Arc<Mutex<Option<CallAggregator>>>,
+}
+
+/// The journal's names for the proxy's trunks and routes.
+fn journal_names(proxy: &ProxyNames) -> lifeline_journal::Names {
+    let trunk = |id: lifeline_proxy::TrunkId| {
+        proxy
+            .trunk(id)
+            .map_or_else(|| format!("trunk-{}", id.index()), str::to_string)
+    };
+    let mut names = lifeline_journal::Names::new(proxy.trunks().map(|(_, n)| n));
+    for (route, trunks) in proxy.routes() {
+        let trunks: Vec<String> = trunks.iter().map(|t| trunk(*t)).collect();
+        let trunks: Vec<&str> = trunks.iter().map(String::as_str).collect();
+        names = names.with_route(route, &trunks);
+    }
+    names
 }
 
 /// Hand the aggregator's finished records to the journal (if there is one).
@@ -548,34 +562,48 @@ impl Observability {
         let agg = self.aggregator.clone();
         let journal = self.journal.as_ref().map(JournalWriter::handle);
         let failed = self.failed.clone();
-        let aggregate: EventSink = Box::new(move |ev: &Event, _now: Instant, proxy: &Proxy| {
-            let mut slot = lock(&agg);
-            let a = slot.get_or_insert_with(|| {
-                let a = CallAggregator::new(
-                    lifeline_journal::Names::from_proxy(proxy),
-                    TimeAnchor::new(Instant::now(), SystemTime::now()),
-                    Default::default(),
-                );
-                let _ = failed.set(a.failed_calls());
-                a
+        let aggregate: EventSink =
+            Box::new(move |ev: &Event, _now: Instant, proxy: &ProxyNames| {
+                let mut slot = lock(&agg);
+                let a = slot.get_or_insert_with(|| {
+                    let a = CallAggregator::new(
+                        journal_names(proxy),
+                        TimeAnchor::new(Instant::now(), SystemTime::now()),
+                        Default::default(),
+                    );
+                    let _ = failed.set(a.failed_calls());
+                    a
+                });
+                a.handle(ev);
+                drain_records(a, journal.as_ref());
             });
-            a.handle(ev);
-            drain_records(a, journal.as_ref());
-        });
         vec![
             observers(self.metrics.clone(), self.logs.clone()),
             aggregate,
         ]
     }
 
-    /// The periodic work: gauges, status for /status and /readyz, IO and
-    /// journal loss counters, the summaries of suppressed log lines, the
-    /// journal's counts of refused requests whose interval ended, the
-    /// systemd watchdog (a stuck core stops feeding it).
+    /// The periodic work beside the sinks, after the events before it: the
+    /// summaries of suppressed log lines, the journal's counts of refused
+    /// requests whose interval ended.
+    pub(crate) fn sink_tick(&self) -> SinkTick {
+        let journal = self.journal.as_ref().map(JournalWriter::handle);
+        let (logs, agg) = (self.logs.clone(), self.aggregator.clone());
+        Box::new(move |now: Instant| {
+            lock(&logs).tick(now);
+            if let Some(a) = lock(&agg).as_mut() {
+                a.handle_timeout(now);
+                drain_records(a, journal.as_ref());
+            }
+        })
+    }
+
+    /// The periodic work on the core: gauges, status for /status and
+    /// /readyz, IO and journal loss counters, the systemd watchdog (a stuck
+    /// core stops feeding it).
     pub(crate) fn tick(&self) -> Tick {
         let (metrics, status, started) = (self.metrics.clone(), self.status.clone(), self.started);
         let journal = self.journal.as_ref().map(JournalWriter::handle);
-        let (logs, agg) = (self.logs.clone(), self.aggregator.clone());
         let mut watchdog_usec = 0u64;
         let watchdog = sd_notify::watchdog_enabled(false, &mut watchdog_usec);
         let mut last = (0u64, 0u64, 0u64);
@@ -620,11 +648,6 @@ impl Observability {
             );
             metrics.add_send_errors(sent.2.saturating_sub(last_sent.2));
             last_sent = sent;
-            lock(&logs).tick(now);
-            if let Some(a) = lock(&agg).as_mut() {
-                a.handle_timeout(now);
-                drain_records(a, journal.as_ref());
-            }
             status.publish(admin::snapshot_from(proxy, now, &started));
             if watchdog {
                 let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
@@ -696,6 +719,7 @@ fn daemon(config_path: &Path, cfg: RunConfig, io_threads: Option<usize>) -> std:
         io_threads: io_threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         sinks: obs.sinks(),
+        sink_ticks: vec![obs.sink_tick()],
         ticks: vec![obs.tick()],
         tick_every: Duration::from_millis(250),
         net: lifeline_io::transport::real(),
@@ -872,6 +896,56 @@ mod tests {
         }
     }
 
+    /// The journal's names from the snapshot the sinks get are the ones it
+    /// used to take from the proxy itself, before and after a reload that
+    /// retires a trunk, adds one and changes the routes.
+    #[test]
+    fn journal_names_from_the_snapshot_are_the_proxys() {
+        use lifeline_proxy::{RouteConfig, RouteMatch, TrunkConfig};
+        let t0 = Instant::now();
+        let adv = "127.0.0.1:5060".parse().unwrap();
+        let trunk = |n: &str, port: u16| {
+            TrunkConfig::new(
+                n,
+                Peer::udp(std::net::SocketAddr::from(([192, 0, 2, 1], port))),
+            )
+        };
+        let mut proxy = Proxy::new(
+            t0,
+            ProxyConfig::new(
+                adv,
+                vec![trunk("a", 5060), trunk("b", 5061)],
+                vec![RouteConfig::new("r1", RouteMatch::Any, &["a", "b"])],
+            ),
+        )
+        .unwrap();
+        let same = |p: &Proxy| {
+            assert_eq!(
+                journal_names(&ProxyNames::of(p)),
+                lifeline_journal::Names::from_proxy(p)
+            );
+        };
+        same(&proxy);
+        proxy
+            .reload(
+                t0,
+                ProxyConfig::new(
+                    adv,
+                    vec![trunk("b", 5061), trunk("c", 5062)],
+                    vec![RouteConfig::new("r2", RouteMatch::Any, &["c", "b"])],
+                ),
+            )
+            .unwrap();
+        same(&proxy);
+        let names = ProxyNames::of(&proxy);
+        let trunks: Vec<&str> = names.trunks().map(|(_, n)| n).collect();
+        assert_eq!(
+            trunks,
+            ["a", "b", "c"],
+            "a retired trunk keeps its id and name"
+        );
+    }
+
     /// Failed emergency calls are their own kind, with the larger
     /// allowance: a flood of other failed calls does not use it up.
     #[test]
@@ -882,12 +956,13 @@ mod tests {
             ProxyConfig::new("127.0.0.1:5060".parse().unwrap(), vec![], vec![]),
         )
         .unwrap();
+        let names = ProxyNames::of(&proxy);
         let mut logs = Logs::new();
         for call in 0..1_000u64 {
             let at = t0 + Duration::from_millis(call);
             let emergency = call % 4 == 0;
-            log_event(&started(call, at, emergency), &proxy, at, &mut logs);
-            log_event(&failed(call, at), &proxy, at, &mut logs);
+            log_event(&started(call, at, emergency), &names, at, &mut logs);
+            log_event(&failed(call, at), &names, at, &mut logs);
         }
         assert!(logs.emergency.is_empty(), "forgotten when they end");
         // Each kind's interval runs from its first line: the emergency

@@ -8,7 +8,9 @@
 //! thread holding the core, which takes it before it lets go
 //! ([`crate::combiner`]). What the core produces goes to an ordered send
 //! queue, drained the same way outside the core's lock by whichever thread
-//! finds it free. A timer thread sleeps until the core's next deadline.
+//! finds it free; its events go, in order too, to the event stage
+//! ([`crate::observe`]: metrics, logs, the journal), also outside the
+//! lock. A timer thread sleeps until the core's next deadline.
 //!
 //! This replaced a dedicated core thread fed by a channel: waking that
 //! thread for every message (futex, context switch) was a fifth of the
@@ -28,12 +30,13 @@ use std::task::{Context, Poll};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
-use lifeline_proxy::{Event, Peer, Proxy, ProxyConfig, Transmit, TransportError, TrunkId};
+use lifeline_proxy::{Peer, Proxy, ProxyConfig, Transmit, TransportError, TrunkId};
 use lifeline_sip::{Message, Verdict};
 
 use crate::admission::{Admit, Gate, INPUT_QUEUE_BYTES};
 use crate::clock::Clock;
 use crate::combiner::Combiner;
+use crate::observe::{Observed, ProxyNames, Stage};
 use crate::overload::Overload;
 use crate::stats::IoStats;
 
@@ -79,11 +82,9 @@ pub struct Received {
 /// Work for the core: runs against the proxy with the current time.
 pub type CoreFn = Box<dyn FnOnce(&mut Proxy, Instant) + Send>;
 
-/// Observers of the proxy's events (metrics, journal, logs, the demo); they
-/// run on the core, so they must be quick.
-pub type EventSink = Box<dyn FnMut(&Event, Instant, &Proxy) + Send>;
-
-/// Called by the core every housekeeping tick (`Options::tick_every`).
+/// Called by the core, under its lock, every housekeeping tick
+/// (`Options::tick_every`); what must be ordered with the events instead
+/// is a [`crate::SinkTick`].
 pub type Tick = Box<dyn FnMut(&mut Proxy, Instant, &IoStats) + Send>;
 
 /// What reaches the core.
@@ -98,7 +99,8 @@ pub enum Input {
         kind: TransportError,
     },
     /// Run a closure against the proxy (admin commands, reloads, status,
-    /// tests).
+    /// tests). If it changed the trunks' or routes' names, the event
+    /// sinks get the new ones ahead of the events that follow.
     Call(CoreFn),
     /// Stop taking new calls, finish the rest (for at most `grace`), then
     /// stop.
@@ -224,6 +226,8 @@ pub(crate) struct Shared {
     /// What the core produced, in order, waiting to be sent; the state is
     /// where to (`None` before the start and after the stop).
     sends: Combiner<Transmit, Option<Arc<dyn Wire>>>,
+    /// The core's events, in order, waiting for the sinks.
+    stage: Arc<Stage>,
     timer: OnceLock<Thread>,
     stats: Arc<IoStats>,
     clock: Arc<dyn Clock>,
@@ -259,6 +263,7 @@ pub(crate) fn core_entry(stats: Arc<IoStats>, clock: Arc<dyn Clock>) -> (InputTx
             INPUT_QUEUE,
         ),
         sends: Combiner::unbounded(None),
+        stage: Arc::new(Stage::new()),
         timer: OnceLock::new(),
         stats,
         failure: OnceLock::new(),
@@ -283,6 +288,11 @@ impl Shared {
         self.combine();
     }
 
+    /// The event stage (its observers are put in place before the core).
+    pub(crate) fn stage(&self) -> &Arc<Stage> {
+        &self.stage
+    }
+
     /// Why the engine stopped by itself, if it did.
     pub(crate) fn failure(&self) -> Option<&str> {
         self.failure.get().map(String::as_str)
@@ -301,6 +311,7 @@ impl Shared {
                 },
                 |held_since| {
                     self.busy(held_since);
+                    self.stage.run();
                     self.send_queued();
                 },
             );
@@ -345,10 +356,14 @@ impl Shared {
         }
     }
 
-    /// Under the core's lock: hand what the core produced to the send queue.
+    /// Under the core's lock: hand what the core produced to the send queue
+    /// and its events to the event stage.
     fn hand_over(&self, core: &mut Core) {
         if !core.pending.is_empty() {
             self.sends.queue().extend(core.pending.drain(..));
+        }
+        if !core.observed.is_empty() {
+            self.stage.hand_over(core.observed.drain(..));
         }
     }
 
@@ -452,7 +467,9 @@ impl Shared {
                 slot.stopped = true;
                 let core = slot.core.take();
                 drop(slot);
-                // The last answers go out; then the sockets are let go.
+                // The last events are observed (the sinks let go), the
+                // last answers go out; then the sockets are let go.
+                self.stage.stop();
                 self.send_queued();
                 let wire = self.sends.lock().take();
                 drop(core);
@@ -464,6 +481,7 @@ impl Shared {
             slot.timer_at = Some(wake);
             drop(slot);
             self.busy(now);
+            self.stage.run();
             self.send_queued();
             if self.core.pending() {
                 continue;
@@ -500,6 +518,7 @@ impl Shared {
             slot.core.take()
         };
         drop(core);
+        self.stage.abandon();
         let wire = self.sends.lock().take();
         drop(wire);
         while self.core.queue().pop().is_some() {}
@@ -558,7 +577,15 @@ pub(crate) struct Core {
     proxy: Proxy,
     /// Transmits produced while the core was held, for the send queue.
     pending: Vec<Transmit>,
-    sinks: Vec<EventSink>,
+    /// Events (and names, and ticks) produced while the core was held, for
+    /// the event stage.
+    observed: Vec<Observed>,
+    /// Where `observed` goes; `None` if nothing observes.
+    stage: Option<Arc<Stage>>,
+    /// Items produced for the stage so far.
+    produced: u64,
+    /// The names as last handed to the stage.
+    names: Arc<ProxyNames>,
     ticks: Vec<Tick>,
     tick_every: Duration,
     next_tick: Instant,
@@ -577,22 +604,27 @@ impl fmt::Debug for Core {
 }
 
 impl Core {
-    /// A core around `proxy`, started at `now`: `sinks` see its events,
-    /// `ticks` run every `tick_every` (the first at `now`); `accepting` is
-    /// cleared when it starts draining.
+    /// A core around `proxy`, started at `now`: its events go to `stage`
+    /// (if it has observers: put them in place first), `ticks` run every
+    /// `tick_every` (the first at `now`); `accepting` is cleared when it
+    /// starts draining.
     pub(crate) fn new(
         proxy: Proxy,
         now: Instant,
-        sinks: Vec<EventSink>,
+        stage: Arc<Stage>,
         ticks: Vec<Tick>,
         tick_every: Duration,
         accepting: Arc<AtomicBool>,
         stats: Arc<IoStats>,
     ) -> Self {
-        Self {
+        let names = Arc::new(ProxyNames::of(&proxy));
+        let mut core = Self {
             proxy,
             pending: Vec::new(),
-            sinks,
+            observed: Vec::new(),
+            stage: stage.observing().then_some(stage),
+            produced: 0,
+            names: names.clone(),
             ticks,
             tick_every,
             next_tick: now,
@@ -600,7 +632,11 @@ impl Core {
             overload: Overload::default(),
             accepting,
             stats,
-        }
+        };
+        // The sinks' first item: the names the core starts with.
+        core.observe(Observed::Names(names));
+        core.counted();
+        core
     }
 
     /// Handle one input and collect what it produced.
@@ -614,14 +650,17 @@ impl Core {
                 tracing::debug!(?trunk, ?kind, "transport error");
                 self.proxy.handle_transport_error(now, trunk, kind);
             }
-            Input::Call(f) => f(&mut self.proxy, now),
+            Input::Call(f) => {
+                f(&mut self.proxy, now);
+                self.renamed();
+            }
             Input::Shutdown { grace } => {
                 self.accepting.store(false, Ordering::Relaxed);
                 self.proxy.set_accepting(false);
                 self.draining = Some(now + grace);
             }
         }
-        flush(&mut self.proxy, &mut self.pending, &mut self.sinks, now);
+        self.flush(now);
     }
 
     /// The next instant the timers need running.
@@ -635,7 +674,7 @@ impl Core {
     /// Returns whether the core has finished (drained after a shutdown).
     fn timers(&mut self, now: Instant, queued: usize) -> bool {
         self.proxy.handle_timeout(now);
-        flush(&mut self.proxy, &mut self.pending, &mut self.sinks, now);
+        self.flush(now);
         if now >= self.next_tick {
             let (overloaded, shed) = self.overload.check(now, queued, INPUT_QUEUE, &self.stats);
             self.stats.shedding.store(shed, Ordering::Relaxed);
@@ -654,29 +693,64 @@ impl Core {
             for t in &mut self.ticks {
                 t(&mut self.proxy, now, &self.stats);
             }
-            flush(&mut self.proxy, &mut self.pending, &mut self.sinks, now);
+            self.renamed();
+            // After every event produced before the tick, before those it
+            // produced: where the sinks used to see the tick.
+            self.observe(Observed::Tick(now));
+            self.flush(now);
             self.next_tick = now + self.tick_every;
         }
         self.draining
             .is_some_and(|until| self.proxy.is_settled() || now >= until)
     }
-}
 
-fn flush(proxy: &mut Proxy, pending: &mut Vec<Transmit>, sinks: &mut [EventSink], now: Instant) {
-    loop {
-        let mut any = false;
-        while let Some(t) = proxy.poll_transmit() {
-            any = true;
-            pending.push(t);
-        }
-        while let Some(ev) = proxy.poll_event() {
-            any = true;
-            for s in sinks.iter_mut() {
-                s(&ev, now, proxy);
+    /// Collect what the proxy produced: transmits for the send queue,
+    /// events for the event stage.
+    fn flush(&mut self, now: Instant) {
+        loop {
+            let mut any = false;
+            while let Some(t) = self.proxy.poll_transmit() {
+                any = true;
+                self.pending.push(t);
+            }
+            while let Some(ev) = self.proxy.poll_event() {
+                any = true;
+                self.observe(Observed::Event(ev, now));
+            }
+            if !any {
+                break;
             }
         }
-        if !any {
+        self.counted();
+    }
+
+    /// Queue `item` for the event stage, if anything observes.
+    fn observe(&mut self, item: Observed) {
+        if self.stage.is_some() {
+            self.observed.push(item);
+            self.produced += 1;
+        }
+    }
+
+    /// Tell the stage how many items the core has produced (for
+    /// [`crate::Gateway::with_proxy`], which waits for the sinks).
+    fn counted(&self) {
+        if let Some(stage) = &self.stage {
+            stage.produced(self.produced);
+        }
+    }
+
+    /// After the proxy was lent out (an [`Input::Call`], a tick): if the
+    /// trunks' or routes' names changed, the sinks get the new ones ahead
+    /// of the events that follow.
+    fn renamed(&mut self) {
+        if self.stage.is_none() {
             return;
+        }
+        let names = ProxyNames::of(&self.proxy);
+        if names != *self.names {
+            self.names = Arc::new(names);
+            self.observe(Observed::Names(self.names.clone()));
         }
     }
 }

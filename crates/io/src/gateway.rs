@@ -15,9 +15,10 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::runtime::Runtime;
 
 use crate::clock::Clock;
-use crate::engine::{core_entry, Core, EventSink, Input, InputTx, Shared, Tick};
+use crate::engine::{core_entry, Core, Input, InputTx, Shared, Tick};
 use crate::limits::{TcpGate, TcpLimits};
 use crate::net::{accept_tcp, recv_udp, Outbound, TcpShared, TrunkSocket};
+use crate::observe::{EventSink, Observers, SinkTick};
 use crate::stats::IoStats;
 use crate::transport::DatagramNet;
 
@@ -45,11 +46,15 @@ pub struct Options {
     pub proxy_config: Box<dyn FnOnce(SocketAddr) -> ProxyConfig + Send>,
     /// IO threads (tokio workers), each receiving, parsing and handling.
     pub io_threads: usize,
-    /// Event observers.
+    /// Event observers: they see every event, in order, outside the core's
+    /// lock.
     pub sinks: Vec<EventSink>,
-    /// Periodic work on the core.
+    /// Periodic work beside the sinks, after the events produced before
+    /// the tick (every `tick_every`, with `ticks`).
+    pub sink_ticks: Vec<SinkTick>,
+    /// Periodic work on the core, under its lock.
     pub ticks: Vec<Tick>,
-    /// How often `ticks` run (and the overload check).
+    /// How often `ticks` and `sink_ticks` run (and the overload check).
     pub tick_every: Duration,
     /// Where UDP sockets come from: the operating system's
     /// ([`crate::transport::real`]), or in tests a virtual network.
@@ -81,6 +86,7 @@ impl Options {
             proxy_config: Box::new(proxy_config),
             io_threads: 1,
             sinks: Vec::new(),
+            sink_ticks: Vec::new(),
             ticks: Vec::new(),
             tick_every: Duration::from_millis(100),
             net: crate::transport::real(),
@@ -295,10 +301,13 @@ impl Gateway {
             input: tx.clone(),
             stats: stats.clone(),
         };
+        shared
+            .stage()
+            .install(Observers::new(opts.sinks, opts.sink_ticks));
         let core = Core::new(
             proxy,
             now,
-            opts.sinks,
+            shared.stage().clone(),
             opts.ticks,
             opts.tick_every,
             accepting.clone(),
@@ -356,17 +365,30 @@ impl Gateway {
         self.shared.failure()
     }
 
-    /// Run `f` on the core and wait (at most 5 s) for its answer; `None`
-    /// if the core did not answer (stopped, failed, or stuck).
+    /// Run `f` on the core and wait (at most 5 s in all) for its answer
+    /// and for the sinks to have seen every event produced before it;
+    /// `None` if the core did not answer (stopped, failed, or stuck) or
+    /// the sinks did not catch up.
     pub fn with_proxy<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Proxy, Instant) -> R + Send + 'static,
     ) -> Option<R> {
+        let until = Instant::now() + Duration::from_secs(5);
         let (tx, rx) = crossbeam_channel::bounded(1);
+        let stage = self.shared.stage().clone();
         self.input.send(Input::Call(Box::new(move |p, now| {
-            let _ = tx.send(f(p, now));
+            // Under the core's lock: every event of the inputs before.
+            let mark = stage.produced_count();
+            let _ = tx.send((f(p, now), mark));
         })));
-        rx.recv_timeout(Duration::from_secs(5)).ok()
+        let (r, mark) = rx.recv_deadline(until).ok()?;
+        while !self.shared.stage().reached(mark) {
+            if Instant::now() >= until {
+                return None;
+            }
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        Some(r)
     }
 }
 

@@ -9,9 +9,11 @@
 //!     (connected: ICMP errors -> trunk)       |     thread has an input runs it)
 //!  TCP connections --frame--> parse+validate -+--> queue --> Proxy::handle_checked
 //!  Input::Call (admin, reload) ---------------+              poll_transmit -> send queue
-//!                                                            poll_event -> EventSinks
+//!                                                            poll_event -> event stage
 //!  timer thread: sleeps until the core's next deadline  -->  Proxy::handle_timeout, Ticks
 //!  send queue: sent in order, outside the core's lock, by whichever thread finds it free
+//!  event stage: EventSinks (and SinkTicks) see the events in order, outside the core's
+//!    lock, run by whichever thread finds it free
 //! ```
 //!
 //! What it does:
@@ -30,7 +32,9 @@
 //! - runs the one proxy core behind a flat-combining lock ([`combiner`]):
 //!   the thread that received a message routes it when the core is free,
 //!   otherwise the holder takes it before letting go;
-//! - sends what the core produced in order, outside the core's lock;
+//! - sends what the core produced in order, outside the core's lock, and
+//!   hands its events, in order, to the sinks, outside the lock too
+//!   ([`observe`]);
 //! - runs the core's timers and a housekeeping tick ([`Tick`]) on one
 //!   timer thread, and tells the health checker when the gateway itself is
 //!   overloaded (its queue, its drops, the kernel's `/proc/net/snmp`
@@ -65,7 +69,8 @@
 //! `tests/` drives the public API only: real loopback sockets
 //! (`engine.rs`, `stream.rs`, `tcp_limits.rs`), the virtual network
 //! (`vnet.rs`), a manual clock (`clock.rs`), injected panics (`panic.rs`),
-//! and a loom model of the combining lock (`loom.rs`:
+//! the event stage's order and its independence from the core's lock
+//! (`event_stage.rs`), and a loom model of the combining lock (`loom.rs`:
 //! `RUSTFLAGS="--cfg loom" cargo test -p lifeline-io --release --test loom`).
 #![warn(missing_docs)]
 
@@ -82,6 +87,8 @@ mod limits;
 #[cfg(not(loom))]
 mod net;
 #[cfg(not(loom))]
+pub mod observe;
+#[cfg(not(loom))]
 mod overload;
 /// Rate limits for per-message log lines: the first N per interval, then a count.
 pub mod quiet;
@@ -91,7 +98,7 @@ mod stats;
 pub mod transport;
 
 #[cfg(not(loom))]
-pub use engine::{CoreFn, EventSink, Input, InputTx, Received, Tick, INPUT_QUEUE, TIMER_GRAIN};
+pub use engine::{CoreFn, Input, InputTx, Received, Tick, INPUT_QUEUE, TIMER_GRAIN};
 #[cfg(not(loom))]
 pub use gateway::{Bound, EngineFailed, Gateway, Options, TCP_IDLE_TIMEOUT};
 #[cfg(not(loom))]
@@ -101,5 +108,7 @@ pub use limits::{
 };
 #[cfg(not(loom))]
 pub use net::MAX_STREAM_MESSAGE;
+#[cfg(not(loom))]
+pub use observe::{EventSink, ProxyNames, SinkTick};
 #[cfg(not(loom))]
 pub use stats::IoStats;

@@ -104,7 +104,7 @@ fn forged_icmp_at_a_high_rate_for_every_trunk_fails_no_emergency_call() {
                 ..
             } = t.kind
             {
-                let name = px.health().trunk(t.trunk).map(|s| s.name.to_string());
+                let name = px.trunk(t.trunk).map(str::to_string);
                 d2.lock()
                     .unwrap()
                     .push(format!("{} ({reason})", name.unwrap_or_default()));

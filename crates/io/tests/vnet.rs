@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use lifeline_proxy::{AttemptFailure, Event, Peer, Proxy, Transport, TrunkConfig, TrunkId};
+use lifeline_proxy::{AttemptFailure, Event, Peer, Transport, TrunkConfig, TrunkId};
 use lifeline_sip::Message;
 use tokio::runtime::Runtime;
 use tokio::time::Instant;
@@ -32,7 +32,7 @@ use webrtc_util::vnet::router::{Router, RouterConfig};
 use webrtc_util::Conn;
 
 use lifeline_io::transport::vnet::VnetNet;
-use lifeline_io::{EventSink, Gateway, Options};
+use lifeline_io::{EventSink, Gateway, Options, ProxyNames};
 use lifeline_kit::uas::Mode;
 use lifeline_kit::vnet::{serve, VnetUas};
 use lifeline_kit::{one_route, Call};
@@ -246,14 +246,8 @@ struct Seen(Arc<Mutex<Vec<Happened>>>);
 impl Seen {
     fn sink(&self) -> EventSink {
         let seen = self.0.clone();
-        Box::new(move |ev: &Event, _, proxy: &Proxy| {
-            let name = |id: TrunkId| {
-                proxy
-                    .health()
-                    .trunk(id)
-                    .map(|t| t.name.to_string())
-                    .unwrap_or_default()
-            };
+        Box::new(move |ev: &Event, _, names: &ProxyNames| {
+            let name = |id: TrunkId| names.trunk(id).unwrap_or_default().to_string();
             let h = match ev {
                 Event::AttemptStarted { trunk, .. } => Happened::Attempt(name(*trunk)),
                 Event::AttemptFailed { trunk, reason, .. } => {

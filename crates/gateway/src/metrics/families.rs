@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
-use lifeline_proxy::{Proxy, SkipReason};
+use lifeline_proxy::SkipReason;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -299,10 +299,16 @@ impl Metrics {
         })
     }
 
-    /// The names the proxy knows now, with the series the event loop will
+    /// The names the proxy knows now, as [`Metrics::names_of`] makes them.
+    #[cfg(test)]
+    pub(crate) fn names(&self, proxy: &lifeline_proxy::Proxy) -> Names {
+        self.names_of(&lifeline_io::ProxyNames::of(proxy))
+    }
+
+    /// The proxy's names as labels, with the series the event loop will
     /// count for them created at zero (so `increase()` sees their first
     /// event). Call it at start and after every configuration reload.
-    pub(crate) fn names(&self, proxy: &Proxy) -> Names {
+    pub(crate) fn names_of(&self, proxy: &lifeline_io::ProxyNames) -> Names {
         let names = Names::new(proxy);
         for trunk in &names.trunks {
             let labels = TrunkLabels {

@@ -4,7 +4,8 @@
 use std::fmt::{self, Write as _};
 use std::sync::Arc;
 
-use lifeline_proxy::{AttemptFailure, Proxy, TrunkId};
+use lifeline_io::ProxyNames;
+use lifeline_proxy::{AttemptFailure, TrunkId};
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 
 /// A trunk or route name as a label value: cloning it is a reference-count
@@ -28,9 +29,9 @@ impl EncodeLabelValue for Name {
     }
 }
 
-/// Trunk and route names, built once from the [`Proxy`] (and again after a
-/// configuration reload) so events, which carry a [`TrunkId`], can be
-/// labelled without allocating.
+/// Trunk and route names, built once from the proxy's [`ProxyNames`] (and
+/// again after a configuration reload) so events, which carry a
+/// [`TrunkId`], can be labelled without allocating.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Names {
     pub(super) trunks: Vec<Name>,
@@ -38,15 +39,15 @@ pub(crate) struct Names {
 }
 
 impl Names {
-    /// The names the proxy knows now.
-    pub(crate) fn new(proxy: &Proxy) -> Self {
+    /// The names the proxy knew when it took `proxy`.
+    pub(crate) fn new(proxy: &ProxyNames) -> Self {
         let mut trunks = Vec::new();
-        for t in proxy.health().trunks() {
-            let i = t.id.index();
+        for (id, name) in proxy.trunks() {
+            let i = id.index();
             if trunks.len() <= i {
                 trunks.resize_with(i + 1, || Name::new(""));
             }
-            trunks[i] = Name::new(t.name);
+            trunks[i] = Name::new(name);
         }
         let routes = proxy.routes().map(|(name, _)| Name::new(name)).collect();
         Self { trunks, routes }
