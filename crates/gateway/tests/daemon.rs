@@ -136,6 +136,28 @@ fn failover_and_failback_over_real_sockets() {
         ) >= 1.0,
         "{metrics}"
     );
+    // The finished calls' transactions linger (32 s), counted apart; UDP
+    // moved every datagram in at least one call each.
+    d.wait_for(|d| {
+        metric(
+            &d.get("/metrics", None).body,
+            "lifeline_transactions_lingering",
+        ) >= 1.0
+    });
+    for direction in ["in", "out"] {
+        let calls = metric(
+            &metrics,
+            &format!(r#"lifeline_udp_syscalls_total{{direction="{direction}"}}"#),
+        );
+        let datagrams = metric(
+            &metrics,
+            &format!(r#"lifeline_udp_datagrams_total{{direction="{direction}"}}"#),
+        );
+        assert!(
+            calls >= 1.0 && datagrams >= calls,
+            "{direction}: {calls} calls, {datagrams} datagrams"
+        );
+    }
     assert!(
         metric(
             &metrics,

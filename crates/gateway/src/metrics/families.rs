@@ -15,9 +15,9 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Metric, Registry};
 
 use super::labels::{
-    AdmissionLabels, CallLabels, EmergencyLabels, FailoverLabels, KindLabels, MessageLabels,
-    ProgressLabels, RejectReasonLabels, RejectedLabels, RescueLabels, RuleLabels, SkipLabels,
-    StateChangeLabels, StateLabels, TcpClosedLabels, TrunkLabels, VersionLabels,
+    AdmissionLabels, CallLabels, DirectionLabels, EmergencyLabels, FailoverLabels, KindLabels,
+    MessageLabels, ProgressLabels, RejectReasonLabels, RejectedLabels, RescueLabels, RuleLabels,
+    SkipLabels, StateChangeLabels, StateLabels, TcpClosedLabels, TrunkLabels, VersionLabels,
 };
 use super::TCP_CLOSE_REASONS;
 use super::{Metrics, Names, Seen, Totals};
@@ -197,6 +197,21 @@ impl Metrics {
             "input_queue_bytes",
             "Bytes of the messages waiting for the core",
         );
+        let lingering: Gauge = registered(
+            &mut r,
+            "transactions_lingering",
+            "Transactions past their final response, kept only to absorb retransmissions (RFC 3261 Timers D, J, K; RFC 6026 Timers L, M); part of lifeline_transactions",
+        );
+        let udp_calls: Family<DirectionLabels, Counter> = registered(
+            &mut r,
+            "udp_syscalls",
+            "UDP receive and send system calls (recvmmsg, sendmmsg, sendto), by direction (in, out)",
+        );
+        let udp_datagrams: Family<DirectionLabels, Counter> = registered(
+            &mut r,
+            "udp_datagrams",
+            "UDP datagrams those calls moved, by direction (in, out): datagrams per call is the batching",
+        );
         let send_errors: Counter = registered(
             &mut r,
             "send_errors",
@@ -235,6 +250,10 @@ impl Metrics {
         }
         for kind in ["server", "client"] {
             drop(transactions.get_or_create(&KindLabels { kind }));
+        }
+        for direction in ["in", "out"] {
+            drop(udp_calls.get_or_create(&DirectionLabels { direction }));
+            drop(udp_datagrams.get_or_create(&DirectionLabels { direction }));
         }
         drop(rejected_by_reason.get_or_create(&RejectReasonLabels { reason: "access" }));
         for reason in TCP_CLOSE_REASONS {
@@ -288,6 +307,9 @@ impl Metrics {
             admission_refused,
             shedding,
             queued_bytes,
+            lingering,
+            udp_calls,
+            udp_datagrams,
             send_errors,
             core_busy,
             untracked,

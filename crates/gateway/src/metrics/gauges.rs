@@ -10,8 +10,8 @@ use lifeline_proxy::{Proxy, Stats};
 use prometheus_client::metrics::counter::Counter;
 
 use super::labels::{
-    AdmissionLabels, KindLabels, MessageLabels, Name, ProgressLabels, StateLabels, TcpClosedLabels,
-    TrunkLabels,
+    AdmissionLabels, DirectionLabels, KindLabels, MessageLabels, Name, ProgressLabels, StateLabels,
+    TcpClosedLabels, TrunkLabels,
 };
 use super::Metrics;
 
@@ -30,6 +30,8 @@ pub(super) struct Seen {
     tcp_write_queue_overflows: u64,
     tcp_accept_paused: u64,
     tcp_framing_errors: u64,
+    /// IoStats' UDP syscalls and datagrams (in, out), as last seen.
+    udp: [u64; 4],
     /// IoStats::admission_refused, as last seen.
     admission: [[u64; 2]; lifeline_proxy::Refusal::ALL.len()],
 }
@@ -57,6 +59,7 @@ impl Metrics {
                 .get_or_create(&KindLabels { kind })
                 .set(to_i64(n));
         }
+        self.lingering.set(to_i64(stats.lingering));
         self.calls_active.set(to_i64(stats.calls));
         self.dialogs.set(to_i64(stats.dialogs));
         {
@@ -170,6 +173,19 @@ impl Metrics {
         self.queued_bytes
             .set(i64::try_from(io.queued_bytes.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let udp = [
+            (&io.recv_batches, &self.udp_calls, "in"),
+            (&io.recv_datagrams, &self.udp_datagrams, "in"),
+            (&io.send_batches, &self.udp_calls, "out"),
+            (&io.send_datagrams, &self.udp_datagrams, "out"),
+        ];
+        for (i, (count, family, direction)) in udp.into_iter().enumerate() {
+            count_since(
+                &mut seen.udp[i],
+                count.load(Ordering::Relaxed),
+                &family.get_or_create_owned(&DirectionLabels { direction }),
+            );
+        }
         for (i, why) in lifeline_proxy::Refusal::ALL.into_iter().enumerate() {
             for (rejected, action) in [(false, "drop"), (true, "reject")] {
                 let c = self

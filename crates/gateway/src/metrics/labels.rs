@@ -148,6 +148,11 @@ pub(super) struct KindLabels {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(super) struct DirectionLabels {
+    pub(super) direction: &'static str,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub(super) struct RejectedLabels {
     pub(super) status: Status,
     pub(super) reason: &'static str,

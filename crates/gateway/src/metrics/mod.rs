@@ -39,6 +39,9 @@
 //! | `lifeline_trunk_max_calls` | `trunk` | the trunk's configured `max_calls`; absent when unlimited |
 //! | `lifeline_setup_seconds` | `emergency` | INVITE arrival to 2xx forwarded, connected calls only (`"true"`/`"false"`) |
 //! | `lifeline_transactions` | `kind` | live `server` and `client` transactions |
+//! | `lifeline_transactions_lingering` | | of those, transactions past their final response kept only to absorb retransmissions (about 200 B each, 32 s at most; docs/PERFORMANCE.md) |
+//! | `lifeline_udp_syscalls_total` | `direction` | UDP receive (`in`: `recvmmsg`) and send (`out`: `sendmmsg`, `sendto`) system calls |
+//! | `lifeline_udp_datagrams_total` | `direction` | datagrams those calls moved: datagrams per call is how much batching the load allows |
 //! | `lifeline_calls_active` | | calls being set up or forwarded |
 //! | `lifeline_dialogs` | | dialogs whose in-dialog requests the gateway routes |
 //! | `lifeline_messages_rejected_total` | `status`, `reason` | messages refused: the status sent, or `dropped`; the proxy's short reason (among them `status="dropped",reason="response from wrong peer"`: a response, or a probe's answer, from another address than its request went to; `status="481",reason="unknown dialog"`: an in-dialog request whose token names no dialog, or that has none; `status="403",reason="not a peer of the dialog"`) |
@@ -113,9 +116,9 @@ use families::SetupFamily;
 use gauges::Seen;
 pub(crate) use labels::Names;
 use labels::{
-    AdmissionLabels, CallLabels, FailoverLabels, KindLabels, MessageLabels, ProgressLabels,
-    RejectReasonLabels, RejectedLabels, RescueLabels, RuleLabels, SkipLabels, StateChangeLabels,
-    StateLabels, TcpClosedLabels, TrunkLabels,
+    AdmissionLabels, CallLabels, DirectionLabels, FailoverLabels, KindLabels, MessageLabels,
+    ProgressLabels, RejectReasonLabels, RejectedLabels, RescueLabels, RuleLabels, SkipLabels,
+    StateChangeLabels, StateLabels, TcpClosedLabels, TrunkLabels,
 };
 
 /// The `Content-Type` of [`Metrics::encode`]'s output (Prometheus text 0.0.4).
@@ -201,6 +204,9 @@ pub(crate) struct Metrics {
     admission_refused: Family<AdmissionLabels, Counter>,
     shedding: Gauge,
     queued_bytes: Gauge,
+    lingering: Gauge,
+    udp_calls: Family<DirectionLabels, Counter>,
+    udp_datagrams: Family<DirectionLabels, Counter>,
     send_errors: Counter,
     core_busy: Counter<f64, AtomicU64>,
     untracked: Counter,
