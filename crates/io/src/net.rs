@@ -1,5 +1,13 @@
-//! Sockets: receiving (UDP and TCP, on the IO threads) into the core, and
-//! sending what the core produced ([`Outbound`], the core's [`Wire`]).
+//! Sockets: receiving (UDP on a thread per socket, TCP on the IO threads)
+//! into the core, and sending what the core produced ([`Outbound`], the
+//! core's [`Wire`]).
+//!
+//! Each real UDP socket has one receive thread ([`recv_udp`]), blocked in
+//! the kernel until datagrams arrive: one `recvmmsg` per wake-up, where
+//! the IO runtime cost three syscalls and its own park and unpark. One
+//! receiver per socket keeps the order in which each peer's datagrams
+//! arrived. The thread ends with the task that owns it (when the gateway
+//! stops, or a trunk's socket is replaced), and the socket then closes.
 //!
 //! Each UDP trunk gets its own socket, bound to the listening address (so
 //! Via and Record-Route stay the same) and `connect`ed to the trunk: the
@@ -629,12 +637,32 @@ fn deliver(input: &InputTx, stats: &IoStats, from: Peer, data: Bytes, reply: &dy
 
 /// Receive on a UDP socket until the task is stopped; `trunk`: the socket is
 /// connected to that trunk, and its errors are evidence against it.
+///
+/// A [`blocking`](DatagramSocket::blocking) socket (real sockets on Linux)
+/// is received on by a thread of its own ([`RecvThread`]), which this task
+/// then only owns: when the task is dropped — the IO runtime stops with
+/// the gateway, or a trunk's socket is replaced ([`TrunkSocket`]) — the
+/// thread is stopped and waited for, and its hold on the socket goes with
+/// it. Any other socket (the virtual network) is received on here, awaiting
+/// each batch. Either way each batch is handled alike
+/// ([`deliver_batch`], [`receive_error`]): only the waiting differs.
 pub(crate) async fn recv_udp(
     socket: Arc<dyn DatagramSocket>,
     input: InputTx,
     stats: Arc<IoStats>,
     trunk: Option<TrunkId>,
 ) {
+    if socket.blocking() {
+        match RecvThread::start(socket.clone(), input.clone(), stats.clone(), trunk) {
+            Ok(thread) => {
+                let _owned = thread;
+                std::future::pending::<()>().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start a UDP receive thread: receiving on the IO threads");
+            }
+        }
+    }
     // Receive buffers for a batch, reused: one wake-up takes what the
     // kernel holds, up to RECV_BATCH datagrams (one `recvmmsg`), and they
     // are delivered in order. Each is copied out at its own size.
@@ -645,48 +673,185 @@ pub(crate) async fn recv_udp(
     let mut batch = RecvBatch::new(RECV_BATCH);
     loop {
         match socket.recv_batch(&mut batch).await {
-            Ok(n) => {
-                stats.recv_batches.fetch_add(1, Ordering::Relaxed);
-                stats.recv_datagrams.fetch_add(n as u64, Ordering::Relaxed);
-                for i in 0..batch.len() {
-                    let Some((data, from)) = batch.datagram(i) else {
-                        continue;
-                    };
-                    let reply = |b: Bytes| {
-                        if send_one(&*socket, &b, from, &stats).is_err() {
-                            stats.send_errors.fetch_add(1, Ordering::Relaxed);
-                        }
-                    };
-                    deliver(
-                        &input,
-                        &stats,
-                        Peer {
-                            addr: from,
-                            transport: Transport::Udp,
-                        },
-                        data,
-                        &reply,
-                    );
-                }
-                // The core takes the batch in one go, and what it answers
-                // leaves in one batch too.
-                input.handle_queued();
-            }
-            Err(e) => match (trunk, transport_error(&e)) {
-                (Some(t), Some(kind)) => {
-                    if input
-                        .try_send(Input::TransportError { trunk: t, kind })
-                        .is_err()
-                    {
-                        stats.queue_drops.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                _ => {
-                    tracing::debug!(error = %e, "UDP receive error");
+            Ok(n) => deliver_batch(&*socket, &batch, n, &input, &stats),
+            Err(e) => {
+                if receive_error(&e, trunk, &input, &stats) {
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
-            },
+            }
         }
+    }
+}
+
+/// Deliver the `n` datagrams one receive put in `batch`, in order, then
+/// have the core take them in one go (what it answers leaves in one batch
+/// too). Admission's answers leave on `socket`.
+fn deliver_batch(
+    socket: &dyn DatagramSocket,
+    batch: &RecvBatch,
+    n: usize,
+    input: &InputTx,
+    stats: &IoStats,
+) {
+    stats.recv_batches.fetch_add(1, Ordering::Relaxed);
+    stats.recv_datagrams.fetch_add(n as u64, Ordering::Relaxed);
+    for i in 0..batch.len() {
+        let Some((data, from)) = batch.datagram(i) else {
+            continue;
+        };
+        let reply = |b: Bytes| {
+            if send_one(socket, &b, from, stats).is_err() {
+                stats.send_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        };
+        deliver(
+            input,
+            stats,
+            Peer {
+                addr: from,
+                transport: Transport::Udp,
+            },
+            data,
+            &reply,
+        );
+    }
+    input.handle_queued();
+}
+
+/// A UDP receive failed with `e`. On a trunk's connected socket an ICMP
+/// error is evidence against the trunk, queued for the core; anything else
+/// is logged, and `true` says to pause (1 ms) before receiving again, so
+/// that an error that repeats does not spin.
+fn receive_error(e: &io::Error, trunk: Option<TrunkId>, input: &InputTx, stats: &IoStats) -> bool {
+    match (trunk, transport_error(e)) {
+        (Some(t), Some(kind)) => {
+            if input
+                .try_send(Input::TransportError { trunk: t, kind })
+                .is_err()
+            {
+                stats.queue_drops.fetch_add(1, Ordering::Relaxed);
+            }
+            false
+        }
+        _ => {
+            tracing::debug!(error = %e, "UDP receive error");
+            true
+        }
+    }
+}
+
+/// A thread (`lifeline-udp`) receiving on one UDP socket, blocked in
+/// [`DatagramSocket::recv_batch_blocking`]: one syscall per wake-up, with
+/// no runtime between the kernel and the core. It hands each batch to the
+/// core itself, as an IO thread would ([`deliver_batch`]); being the only
+/// receiver on its socket, it keeps the order of arrival.
+///
+/// Dropping it stops the thread: a flag, then
+/// [`DatagramSocket::stop_receiving`] to wake it (the socket's receive
+/// timeout, [`RECV_TIMEOUT`](crate::transport::RECV_TIMEOUT), bounds the
+/// wait if that did not), and waits (at most a second) for it to end. A
+/// panic on the thread fails the engine, as one on an IO task does.
+#[derive(Debug)]
+struct RecvThread {
+    socket: Arc<dyn DatagramSocket>,
+    stop: Arc<AtomicBool>,
+    /// Disconnected when the thread has ended.
+    ended: crossbeam_channel::Receiver<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RecvThread {
+    fn start(
+        socket: Arc<dyn DatagramSocket>,
+        input: InputTx,
+        stats: Arc<IoStats>,
+        trunk: Option<TrunkId>,
+    ) -> io::Result<RecvThread> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ending, ended) = crossbeam_channel::bounded::<()>(0);
+        let (rx, stopping) = (socket.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("lifeline-udp".into())
+            .spawn(move || {
+                let _ending = ending;
+                let run = std::panic::AssertUnwindSafe(|| {
+                    recv_udp_blocking(&*rx, &input, &stats, trunk, &stopping);
+                });
+                if let Err(panic) = std::panic::catch_unwind(run) {
+                    input.shared.fail(format!(
+                        "panic on a UDP receive thread: {}",
+                        panic_text(&*panic)
+                    ));
+                }
+            })?;
+        Ok(RecvThread {
+            socket,
+            stop,
+            ended,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for RecvThread {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        self.socket.stop_receiving();
+        let ended = matches!(
+            self.ended.recv_timeout(Duration::from_secs(1)),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+        );
+        match self.thread.take() {
+            Some(t) if ended => {
+                let _ = t.join();
+            }
+            _ => tracing::warn!("a UDP receive thread did not stop within 1 s; left to end alone"),
+        }
+    }
+}
+
+/// The receive thread's loop: until `stop`, wait for a batch and deliver
+/// it (or what its error says). Whatever a receive returns once `stop` is
+/// set is dropped: the socket is closing, and a receive woken by
+/// `shutdown` returns empty datagrams.
+fn recv_udp_blocking(
+    socket: &dyn DatagramSocket,
+    input: &InputTx,
+    stats: &IoStats,
+    trunk: Option<TrunkId>,
+    stop: &AtomicBool,
+) {
+    let mut batch = RecvBatch::new(RECV_BATCH);
+    while !stop.load(Ordering::Acquire) {
+        let r = socket.recv_batch_blocking(&mut batch);
+        if stop.load(Ordering::Acquire) {
+            break;
+        }
+        match r {
+            Ok(n) => deliver_batch(socket, &batch, n, input, stats),
+            // The receive timeout: look at `stop` again.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => {
+                if receive_error(&e, trunk, input, stats) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+    }
+}
+
+/// The text a panic was raised with.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        s
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s
+    } else {
+        "(no message)"
     }
 }
 

@@ -2,18 +2,27 @@
 //! in tests, over an in-process virtual network (`vnet`: delay, jitter, loss,
 //! a trunk cut off) where `tc netem` is not available.
 //!
-//! The engine needs three things of a datagram socket: its address, an
-//! awaitable receive (on an IO thread), and a send that never blocks (from
-//! the core). A [`DatagramNet`] binds them: unconnected for the
-//! listeners, connected to one peer for each UDP trunk, sharing the
-//! listener's address (Via and Record-Route stay the same) — with real
-//! sockets that is SO_REUSEPORT plus `connect`, and the kernel then reports
-//! ICMP errors about that peer on that socket.
+//! The engine needs three things of a datagram socket: its address, a
+//! receive, and a send that never blocks (from the core). A
+//! [`DatagramNet`] binds them: unconnected for the listeners, connected to
+//! one peer for each UDP trunk, sharing the listener's address (Via and
+//! Record-Route stay the same) — with real sockets that is SO_REUSEPORT
+//! plus `connect`, and the kernel then reports ICMP errors about that peer
+//! on that socket.
+//!
+//! A receive is one of two kinds. A socket that says it is
+//! [`blocking`](DatagramSocket::blocking) (real sockets on Linux) is
+//! received on by a thread of its own, blocked in the kernel
+//! ([`DatagramSocket::recv_batch_blocking`]): one syscall per wake-up, where
+//! a task on the IO runtime costs an `epoll_wait`, the receive, a second
+//! receive that finds nothing, and the runtime's park and unpark. Any
+//! other socket (the virtual network) is awaited on the IO runtime
+//! ([`DatagramSocket::recv_batch`]); the real socket also offers that,
+//! for tests.
 //!
 //! Datagrams move in batches where the platform allows: on Linux one
-//! readiness wake-up takes up to [`RECV_BATCH`] datagrams with one
-//! `recvmmsg` ([`DatagramSocket::recv_batch`]), and a run of datagrams
-//! leaving on one socket goes out with one `sendmmsg`
+//! wake-up takes up to [`RECV_BATCH`] datagrams with one `recvmmsg`, and a
+//! run of datagrams leaving on one socket goes out with one `sendmmsg`
 //! ([`DatagramSocket::try_send_batch`]). Neither waits to fill a batch: a
 //! receive returns what the kernel holds (at low rates, one datagram), a
 //! send what it was given. The trait's default methods take one datagram
@@ -32,7 +41,8 @@ use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -51,6 +61,11 @@ mod mmsg;
 
 /// The largest UDP payload, and so the size of one receive slot.
 pub const MAX_DATAGRAM: usize = 64 * 1024;
+
+/// How long a blocked receive waits before it looks again whether it
+/// should stop ([`DatagramSocket::recv_batch_blocking`]): a bound in case
+/// [`DatagramSocket::stop_receiving`] did not wake it.
+pub const RECV_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// Datagrams one receive call takes at most ([`DatagramSocket::recv_batch`]).
 pub const RECV_BATCH: usize = 32;
@@ -204,6 +219,32 @@ pub trait DatagramSocket: Send + Sync + fmt::Debug + 'static {
         })
     }
 
+    /// Whether this socket is received on by a thread of its own, blocked
+    /// in [`recv_batch_blocking`](Self::recv_batch_blocking), rather than
+    /// by a task on the IO runtime awaiting
+    /// [`recv_batch`](Self::recv_batch). The default: no.
+    fn blocking(&self) -> bool {
+        false
+    }
+
+    /// [`recv_batch`](Self::recv_batch), blocking the calling thread until
+    /// the first datagram (or error) arrives; `WouldBlock` when none came
+    /// within [`RECV_TIMEOUT`]. Once [`stop_receiving`](Self::stop_receiving)
+    /// was called it returns at once, and what it returns means nothing
+    /// (Linux returns empty datagrams): the caller looks at whether it is
+    /// stopping before it looks at the result.
+    ///
+    /// The default: `Unsupported` (see [`blocking`](Self::blocking)).
+    fn recv_batch_blocking(&self, batch: &mut RecvBatch) -> io::Result<usize> {
+        batch.clear();
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    /// Make a [`recv_batch_blocking`](Self::recv_batch_blocking) blocked on
+    /// another thread return now, and every later one at once: the socket
+    /// is being closed. Sends still work. The default does nothing.
+    fn stop_receiving(&self) {}
+
     /// Send `batch` in order without blocking, stopping at the first
     /// datagram that cannot be sent ([`BatchSent`]). On a connected socket
     /// every `to` is its peer.
@@ -257,16 +298,22 @@ impl DatagramNet for RealNet {
         addr: SocketAddr,
         connect: Option<SocketAddr>,
     ) -> io::Result<Arc<dyn DatagramSocket>> {
-        let tx = udp_socket(addr, connect)?;
-        let _guard = rt.enter();
-        let rx = tokio::net::UdpSocket::from_std(tx.try_clone()?)?;
         Ok(Arc::new(RealSocket {
-            tx,
-            rx,
+            socket: udp_socket(addr, connect)?,
+            rt: rt.clone(),
+            rx: OnceLock::new(),
             peer: connect,
         }))
     }
 }
+
+/// Flags of every send: never wait. On Linux the socket itself blocks (for
+/// its receive thread), and `O_NONBLOCK` could not be set for sends alone:
+/// it belongs to the open file, which a duplicate descriptor shares.
+#[cfg(target_os = "linux")]
+const SEND_FLAGS: libc::c_int = libc::MSG_DONTWAIT;
+#[cfg(not(target_os = "linux"))]
+const SEND_FLAGS: std::ffi::c_int = 0;
 
 fn udp_socket(bind: SocketAddr, connect: Option<SocketAddr>) -> io::Result<UdpSocket> {
     let s = Socket::new(Domain::for_address(bind), Type::DGRAM, Some(Protocol::UDP))?;
@@ -280,53 +327,145 @@ fn udp_socket(bind: SocketAddr, connect: Option<SocketAddr>) -> io::Result<UdpSo
     if let Some(peer) = connect {
         s.connect(&peer.into())?;
     }
+    // Linux: blocking, for the receive thread; a timeout so that it looks
+    // at its stop flag now and then whatever happens. Elsewhere the
+    // runtime receives, on a non-blocking socket.
+    #[cfg(target_os = "linux")]
+    s.set_read_timeout(Some(RECV_TIMEOUT))?;
+    #[cfg(not(target_os = "linux"))]
     s.set_nonblocking(true)?;
     Ok(s.into())
 }
 
-/// One kernel socket, twice: a plain non-blocking handle the core
-/// sends on, and a duplicate registered with the IO runtime for receiving.
+/// One kernel socket. On Linux it blocks, and is received on by a thread of
+/// its own ([`DatagramSocket::blocking`]) with one `recvmmsg` per wake-up:
+/// `MSG_WAITFORONE` waits for the first datagram and takes, up to the
+/// batch, what is queued behind it. Every other call passes
+/// `MSG_DONTWAIT`: the core's sends and the awaitable receive. (Keeping the
+/// socket non-blocking and making the thread `poll` first would cost two
+/// syscalls per wake-up, not one.)
+///
+/// The awaitable receive ([`DatagramSocket::recv_batch`], for tests and
+/// other platforms) registers a duplicate with the IO runtime on first
+/// use, not before: a registered socket wakes the runtime on every
+/// datagram, whoever receives it.
 #[derive(Debug)]
 struct RealSocket {
-    tx: UdpSocket,
-    rx: tokio::net::UdpSocket,
+    socket: UdpSocket,
+    rt: Handle,
+    rx: OnceLock<Registered>,
     peer: Option<SocketAddr>,
+}
+
+/// The socket as the IO runtime knows it: on Linux a descriptor it only
+/// watches (tokio's `UdpSocket` refuses a blocking one, and would receive
+/// without `MSG_DONTWAIT`).
+#[cfg(target_os = "linux")]
+type Registered = tokio::io::unix::AsyncFd<UdpSocket>;
+#[cfg(not(target_os = "linux"))]
+type Registered = tokio::net::UdpSocket;
+
+impl RealSocket {
+    /// The socket registered with the IO runtime, registered now if need be.
+    fn registered(&self) -> io::Result<&Registered> {
+        if let Some(rx) = self.rx.get() {
+            return Ok(rx);
+        }
+        let rx = {
+            let _guard = self.rt.enter();
+            // SAFETY: the duplicate is owned by the registration, which
+            // neither closes nor replaces it while registered.
+            #[cfg(target_os = "linux")]
+            #[allow(unsafe_code)]
+            let rx = unsafe {
+                Registered::register_with_interest(
+                    self.socket.try_clone()?,
+                    tokio::io::Interest::READABLE,
+                )?
+            };
+            #[cfg(not(target_os = "linux"))]
+            let rx = Registered::from_std(self.socket.try_clone()?)?;
+            rx
+        };
+        // Two first uses at once: one registration is kept, the other
+        // dropped (deregistered).
+        let _ = self.rx.set(rx);
+        self.rx
+            .get()
+            .ok_or_else(|| io::Error::other("UDP socket not registered"))
+    }
 }
 
 impl DatagramSocket for RealSocket {
     fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.tx.local_addr()
+        self.socket.local_addr()
     }
 
+    /// On Linux, a batch of one ([`recv_batch`](Self::recv_batch)) copied
+    /// out: the socket blocks, so tokio's own receive (no flags) could
+    /// block an IO thread. Not a production path.
     fn recv_from<'a>(&'a self, buf: &'a mut BytesMut) -> RecvFuture<'a> {
         Box::pin(async move {
-            match self.peer {
-                Some(peer) => self.rx.recv_buf(buf).await.map(|n| (n, peer)),
-                None => self.rx.recv_buf_from(buf).await,
+            #[cfg(target_os = "linux")]
+            {
+                let mut one = RecvBatch::new(1);
+                self.recv_batch(&mut one).await?;
+                let (data, from) = one
+                    .get(0)
+                    .ok_or_else(|| io::Error::from(io::ErrorKind::WouldBlock))?;
+                buf.extend_from_slice(data);
+                Ok((data.len(), from))
+            }
+            #[cfg(not(target_os = "linux"))]
+            {
+                let rx = self.registered()?;
+                match self.peer {
+                    Some(peer) => rx.recv_buf(buf).await.map(|n| (n, peer)),
+                    None => rx.recv_buf_from(buf).await,
+                }
             }
         })
     }
 
     fn try_send_to(&self, payload: &[u8], to: SocketAddr) -> io::Result<()> {
+        let s = socket2::SockRef::from(&self.socket);
         match self.peer {
-            Some(_) => self.tx.send(payload),
-            None => self.tx.send_to(payload, to),
+            Some(_) => s.send_with_flags(payload, SEND_FLAGS),
+            None => s.send_to_with_flags(payload, &to.into(), SEND_FLAGS),
         }
         .map(|_| ())
     }
 
-    /// One `recvmmsg` per readiness wake-up (tokio waits for readiness
-    /// and, on `EWOULDBLOCK`, clears it and waits again).
+    /// One `recvmmsg` (`MSG_DONTWAIT`) per readiness wake-up (tokio waits
+    /// for readiness and, on `EWOULDBLOCK`, clears it and waits again).
     #[cfg(target_os = "linux")]
     fn recv_batch<'a>(&'a self, batch: &'a mut RecvBatch) -> RecvBatchFuture<'a> {
         Box::pin(async move {
             batch.clear();
-            self.rx
-                .async_io(tokio::io::Interest::READABLE, || {
-                    mmsg::recv(&self.rx, batch, self.peer)
-                })
-                .await
+            let rx = self.registered()?;
+            rx.async_io(tokio::io::Interest::READABLE, |socket| {
+                mmsg::recv(socket, batch, self.peer, false)
+            })
+            .await
         })
+    }
+
+    #[cfg(target_os = "linux")]
+    fn blocking(&self) -> bool {
+        true
+    }
+
+    /// One `recvmmsg` with `MSG_WAITFORONE`.
+    #[cfg(target_os = "linux")]
+    fn recv_batch_blocking(&self, batch: &mut RecvBatch) -> io::Result<usize> {
+        mmsg::recv(&self.socket, batch, self.peer, true)
+    }
+
+    /// `shutdown(SHUT_RD)`: Linux wakes a receive blocked on the socket,
+    /// and every later one returns at once. (On an unconnected socket the
+    /// call reports `ENOTCONN`, but does it all the same.)
+    fn stop_receiving(&self) {
+        let _ = socket2::SockRef::from(&self.socket).shutdown(std::net::Shutdown::Read);
     }
 
     /// One `sendmmsg` per [`SEND_BATCH`] datagrams.
@@ -334,7 +473,7 @@ impl DatagramSocket for RealSocket {
     fn try_send_batch(&self, batch: &[(&[u8], SocketAddr)]) -> BatchSent {
         let mut sent = 0;
         for chunk in batch.chunks(SEND_BATCH) {
-            match mmsg::send(&self.tx, chunk, self.peer.is_some()) {
+            match mmsg::send(&self.socket, chunk, self.peer.is_some()) {
                 Ok(n) if n >= chunk.len() => sent += chunk.len(),
                 Ok(n) => {
                     return BatchSent {

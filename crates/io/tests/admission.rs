@@ -6,6 +6,7 @@
 
 use std::net::{IpAddr, UdpSocket};
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lifeline_io::{Gateway, Options};
@@ -88,14 +89,32 @@ fn while_the_core_is_behind_new_requests_are_shed_and_emergency_calls_wait_their
     // Hold the core: everything that arrives now queues.
     let (hold, release) = std::sync::mpsc::channel::<()>();
     let (held_tx, held) = std::sync::mpsc::channel::<()>();
-    // (From a thread of its own: the thread that queues an input runs it
-    // when the core is free.)
+    // From a thread of its own: the thread that queues an input runs it
+    // when the core is free. When the core is not free, the thread that
+    // holds it runs it (flat combining) — a socket's receive thread, which
+    // must not be the one held: then the call is sent again.
     let input = gw.input.clone();
     let holder = std::thread::spawn(move || {
-        input.send(lifeline_io::Input::Call(Box::new(move |_, _| {
-            let _ = held_tx.send(());
-            let _ = release.recv_timeout(Duration::from_secs(30));
-        })));
+        let me = std::thread::current().id();
+        let release = Arc::new(Mutex::new(release));
+        loop {
+            let (ran_tx, ran) = std::sync::mpsc::channel::<bool>();
+            let (release, held_tx) = (release.clone(), held_tx.clone());
+            input.send(lifeline_io::Input::Call(Box::new(move |_, _| {
+                let mine = std::thread::current().id() == me;
+                let _ = ran_tx.send(mine);
+                if mine {
+                    let _ = held_tx.send(());
+                    if let Ok(r) = release.lock() {
+                        let _ = r.recv_timeout(Duration::from_secs(30));
+                    }
+                }
+            })));
+            if ran.recv_timeout(Duration::from_secs(10)) == Ok(true) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     });
     held.recv_timeout(Duration::from_secs(10)).unwrap();
     // More new requests than the queue's shedding share, from one socket:

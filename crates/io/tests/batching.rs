@@ -222,6 +222,13 @@ fn bursts_through_the_gateway_move_in_batches_in_order() {
                 .unwrap();
             sent.entry(k).or_default().push(call);
         }
+        // The trunk is a test UAS on a socket of the default size, read
+        // by one debug-built thread: bursts of 40 INVITEs, so that its
+        // socket buffer is not what is tested (a lost INVITE fails its
+        // call over, and there is no other trunk).
+        if n % 10 == 9 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
     for (k, c) in callers.iter().enumerate() {
         let want = &sent[&k];

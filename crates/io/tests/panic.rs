@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use lifeline_io::transport::{self, DatagramNet, DatagramSocket, RecvFuture};
+use lifeline_io::transport::{self, DatagramNet, DatagramSocket, RecvBatch, RecvFuture};
 use lifeline_io::{EventSink, Gateway, Options, Tick};
 use lifeline_kit::{one_route, unprobed};
 use lifeline_proxy::{Event, Peer, Transport};
@@ -155,4 +155,66 @@ fn a_panic_in_a_receive_task_fails_the_engine() {
     assert_eq!(gw.failure(), None);
     caller.send_to(b"PANIC", gw.bound.udp[0]).unwrap();
     assert_failed_for_good(gw, &ticks, "injected receive-task panic");
+}
+
+/// Real UDP sockets received on by their own threads (as on Linux), except
+/// that a receive thread panics on a datagram that starts with `PANIC`.
+#[derive(Debug)]
+struct PanickyThreadNet;
+
+#[derive(Debug)]
+struct PanickyThreadSocket(Arc<dyn DatagramSocket>);
+
+impl DatagramNet for PanickyThreadNet {
+    fn bind(
+        &self,
+        rt: &Handle,
+        addr: SocketAddr,
+        connect: Option<SocketAddr>,
+    ) -> io::Result<Arc<dyn DatagramSocket>> {
+        let inner = transport::real().bind(rt, addr, connect)?;
+        Ok(Arc::new(PanickyThreadSocket(inner)))
+    }
+}
+
+impl DatagramSocket for PanickyThreadSocket {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+
+    fn recv_from<'a>(&'a self, buf: &'a mut BytesMut) -> RecvFuture<'a> {
+        self.0.recv_from(buf)
+    }
+
+    fn try_send_to(&self, payload: &[u8], to: SocketAddr) -> io::Result<()> {
+        self.0.try_send_to(payload, to)
+    }
+
+    fn blocking(&self) -> bool {
+        self.0.blocking()
+    }
+
+    fn recv_batch_blocking(&self, batch: &mut RecvBatch) -> io::Result<usize> {
+        let r = self.0.recv_batch_blocking(batch);
+        if batch.get(0).is_some_and(|(d, _)| d.starts_with(b"PANIC")) {
+            panic!("injected receive-thread panic");
+        }
+        r
+    }
+
+    fn stop_receiving(&self) {
+        self.0.stop_receiving();
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_panic_on_a_udp_receive_thread_fails_the_engine() {
+    let ticks = Arc::new(AtomicU64::new(0));
+    let gw = gateway(vec![], Arc::new(PanickyThreadNet), ticks.clone());
+    let caller = UdpSocket::bind("127.0.0.1:0").unwrap();
+    assert_eq!(gw.with_proxy(|_, _| ()), Some(()));
+    assert_eq!(gw.failure(), None);
+    caller.send_to(b"PANIC", gw.bound.udp[0]).unwrap();
+    assert_failed_for_good(gw, &ticks, "injected receive-thread panic");
 }

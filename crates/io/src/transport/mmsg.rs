@@ -6,10 +6,13 @@
 //! reports how many datagrams went out only through an iterator that
 //! decodes an address slot it never initialised for sends.
 //!
-//! What neither does: wait. Both are called with `MSG_DONTWAIT` on a
-//! non-blocking socket; `recvmmsg` returns what the kernel holds (one
-//! datagram at low rates), `sendmmsg` stops at the first datagram the
-//! kernel will not take now.
+//! The socket blocks (for its receive thread). `sendmmsg` never waits
+//! (`MSG_DONTWAIT`): it stops at the first datagram the kernel will not
+//! take now. `recvmmsg` either does not wait either (`MSG_DONTWAIT`, the
+//! awaitable receive) or waits for the first datagram only
+//! (`MSG_WAITFORONE`, the receive thread); either way it returns what the
+//! kernel holds then (one datagram at low rates), never waiting to fill
+//! the batch.
 
 use std::io::{self, IoSliceMut};
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -20,12 +23,14 @@ use nix::sys::socket::{recvmmsg, MsgFlags, MultiHeaders, SockaddrLike, SockaddrS
 use super::{RecvBatch, MAX_DATAGRAM, SEND_BATCH};
 
 /// One `recvmmsg` into `batch`'s slots: how many datagrams it took
-/// (`EWOULDBLOCK` when none was waiting). `peer`: the socket is connected
-/// to it (the sender when the kernel gives no address).
+/// (`EWOULDBLOCK` when none was waiting, or none came within the socket's
+/// receive timeout). `peer`: the socket is connected to it (the sender
+/// when the kernel gives no address). `wait`: wait for the first datagram.
 pub(super) fn recv(
     socket: &impl AsRawFd,
     batch: &mut RecvBatch,
     peer: Option<SocketAddr>,
+    wait: bool,
 ) -> io::Result<usize> {
     let RecvBatch { slab, got, .. } = batch;
     got.clear();
@@ -42,7 +47,13 @@ pub(super) fn recv(
         socket.as_raw_fd(),
         &mut headers,
         slots.iter_mut(),
-        MsgFlags::MSG_DONTWAIT,
+        if wait {
+            MsgFlags::MSG_WAITFORONE
+        } else {
+            MsgFlags::MSG_DONTWAIT
+        },
+        // Not a bound on the wait: the kernel looks at it only after each
+        // datagram (recvmmsg(2), BUGS).
         None,
     )?;
     for (i, m) in received.enumerate() {
