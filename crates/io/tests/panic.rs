@@ -106,13 +106,21 @@ fn a_panic_in_the_core_on_an_io_thread_fails_the_engine() {
     assert_failed_for_good(gw, &ticks, "injected core panic");
 }
 
-/// Real UDP sockets, except that a listener's receive task panics on a
-/// datagram that starts with `PANIC`: a bug in an IO task, outside the core.
+/// Real UDP sockets, except that receiving panics on a datagram that
+/// starts with `PANIC`: a bug outside the core, in an IO task (`threads`
+/// false: received on the IO runtime, as the virtual network is) or on a
+/// socket's own receive thread (`threads` true, as real sockets are on
+/// Linux).
 #[derive(Debug)]
-struct PanickyNet;
+struct PanickyNet {
+    threads: bool,
+}
 
 #[derive(Debug)]
-struct PanickySocket(Arc<dyn DatagramSocket>);
+struct PanickySocket {
+    inner: Arc<dyn DatagramSocket>,
+    threads: bool,
+}
 
 impl DatagramNet for PanickyNet {
     fn bind(
@@ -122,18 +130,21 @@ impl DatagramNet for PanickyNet {
         connect: Option<SocketAddr>,
     ) -> io::Result<Arc<dyn DatagramSocket>> {
         let inner = transport::real().bind(rt, addr, connect)?;
-        Ok(Arc::new(PanickySocket(inner)))
+        Ok(Arc::new(PanickySocket {
+            inner,
+            threads: self.threads,
+        }))
     }
 }
 
 impl DatagramSocket for PanickySocket {
     fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.0.local_addr()
+        self.inner.local_addr()
     }
 
     fn recv_from<'a>(&'a self, buf: &'a mut BytesMut) -> RecvFuture<'a> {
         Box::pin(async move {
-            let r = self.0.recv_from(buf).await;
+            let r = self.inner.recv_from(buf).await;
             if buf.starts_with(b"PANIC") {
                 panic!("injected receive-task panic");
             }
@@ -142,60 +153,15 @@ impl DatagramSocket for PanickySocket {
     }
 
     fn try_send_to(&self, payload: &[u8], to: SocketAddr) -> io::Result<()> {
-        self.0.try_send_to(payload, to)
-    }
-}
-
-#[test]
-fn a_panic_in_a_receive_task_fails_the_engine() {
-    let ticks = Arc::new(AtomicU64::new(0));
-    let gw = gateway(vec![], Arc::new(PanickyNet), ticks.clone());
-    let caller = UdpSocket::bind("127.0.0.1:0").unwrap();
-    assert_eq!(gw.with_proxy(|_, _| ()), Some(()));
-    assert_eq!(gw.failure(), None);
-    caller.send_to(b"PANIC", gw.bound.udp[0]).unwrap();
-    assert_failed_for_good(gw, &ticks, "injected receive-task panic");
-}
-
-/// Real UDP sockets received on by their own threads (as on Linux), except
-/// that a receive thread panics on a datagram that starts with `PANIC`.
-#[derive(Debug)]
-struct PanickyThreadNet;
-
-#[derive(Debug)]
-struct PanickyThreadSocket(Arc<dyn DatagramSocket>);
-
-impl DatagramNet for PanickyThreadNet {
-    fn bind(
-        &self,
-        rt: &Handle,
-        addr: SocketAddr,
-        connect: Option<SocketAddr>,
-    ) -> io::Result<Arc<dyn DatagramSocket>> {
-        let inner = transport::real().bind(rt, addr, connect)?;
-        Ok(Arc::new(PanickyThreadSocket(inner)))
-    }
-}
-
-impl DatagramSocket for PanickyThreadSocket {
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.0.local_addr()
-    }
-
-    fn recv_from<'a>(&'a self, buf: &'a mut BytesMut) -> RecvFuture<'a> {
-        self.0.recv_from(buf)
-    }
-
-    fn try_send_to(&self, payload: &[u8], to: SocketAddr) -> io::Result<()> {
-        self.0.try_send_to(payload, to)
+        self.inner.try_send_to(payload, to)
     }
 
     fn blocking(&self) -> bool {
-        self.0.blocking()
+        self.threads && self.inner.blocking()
     }
 
     fn recv_batch_blocking(&self, batch: &mut RecvBatch) -> io::Result<usize> {
-        let r = self.0.recv_batch_blocking(batch);
+        let r = self.inner.recv_batch_blocking(batch);
         if batch.get(0).is_some_and(|(d, _)| d.starts_with(b"PANIC")) {
             panic!("injected receive-thread panic");
         }
@@ -203,18 +169,31 @@ impl DatagramSocket for PanickyThreadSocket {
     }
 
     fn stop_receiving(&self) {
-        self.0.stop_receiving();
+        self.inner.stop_receiving();
     }
+}
+
+/// Send `PANIC` to a gateway on `net`: the engine fails with `expected`.
+fn panic_in_receiving(net: PanickyNet, expected: &str) {
+    let ticks = Arc::new(AtomicU64::new(0));
+    let gw = gateway(vec![], Arc::new(net), ticks.clone());
+    let caller = UdpSocket::bind("127.0.0.1:0").unwrap();
+    assert_eq!(gw.with_proxy(|_, _| ()), Some(()));
+    assert_eq!(gw.failure(), None);
+    caller.send_to(b"PANIC", gw.bound.udp[0]).unwrap();
+    assert_failed_for_good(gw, &ticks, expected);
+}
+
+#[test]
+fn a_panic_in_a_receive_task_fails_the_engine() {
+    panic_in_receiving(PanickyNet { threads: false }, "injected receive-task panic");
 }
 
 #[cfg(target_os = "linux")]
 #[test]
 fn a_panic_on_a_udp_receive_thread_fails_the_engine() {
-    let ticks = Arc::new(AtomicU64::new(0));
-    let gw = gateway(vec![], Arc::new(PanickyThreadNet), ticks.clone());
-    let caller = UdpSocket::bind("127.0.0.1:0").unwrap();
-    assert_eq!(gw.with_proxy(|_, _| ()), Some(()));
-    assert_eq!(gw.failure(), None);
-    caller.send_to(b"PANIC", gw.bound.udp[0]).unwrap();
-    assert_failed_for_good(gw, &ticks, "injected receive-thread panic");
+    panic_in_receiving(
+        PanickyNet { threads: true },
+        "injected receive-thread panic",
+    );
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use lifeline_proxy::Peer;
-use lifeline_sip::{HeaderName, Message, MessageWriter};
+use lifeline_sip::{Message, MessageWriter};
 use support::{addr, emergency_and_default, Bench, CALLER, EMERGENCY_INVITE, TRUNK};
 
 fn from_trunk(b: &mut Bench, m: Bytes) {
@@ -28,24 +28,7 @@ fn fresh(b: &mut Bench, who: &str) -> Vec<Bytes> {
 
 /// The caller's `method` in the dialog the relayed 2xx `ok` established.
 fn in_dialog(ok: &Message, method: &str, seq: u32) -> String {
-    let mut w = MessageWriter::request(method, b"sip:t@trunk").unwrap();
-    let via = format!("SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK{method}1");
-    w.header(HeaderName::Via, via.as_bytes()).unwrap();
-    w.header(HeaderName::MaxForwards, b"70").unwrap();
-    for h in ok.headers() {
-        match h.name {
-            HeaderName::RecordRoute => {
-                w.header(HeaderName::Route, h.value).unwrap();
-            }
-            HeaderName::From | HeaderName::To | HeaderName::CallId => {
-                w.raw_header(h.raw_name, h.value).unwrap();
-            }
-            _ => {}
-        }
-    }
-    w.header(HeaderName::CSeq, format!("{seq} {method}").as_bytes())
-        .unwrap();
-    String::from_utf8(w.finish().to_vec()).unwrap()
+    String::from_utf8(support::in_dialog(ok, method, seq, 1).to_vec()).unwrap()
 }
 
 #[test]

@@ -4,6 +4,8 @@
 //! calls (INVITE, 200, ACK, BYE, 200) whose transactions linger.
 #![allow(unsafe_code)] // a GlobalAlloc wrapper is unsafe by definition
 
+mod support;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicIsize, Ordering};
@@ -12,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use lifeline_proxy::{Peer, ProbeConfig, Proxy, ProxyConfig, RouteConfig, RouteMatch, TrunkConfig};
-use lifeline_sip::{HeaderName, Message, MessageWriter};
+use lifeline_sip::{Message, MessageWriter};
 
 struct Counting;
 
@@ -179,9 +181,9 @@ fn per_finished_call() -> (isize, isize) {
         p.handle_message(t0, trunk, ok.unwrap().finish());
         let ok = Message::parse(take(&mut p, b"SIP/2.0 200").expect("200 relayed")).unwrap();
         // The caller's ACK and BYE, along the Record-Route of the 200.
-        p.handle_message(t0, caller, in_dialog(&ok, "ACK", 31862, i));
+        p.handle_message(t0, caller, support::in_dialog(&ok, "ACK", 31862, i));
         take(&mut p, b"ACK").expect("ACK forwarded");
-        p.handle_message(t0, caller, in_dialog(&ok, "BYE", 31863, i));
+        p.handle_message(t0, caller, support::in_dialog(&ok, "BYE", 31863, i));
         let bye = Message::parse(take(&mut p, b"BYE").expect("BYE forwarded")).unwrap();
         let ok = MessageWriter::response_to(&bye, 200, "OK", None).unwrap();
         p.handle_message(t0, trunk, ok.finish());
@@ -219,27 +221,4 @@ fn take(p: &mut Proxy, start: &[u8]) -> Option<Bytes> {
     }
     while p.poll_event().is_some() {}
     found
-}
-
-/// The caller's `method` in the dialog the 2xx `ok` (as relayed to it)
-/// established: to its Contact, along its Record-Route.
-fn in_dialog(ok: &Message, method: &str, seq: u32, i: usize) -> Bytes {
-    let mut w = MessageWriter::request(method, b"sip:t@trunk").unwrap();
-    let via = format!("SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK{method}{i}");
-    w.header(HeaderName::Via, via.as_bytes()).unwrap();
-    w.header(HeaderName::MaxForwards, b"70").unwrap();
-    for h in ok.headers() {
-        match h.name {
-            HeaderName::RecordRoute => {
-                w.header(HeaderName::Route, h.value).unwrap();
-            }
-            HeaderName::From | HeaderName::To | HeaderName::CallId => {
-                w.raw_header(h.raw_name, h.value).unwrap();
-            }
-            _ => {}
-        }
-    }
-    w.header(HeaderName::CSeq, format!("{seq} {method}").as_bytes())
-        .unwrap();
-    w.finish()
 }

@@ -13,7 +13,7 @@ use lifeline_proxy::{
     CallInfo, Event, Peer, ProbeConfig, Proxy, ProxyConfig, RouteConfig, RouteMatch, Transmit,
     TrunkConfig,
 };
-use lifeline_sip::Message;
+use lifeline_sip::{HeaderName, Message, MessageWriter};
 
 /// A proxy configuration at [`GW`] with one unprobed trunk, `primary` at
 /// [`TRUNK`], and two routes through it, `emergency` and `default`, each
@@ -170,4 +170,28 @@ impl Bench {
             })
             .collect()
     }
+}
+
+/// The caller's `method` in the dialog the 2xx `ok` (as relayed to it)
+/// established: to its Contact, along its Record-Route; `n` tells the
+/// branches of several calls apart.
+pub(crate) fn in_dialog(ok: &Message, method: &str, seq: u32, n: usize) -> Bytes {
+    let mut w = MessageWriter::request(method, b"sip:t@trunk").unwrap();
+    let via = format!("SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK{method}{n}");
+    w.header(HeaderName::Via, via.as_bytes()).unwrap();
+    w.header(HeaderName::MaxForwards, b"70").unwrap();
+    for h in ok.headers() {
+        match h.name {
+            HeaderName::RecordRoute => {
+                w.header(HeaderName::Route, h.value).unwrap();
+            }
+            HeaderName::From | HeaderName::To | HeaderName::CallId => {
+                w.raw_header(h.raw_name, h.value).unwrap();
+            }
+            _ => {}
+        }
+    }
+    w.header(HeaderName::CSeq, format!("{seq} {method}").as_bytes())
+        .unwrap();
+    w.finish()
 }
