@@ -147,7 +147,7 @@ fn run_inner(opts: DemoOptions) -> std::io::Result<bool> {
         io_threads: 1,
         sinks: {
             sinks.push(Box::new(
-                move |ev: &Event, now: Instant, names: &lifeline_io::ProxyNames| {
+                move |ev: &Event, now: Instant, names: &Arc<lifeline_io::ProxyNames>| {
                     let name = |id: TrunkId| names.trunk(id).unwrap_or_default().to_string();
                     let at = now.saturating_duration_since(t0).as_secs_f64();
                     match ev {

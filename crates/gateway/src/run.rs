@@ -155,9 +155,19 @@ fn log_warnings(warnings: &[String]) {
 
 /// Event observers the daemon always has: metrics and logs.
 fn observers(metrics: Arc<Metrics>, logs: Arc<Mutex<Logs>>) -> EventSink {
-    let mut names: Option<Names> = None;
-    Box::new(move |ev: &Event, now: Instant, proxy: &ProxyNames| {
-        let n = names.get_or_insert_with(|| metrics.names_of(proxy));
+    // The names the metrics' labels were made from, and the snapshot they
+    // came from: held, so a new snapshot (a reload) is never at its address.
+    let mut names: Option<(Arc<ProxyNames>, Names)> = None;
+    Box::new(move |ev: &Event, now: Instant, proxy: &Arc<ProxyNames>| {
+        if !names
+            .as_ref()
+            .is_some_and(|(seen, _)| Arc::ptr_eq(seen, proxy))
+        {
+            names = Some((proxy.clone(), metrics.names_of(proxy)));
+        }
+        let Some((_, n)) = &names else {
+            return;
+        };
         metrics.on_event(ev, n);
         log_event(ev, proxy, now, &mut lock(&logs));
     })
@@ -562,10 +572,13 @@ impl Observability {
         let agg = self.aggregator.clone();
         let journal = self.journal.as_ref().map(JournalWriter::handle);
         let failed = self.failed.clone();
+        // The snapshot the aggregator's names came from (held, as above).
+        let mut named: Option<Arc<ProxyNames>> = None;
         let aggregate: EventSink =
-            Box::new(move |ev: &Event, _now: Instant, proxy: &ProxyNames| {
+            Box::new(move |ev: &Event, _now: Instant, proxy: &Arc<ProxyNames>| {
                 let mut slot = lock(&agg);
                 let a = slot.get_or_insert_with(|| {
+                    named = Some(proxy.clone());
                     let a = CallAggregator::new(
                         journal_names(proxy),
                         TimeAnchor::new(Instant::now(), SystemTime::now()),
@@ -574,6 +587,11 @@ impl Observability {
                     let _ = failed.set(a.failed_calls());
                     a
                 });
+                // A reload renamed trunks or routes, or added some.
+                if !named.as_ref().is_some_and(|seen| Arc::ptr_eq(seen, proxy)) {
+                    named = Some(proxy.clone());
+                    a.set_names(journal_names(proxy));
+                }
                 a.handle(ev);
                 drain_records(a, journal.as_ref());
             });

@@ -292,6 +292,21 @@ fn sighup_reloads_without_dropping_calls_and_refuses_a_bad_file() {
     d.signal("HUP");
     d.wait_for(|d| d.log().contains("reload refused"));
     assert_eq!(caller.call("sip:999@lifeline"), Some(200));
+    // A trunk the reload adds is named as configured in metrics and logs,
+    // not by its number.
+    let text = config_text(d.sip, d.admin, &d.dir, backup.addr(), primary.addr())
+        .replace("name: backup", "name: standby")
+        .replace("[primary, backup]", "[standby, primary]");
+    d.reload(&text);
+    let before = primary.invites();
+    assert_eq!(caller.call("sip:999@lifeline"), Some(200));
+    assert_eq!(primary.invites(), before + 1, "the call went to standby");
+    d.wait_for(|d| {
+        metric(
+            &d.get("/metrics", None).body,
+            r#"lifeline_attempts_total{trunk="standby"}"#,
+        ) >= 1.0
+    });
 }
 
 #[test]

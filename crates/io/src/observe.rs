@@ -42,7 +42,7 @@ use crate::combiner::Combiner;
 /// They run outside the core's lock, one thread at a time, and see every
 /// event once, in the order the core produced them, with the instant the
 /// core handled it and the proxy's names as of then.
-pub type EventSink = Box<dyn FnMut(&Event, Instant, &ProxyNames) + Send>;
+pub type EventSink = Box<dyn FnMut(&Event, Instant, &Arc<ProxyNames>) + Send>;
 
 /// Called in the event stage every housekeeping tick, after the sinks have
 /// seen every event produced before the tick: work that must not run ahead

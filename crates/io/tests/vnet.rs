@@ -246,7 +246,7 @@ struct Seen(Arc<Mutex<Vec<Happened>>>);
 impl Seen {
     fn sink(&self) -> EventSink {
         let seen = self.0.clone();
-        Box::new(move |ev: &Event, _, names: &ProxyNames| {
+        Box::new(move |ev: &Event, _, names: &Arc<ProxyNames>| {
             let name = |id: TrunkId| names.trunk(id).unwrap_or_default().to_string();
             let h = match ev {
                 Event::AttemptStarted { trunk, .. } => Happened::Attempt(name(*trunk)),
