@@ -501,10 +501,13 @@ class Daemon:
             if self.proc.poll() is not None:
                 raise RuntimeError("lifeline exited with %s; see %s:\n%s"
                                    % (self.proc.returncode, self.log_path, self.log_text()[-3000:]))
-            if self.http("GET", "/readyz")[0] == 200:
+            # Takes calls (/readyz), and its trunks answered probes (/status).
+            if (self.http("GET", "/readyz")[0] == 200
+                    and '"routes_usable":true' in self.http("GET", "/status", self.token)[2]):
                 return
             time.sleep(0.05)
-        raise RuntimeError("/readyz never answered 200; see %s" % self.log_path)
+        raise RuntimeError("/readyz and /status never said ready with usable trunks; see %s"
+                           % self.log_path)
 
     def log_text(self):
         try:

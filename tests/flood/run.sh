@@ -372,7 +372,7 @@ fi
 LIFELINE_PID=$!
 ready=0
 for _ in $(seq 100); do
-    if http_get "$ADMIN_PORT" /readyz >/dev/null 2>&1; then ready=1; break; fi
+    if ready_with_trunks "$ADMIN_PORT"; then ready=1; break; fi
     kill -0 "$LIFELINE_PID" 2>/dev/null || die "lifeline exited: $(tail -n 5 "$OUT/lifeline.log")"
     sleep 0.1
 done

@@ -41,6 +41,14 @@ http_get() {
     [[ $status == 2* ]]
 }
 
+# Whether the gateway on admin PORT takes calls (/readyz) and every route
+# has a usable trunk (/status: the trunks answered their probes). /readyz
+# alone says nothing of the trunks.
+ready_with_trunks() {
+    http_get "$1" /readyz >/dev/null 2>&1 &&
+        http_get "$1" /status 2>/dev/null | grep -q '"routes_usable":true'
+}
+
 # The SIPp caller's statistics ($OUT/caller.stat.csv, -trace_stat): the
 # last value of column NAME, or "na".
 stat_col() {

@@ -439,10 +439,10 @@ if [ "$PROXY" = lifeline ]; then
     [ -n "$IO_THREADS" ] && LL_ARGS+=(--io-threads "$IO_THREADS")
     (run_pinned "$PROXY_CPUS" "$LIFELINE" "${LL_ARGS[@]}" >"$OUT/lifeline.log" 2>&1) &
     PROXY_PID=$!
-    # Ready when the admin server says so (both trunks answered probes).
+    # Ready, and both trunks answered probes.
     ready=0
     for _ in $(seq 100); do
-        if http_get "$ADMIN_PORT" /readyz >/dev/null 2>&1; then ready=1; break; fi
+        if ready_with_trunks "$ADMIN_PORT"; then ready=1; break; fi
         kill -0 "$PROXY_PID" 2>/dev/null || die "lifeline exited: $(tail -n 5 "$OUT/lifeline.log")"
         sleep 0.1
     done

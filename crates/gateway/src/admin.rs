@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `GET /metrics` | Prometheus text exposition (version 0.0.4) of [`Metrics`] |
 //! | `GET /healthz` | `200 ok` while the process serves HTTP |
-//! | `GET /readyz` | `200` while the event loop publishes status, accepts calls and every route has a trunk that takes new calls; else `503` with a JSON body saying why (naming the routes without a usable trunk) |
+//! | `GET /readyz` | `200` while this process can take calls: its sockets are bound, its configuration loaded and its event loop publishes status and accepts new calls; else `503` with a JSON body saying why. Trunks do not count: a gateway whose trunks are all down still takes calls (emergency calls try every trunk, and the other gateway of a pair is no better off), so keepalived must not move the service address for it. The `200` body names the routes without a usable trunk, if any; `/status` and the metrics have the trunks' state |
 //! | `GET /status` | JSON: the latest [`StatusSnapshot`] plus call totals |
 //! | `POST /trunks/{name}/drain` | drain a trunk: `200` JSON, `404` unknown trunk, `503` if the event loop does not answer within [`COMMAND_TIMEOUT`] |
 //! | `POST /trunks/{name}/undrain` | the reverse, same answers |
@@ -156,8 +156,10 @@ pub(crate) struct StatusSnapshot {
     /// Whether new calls are taken (false during a graceful shutdown: see
     /// [`StatusBoard::set_accepting`]).
     pub(crate) accepting: bool,
-    /// Accepting, and every route has a usable trunk (set by [`StatusBoard::publish`]).
+    /// Takes calls: accepting (what `/readyz` answers; trunks do not count).
     pub(crate) ready: bool,
+    /// Every route has a trunk that takes new calls.
+    pub(crate) routes_usable: bool,
     /// Every trunk, in configuration order.
     pub(crate) trunks: Vec<TrunkView>,
     /// Every route, in configuration order.
@@ -253,6 +255,7 @@ pub(crate) fn snapshot_from(proxy: &Proxy, now: Instant, started: &Started) -> S
         uptime_seconds: now.saturating_duration_since(started.at).as_secs_f64(),
         accepting: true,
         ready: false,
+        routes_usable: false,
         trunks,
         routes,
         counters: Counters {
@@ -268,6 +271,7 @@ pub(crate) fn snapshot_from(proxy: &Proxy, now: Instant, started: &Started) -> S
         },
     };
     snap.ready = snap.compute_ready();
+    snap.routes_usable = snap.compute_routes_usable();
     snap
 }
 
@@ -302,7 +306,11 @@ fn trunk_view(t: &TrunkStatus<'_>, now: Instant) -> TrunkView {
 
 impl StatusSnapshot {
     fn compute_ready(&self) -> bool {
-        self.accepting && self.routes.iter().all(|r| r.usable)
+        self.accepting
+    }
+
+    fn compute_routes_usable(&self) -> bool {
+        self.routes.iter().all(|r| r.usable)
     }
 }
 
@@ -331,6 +339,8 @@ impl StatusBoard {
     fn publish_at(&self, mut snap: StatusSnapshot, at: Instant) {
         snap.accepting = self.accepting();
         snap.ready = snap.compute_ready();
+        snap.routes_usable = snap.compute_routes_usable();
+        snap.routes_usable = snap.compute_routes_usable();
         *self.latest.write().unwrap_or_else(PoisonError::into_inner) = Some((snap, at));
     }
 
@@ -352,6 +362,7 @@ impl StatusBoard {
             let mut s = s.clone();
             s.accepting = self.accepting();
             s.ready = s.compute_ready();
+            s.routes_usable = s.compute_routes_usable();
             (s, at.elapsed())
         })
     }
@@ -419,20 +430,18 @@ async fn readyz(State(st): State<AdminState>) -> Response {
             json!({"ready": false, "reason": "not accepting new calls (shutting down)"}),
         );
     }
+    // Ready whatever the trunks' state: told, not judged on.
     let without: Vec<&str> = snap
         .routes
         .iter()
         .filter(|r| !r.usable)
         .map(|r| r.name.as_str())
         .collect();
-    if !without.is_empty() {
-        return unavailable(json!({
-            "ready": false,
-            "reason": "routes without a usable trunk",
-            "routes": without,
-        }));
-    }
-    (StatusCode::OK, Json(json!({"ready": true}))).into_response()
+    (
+        StatusCode::OK,
+        Json(json!({"ready": true, "routes_without_usable_trunk": without})),
+    )
+        .into_response()
 }
 
 #[derive(Serialize)]
@@ -719,7 +728,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn drain_and_undrain_flip_readiness() {
+    async fn drain_and_undrain_show_in_readiness_and_status() {
         let gw = gateway().await;
         let r = http(gw.addr, "GET", "/readyz").await;
         assert_eq!(r.status, 503, "nothing published yet");
@@ -743,10 +752,15 @@ mod tests {
             let primary = b.proxy.health().find("primary").unwrap();
             assert!(b.proxy.health().trunk(primary).unwrap().drained);
         }
+        // Still ready (the process takes calls); the route is named.
         let r = http(gw.addr, "GET", "/readyz").await;
-        assert_eq!(r.status, 503);
-        assert_eq!(r.json()["routes"], serde_json::json!(["default"]));
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.json()["routes_without_usable_trunk"],
+            serde_json::json!(["default"])
+        );
         let s = http(gw.addr, "GET", "/status").await.json();
+        assert_eq!(s["routes_usable"], false);
         assert_eq!(s["trunks"][0]["drained"], true);
         assert_eq!(s["trunks"][0]["ready"], false);
         assert_eq!(s["routes"][0]["usable"], true);
@@ -758,9 +772,9 @@ mod tests {
             200
         );
         let r = http(gw.addr, "GET", "/readyz").await;
-        assert_eq!(r.status, 503);
+        assert_eq!(r.status, 200);
         assert_eq!(
-            r.json()["routes"],
+            r.json()["routes_without_usable_trunk"],
             serde_json::json!(["emergency", "default"])
         );
 
@@ -774,7 +788,17 @@ mod tests {
             assert_eq!(r.status, 200);
             assert_eq!(r.json()["drained"], false);
         }
-        assert_eq!(http(gw.addr, "GET", "/readyz").await.status, 200);
+        let r = http(gw.addr, "GET", "/readyz").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.json()["routes_without_usable_trunk"],
+            serde_json::json!([])
+        );
+        gw.publish();
+        assert_eq!(
+            http(gw.addr, "GET", "/status").await.json()["routes_usable"],
+            true
+        );
 
         let r = http(gw.addr, "POST", "/trunks/nosuch/drain").await;
         assert_eq!(r.status, 404);
@@ -786,7 +810,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn readyz_fails_for_a_down_trunk_a_stale_loop_and_a_shutdown() {
+    async fn readyz_holds_with_trunks_down_and_fails_for_a_stale_loop_and_a_shutdown() {
         let gw = gateway().await;
         {
             // Two calls the primary never answers: it goes down, and route
@@ -803,10 +827,18 @@ mod tests {
             );
         }
         gw.publish();
+        // Trunks are not the process: still ready (an HA pair must not
+        // withdraw its address because the trunks failed), and says which
+        // routes have no trunk.
         let r = http(gw.addr, "GET", "/readyz").await;
-        assert_eq!(r.status, 503);
-        assert_eq!(r.json()["routes"], serde_json::json!(["default"]));
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.json()["routes_without_usable_trunk"],
+            serde_json::json!(["default"])
+        );
         let s = http(gw.addr, "GET", "/status").await.json();
+        assert_eq!(s["ready"], true);
+        assert_eq!(s["routes_usable"], false);
         assert_eq!(s["trunks"][0]["state"], "down");
         assert_eq!(s["trunks"][0]["reason"], "live: no response");
 

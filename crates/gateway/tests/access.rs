@@ -27,7 +27,7 @@ fn start(name: &str, trunk: SocketAddr, access: &str) -> Daemon {
     Daemon::start(
         &format!("access-{name}"),
         |sip, admin, _| config_text(sip, admin, trunk, access),
-        |d| d.get("/readyz", None).status == 200,
+        Daemon::ready_with_trunks,
     )
 }
 

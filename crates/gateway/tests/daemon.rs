@@ -40,7 +40,7 @@ fn failover_and_failback_over_real_sockets() {
     let backup = Uas::start(Mode::Answer);
     let d = start("failover", primary.addr(), backup.addr());
     let mut caller = Caller::new(d.sip, "daemon").with_identities();
-    d.wait_for(|d| d.get("/readyz", None).status == 200);
+    d.wait_for(Daemon::ready_with_trunks);
     for _ in 0..3 {
         assert_eq!(caller.call("sip:999@lifeline"), Some(200));
     }
@@ -266,7 +266,7 @@ fn sighup_reloads_without_dropping_calls_and_refuses_a_bad_file() {
     primary.set_mode(Mode::Ring(Duration::from_secs(1)));
     let d = start("reload", primary.addr(), backup.addr());
     let mut caller = Caller::new(d.sip, "daemon").with_identities();
-    d.wait_for(|d| d.get("/readyz", None).status == 200);
+    d.wait_for(Daemon::ready_with_trunks);
     // Two calls ringing on the primary (answered after 1 s) ...
     let a = caller.invite("sip:999@lifeline");
     let b = caller.invite("sip:999@lifeline");
@@ -317,7 +317,7 @@ fn sigterm_refuses_new_calls_finishes_the_rest_and_exits_0() {
     backup.set_mode(Mode::Ring(Duration::from_secs(1)));
     let mut d = start("sigterm", primary.addr(), backup.addr());
     let mut caller = Caller::new(d.sip, "daemon").with_identities();
-    d.wait_for(|d| d.get("/readyz", None).status == 200);
+    d.wait_for(Daemon::ready_with_trunks);
     let live = caller.invite("sip:999@lifeline");
     caller.pump(Duration::from_millis(200), None);
     d.signal("TERM");
@@ -345,7 +345,7 @@ fn sigkill_during_load_leaves_every_finished_call_in_the_journal() {
     let backup = Uas::start(Mode::Answer);
     let mut d = start("sigkill", primary.addr(), backup.addr());
     let mut caller = Caller::new(d.sip, "daemon").with_identities();
-    d.wait_for(|d| d.get("/readyz", None).status == 200);
+    d.wait_for(Daemon::ready_with_trunks);
     // Load: a call every 10 ms for 1.5 s; the primary fails half way.
     let start = Instant::now();
     let mut i = 0;

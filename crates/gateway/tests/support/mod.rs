@@ -140,6 +140,16 @@ impl Daemon {
         std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
     }
 
+    /// Takes calls (`/readyz`) and every route has a usable trunk (`/status`:
+    /// the trunks answered their probes).
+    pub(crate) fn ready_with_trunks(&self) -> bool {
+        self.get("/readyz", None).status == 200
+            && self
+                .get("/status", None)
+                .body
+                .contains(r#""routes_usable":true"#)
+    }
+
     /// Poll `f` until it holds (30 s at the most, then panic with the log).
     pub(crate) fn wait_for(&self, f: impl Fn(&Daemon) -> bool) {
         let end = Instant::now() + Duration::from_secs(30);
