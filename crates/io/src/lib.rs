@@ -109,6 +109,6 @@ pub use limits::{
 #[cfg(not(loom))]
 pub use net::MAX_STREAM_MESSAGE;
 #[cfg(not(loom))]
-pub use observe::{EventSink, ProxyNames, SinkTick};
+pub use observe::{EventSink, ProxyNames, SinkTick, STAGE_BACKLOG};
 #[cfg(not(loom))]
 pub use stats::IoStats;

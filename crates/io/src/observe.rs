@@ -99,6 +99,14 @@ impl ProxyNames {
     }
 }
 
+/// Items the event stage may hold before a thread that hands it more waits
+/// for it. Normally the stage keeps up and holds a few; a sink that blocks
+/// (a log pipe nobody reads) would otherwise let events pile up with the
+/// call rate while routing goes on. Past this, the threads that let go of
+/// the core wait for the stage, so the bounded input queue fills and sheds
+/// instead, as when the sinks ran under the core's lock.
+pub const STAGE_BACKLOG: usize = 65_536;
+
 /// What the core hands the event stage, in the order it happened.
 pub(crate) enum Observed {
     /// An event, and the instant the core handled it.
@@ -212,9 +220,14 @@ impl Stage {
 
     /// Observe what is queued if no other thread is: the one that is takes
     /// these too before it stops.
+    /// Past [`STAGE_BACKLOG`] queued, wait for the thread that is at it.
     pub(crate) fn run(&self) {
         self.queue
             .combine(|observers| self.drain(observers), |()| {});
+        if self.queue.queue().len() > STAGE_BACKLOG {
+            let mut observers = self.queue.lock();
+            self.drain(&mut observers);
+        }
     }
 
     /// Observe everything queued, waiting for a thread that is at it; then

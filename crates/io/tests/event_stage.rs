@@ -6,11 +6,11 @@
 #![cfg(not(loom))]
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lifeline_io::{EventSink, Gateway, Input, Options, SinkTick, Tick};
+use lifeline_io::{EventSink, Gateway, Input, Options, SinkTick, Tick, STAGE_BACKLOG};
 use lifeline_kit::{one_route, unprobed};
 use lifeline_proxy::{Event, Peer, Proxy, Transport};
 use lifeline_sip::Verdict;
@@ -202,5 +202,69 @@ fn a_sink_that_blocks_does_not_hold_the_core() {
     release.send(()).unwrap();
     feeder.join().unwrap();
     assert!(answered.is_ok(), "the core was held while a sink blocked");
+    gw.shutdown(Duration::ZERO).unwrap();
+}
+
+#[test]
+fn past_its_backlog_the_stage_is_waited_for() {
+    let (entered_tx, entered) = mpsc::channel::<()>();
+    let (release, release_rx) = mpsc::channel::<()>();
+    let release_rx = Mutex::new(release_rx);
+    let entered_tx = Mutex::new(entered_tx);
+    let seen = Arc::new(AtomicU64::new(0));
+    // Blocks on the first event until released (at most 10 s), then counts.
+    let sink: EventSink = {
+        let seen = seen.clone();
+        Box::new(move |ev, _, _| {
+            if matches!(ev, Event::Rejected { .. }) && seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                let _ = entered_tx.lock().unwrap().send(());
+                let _ = release_rx
+                    .lock()
+                    .unwrap()
+                    .recv_timeout(Duration::from_secs(10));
+            }
+        })
+    };
+    let gw = gateway(1, vec![sink], vec![], vec![]);
+    let core: Log = Arc::default();
+    let stuck = {
+        let (input, core) = (gw.input.clone(), core.clone());
+        std::thread::spawn(move || {
+            input.send(Input::Call(Box::new(move |p, now| {
+                reject(p, now, 1, &core)
+            })));
+        })
+    };
+    entered
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the sink ran");
+
+    // More events than the stage may hold, while its sink is stuck: the
+    // thread that routed them waits for the stage instead of piling more
+    // on.
+    let over = u32::try_from(STAGE_BACKLOG).unwrap() + 1_000;
+    let (done_tx, done) = mpsc::channel();
+    let flood = {
+        let (input, core) = (gw.input.clone(), core.clone());
+        std::thread::spawn(move || {
+            input.send(Input::Call(Box::new(move |p, now| {
+                for n in 0..over {
+                    reject(p, now, 2 + n, &core);
+                }
+            })));
+            let _ = done_tx.send(());
+        })
+    };
+    assert!(
+        done.recv_timeout(Duration::from_millis(500)).is_err(),
+        "the thread went on while the stage held more than its backlog"
+    );
+    release.send(()).unwrap();
+    done.recv_timeout(Duration::from_secs(10))
+        .expect("the thread went on once the stage caught up");
+    stuck.join().unwrap();
+    flood.join().unwrap();
+    assert_eq!(gw.with_proxy(|_, _| ()), Some(()));
+    assert_eq!(seen.load(Ordering::SeqCst), u64::from(over) + 1);
     gw.shutdown(Duration::ZERO).unwrap();
 }
