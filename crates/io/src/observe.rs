@@ -224,7 +224,11 @@ impl Stage {
     pub(crate) fn run(&self) {
         self.queue
             .combine(|observers| self.drain(observers), |()| {});
-        if self.queue.queue().len() > STAGE_BACKLOG {
+        let backlog = self
+            .produced
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.observed.load(Ordering::Acquire));
+        if backlog > STAGE_BACKLOG as u64 {
             let mut observers = self.queue.lock();
             self.drain(&mut observers);
         }

@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use lifeline_io::{EventSink, Gateway, Input, Options, SinkTick, Tick, STAGE_BACKLOG};
@@ -159,16 +160,24 @@ fn sinks_see_every_event_once_in_the_order_the_core_produced_them() {
     assert_eq!(core.len(), seen.len());
 }
 
-#[test]
-fn a_sink_that_blocks_does_not_hold_the_core() {
+/// A sink that counts the rejections it sees and blocks on the first
+/// until released (for at most 10 s, so a failure is a failed assertion,
+/// not a hung test); `entered` says it is blocking.
+struct Stuck {
+    sink: EventSink,
+    entered: mpsc::Receiver<()>,
+    release: mpsc::Sender<()>,
+    seen: Arc<AtomicU64>,
+}
+
+fn stuck_sink() -> Stuck {
     let (entered_tx, entered) = mpsc::channel::<()>();
     let (release, release_rx) = mpsc::channel::<()>();
-    let release_rx = Mutex::new(release_rx);
-    let entered_tx = Mutex::new(entered_tx);
-    // Blocks on the first event until released (for at most 10 s, so a
-    // failure is a failed assertion, not a hung test).
+    let (entered_tx, release_rx) = (Mutex::new(entered_tx), Mutex::new(release_rx));
+    let seen = Arc::new(AtomicU64::new(0));
+    let counted = seen.clone();
     let sink: EventSink = Box::new(move |ev, _, _| {
-        if matches!(ev, Event::Rejected { .. }) {
+        if matches!(ev, Event::Rejected { .. }) && counted.fetch_add(1, Ordering::SeqCst) == 0 {
             let _ = entered_tx.lock().unwrap().send(());
             let _ = release_rx
                 .lock()
@@ -176,20 +185,37 @@ fn a_sink_that_blocks_does_not_hold_the_core() {
                 .recv_timeout(Duration::from_secs(10));
         }
     });
-    let gw = gateway(1, vec![sink], vec![], vec![]);
-    let core: Log = Arc::default();
+    Stuck {
+        sink,
+        entered,
+        release,
+        seen,
+    }
+}
 
-    // A thread feeds the core one input; it routes it, lets go of the core,
-    // and then runs the sink, which blocks.
-    let feeder = {
-        let (input, core) = (gw.input.clone(), core.clone());
-        std::thread::spawn(move || {
-            input.send(Input::Call(Box::new(move |p, now| {
-                reject(p, now, 1, &core)
-            })));
-        })
-    };
-    entered
+/// A thread that feeds the core `n` rejections in one input: it routes
+/// them, lets go of the core, then runs the sinks (or waits for the thread
+/// that is); `done` hears when it is through.
+fn feed(gw: &Gateway, core: &Log, first: u32, n: u32, done: mpsc::Sender<()>) -> JoinHandle<()> {
+    let (input, core) = (gw.input.clone(), core.clone());
+    std::thread::spawn(move || {
+        input.send(Input::Call(Box::new(move |p, now| {
+            for k in first..first + n {
+                reject(p, now, k, &core);
+            }
+        })));
+        let _ = done.send(());
+    })
+}
+
+#[test]
+fn a_sink_that_blocks_does_not_hold_the_core() {
+    let stuck = stuck_sink();
+    let gw = gateway(1, vec![stuck.sink], vec![], vec![]);
+    let core: Log = Arc::default();
+    let feeder = feed(&gw, &core, 1, 1, mpsc::channel().0);
+    stuck
+        .entered
         .recv_timeout(Duration::from_secs(5))
         .expect("the sink ran");
 
@@ -199,7 +225,7 @@ fn a_sink_that_blocks_does_not_hold_the_core() {
         let _ = tx.send(p.stats().requests);
     })));
     let answered = rx.recv_timeout(Duration::from_secs(5));
-    release.send(()).unwrap();
+    stuck.release.send(()).unwrap();
     feeder.join().unwrap();
     assert!(answered.is_ok(), "the core was held while a sink blocked");
     gw.shutdown(Duration::ZERO).unwrap();
@@ -207,35 +233,12 @@ fn a_sink_that_blocks_does_not_hold_the_core() {
 
 #[test]
 fn past_its_backlog_the_stage_is_waited_for() {
-    let (entered_tx, entered) = mpsc::channel::<()>();
-    let (release, release_rx) = mpsc::channel::<()>();
-    let release_rx = Mutex::new(release_rx);
-    let entered_tx = Mutex::new(entered_tx);
-    let seen = Arc::new(AtomicU64::new(0));
-    // Blocks on the first event until released (at most 10 s), then counts.
-    let sink: EventSink = {
-        let seen = seen.clone();
-        Box::new(move |ev, _, _| {
-            if matches!(ev, Event::Rejected { .. }) && seen.fetch_add(1, Ordering::SeqCst) == 0 {
-                let _ = entered_tx.lock().unwrap().send(());
-                let _ = release_rx
-                    .lock()
-                    .unwrap()
-                    .recv_timeout(Duration::from_secs(10));
-            }
-        })
-    };
-    let gw = gateway(1, vec![sink], vec![], vec![]);
+    let stuck = stuck_sink();
+    let gw = gateway(1, vec![stuck.sink], vec![], vec![]);
     let core: Log = Arc::default();
-    let stuck = {
-        let (input, core) = (gw.input.clone(), core.clone());
-        std::thread::spawn(move || {
-            input.send(Input::Call(Box::new(move |p, now| {
-                reject(p, now, 1, &core)
-            })));
-        })
-    };
-    entered
+    let feeder = feed(&gw, &core, 1, 1, mpsc::channel().0);
+    stuck
+        .entered
         .recv_timeout(Duration::from_secs(5))
         .expect("the sink ran");
 
@@ -244,27 +247,17 @@ fn past_its_backlog_the_stage_is_waited_for() {
     // on.
     let over = u32::try_from(STAGE_BACKLOG).unwrap() + 1_000;
     let (done_tx, done) = mpsc::channel();
-    let flood = {
-        let (input, core) = (gw.input.clone(), core.clone());
-        std::thread::spawn(move || {
-            input.send(Input::Call(Box::new(move |p, now| {
-                for n in 0..over {
-                    reject(p, now, 2 + n, &core);
-                }
-            })));
-            let _ = done_tx.send(());
-        })
-    };
+    let flood = feed(&gw, &core, 2, over, done_tx);
     assert!(
         done.recv_timeout(Duration::from_millis(500)).is_err(),
         "the thread went on while the stage held more than its backlog"
     );
-    release.send(()).unwrap();
+    stuck.release.send(()).unwrap();
     done.recv_timeout(Duration::from_secs(10))
         .expect("the thread went on once the stage caught up");
-    stuck.join().unwrap();
+    feeder.join().unwrap();
     flood.join().unwrap();
     assert_eq!(gw.with_proxy(|_, _| ()), Some(()));
-    assert_eq!(seen.load(Ordering::SeqCst), u64::from(over) + 1);
+    assert_eq!(stuck.seen.load(Ordering::SeqCst), u64::from(over) + 1);
     gw.shutdown(Duration::ZERO).unwrap();
 }

@@ -139,14 +139,8 @@ fn per_call(code: u16, phrase: &str) -> isize {
     for (i, inv) in invites.iter().enumerate() {
         let caller = caller(i);
         p.handle_message(t0, caller, inv.clone());
-        let mut fwd = None;
-        while let Some(t) = p.poll_transmit() {
-            if t.payload.starts_with(b"INVITE") {
-                fwd = Some(t.payload);
-            }
-        }
-        while p.poll_event().is_some() {}
-        let fwd = Message::parse(fwd.unwrap_or_else(|| panic!("call {i} not forwarded"))).unwrap();
+        let fwd = take(&mut p, b"INVITE").unwrap_or_else(|| panic!("call {i} not forwarded"));
+        let fwd = Message::parse(fwd).unwrap();
         let w = MessageWriter::dialog_response_to(&fwd, code, phrase, b"t", b"<sip:t@trunk>");
         p.handle_message(t0, trunk, w.unwrap().finish());
         while p.poll_transmit().is_some() {}
