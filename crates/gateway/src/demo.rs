@@ -110,7 +110,7 @@ fn run_inner(opts: DemoOptions) -> std::io::Result<bool> {
     let t0 = Instant::now();
     let journal_dir = std::env::temp_dir().join(format!("lifeline-demo-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&journal_dir);
-    let obs = crate::run::Observability::new(Some(&journal_dir))?;
+    let obs = crate::run::Observability::new(Some(&journal_dir), "demo")?;
     let mut sinks = obs.sinks();
     let sink_seen = seen.clone();
     let gw = Gateway::start(Options {

@@ -1,6 +1,8 @@
 //! `lifeline report --journal PATH [--journal PATH ...] [--since T] [--until T]
 //! [--format table|csv|json]`: the incident timeline, outages, the callback
-//! list and totals, read from one or more journals.
+//! list and totals, read from one or more journals. With several, every
+//! row names its gateway (`node_name`, written in each segment) and the
+//! callback list merges them by time.
 //!
 //! Exit status: 0 with a report (problems found in the journal, such as the
 //! torn final record a crash leaves, are printed as notes: on stderr for csv
@@ -69,7 +71,19 @@ pub(crate) fn run(args: &ReportArgs) -> ExitCode {
     };
     let segments = reader.segments().count() as u64;
     let mut builder = ReportBuilder::new(window);
-    let issues = reader.for_each(|e| builder.push(&e.record));
+    // Each source's gateway: the name in its segments' headers, else its
+    // directory's name; looked up once per source and name, not per record.
+    let mut current: Option<(usize, Option<String>)> = None;
+    let issues = reader.for_each_from(|origin, e| {
+        let same = current
+            .as_ref()
+            .is_some_and(|(src, node)| *src == origin.source && node.as_deref() == origin.node);
+        if !same {
+            builder.set_gateway(&origin.gateway());
+            current = Some((origin.source, origin.node.map(str::to_string)));
+        }
+        builder.push(&e.record);
+    });
     let rep = builder.finish(&issues, segments);
     let out = match args.format {
         Format::Table => report::render_table(&rep),

@@ -34,6 +34,8 @@ pub(crate) struct RunConfig {
     /// The admin API's token and open paths.
     pub(crate) admin_access: AdminAccess,
     pub(crate) journal: Option<PathBuf>,
+    /// `node_name`, written in the journal's segments.
+    pub(crate) node_name: String,
     pub(crate) log_level: String,
     pub(crate) log_json: bool,
     /// How long a TCP connection may stay idle (zero: never closed for it).
@@ -70,6 +72,7 @@ pub(crate) fn load_run_config(path: &Path) -> Result<RunConfig, String> {
         admin: shared.admin(),
         admin_access: shared.admin_access().clone(),
         journal: shared.journal().map(Path::to_path_buf),
+        node_name: shared.node_name().to_string(),
         log_level: log.level.as_str().to_string(),
         log_json: log.format == LogFormat::Json,
         tcp_idle_timeout: shared.tcp_idle_timeout(),
@@ -548,9 +551,16 @@ fn drain_records(agg: &mut CallAggregator, journal: Option<&JournalHandle>) {
 }
 
 impl Observability {
-    pub(crate) fn new(journal_dir: Option<&Path>) -> std::io::Result<Self> {
+    /// `node_name` names this gateway in the journal's segments.
+    pub(crate) fn new(journal_dir: Option<&Path>, node_name: &str) -> std::io::Result<Self> {
         let journal = match journal_dir {
-            Some(dir) => Some(JournalWriter::open(dir, JournalOptions::default())?),
+            Some(dir) => {
+                let opts = JournalOptions {
+                    node_name: node_name.to_string(),
+                    ..JournalOptions::default()
+                };
+                Some(JournalWriter::open(dir, opts)?)
+            }
             None => None,
         };
         Ok(Self {
@@ -729,7 +739,7 @@ impl Observability {
 }
 
 fn daemon(config_path: &Path, cfg: RunConfig, io_threads: Option<usize>) -> std::io::Result<()> {
-    let obs = Observability::new(cfg.journal.as_deref())?;
+    let obs = Observability::new(cfg.journal.as_deref(), &cfg.node_name)?;
     let gw = Gateway::start(Options {
         listen: cfg.listen.clone(),
         advertise: cfg.advertise,
@@ -763,7 +773,7 @@ fn daemon(config_path: &Path, cfg: RunConfig, io_threads: Option<usize>) -> std:
     };
     obs.access.replace(cfg.admin_access.clone());
     let admin = obs.start_admin(&gw, cfg.admin)?;
-    tracing::info!(udp = ?gw.bound.udp, tcp = ?gw.bound.tcp, %admin, "lifeline listening");
+    tracing::info!(node = %cfg.node_name, udp = ?gw.bound.udp, tcp = ?gw.bound.tcp, %admin, "lifeline listening");
 
     let (input, board, path) = (
         gw.input.clone(),
@@ -774,13 +784,14 @@ fn daemon(config_path: &Path, cfg: RunConfig, io_threads: Option<usize>) -> std:
     let tcp_limits = gw.tcp_limits.clone();
     let metrics = obs.metrics.clone();
     let access = obs.access.clone();
+    let node_name = cfg.node_name.clone();
     rt.spawn(async move {
         let (mut term, mut int, mut hup) = signals;
         loop {
             tokio::select! {
                 _ = term.recv() => { shutdown(&input, &board, "SIGTERM"); }
                 _ = int.recv() => { shutdown(&input, &board, "SIGINT"); }
-                _ = hup.recv() => { reload(&input, &path, (&tcp_idle, &tcp_limits), &metrics, (admin, &access)).await; }
+                _ = hup.recv() => { reload(&input, &path, &node_name, (&tcp_idle, &tcp_limits), &metrics, (admin, &access)).await; }
             }
         }
     });
@@ -809,12 +820,14 @@ fn shutdown(input: &InputTx, board: &StatusBoard, why: &str) {
     });
 }
 
-/// Reload the configuration (SIGHUP). `admin`: the admin API's bound
+/// Reload the configuration (SIGHUP). `node_name`: the running one (a new
+/// one takes a restart: the journal writes it). `admin`: the admin API's bound
 /// address, which stays (a new `admin.listen` takes a restart), and its
 /// access rules, replaced with the file's.
 async fn reload(
     input: &InputTx,
     path: &Path,
+    node_name: &str,
     tcp: (
         &tokio::sync::watch::Sender<Duration>,
         &tokio::sync::watch::Sender<lifeline_io::TcpLimits>,
@@ -837,6 +850,7 @@ async fn reload(
             let (idle, limits) = (cfg.tcp_idle_timeout, cfg.tcp_limits);
             let (warnings, max_calls) = (cfg.warnings, cfg.max_calls);
             let (admin_listen, admin_access) = (cfg.admin, cfg.admin_access);
+            let new_node = cfg.node_name;
             let (tx, rx) = crossbeam_channel::bounded(1);
             // The advertised address cannot change; reuse the proxy's own.
             let builder = cfg.proxy;
@@ -866,6 +880,9 @@ async fn reload(
                         access.replace(admin_access);
                         if admin_listen != admin_bound && admin_listen.port() != 0 {
                             tracing::warn!(admin = %admin_bound, new = %admin_listen, "admin.listen changed: the admin API moves at the next restart");
+                        }
+                        if new_node != node_name {
+                            tracing::warn!(node = %node_name, new = %new_node, "node_name changed: the journal takes it at the next restart");
                         }
                         tracing::warn!(file = %path.display(), "configuration reloaded");
                         log_warnings(&warnings);

@@ -20,7 +20,7 @@ fn config_text(
     second: SocketAddr,
 ) -> String {
     format!(
-        "listen:\n  - udp: {sip}\n  - tcp: {sip}\nadmin: {admin}\njournal: {}\ntrunks:\n  - name: primary\n    address: {first}\n    probe: {{ canary: 2s }}\n  - name: backup\n    address: {second}\nroutes:\n  - name: emergency\n    match: emergency\n    trunks: [primary, backup]\n  - name: default\n    match: any\n    trunks: [primary, backup]\n",
+        "listen:\n  - udp: {sip}\n  - tcp: {sip}\nadmin: {admin}\njournal: {}\nnode_name: gw-test\ntrunks:\n  - name: primary\n    address: {first}\n    probe: {{ canary: 2s }}\n  - name: backup\n    address: {second}\nroutes:\n  - name: emergency\n    match: emergency\n    trunks: [primary, backup]\n  - name: default\n    match: any\n    trunks: [primary, backup]\n",
         dir.join("journal").display()
     )
 }
@@ -381,6 +381,12 @@ fn sigkill_during_load_leaves_every_finished_call_in_the_journal() {
         issues.iter().all(|i| i.is_torn_tail()),
         "only a torn tail may be damaged: {issues:?}"
     );
+    // Every segment names the gateway (`node_name`), for fleet reports.
+    let mut nodes = std::collections::BTreeSet::new();
+    reader.for_each_from(|origin, _| {
+        nodes.insert(origin.node.map(str::to_string));
+    });
+    assert_eq!(nodes, [Some("gw-test".to_string())].into());
     let journalled: std::collections::HashSet<String> = entries
         .iter()
         .filter_map(|e| match &e.record {

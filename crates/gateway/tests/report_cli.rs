@@ -54,8 +54,19 @@ fn failed_call(n: i64, gateway: &str) -> JournalRecord {
     }))
 }
 
+/// A journal of the gateway `gw-{gateway}` (its name in the segments'
+/// headers; `gateway` empty: an unnamed one): trunk `primary` down at `T0`,
+/// then failed emergency calls `calls`.
 fn write_journal(dir: &Path, gateway: &str, calls: std::ops::Range<i64>) {
-    let w = JournalWriter::open(dir, JournalOptions::default()).unwrap();
+    let opts = JournalOptions {
+        node_name: if gateway.is_empty() {
+            String::new()
+        } else {
+            format!("gw-{gateway}")
+        },
+        ..JournalOptions::default()
+    };
+    let w = JournalWriter::open(dir, opts).unwrap();
     let h = w.handle();
     h.record(JournalRecord::Trunk(TrunkRecord {
         at: WallTime(T0),
@@ -110,6 +121,108 @@ fn csv_callback_list_newest_first_from_several_gateways() {
         rows[1]
     );
     assert!(rows[1].contains("primary:no-response backup:503"));
+    assert!(rows[0].ends_with(",notes,gateway"), "{}", rows[0]);
+    assert!(rows[1].ends_with(",gw-b"), "{}", rows[1]);
+    assert!(rows[5].ends_with(",gw-a"), "{}", rows[5]);
+}
+
+/// Two gateways with a trunk of the same name: every row names its gateway
+/// (from the segments, not the directories), each gateway's `primary` is a
+/// trunk of its own, and the callback list merges both by time.
+#[test]
+fn fleet_report_tags_every_row_with_its_gateway() {
+    let tmp = TempDir::new("fleet");
+    let (a, b, c) = (
+        tmp.path().join("shipped-1"),
+        tmp.path().join("shipped-2"),
+        tmp.path().join("gw-old"),
+    );
+    write_journal(&a, "east", 1..3);
+    write_journal(&b, "west", 3..4);
+    // Unnamed segments: the directory names the gateway.
+    write_journal(&c, "", 4..5);
+    let dirs = [&a, &b, &c].map(|d| d.to_str().unwrap().to_string());
+    let mut args = Vec::new();
+    for d in &dirs {
+        args.extend(["--journal", d.as_str()]);
+    }
+    let out = report(&[args.as_slice(), &["--format", "json"]].concat());
+    assert!(out.status.success(), "{}", s(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        json["gateways"],
+        serde_json::json!(["gw-east", "gw-old", "gw-west"])
+    );
+    let outages: Vec<(&str, &str)> = json["outages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| (o["gateway"].as_str().unwrap(), o["trunk"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        outages.len(),
+        3,
+        "one outage per gateway's primary: {outages:?}"
+    );
+    for g in ["gw-east", "gw-west", "gw-old"] {
+        assert!(outages.contains(&(g, "primary")), "{outages:?}");
+    }
+    let callbacks: Vec<(&str, &str)> = json["callbacks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["gateway"].as_str().unwrap(),
+                c["call_id"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        callbacks,
+        [
+            ("gw-old", "-call-4"),
+            ("gw-west", "west-call-3"),
+            ("gw-east", "east-call-2"),
+            ("gw-east", "east-call-1"),
+        ],
+        "merged, newest first"
+    );
+    let trunks: Vec<(&str, &str, u64)> = json["totals"]["trunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["gateway"].as_str().unwrap(),
+                t["trunk"].as_str().unwrap(),
+                t["attempts"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(trunks.contains(&("gw-east", "primary", 2)), "{trunks:?}");
+    assert!(trunks.contains(&("gw-west", "primary", 1)), "{trunks:?}");
+
+    let out = report(&args);
+    assert!(out.status.success());
+    let table = s(&out.stdout);
+    assert!(
+        table.contains("gateways: gw-east, gw-old, gw-west"),
+        "{table}"
+    );
+    assert!(table.contains("\nGATEWAY  TIME"), "{table}");
+    assert!(table.contains("\nGATEWAY  TRUNK"), "{table}");
+    let down_lines = table
+        .lines()
+        .filter(|l| l.contains("up -> down"))
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect::<Vec<_>>();
+    assert_eq!(down_lines.len(), 3, "{table}");
+
+    // One gateway: no gateway column.
+    let out = report(&["--journal", dirs[0].as_str()]);
+    let table = s(&out.stdout);
+    assert!(!table.contains("GATEWAY"), "{table}");
 }
 
 #[test]

@@ -859,6 +859,9 @@ pub struct CallbackEntry {
     /// Rescues, hedges and trunks skipped for capacity, in order
     /// (`rescued off primary while ringing`, `hedged to backup` ...).
     pub notes: Vec<String>,
+    /// The gateway that handled the call (its `node_name`; empty when not
+    /// known).
+    pub gateway: String,
 }
 
 impl CallbackEntry {
@@ -894,6 +897,7 @@ impl CallbackEntry {
             late_answer_via: None,
             source: r.source.clone(),
             notes: r.notes.iter().map(CallNote::describe).collect(),
+            gateway: String::new(),
         }
     }
 

@@ -3,6 +3,7 @@
 //! ```text
 //! segment  = header record*
 //! header   = "LLJRNL" version:u8 flags:u8 first_seq:u64le        (16 bytes)
+//!            [node_len:u16le node[node_len]]           (version 3 on)
 //! record   = len:u32le crc:u32le payload[len]
 //! crc      = crc32c(len:u32le ++ payload)        (Castagnoli, as in iSCSI/ext4)
 //! payload  = postcard((seq:u64, JournalRecord))
@@ -19,6 +20,11 @@
 //!   no notes. Later, still version 2: `JournalRecord::Refused` at the end
 //!   (refusals counted per source and interval); readers from before it
 //!   report such a record as corrupt, skip it and read on.
+//! - 3: the header names the gateway that wrote the segment (`node_name` in
+//!   its configuration, UTF-8, at most [`MAX_NODE_LEN`] bytes; empty if
+//!   none), so that the journals of several gateways can be reported on
+//!   together. Records are as in version 2. Readers from before it refuse
+//!   version 3 segments with a bad-header note.
 //!
 //! A segment is named `journal-<first_seq, 20 digits>-<unix seconds>.log` so
 //! that a plain sort by name is the order of its records. Sequence numbers
@@ -43,12 +49,15 @@ use crate::record::{v1, JournalRecord};
 /// Magic bytes at the start of every segment.
 pub const MAGIC: &[u8; 6] = b"LLJRNL";
 /// The format version this crate writes.
-pub const FORMAT_VERSION: u8 = 2;
+pub const FORMAT_VERSION: u8 = 3;
 /// The oldest format version this crate reads (it reads every version from
 /// this one to [`FORMAT_VERSION`]).
 pub const OLDEST_READABLE_VERSION: u8 = 1;
-/// Size of the segment header.
+/// Size of the fixed part of the segment header (all of it before version
+/// 3; from version 3 the gateway's name follows, see [`header_len`]).
 pub const HEADER_LEN: usize = 16;
+/// The longest gateway name a segment header holds, in bytes.
+pub const MAX_NODE_LEN: usize = 255;
 /// Size of a record's frame header (length and checksum).
 pub const FRAME_HEADER_LEN: usize = 8;
 /// The largest payload accepted (a call record is a few hundred bytes).
@@ -71,14 +80,31 @@ pub fn parse_segment_name(name: &str) -> Option<(u64, u64)> {
     Some((seq.parse().ok()?, ts.parse().ok()?))
 }
 
-/// The segment header bytes.
-pub fn encode_header(first_seq: u64) -> [u8; HEADER_LEN] {
-    let mut h = [0u8; HEADER_LEN];
-    h[..6].copy_from_slice(MAGIC);
-    h[6] = FORMAT_VERSION;
-    h[7] = 0;
-    h[8..].copy_from_slice(&first_seq.to_le_bytes());
+/// The segment header bytes, naming the gateway `node` (cut to
+/// [`MAX_NODE_LEN`] bytes at a character boundary; empty: unnamed).
+pub fn encode_header(first_seq: u64, node: &str) -> Vec<u8> {
+    let node = cut_node(node);
+    let mut h = Vec::with_capacity(header_len(node));
+    h.extend_from_slice(MAGIC);
+    h.push(FORMAT_VERSION);
+    h.push(0);
+    h.extend_from_slice(&first_seq.to_le_bytes());
+    h.extend_from_slice(&(node.len() as u16).to_le_bytes());
+    h.extend_from_slice(node.as_bytes());
     h
+}
+
+/// The size of the header [`encode_header`] writes for `node`.
+pub fn header_len(node: &str) -> usize {
+    HEADER_LEN + 2 + cut_node(node).len()
+}
+
+fn cut_node(node: &str) -> &str {
+    let mut end = node.len().min(MAX_NODE_LEN);
+    while !node.is_char_boundary(end) {
+        end -= 1;
+    }
+    &node[..end]
 }
 
 /// Append one framed record to `out`. Fails only if the record does not
@@ -218,6 +244,9 @@ pub struct Entry {
 pub struct Segment {
     /// The first sequence number, from the header (0 if the header is bad).
     pub first_seq: u64,
+    /// The gateway that wrote it, from the header (format version 3 on;
+    /// `None` before, or if the writer had no name).
+    pub node: Option<String>,
     /// The good records, in file order.
     pub entries: Vec<Entry>,
     /// What was wrong.
@@ -288,6 +317,25 @@ pub fn parse_segment(path: &Path, data: &[u8]) -> Segment {
     }
     seg.first_seq = u64::from_le_bytes(first);
     let mut pos = HEADER_LEN;
+    if version >= 3 {
+        let node = data
+            .get(HEADER_LEN..HEADER_LEN + 2)
+            .map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])))
+            .and_then(|n| data.get(HEADER_LEN + 2..HEADER_LEN + 2 + n));
+        let Some(node) = node.filter(|n| n.len() <= MAX_NODE_LEN) else {
+            seg.issues.push(bad(
+                "the gateway name in the header is cut short or too long".into(),
+            ));
+            return seg;
+        };
+        let Ok(node) = std::str::from_utf8(node) else {
+            seg.issues
+                .push(bad("the gateway name in the header is not UTF-8".into()));
+            return seg;
+        };
+        seg.node = (!node.is_empty()).then(|| node.to_string());
+        pos += 2 + node.len();
+    }
     seg.valid_len = pos as u64;
     let mut last_seq: Option<u64> = None;
     while pos < data.len() {
@@ -367,7 +415,7 @@ mod tests {
 
     #[test]
     fn frames_round_trip() {
-        let mut data = encode_header(1).to_vec();
+        let mut data = encode_header(1, "");
         for i in 1..=3 {
             encode_frame(i as u64, &rec(i), &mut data).unwrap();
         }
@@ -443,8 +491,9 @@ mod tests {
             &seg.entries[2].record,
             JournalRecord::Late(l) if l.connected && l.status == 200
         ));
-        // The same records written now are version 2, and read back equal.
-        let mut v2 = encode_header(7).to_vec();
+        // The same records written now are the current version, and read
+        // back equal.
+        let mut v2 = encode_header(7, "");
         for e in &seg.entries {
             encode_frame(e.seq, &e.record, &mut v2).unwrap();
         }
@@ -459,10 +508,55 @@ mod tests {
         };
         assert_eq!(records(&again), records(&seg));
         assert_eq!(
-            again.entries[1].offset,
-            seg.entries[1].offset + 1,
+            again.entries[1].offset - again.entries[0].offset,
+            seg.entries[1].offset - seg.entries[0].offset + 1,
             "the call's empty notes take one byte"
         );
+    }
+
+    #[test]
+    fn the_header_names_the_gateway() {
+        let mut data = encode_header(5, "gw-a.example.net");
+        assert_eq!(data.len(), header_len("gw-a.example.net"));
+        encode_frame(5, &rec(1), &mut data).unwrap();
+        let seg = parse_segment(Path::new("named"), &data);
+        assert!(seg.issues.is_empty(), "{:?}", seg.issues);
+        assert_eq!(seg.node.as_deref(), Some("gw-a.example.net"));
+        assert_eq!((seg.first_seq, seg.entries.len()), (5, 1));
+
+        // No name: none read back.
+        let mut data = encode_header(1, "");
+        encode_frame(1, &rec(1), &mut data).unwrap();
+        let seg = parse_segment(Path::new("unnamed"), &data);
+        assert_eq!((seg.node, seg.entries.len()), (None, 1));
+
+        // A name longer than the header holds is cut at a character boundary.
+        let long = "\u{e9}".repeat(200);
+        let h = encode_header(1, &long);
+        let seg = parse_segment(Path::new("long"), &h);
+        assert_eq!(seg.node.as_deref(), Some("\u{e9}".repeat(127).as_str()));
+
+        // Version 2: no name in the header; its records are read.
+        let mut v2 = encode_header(9, "gw-a")[..HEADER_LEN].to_vec();
+        v2[6] = 2;
+        encode_frame(9, &rec(1), &mut v2).unwrap();
+        let seg = parse_segment(Path::new("v2"), &v2);
+        assert!(seg.issues.is_empty(), "{:?}", seg.issues);
+        assert_eq!((seg.node, seg.entries.len()), (None, 1));
+
+        // A header cut inside the name, or a name that is not UTF-8, is bad.
+        let h = encode_header(1, "gw-a");
+        for bad in [
+            &h[..h.len() - 1],
+            &[&h[..HEADER_LEN], &[2, 0, 0xff, 0xfe]].concat()[..],
+        ] {
+            let seg = parse_segment(Path::new("bad"), bad);
+            assert!(
+                matches!(seg.issues.as_slice(), [Issue::BadHeader { .. }]),
+                "{:?}",
+                seg.issues
+            );
+        }
     }
 
     #[test]
@@ -549,7 +643,7 @@ mod tests {
                 count: 1,
             }),
         ];
-        let mut data = encode_header(1).to_vec();
+        let mut data = encode_header(1, "");
         for (i, r) in records.iter().enumerate() {
             encode_frame(i as u64 + 1, r, &mut data).unwrap();
         }
@@ -583,12 +677,12 @@ mod tests {
             },
             count: 3,
         });
-        let mut data = encode_header(1).to_vec();
+        let mut data = encode_header(1, "");
         for (i, r) in [rec(1), refused, rec(3)].iter().enumerate() {
             encode_frame(i as u64 + 1, r, &mut data).unwrap();
         }
         let old = |payload: &[u8]| postcard::from_bytes::<(u64, Before)>(payload).ok();
-        let mut pos = HEADER_LEN;
+        let mut pos = header_len("");
         let mut read = Vec::new();
         while let Some(h) = data.get(pos..pos + FRAME_HEADER_LEN) {
             let len = u32::from_le_bytes(h[..4].try_into().unwrap()) as usize;

@@ -75,7 +75,7 @@ pub use aggregate::{
     TimeAnchor, TriedTrunk,
 };
 pub use format::{Entry, Issue};
-pub use reader::JournalReader;
+pub use reader::{JournalReader, Origin};
 pub use record::{
     AttemptRecord, AttemptResult, CallNote, CallOutcome, CallRecord, Caller, EmergencyRule,
     FailReason, JournalRecord, LateRecord, LocationRecord, Micros, NoteRecord, Refusal,

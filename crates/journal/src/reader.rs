@@ -46,7 +46,40 @@ pub fn read_segment(path: &Path) -> Segment {
 /// source (each gateway numbers its own records).
 #[derive(Debug, Clone)]
 pub struct JournalReader {
-    sources: Vec<Vec<PathBuf>>,
+    /// Each source as given, with its segments.
+    sources: Vec<(PathBuf, Vec<PathBuf>)>,
+}
+
+/// Where an entry was read: which source, which segment, which gateway.
+#[derive(Clone, Copy, Debug)]
+pub struct Origin<'a> {
+    /// The index of the source, in the order given to [`JournalReader::open`].
+    pub source: usize,
+    /// The source's path, as given.
+    pub path: &'a Path,
+    /// The gateway named in the segment's header (format version 3 on).
+    pub node: Option<&'a str>,
+}
+
+impl Origin<'_> {
+    /// The gateway the entry comes from: the name in its segment's header;
+    /// for segments written before names were (format versions 1 and 2),
+    /// the name of the journal's directory (`/srv/journals/gw-a` -> `gw-a`),
+    /// since that is how shipped journals are laid out.
+    pub fn gateway(&self) -> String {
+        if let Some(n) = self.node {
+            return n.to_string();
+        }
+        let dir = if self.path.is_dir() {
+            Some(self.path)
+        } else {
+            self.path.parent()
+        };
+        dir.and_then(Path::file_name)
+            .and_then(|n| n.to_str())
+            .filter(|n| !n.is_empty())
+            .map_or_else(|| self.path.display().to_string(), str::to_string)
+    }
 }
 
 impl JournalReader {
@@ -58,9 +91,9 @@ impl JournalReader {
             let meta = fs::metadata(p)
                 .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))?;
             if meta.is_dir() {
-                sources.push(list_segments(p)?);
+                sources.push((p.to_path_buf(), list_segments(p)?));
             } else {
-                sources.push(vec![p.to_path_buf()]);
+                sources.push((p.to_path_buf(), vec![p.to_path_buf()]));
             }
         }
         Ok(Self { sources })
@@ -68,19 +101,33 @@ impl JournalReader {
 
     /// Every segment file that will be read.
     pub fn segments(&self) -> impl Iterator<Item = &Path> + '_ {
-        self.sources.iter().flatten().map(PathBuf::as_path)
+        self.sources
+            .iter()
+            .flat_map(|(_, segs)| segs)
+            .map(PathBuf::as_path)
     }
 
     /// Read every record, in order within each source, calling `f` for each;
     /// returns what was wrong. A record whose sequence number is not above
     /// the last one read from the same source is skipped as a duplicate.
     pub fn for_each(&self, mut f: impl FnMut(&Entry)) -> Vec<Issue> {
+        self.for_each_from(|_, e| f(e))
+    }
+
+    /// As [`for_each`](Self::for_each), also telling where each entry was
+    /// read.
+    pub fn for_each_from(&self, mut f: impl FnMut(&Origin<'_>, &Entry)) -> Vec<Issue> {
         let mut issues = Vec::new();
-        for source in &self.sources {
+        for (index, (source, segments)) in self.sources.iter().enumerate() {
             let mut last: Option<u64> = None;
-            for path in source {
+            for path in segments {
                 let seg = read_segment(path);
                 issues.extend(seg.issues);
+                let origin = Origin {
+                    source: index,
+                    path: source,
+                    node: seg.node.as_deref(),
+                };
                 for e in &seg.entries {
                     if last.is_some_and(|l| e.seq <= l) {
                         issues.push(Issue::Duplicate {
@@ -91,7 +138,7 @@ impl JournalReader {
                         continue;
                     }
                     last = Some(e.seq);
-                    f(e);
+                    f(&origin, e);
                 }
             }
         }

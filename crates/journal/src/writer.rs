@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::format::{encode_frame, encode_header, segment_name, HEADER_LEN};
+use crate::format::{encode_frame, encode_header, header_len, segment_name};
 use crate::reader::{list_segments, read_segment};
 use crate::record::JournalRecord;
 
@@ -40,6 +40,10 @@ pub struct JournalOptions {
     pub queue_capacity: usize,
     /// After a write or fsync error, try again after this long (default 1 s).
     pub retry_interval: Duration,
+    /// The gateway's name, written in every segment's header so that the
+    /// journals of several gateways can be told apart when reported on
+    /// together (default: none).
+    pub node_name: String,
     /// Fault injection for tests.
     #[doc(hidden)]
     pub faults: Option<Faults>,
@@ -56,6 +60,7 @@ impl Default for JournalOptions {
             group_commit_records: 512,
             queue_capacity: 65_536,
             retry_interval: Duration::from_secs(1),
+            node_name: String::new(),
             faults: None,
         }
     }
@@ -624,7 +629,7 @@ impl Worker {
         // that file can be trusted (a failed fsync may have dropped dirty
         // pages): cut the file back to it and start a new segment next time.
         if let Some(a) = self.active.take() {
-            if a.len <= HEADER_LEN as u64 {
+            if a.len <= header_len(&self.opts.node_name) as u64 {
                 let _ = fs::remove_file(&a.path);
             } else if let Err(te) = a.file.set_len(a.len) {
                 tracing::warn!(path = %a.path.display(), error = %te,
@@ -700,7 +705,7 @@ impl Worker {
             }
         };
         let res = file
-            .write_all(&encode_header(self.batch.first_seq))
+            .write_all(&encode_header(self.batch.first_seq, &self.opts.node_name))
             .and_then(|()| file.sync_data())
             .and_then(|()| sync_dir(&self.dir));
         if let Err(e) = res {
@@ -712,7 +717,7 @@ impl Worker {
         Ok(Active {
             file,
             path,
-            len: HEADER_LEN as u64,
+            len: header_len(&self.opts.node_name) as u64,
             opened: now,
         })
     }

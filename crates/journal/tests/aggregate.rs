@@ -807,9 +807,9 @@ fn rescues_hedges_full_trunks_and_canaries_are_journaled_and_reported() {
     }
     let csv = report::render_csv(&rep);
     let rows: Vec<&str> = csv.split("\r\n").filter(|l| !l.is_empty()).collect();
-    assert!(rows[0].ends_with(",source,notes"), "{csv}");
+    assert!(rows[0].ends_with(",source,notes,gateway"), "{csv}");
     assert!(
-        rows[1].ends_with(",udp:192.0.2.7:5060,rescued off primary before ringing"),
+        rows[1].ends_with(",udp:192.0.2.7:5060,rescued off primary before ringing,"),
         "{csv}"
     );
     let json: serde_json::Value = serde_json::from_str(&report::render_json(&rep)).unwrap();

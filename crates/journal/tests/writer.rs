@@ -95,7 +95,7 @@ fn restart_right_after_a_crash_that_left_an_empty_segment() {
         .unwrap()
         .as_secs();
     for ts in now..now + 3 {
-        fs::write(tmp.path().join(segment_name(1, ts)), encode_header(1)).unwrap();
+        fs::write(tmp.path().join(segment_name(1, ts)), encode_header(1, "")).unwrap();
     }
     let w = JournalWriter::open(tmp.path(), JournalOptions::default()).unwrap();
     assert_eq!(w.first_seq(), 1);

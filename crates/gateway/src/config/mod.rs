@@ -53,6 +53,7 @@ use validate::{system_resolve, Resolver};
 /// A loaded, validated configuration.
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
+    node_name: String,
     listen: Vec<(Transport, SocketAddr)>,
     advertise: SocketAddr,
     admin: AdminConfig,
@@ -210,6 +211,12 @@ impl Config {
     /// The admin API's settings as written.
     pub(crate) fn admin_config(&self) -> &AdminConfig {
         &self.admin
+    }
+
+    /// `node_name:` (default: the host's name): the gateway's name in its
+    /// journal, so that reports over several gateways tell them apart.
+    pub(crate) fn node_name(&self) -> &str {
+        &self.node_name
     }
 
     /// The journal directory, if journalling is on.

@@ -121,6 +121,7 @@ pub(super) struct RawConfig {
     pub(super) advertise: Opt,
     pub(super) admin: OptAdmin,
     pub(super) journal: Opt,
+    pub(super) node_name: Opt,
     pub(super) emergency: Option<RawEmergency>,
     pub(super) access: Option<Spanned<RawAccess>>,
     pub(super) timers: Option<RawTimers>,

@@ -266,6 +266,7 @@ all_failed: { status: 480, retry_after: none }
 dialog_max_age: 2h
 tcp_idle_timeout: 10m
 log: { format: json, level: trace }
+node_name: gw-a
 "#);
     assert_eq!(
         c.listen(),
@@ -387,6 +388,7 @@ log: { format: json, level: trace }
     );
     assert_eq!(c.dialog_max_age, Duration::from_secs(7200));
     assert_eq!(c.tcp_idle_timeout(), Duration::from_secs(600));
+    assert_eq!(c.node_name(), "gw-a");
     assert_eq!(
         c.log(),
         LogConfig {
@@ -497,12 +499,34 @@ fn tcp_idle_timeout_zero_means_never() {
 }
 
 #[test]
+fn node_name_defaults_to_the_host_name() {
+    let host = nix::unistd::gethostname().unwrap().into_string().unwrap();
+    assert_eq!(ok(MIN).node_name(), host);
+    assert_eq!(
+        ok(&min_with("node_name: gw-a.lon1_2\n")).node_name(),
+        "gw-a.lon1_2"
+    );
+    assert_eq!(
+        error(&min_with("node_name: \"gw a\"\n")),
+        "lifeline.yaml:10:12: node_name: \"gw a\" contains ' ': use letters, digits, '.', '-' and '_'"
+    );
+    assert_eq!(
+        error(&min_with(&format!("node_name: {}\n", "a".repeat(254)))),
+        "lifeline.yaml:10:12: node_name: is 254 characters long; at most 253"
+    );
+    assert_eq!(
+        error(&min_with("node_name: \"\"\n")),
+        "lifeline.yaml:10:12: node_name: is empty: write this gateway's name, e.g. gw-a"
+    );
+}
+
+#[test]
 fn unknown_keys_are_refused_where_they_are() {
     let cases = [
         (
             min_with("admn: 127.0.0.1:9060\n"),
             "lifeline.yaml:10:1: admn: unknown field `admn`, expected one of listen, \
-                 advertise, admin, journal, emergency, access, timers, trunks, routes, \
+                 advertise, admin, journal, node_name, emergency, access, timers, trunks, routes, \
                  all_failed, dialog_max_age, tcp_idle_timeout, limits, log",
         ),
         (

@@ -2,7 +2,7 @@
 //! attempts and failovers into runs, calls into the callback list and
 //! totals, refusals into per-source counts.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
 use super::{
@@ -60,10 +60,26 @@ struct TrunkAcc {
     setups: Vec<u64>,
 }
 
-/// Builds a [`Report`] from records fed one at a time (in any order).
+/// Between a gateway's name and a trunk's in the builder's trunk keys: a
+/// trunk is one gateway's (two gateways' `primary` are two trunks).
+const SEP: char = '\u{1f}';
+
+/// `(gateway, trunk)` from a trunk key.
+fn split(key: &str) -> (String, String) {
+    match key.split_once(SEP) {
+        Some((g, t)) => (g.to_string(), t.to_string()),
+        None => (String::new(), key.to_string()),
+    }
+}
+
+/// Builds a [`Report`] from records fed one at a time (in any order), from
+/// one gateway or several ([`set_gateway`](Self::set_gateway)).
 #[derive(Debug, Default)]
 pub struct ReportBuilder {
     window: Window,
+    /// The gateway the records being pushed come from.
+    gateway: String,
+    gateways: BTreeSet<String>,
     records: u64,
     last_time: i64,
     /// Per call seen in the window: (emergency, connected).
@@ -73,7 +89,7 @@ pub struct ReportBuilder {
     notes: Vec<NoteEv>,
     trunk_events: Vec<(i64, String, TrunkChange)>,
     callbacks: Vec<CallbackEntry>,
-    late: HashMap<(String, i64), String>,
+    late: HashMap<(String, String, i64), String>,
     totals: Totals,
     setups: Vec<u64>,
     trunks: BTreeMap<String, TrunkAcc>,
@@ -91,6 +107,26 @@ impl ReportBuilder {
         }
     }
 
+    /// The records pushed from now on come from the gateway `name`: its
+    /// trunks are its own, and its rows are tagged with it.
+    pub fn set_gateway(&mut self, name: &str) {
+        if name != self.gateway {
+            self.gateway = name.to_string();
+        }
+        if !self.gateways.contains(name) {
+            self.gateways.insert(name.to_string());
+        }
+    }
+
+    /// The key of this gateway's trunk `name`.
+    fn key(&self, trunk: &str) -> String {
+        let mut k = String::with_capacity(self.gateway.len() + 1 + trunk.len());
+        k.push_str(&self.gateway);
+        k.push(SEP);
+        k.push_str(trunk);
+        k
+    }
+
     /// Feed one record.
     pub fn push(&mut self, r: &JournalRecord) {
         self.records += 1;
@@ -104,13 +140,15 @@ impl ReportBuilder {
             JournalRecord::Trunk(t) => {
                 self.last_time = self.last_time.max(t.at.0);
                 self.trunk_events
-                    .push((t.at.0, t.trunk.clone(), t.change.clone()));
+                    .push((t.at.0, self.key(&t.trunk), t.change.clone()));
             }
             JournalRecord::Late(l) => {
                 self.last_time = self.last_time.max(l.at.0);
                 if l.connected {
-                    self.late
-                        .insert((l.call_id.clone(), l.started.0), l.trunk.clone());
+                    self.late.insert(
+                        (self.gateway.clone(), l.call_id.clone(), l.started.0),
+                        l.trunk.clone(),
+                    );
                 }
             }
             JournalRecord::Note(n) => {
@@ -144,7 +182,8 @@ impl ReportBuilder {
     }
 
     fn note(&mut self, started: WallTime, n: &CallNote, emergency: bool) {
-        let acc = self.trunks.entry(n.trunk().to_string()).or_default();
+        let trunk = self.key(n.trunk());
+        let acc = self.trunks.entry(trunk.clone()).or_default();
         match n {
             CallNote::Rescued { .. } => acc.rescued_off += 1,
             CallNote::Skipped { .. } => acc.skipped_full += 1,
@@ -152,7 +191,7 @@ impl ReportBuilder {
         }
         self.notes.push(NoteEv {
             at: started.plus(n.offset()).0,
-            trunk: n.trunk().to_string(),
+            trunk,
             event: n.describe(),
             emergency,
         });
@@ -162,12 +201,19 @@ impl ReportBuilder {
         let e = c.is_emergency();
         let idx = self.calls.len();
         self.calls.push((e, c.outcome.connected()));
+        let connected_via = match &c.outcome {
+            CallOutcome::Connected { trunk } => Some(self.key(trunk)),
+            _ => None,
+        };
         let t = &mut self.totals;
         t.calls.add(e);
         match &c.outcome {
-            CallOutcome::Connected { trunk } => {
+            CallOutcome::Connected { .. } => {
                 t.connected.add(e);
-                let acc = self.trunks.entry(trunk.clone()).or_default();
+                let acc = self
+                    .trunks
+                    .entry(connected_via.unwrap_or_default())
+                    .or_default();
                 acc.connected += 1;
                 if let Some(s) = c.setup {
                     acc.setups.push(s.0);
@@ -195,7 +241,8 @@ impl ReportBuilder {
             self.note(c.started, n, e);
         }
         for (i, a) in c.attempts.iter().enumerate() {
-            let acc = self.trunks.entry(a.trunk.clone()).or_default();
+            let trunk = self.key(&a.trunk);
+            let acc = self.trunks.entry(trunk.clone()).or_default();
             acc.attempts += 1;
             if a.result.is_failover_class() {
                 acc.failed_attempts += 1;
@@ -206,15 +253,15 @@ impl ReportBuilder {
                     .plus(a.elapsed.unwrap_or_default())
                     .0;
                 self.failed_attempts.push(FailedAttempt {
-                    trunk: a.trunk.clone(),
+                    trunk: trunk.clone(),
                     at,
                     call: idx,
                 });
                 if let Some(next) = c.attempts.get(i + 1) {
                     self.failovers.push(FailoverEv {
                         at,
-                        from: a.trunk.clone(),
-                        to: next.trunk.clone(),
+                        from: trunk,
+                        to: self.key(&next.trunk),
                         reason: match a.result {
                             AttemptResult::Response(s) => s.to_string(),
                             r => r.describe(),
@@ -225,7 +272,9 @@ impl ReportBuilder {
             }
         }
         if e && !c.outcome.connected() {
-            self.callbacks.push(CallbackEntry::from_record(c));
+            let mut cb = CallbackEntry::from_record(c);
+            cb.gateway.clone_from(&self.gateway);
+            self.callbacks.push(cb);
         }
     }
 
@@ -290,10 +339,12 @@ impl ReportBuilder {
                 ),
             };
             if self.window.contains(WallTime(*at)) {
+                let (gateway, trunk) = split(trunk);
                 timeline.push(TimelineEntry::Trunk {
                     time: WallTime(*at).rfc3339(),
                     at_us: *at,
-                    trunk: trunk.clone(),
+                    gateway,
+                    trunk,
                     change: label,
                     reason,
                 });
@@ -345,12 +396,14 @@ impl ReportBuilder {
             }
         }
         for r in runs {
+            let (gateway, from) = split(&r.from);
             timeline.push(TimelineEntry::Failover {
                 time: WallTime(r.first).rfc3339(),
                 at_us: r.first,
                 until: WallTime(r.last).rfc3339(),
-                from: r.from,
-                to: r.to,
+                gateway,
+                from,
+                to: split(&r.to).1,
                 calls: r.calls,
                 emergency: r.emergency,
                 reasons: r.reasons.iter().map(|(k, v)| format!("{k} x{v}")).collect(),
@@ -360,18 +413,23 @@ impl ReportBuilder {
         // Runs of call notes, per trunk and kind, grouped like failovers.
         self.notes.sort_by_key(|n| n.at);
         let mut note_runs: Vec<(i64, i64, &NoteEv, u64, u64)> = Vec::new();
-        let mut open_runs: HashMap<&str, usize> = HashMap::new();
+        // Per gateway's trunk and event: two gateways rescuing calls off
+        // their own `primary` are two runs.
+        let mut open_runs: HashMap<(&str, &str), usize> = HashMap::new();
         for n in &self.notes {
-            let run = open_runs.get(n.event.as_str()).copied().filter(|&i| {
-                note_runs
-                    .get(i)
-                    .is_some_and(|r| n.at - r.1 <= FAILOVER_RUN_GAP_US)
-            });
+            let run = open_runs
+                .get(&(n.trunk.as_str(), n.event.as_str()))
+                .copied()
+                .filter(|&i| {
+                    note_runs
+                        .get(i)
+                        .is_some_and(|r| n.at - r.1 <= FAILOVER_RUN_GAP_US)
+                });
             let i = match run {
                 Some(i) => i,
                 None => {
                     note_runs.push((n.at, n.at, n, 0, 0));
-                    open_runs.insert(&n.event, note_runs.len() - 1);
+                    open_runs.insert((&n.trunk, &n.event), note_runs.len() - 1);
                     note_runs.len() - 1
                 }
             };
@@ -382,11 +440,13 @@ impl ReportBuilder {
             }
         }
         for (first, last, n, calls, emergency) in note_runs {
+            let (gateway, trunk) = split(&n.trunk);
             timeline.push(TimelineEntry::Calls {
                 time: WallTime(first).rfc3339(),
                 at_us: first,
                 until: WallTime(last).rfc3339(),
-                trunk: n.trunk.clone(),
+                gateway,
+                trunk,
                 event: n.event.clone(),
                 calls,
                 emergency,
@@ -433,7 +493,9 @@ impl ReportBuilder {
                 .filter(|f| f.from == trunk && f.at >= first && end.is_none_or(|e| f.at <= e))
                 .count() as u64;
             let stop = end.unwrap_or(end_of_journal.max(down));
+            let (gateway, trunk) = split(&trunk);
             report_outages.push(Outage {
+                gateway,
                 trunk,
                 first_sign: WallTime(first).rfc3339(),
                 down: WallTime(down).rfc3339(),
@@ -449,7 +511,8 @@ impl ReportBuilder {
 
         // Callback list, newest first.
         for cb in &mut self.callbacks {
-            if let Some(t) = self.late.get(&(cb.call_id.clone(), cb.started_us)) {
+            let key = (cb.gateway.clone(), cb.call_id.clone(), cb.started_us);
+            if let Some(t) = self.late.get(&key) {
                 cb.late_answer_via = Some(t.clone());
             }
         }
@@ -468,9 +531,11 @@ impl ReportBuilder {
         self.totals.trunks = self
             .trunks
             .into_iter()
-            .map(|(trunk, mut acc)| {
+            .map(|(key, mut acc)| {
                 let (m, x) = median_max(&mut acc.setups);
+                let (gateway, trunk) = split(&key);
                 TrunkTotals {
+                    gateway,
                     trunk,
                     attempts: acc.attempts,
                     connected: acc.connected,
@@ -488,6 +553,7 @@ impl ReportBuilder {
             until: self.window.until.map(WallTime::rfc3339),
             records: self.records,
             segments,
+            gateways: self.gateways.into_iter().collect(),
             issues: issues.iter().map(ToString::to_string).collect(),
             timeline,
             outages: report_outages,

@@ -74,6 +74,8 @@ pub enum TimelineEntry {
         time: String,
         /// Microseconds since the epoch.
         at_us: i64,
+        /// The gateway (its `node_name`; empty when not known).
+        gateway: String,
         /// The trunk.
         trunk: String,
         /// `up -> suspect`, `drained` ...
@@ -89,6 +91,8 @@ pub enum TimelineEntry {
         at_us: i64,
         /// The last failover of the run.
         until: String,
+        /// The gateway (its `node_name`; empty when not known).
+        gateway: String,
         /// From this trunk.
         from: String,
         /// To this trunk.
@@ -110,6 +114,8 @@ pub enum TimelineEntry {
         at_us: i64,
         /// The last of the run.
         until: String,
+        /// The gateway (its `node_name`; empty when not known).
+        gateway: String,
         /// The trunk.
         trunk: String,
         /// What happened (`rescued off primary while ringing`, `hedged to
@@ -155,6 +161,8 @@ impl Counts {
 /// A trunk outage: from the first sign (it left Up) through Down to Up again.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Outage {
+    /// The gateway whose trunk it is (its `node_name`; empty when not known).
+    pub gateway: String,
     /// The trunk.
     pub trunk: String,
     /// When it first left Up on the way to Down.
@@ -180,6 +188,8 @@ pub struct Outage {
 /// Per-trunk totals.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct TrunkTotals {
+    /// The gateway whose trunk it is (its `node_name`; empty when not known).
+    pub gateway: String,
     /// The trunk.
     pub trunk: String,
     /// Attempts on it.
@@ -281,6 +291,9 @@ pub struct Report {
     pub records: u64,
     /// Segment files read.
     pub segments: u64,
+    /// The gateways whose journals were read, by name. Rows name their
+    /// gateway; a trunk is one gateway's.
+    pub gateways: Vec<String>,
     /// Problems found reading the journal.
     pub issues: Vec<String>,
     /// Trunk changes and failover runs, oldest first.

@@ -34,6 +34,30 @@ fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
+/// With journals of several gateways, every table names the gateway in a
+/// first column: `rows` get it in front and `header` gets `GATEWAY`.
+struct Tagged {
+    several: bool,
+}
+
+impl Tagged {
+    fn header<'a>(&self, h: &[&'a str]) -> Vec<&'a str> {
+        let mut out = Vec::with_capacity(h.len() + 1);
+        if self.several {
+            out.push("GATEWAY");
+        }
+        out.extend_from_slice(h);
+        out
+    }
+
+    fn row(&self, gateway: &str, mut row: Vec<String>) -> Vec<String> {
+        if self.several {
+            row.insert(0, gateway.to_string());
+        }
+        row
+    }
+}
+
 fn ms(v: Option<f64>) -> String {
     v.map_or("-".into(), |m| format!("{m:.1}"))
 }
@@ -49,6 +73,12 @@ pub fn render_table(r: &Report) -> String {
         r.since.as_deref().unwrap_or("start"),
         r.until.as_deref().unwrap_or("end")
     );
+    let tag = Tagged {
+        several: r.gateways.len() > 1,
+    };
+    if tag.several {
+        let _ = writeln!(out, "gateways: {}", r.gateways.join(", "));
+    }
     for i in &r.issues {
         let _ = writeln!(out, "note: {i}");
     }
@@ -63,46 +93,62 @@ pub fn render_table(r: &Report) -> String {
             .map(|e| match e {
                 TimelineEntry::Trunk {
                     time,
+                    gateway,
                     trunk,
                     change,
                     reason,
                     ..
-                } => vec![time.clone(), trunk.clone(), change.clone(), reason.clone()],
+                } => tag.row(
+                    gateway,
+                    vec![time.clone(), trunk.clone(), change.clone(), reason.clone()],
+                ),
                 TimelineEntry::Failover {
                     time,
                     until,
+                    gateway,
                     from,
                     to,
                     calls,
                     emergency,
                     reasons,
                     ..
-                } => vec![
-                    time.clone(),
-                    from.clone(),
-                    format!("failover -> {to}"),
-                    format!(
-                        "{calls} call(s), {emergency} emergency, until {until}: {}",
-                        reasons.join(", ")
-                    ),
-                ],
+                } => tag.row(
+                    gateway,
+                    vec![
+                        time.clone(),
+                        from.clone(),
+                        format!("failover -> {to}"),
+                        format!(
+                            "{calls} call(s), {emergency} emergency, until {until}: {}",
+                            reasons.join(", ")
+                        ),
+                    ],
+                ),
                 TimelineEntry::Calls {
                     time,
                     until,
+                    gateway,
                     trunk,
                     event,
                     calls,
                     emergency,
                     ..
-                } => vec![
-                    time.clone(),
-                    trunk.clone(),
-                    event.clone(),
-                    format!("{calls} call(s), {emergency} emergency, until {until}"),
-                ],
+                } => tag.row(
+                    gateway,
+                    vec![
+                        time.clone(),
+                        trunk.clone(),
+                        event.clone(),
+                        format!("{calls} call(s), {emergency} emergency, until {until}"),
+                    ],
+                ),
             })
             .collect();
-        table(&mut out, &["TIME", "TRUNK", "EVENT", "DETAIL"], &rows);
+        table(
+            &mut out,
+            &tag.header(&["TIME", "TRUNK", "EVENT", "DETAIL"]),
+            &rows,
+        );
     }
 
     out.push_str("\nOUTAGES\n");
@@ -113,22 +159,25 @@ pub fn render_table(r: &Report) -> String {
             .outages
             .iter()
             .map(|o| {
-                vec![
-                    o.trunk.clone(),
-                    o.first_sign.clone(),
-                    o.down.clone(),
-                    o.up.clone().unwrap_or_else(|| "still down".into()),
-                    format!("{:.3}", o.duration_s),
-                    format!("{}/{}", o.calls_touched.emergency, o.calls_touched.other),
-                    format!("{}/{}", o.not_connected.emergency, o.not_connected.other),
-                    o.failovers.to_string(),
-                    o.down_reason.clone(),
-                ]
+                tag.row(
+                    &o.gateway,
+                    vec![
+                        o.trunk.clone(),
+                        o.first_sign.clone(),
+                        o.down.clone(),
+                        o.up.clone().unwrap_or_else(|| "still down".into()),
+                        format!("{:.3}", o.duration_s),
+                        format!("{}/{}", o.calls_touched.emergency, o.calls_touched.other),
+                        format!("{}/{}", o.not_connected.emergency, o.not_connected.other),
+                        o.failovers.to_string(),
+                        o.down_reason.clone(),
+                    ],
+                )
             })
             .collect();
         table(
             &mut out,
-            &[
+            &tag.header(&[
                 "TRUNK",
                 "FIRST SIGN",
                 "DOWN",
@@ -138,7 +187,7 @@ pub fn render_table(r: &Report) -> String {
                 "NOT CONNECTED EMERG/OTHER",
                 "FAILOVERS",
                 "DOWN BECAUSE",
-            ],
+            ]),
             &rows,
         );
     }
@@ -160,28 +209,31 @@ pub fn render_table(r: &Report) -> String {
                 for n in &c.notes {
                     outcome.push_str(&format!("; {n}"));
                 }
-                vec![
-                    c.time.clone(),
-                    c.asserted_identities
-                        .first()
-                        .cloned()
-                        .unwrap_or_else(|| c.from_uri.clone()),
-                    caller_text(c),
-                    c.dialled.clone(),
-                    if c.location.is_empty() {
-                        "-".into()
-                    } else {
-                        c.location.clone()
-                    },
-                    c.tried_summary(),
-                    outcome,
-                    c.call_id.clone(),
-                ]
+                tag.row(
+                    &c.gateway,
+                    vec![
+                        c.time.clone(),
+                        c.asserted_identities
+                            .first()
+                            .cloned()
+                            .unwrap_or_else(|| c.from_uri.clone()),
+                        caller_text(c),
+                        c.dialled.clone(),
+                        if c.location.is_empty() {
+                            "-".into()
+                        } else {
+                            c.location.clone()
+                        },
+                        c.tried_summary(),
+                        outcome,
+                        c.call_id.clone(),
+                    ],
+                )
             })
             .collect();
         table(
             &mut out,
-            &[
+            &tag.header(&[
                 "TIME",
                 "CALL BACK",
                 "CALLER",
@@ -190,7 +242,7 @@ pub fn render_table(r: &Report) -> String {
                 "TRUNKS TRIED",
                 "OUTCOME",
                 "CALL-ID",
-            ],
+            ]),
             &rows,
         );
     }
@@ -276,21 +328,24 @@ pub fn render_table(r: &Report) -> String {
             .trunks
             .iter()
             .map(|x| {
-                vec![
-                    x.trunk.clone(),
-                    x.attempts.to_string(),
-                    x.connected.to_string(),
-                    x.failed_attempts.to_string(),
-                    x.rescued_off.to_string(),
-                    x.skipped_full.to_string(),
-                    ms(x.setup_median_ms),
-                    ms(x.setup_max_ms),
-                ]
+                tag.row(
+                    &x.gateway,
+                    vec![
+                        x.trunk.clone(),
+                        x.attempts.to_string(),
+                        x.connected.to_string(),
+                        x.failed_attempts.to_string(),
+                        x.rescued_off.to_string(),
+                        x.skipped_full.to_string(),
+                        ms(x.setup_median_ms),
+                        ms(x.setup_max_ms),
+                    ],
+                )
             })
             .collect();
         table(
             &mut out,
-            &[
+            &tag.header(&[
                 "TRUNK",
                 "ATTEMPTS",
                 "CONNECTED",
@@ -299,7 +354,7 @@ pub fn render_table(r: &Report) -> String {
                 "SKIPPED FULL",
                 "SETUP MEDIAN MS",
                 "SETUP WORST MS",
-            ],
+            ]),
             &rows,
         );
     }
@@ -316,7 +371,8 @@ fn caller_text(c: &CallbackEntry) -> String {
     ids.join(" | ")
 }
 
-/// The callback list as CSV (RFC 4180, with a header line). Cells an
+/// The callback list as CSV (RFC 4180, with a header line; the gateway
+/// that handled each call is the last column). Cells an
 /// untrusted caller controls that a spreadsheet would run as a formula
 /// (`=`, `@`, or `+`/`-` not followed by a phone number) get a leading `'`.
 pub fn render_csv(r: &Report) -> String {
@@ -337,6 +393,7 @@ pub fn render_csv(r: &Report) -> String {
         "call_id",
         "source",
         "notes",
+        "gateway",
     ];
     out.push_str(&header.join(","));
     out.push_str("\r\n");
@@ -360,6 +417,7 @@ pub fn render_csv(r: &Report) -> String {
             c.call_id.clone(),
             c.source.clone(),
             c.notes.join("; "),
+            c.gateway.clone(),
         ];
         let line: Vec<String> = cells.iter().map(|s| csv_cell(s)).collect();
         out.push_str(&line.join(","));

@@ -69,6 +69,24 @@ pub(super) fn validate(
     }
 }
 
+/// The longest `node_name:` (a host name's limit).
+const MAX_NODE_NAME: usize = 253;
+
+/// The host's name, the default `node_name` (`localhost` if it has none
+/// that fits).
+fn host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.len() <= MAX_NODE_NAME
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        })
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
 pub(super) fn system_resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
     Ok((host, port).to_socket_addrs()?.collect())
 }
@@ -430,7 +448,37 @@ impl Validator<'_> {
 
     // -- the sections ------------------------------------------------------
 
+    /// `node_name:`: letters, digits, `.`, `-` and `_`, as host names are,
+    /// at most [`MAX_NODE_NAME`] characters; default the host's name.
+    fn node_name(&mut self, raw: &Opt) -> Checked<String> {
+        let Some(v) = &raw.0 else {
+            return Some(host_name());
+        };
+        let t = self.name(v, "node_name", "this gateway's name, e.g. gw-a")?;
+        if t.len() > MAX_NODE_NAME {
+            self.error(
+                Some(v.referenced),
+                "node_name",
+                format!("is {} characters long; at most {MAX_NODE_NAME}", t.len()),
+            );
+            return None;
+        }
+        if let Some(c) = t
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
+        {
+            self.error(
+                Some(v.referenced),
+                "node_name",
+                format!("{t:?} contains {c:?}: use letters, digits, '.', '-' and '_'"),
+            );
+            return None;
+        }
+        Some(t)
+    }
+
     fn config(&mut self, raw: RawConfig) -> Checked<Config> {
+        let node_name = self.node_name(&raw.node_name);
         let listen = self.listen(raw.listen.as_ref());
         let advertise = self.advertise(&raw.advertise, raw.listen.as_ref(), listen.as_deref());
         let admin = self.admin(raw.admin.0.as_ref());
@@ -478,6 +526,7 @@ impl Validator<'_> {
         let log = self.log(raw.log.as_ref());
         let (limits, tcp_limits) = limits?;
         Some(Config {
+            node_name: node_name?,
             listen: listen?,
             advertise: advertise?,
             admin: admin?,
