@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Shell helpers shared by the load runners (tests/sipp/run.sh,
+# Shell helpers shared by the runners (tests/sipp/run.sh, tests/ha/run.sh,
 # tests/flood/run.sh): source it, after setting OUT (the run's directory).
 
 die() { echo "run.sh: $*" >&2; exit 2; }
