@@ -339,6 +339,88 @@ fn sigterm_refuses_new_calls_finishes_the_rest_and_exits_0() {
     assert_eq!(d.wait_exit(), Some(0), "log:\n{}", d.log());
 }
 
+/// Emergency calls ringing when the gateway is SIGKILLed never end in its
+/// journal, yet the report still lists them for call-back: each was
+/// journaled as it started.
+#[test]
+fn emergency_calls_in_progress_at_a_sigkill_are_on_the_callback_list() {
+    let primary = Uas::start(Mode::Ring(Duration::from_secs(60)));
+    let backup = Uas::start(Mode::Answer);
+    let mut d = start("sigkill-ringing", primary.addr(), backup.addr());
+    let mut caller = Caller::new(d.sip, "ringing").with_identities();
+    d.wait_for(Daemon::ready_with_trunks);
+    let ids: Vec<String> = (0..5)
+        .map(|i| {
+            caller.invite(if i % 2 == 0 {
+                "sip:999@lifeline"
+            } else {
+                "urn:service:sos"
+            })
+        })
+        .collect();
+    // Answered (ringing) on the primary, then past the journal's group
+    // commit (20 ms) with room to spare.
+    for _ in 0..100 {
+        if primary.invites() >= 5 {
+            break;
+        }
+        caller.pump(Duration::from_millis(20), None);
+    }
+    assert_eq!(primary.invites(), 5);
+    caller.pump(Duration::from_millis(300), None);
+    assert!(
+        caller.finals().is_empty(),
+        "still ringing: {:?}",
+        caller.finals()
+    );
+    d.child.kill().unwrap(); // SIGKILL
+    d.child.wait().unwrap();
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lifeline"))
+        .args(["report", "--format", "json", "--journal"])
+        .arg(d.dir.join("journal"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut listed: Vec<(String, String, String)> = json["callbacks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["call_id"].as_str().unwrap().to_string(),
+                c["outcome"].as_str().unwrap().to_string(),
+                c["gateway"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    listed.sort();
+    let mut want: Vec<(String, String, String)> = ids
+        .iter()
+        .map(|id| {
+            (
+                id.clone(),
+                lifeline_journal::report::NO_END.to_string(),
+                "gw-test".to_string(),
+            )
+        })
+        .collect();
+    want.sort();
+    assert_eq!(listed, want);
+    assert_eq!(json["totals"]["unfinished"]["emergency"], 5);
+    // Who to call back, from the INVITE (no trusted peer asserts an
+    // identity here: the From).
+    assert!(json["callbacks"][0]["from_uri"]
+        .as_str()
+        .unwrap()
+        .starts_with("sip:+44163296"));
+}
+
 #[test]
 fn sigkill_during_load_leaves_every_finished_call_in_the_journal() {
     let primary = Uas::start(Mode::Answer);

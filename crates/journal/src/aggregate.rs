@@ -407,6 +407,13 @@ impl CallAggregator {
                     self.stats.evicted += 1;
                     self.finish(oldest, *at, CallOutcome::Unfinished, None);
                 }
+                // An emergency call is journaled as it starts too, so that a
+                // gateway that dies before the call ends leaves it on the
+                // callback list ("no end recorded").
+                if info.emergency.is_some() {
+                    let started = self.call_record(*at, info, *at, CallOutcome::Unfinished);
+                    self.emit(JournalRecord::Started(Box::new(started)));
+                }
                 self.calls.insert(
                     *call,
                     InProgress {
@@ -749,27 +756,17 @@ impl CallAggregator {
         self.out.push_back(r);
     }
 
-    fn finish(&mut self, call: CallRef, at: Instant, outcome: CallOutcome, setup: Option<Micros>) {
-        let Some(c) = self.calls.remove(&call) else {
-            return;
-        };
-        let started = self.anchor.wall(c.started);
-        let info = &c.info;
-        let attempts = c
-            .attempts
-            .iter()
-            .map(|a| AttemptRecord {
-                trunk: self.names.trunk(a.trunk),
-                attempt: a.attempt,
-                offset: Micros::from_duration(a.started.saturating_duration_since(c.started)),
-                result: a.result.unwrap_or(AttemptResult::Unknown),
-                elapsed: a.elapsed,
-                late_status: a.late_status,
-            })
-            .collect();
-        let rec = CallRecord {
-            started,
-            ended: self.anchor.wall(at),
+    /// A call's record with no attempts, setup or notes yet.
+    fn call_record(
+        &self,
+        started: Instant,
+        info: &CallInfo,
+        ended: Instant,
+        outcome: CallOutcome,
+    ) -> CallRecord {
+        CallRecord {
+            started: self.anchor.wall(started),
+            ended: self.anchor.wall(ended),
             call_id: text(&info.call_id),
             caller: Caller {
                 from_uri: text(&info.from_uri),
@@ -788,10 +785,35 @@ impl CallAggregator {
                 info.source.transport.via_token().to_ascii_lowercase(),
                 info.source.addr
             ),
-            attempts,
+            attempts: Vec::new(),
             outcome,
+            setup: None,
+            notes: Vec::new(),
+        }
+    }
+
+    fn finish(&mut self, call: CallRef, at: Instant, outcome: CallOutcome, setup: Option<Micros>) {
+        let Some(c) = self.calls.remove(&call) else {
+            return;
+        };
+        let started = self.anchor.wall(c.started);
+        let attempts = c
+            .attempts
+            .iter()
+            .map(|a| AttemptRecord {
+                trunk: self.names.trunk(a.trunk),
+                attempt: a.attempt,
+                offset: Micros::from_duration(a.started.saturating_duration_since(c.started)),
+                result: a.result.unwrap_or(AttemptResult::Unknown),
+                elapsed: a.elapsed,
+                late_status: a.late_status,
+            })
+            .collect();
+        let rec = CallRecord {
+            attempts,
             setup,
             notes: c.notes,
+            ..self.call_record(c.started, &c.info, at, outcome)
         };
         let connected = rec.outcome.connected();
         if rec.is_emergency() && !connected {

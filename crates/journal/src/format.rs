@@ -23,7 +23,9 @@
 //! - 3: the header names the gateway that wrote the segment (`node_name` in
 //!   its configuration, UTF-8, at most [`MAX_NODE_LEN`] bytes; empty if
 //!   none), so that the journals of several gateways can be reported on
-//!   together. Records are as in version 2. Readers from before it refuse
+//!   together; and `JournalRecord::Started` (an emergency call's record
+//!   as it starts, so that a gateway that stops leaves its calls in
+//!   progress on the callback list). Readers from before it refuse
 //!   version 3 segments with a bad-header note.
 //!
 //! A segment is named `journal-<first_seq, 20 digits>-<unix seconds>.log` so

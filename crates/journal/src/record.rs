@@ -102,6 +102,11 @@ pub enum JournalRecord {
     /// (no route ...) and messages refused or dropped outside any call
     /// (added at the end in format version 2: older readers skip it).
     Refused(RefusedRecord),
+    /// An emergency call started: who called, what was dialled, where from
+    /// (its outcome `Unfinished`, no attempts). Its [`Call`](Self::Call)
+    /// record follows when it ends; one that never does was in progress
+    /// when the gateway stopped (format version 3).
+    Started(Box<CallRecord>),
 }
 
 impl JournalRecord {
@@ -114,6 +119,7 @@ impl JournalRecord {
             JournalRecord::Late(l) => l.at,
             JournalRecord::Note(n) => n.at(),
             JournalRecord::Refused(r) => r.first,
+            JournalRecord::Started(c) => c.started,
         }
     }
 }

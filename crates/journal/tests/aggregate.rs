@@ -893,7 +893,17 @@ fn junk_without_a_route_is_counted_per_source_and_emergency_calls_keep_their_rec
     }
     // The emergency call at once; the junk not yet: its interval is open.
     let cs = calls(&w.records);
-    assert_eq!(w.records.len(), 1, "only the emergency call so far");
+    assert_eq!(
+        w.records.len(),
+        2,
+        "only the emergency call so far: its start and its end"
+    );
+    assert!(
+        matches!(&w.records[0], JournalRecord::Started(c) if c.call_id == format!("junk-99@{JUNK}")
+            && c.outcome == CallOutcome::Unfinished && c.attempts.is_empty()),
+        "{:?}",
+        w.records[0]
+    );
     assert_eq!(cs[0].call_id, format!("junk-99@{JUNK}"));
     assert_eq!(cs[0].emergency, Some(EmergencyRule::SosUrn));
     assert_eq!(
@@ -918,7 +928,7 @@ fn junk_without_a_route_is_counted_per_source_and_emergency_calls_keep_their_rec
     assert_eq!(w.agg.poll_timeout(), Some(end));
     w.agg.handle_timeout(end - Duration::from_micros(1));
     w.collect();
-    assert_eq!(w.records.len(), 1, "not before the interval ends");
+    assert_eq!(w.records.len(), 2, "not before the interval ends");
     w.agg.handle_timeout(end);
     w.collect();
     assert_eq!(w.agg.poll_timeout(), None);
@@ -933,7 +943,7 @@ fn junk_without_a_route_is_counted_per_source_and_emergency_calls_keep_their_rec
         count: 10_000,
     };
     assert_eq!(refused(&w.records), [&one]);
-    assert_eq!(w.records.len(), 2);
+    assert_eq!(w.records.len(), 3);
 
     // The next refusal opens a new interval; shutdown writes it early.
     let at = w.at(70_000);

@@ -64,6 +64,11 @@ struct TrunkAcc {
 /// trunk is one gateway's (two gateways' `primary` are two trunks).
 const SEP: char = '\u{1f}';
 
+/// The outcome shown for an emergency call whose end the journal does not
+/// hold.
+pub const NO_END: &str =
+    "no end recorded: in progress when the journal was read, or the gateway stopped";
+
 /// `(gateway, trunk)` from a trunk key.
 fn split(key: &str) -> (String, String) {
     match key.split_once(SEP) {
@@ -90,6 +95,9 @@ pub struct ReportBuilder {
     trunk_events: Vec<(i64, String, TrunkChange)>,
     callbacks: Vec<CallbackEntry>,
     late: HashMap<(String, String, i64), String>,
+    /// Emergency calls started (in the window) whose end is not (yet) read:
+    /// by gateway, Call-ID and start.
+    open: HashMap<(String, String, i64), Box<CallRecord>>,
     totals: Totals,
     setups: Vec<u64>,
     trunks: BTreeMap<String, TrunkAcc>,
@@ -133,8 +141,19 @@ impl ReportBuilder {
         match r {
             JournalRecord::Call(c) => {
                 self.last_time = self.last_time.max(c.ended.0);
+                if c.is_emergency() && !self.open.is_empty() {
+                    self.open
+                        .remove(&(self.gateway.clone(), c.call_id.clone(), c.started.0));
+                }
                 if self.window.contains(c.started) {
                     self.call(c);
+                }
+            }
+            JournalRecord::Started(c) => {
+                self.last_time = self.last_time.max(c.started.0);
+                if c.is_emergency() && self.window.contains(c.started) {
+                    let key = (self.gateway.clone(), c.call_id.clone(), c.started.0);
+                    self.open.insert(key, c.clone());
                 }
             }
             JournalRecord::Trunk(t) => {
@@ -509,6 +528,18 @@ impl ReportBuilder {
             });
         }
 
+        // Emergency calls with no end recorded: in progress when the journal
+        // was read, or on a gateway that stopped (crashed, killed, host
+        // lost) before they ended. Call them back too.
+        for ((gateway, _, _), c) in std::mem::take(&mut self.open) {
+            self.totals.calls.add(true);
+            self.totals.unfinished.add(true);
+            let mut cb = CallbackEntry::from_record(&c);
+            cb.outcome = NO_END.to_string();
+            cb.gateway = gateway;
+            self.callbacks.push(cb);
+        }
+
         // Callback list, newest first.
         for cb in &mut self.callbacks {
             let key = (cb.gateway.clone(), cb.call_id.clone(), cb.started_us);
@@ -630,6 +661,55 @@ pub fn build<'a>(records: impl IntoIterator<Item = &'a JournalRecord>, window: W
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{connected_call, failed_call};
+
+    /// An emergency call's start record, as the aggregator writes it.
+    fn started(c: &CallRecord) -> JournalRecord {
+        JournalRecord::Started(Box::new(CallRecord {
+            ended: c.started,
+            attempts: Vec::new(),
+            outcome: CallOutcome::Unfinished,
+            setup: None,
+            notes: Vec::new(),
+            ..c.clone()
+        }))
+    }
+
+    #[test]
+    fn started_calls_with_no_end_are_called_back_once() {
+        let t = |s: i64| WallTime(1_700_000_000_000_000 + s * 1_000_000);
+        let answered = connected_call(t(1), "answered".into());
+        let failed = failed_call(t(2), "failed".into(), 503);
+        let open = failed_call(t(3), "open".into(), 503);
+        let before = failed_call(t(0), "before-window".into(), 503);
+        let records = [
+            started(&before),
+            started(&answered),
+            started(&failed),
+            started(&open),
+            JournalRecord::Call(Box::new(answered)),
+            JournalRecord::Call(Box::new(failed)),
+        ];
+        let window = Window {
+            since: Some(t(1)),
+            until: None,
+        };
+        let rep = build(records.iter(), window);
+        let listed: Vec<(&str, &str)> = rep
+            .callbacks
+            .iter()
+            .map(|c| (c.call_id.as_str(), c.outcome.as_str()))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("open", NO_END),
+                ("failed", "failed 503 (all-trunks-failed)")
+            ]
+        );
+        assert_eq!(rep.totals.calls.emergency, 3);
+        assert_eq!(rep.totals.unfinished.emergency, 1);
+    }
 
     #[test]
     fn median_is_lower_middle() {

@@ -12,7 +12,7 @@ mod render;
 
 use serde::Serialize;
 
-pub use builder::{build, ReportBuilder};
+pub use builder::{build, ReportBuilder, NO_END};
 pub use render::{render_csv, render_json, render_table};
 
 use crate::aggregate::CallbackEntry;
