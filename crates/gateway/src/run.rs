@@ -636,6 +636,7 @@ impl Observability {
         let watchdog = sd_notify::watchdog_enabled(false, &mut watchdog_usec);
         let mut last = (0u64, 0u64, 0u64);
         let mut last_idle_closed = 0u64;
+        let mut last_write_errors = 0u64;
         let mut last_busy = 0u64;
         let mut last_sent = (0u64, 0u64, 0u64);
         let mut refusals = RefusalLog::default();
@@ -643,9 +644,20 @@ impl Observability {
             refusals.tick(now, io);
             metrics.set_gauges(&proxy.stats(), proxy.health());
             metrics.set_trunk_calls(proxy);
+            metrics.set_routes(proxy);
             let q = io.queue_drops.load(std::sync::atomic::Ordering::Relaxed);
             let s = io.socket_drops.load(std::sync::atomic::Ordering::Relaxed);
-            let j = journal.as_ref().map_or(0, |h| h.dropped());
+            let js = journal
+                .as_ref()
+                .map(JournalHandle::stats)
+                .unwrap_or_default();
+            let j = js.dropped();
+            metrics.set_journal(
+                js.write_errors.saturating_sub(last_write_errors),
+                js.failing,
+                js.backlog(),
+            );
+            last_write_errors = js.write_errors;
             metrics.add_queue_drops(q.saturating_sub(last.0));
             // The first reading is the host's total so far, not ours.
             if last.1 != 0 {

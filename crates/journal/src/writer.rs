@@ -88,6 +88,8 @@ impl Faults {
 /// Counters, readable from any thread.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct JournalStats {
+    /// Records queued for the writer since open (`record` returned `true`).
+    pub accepted: u64,
     /// Records made durable (written and fsynced) since open.
     pub durable: u64,
     /// The sequence number of the last durable record (0: none yet).
@@ -116,10 +118,21 @@ impl JournalStats {
     pub fn dropped(&self) -> u64 {
         self.dropped_queue_full + self.dropped_closed + self.dropped_disk
     }
+
+    /// Records accepted and not yet durable nor lost: queued, in the batch
+    /// being written, or held while the disk fails. It grows while the
+    /// writer falls behind, before anything is lost: the metric
+    /// `lifeline_journal_backlog`. (The counters are read one by one while
+    /// the writer runs, so it may be off by the records of one batch.)
+    pub fn backlog(&self) -> u64 {
+        self.accepted
+            .saturating_sub(self.durable.saturating_add(self.dropped_disk))
+    }
 }
 
 #[derive(Debug, Default)]
 struct Shared {
+    accepted: AtomicU64,
     durable: AtomicU64,
     fsynced_seq: AtomicU64,
     bytes: AtomicU64,
@@ -151,7 +164,10 @@ impl JournalHandle {
     /// stopped, the record is dropped, counted, and `false` returned.
     pub fn record(&self, record: JournalRecord) -> bool {
         match self.tx.try_send(Msg::Record(record)) {
-            Ok(()) => true,
+            Ok(()) => {
+                self.shared.accepted.fetch_add(1, Ordering::Relaxed);
+                true
+            }
             Err(TrySendError::Full(_)) => {
                 self.shared
                     .dropped_queue_full
@@ -187,6 +203,7 @@ impl JournalHandle {
     pub fn stats(&self) -> JournalStats {
         let s = &self.shared;
         JournalStats {
+            accepted: s.accepted.load(Ordering::Relaxed),
             durable: s.durable.load(Ordering::Acquire),
             fsynced_seq: s.fsynced_seq.load(Ordering::Acquire),
             bytes: s.bytes.load(Ordering::Relaxed),

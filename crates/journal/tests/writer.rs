@@ -189,6 +189,7 @@ fn failing_disk_never_blocks_counts_losses_and_resumes() {
         assert!(h.record(rec(i)));
     }
     assert_eq!(h.flush(), 10);
+    assert_eq!(h.stats().backlog(), 0, "all durable: {:?}", h.stats());
 
     faults.fail_writes.store(true, Ordering::Relaxed);
     // Producers keep going: record() returns at once whatever the disk does.
@@ -207,6 +208,11 @@ fn failing_disk_never_blocks_counts_losses_and_resumes() {
     );
     assert_eq!(h.fsynced_seq(), 10, "nothing durable while failing");
     assert!(accepted < 4_990);
+    // What waits for the disk is the backlog: accepted, not durable, not
+    // (yet) lost.
+    let stats = h.stats();
+    assert_eq!(stats.accepted, 10 + accepted);
+    assert!(stats.backlog() > 0, "{stats:?}");
 
     // The disk comes back: the backlog is written, then new records.
     faults.fail_writes.store(false, Ordering::Relaxed);
@@ -218,6 +224,7 @@ fn failing_disk_never_blocks_counts_losses_and_resumes() {
     });
     assert!(h.record(rec(10_000)));
     let last = h.flush();
+    assert_eq!(h.stats().backlog(), 0, "written once the disk is back");
     let stats = w.shutdown();
     assert!(!stats.failing);
     let idx = indices(tmp.path());

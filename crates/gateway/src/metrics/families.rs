@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
-use lifeline_proxy::SkipReason;
+use lifeline_proxy::{AttemptFailure, SkipReason};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -16,8 +16,9 @@ use prometheus_client::registry::{Metric, Registry};
 
 use super::labels::{
     AdmissionLabels, CallLabels, DirectionLabels, EmergencyLabels, FailoverLabels, KindLabels,
-    MessageLabels, ProgressLabels, RejectReasonLabels, RejectedLabels, RescueLabels, RuleLabels,
-    SkipLabels, StateChangeLabels, StateLabels, TcpClosedLabels, TrunkLabels, VersionLabels,
+    MessageLabels, ProgressLabels, Reason, RejectReasonLabels, RejectedLabels, RescueLabels,
+    RouteLabels, RuleLabels, SkipLabels, StateChangeLabels, StateLabels, TcpClosedLabels,
+    TrunkLabels, VersionLabels,
 };
 use super::TCP_CLOSE_REASONS;
 use super::{Metrics, Names, Seen, Totals};
@@ -117,6 +118,11 @@ impl Metrics {
             "trunk_max_calls",
             "The trunk's configured max_calls (absent when unlimited)",
         );
+        let route_usable: Family<RouteLabels, Gauge> = registered(
+            &mut r,
+            "route_usable_trunks",
+            "Trunks of the route that take new calls now (up or suspect, not drained); 0: none",
+        );
         let setup: SetupFamily = Family::new_with_constructor(setup_histogram);
         r.register(
             "setup_seconds",
@@ -158,7 +164,22 @@ impl Metrics {
         let journal_dropped: Counter = registered(
             &mut r,
             "journal_dropped",
-            "Journal records dropped because the writer fell behind",
+            "Journal records lost (writer queue full, writer stopped, or the disk failed past the backlog)",
+        );
+        let journal_write_errors: Counter = registered(
+            &mut r,
+            "journal_write_errors",
+            "Journal writes or fsyncs that failed (retried)",
+        );
+        let journal_failing: Gauge = registered(
+            &mut r,
+            "journal_failing",
+            "1 while the last journal write or fsync failed: records wait in the backlog",
+        );
+        let journal_backlog: Gauge = registered(
+            &mut r,
+            "journal_backlog",
+            "Journal records waiting to be made durable (queued, being written, or held while the disk fails)",
         );
         let socket_drops: Counter = registered(
             &mut r,
@@ -289,6 +310,8 @@ impl Metrics {
             canary,
             trunk_calls,
             trunk_max_calls,
+            route_usable,
+            route_names: Mutex::new(Vec::new()),
             setup,
             transactions,
             calls_active,
@@ -298,6 +321,9 @@ impl Metrics {
             messages,
             retransmissions,
             journal_dropped,
+            journal_write_errors,
+            journal_failing,
+            journal_backlog,
             socket_drops,
             queue_drops,
             tcp_idle_closed,
@@ -340,6 +366,20 @@ impl Metrics {
             drop(self.late_responses.get_or_create(&labels));
             drop(self.hedged.get_or_create(&labels));
             drop(self.duplicate_answers.get_or_create(&labels));
+            // Every reason but `response-<status>` (one per status seen).
+            for reason in [
+                AttemptFailure::NoResponse,
+                AttemptFailure::NoProgress,
+                AttemptFailure::TransportError,
+                AttemptFailure::TransactionTimeout,
+                AttemptFailure::TrunkDown,
+                AttemptFailure::Superseded,
+            ] {
+                drop(self.failovers.get_or_create(&FailoverLabels {
+                    trunk: trunk.clone(),
+                    reason: Reason(reason),
+                }));
+            }
             for ringing in ["true", "false"] {
                 drop(self.rescued.get_or_create(&RescueLabels {
                     trunk: trunk.clone(),

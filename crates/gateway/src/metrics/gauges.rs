@@ -10,8 +10,8 @@ use lifeline_proxy::{Proxy, Stats};
 use prometheus_client::metrics::counter::Counter;
 
 use super::labels::{
-    AdmissionLabels, DirectionLabels, KindLabels, MessageLabels, Name, ProgressLabels, StateLabels,
-    TcpClosedLabels, TrunkLabels,
+    AdmissionLabels, DirectionLabels, KindLabels, MessageLabels, Name, ProgressLabels, RouteLabels,
+    StateLabels, TcpClosedLabels, TrunkLabels,
 };
 use super::Metrics;
 
@@ -213,6 +213,42 @@ impl Metrics {
                 })
                 .set(i64::from(proxy.trunk_calls(t.id)));
         }
+    }
+
+    /// Refresh `lifeline_route_usable_trunks`: for each route, how many of
+    /// its trunks take new calls now (usable state and not drained, as
+    /// `/status` and `/readyz` count them). A route a reload took away loses
+    /// its series. Call it on the same tick as [`Metrics::set_gauges`].
+    pub(crate) fn set_routes(&self, proxy: &Proxy) {
+        let health = proxy.health();
+        let mut names = self
+            .route_names
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut now = Vec::with_capacity(names.len());
+        for (route, trunks) in proxy.routes() {
+            let usable = trunks
+                .iter()
+                .filter(|id| health.trunk(**id).is_some_and(|t| t.ready()))
+                .count();
+            let name = names
+                .iter()
+                .find(|n| n.as_str() == route)
+                .cloned()
+                .unwrap_or_else(|| Name::new(route));
+            self.route_usable
+                .get_or_create(&RouteLabels {
+                    route: name.clone(),
+                })
+                .set(to_i64(usable));
+            now.push(name);
+        }
+        for gone in names.iter().filter(|n| !now.contains(n)) {
+            self.route_usable.remove(&RouteLabels {
+                route: gone.clone(),
+            });
+        }
+        *names = now;
     }
 
     /// The configured `max_calls` of each trunk (by name; `None`: unlimited,

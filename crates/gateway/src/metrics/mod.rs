@@ -3,7 +3,8 @@
 //! The event loop owns the [`Proxy`](lifeline_proxy::Proxy); it hands every
 //! [`Event`](lifeline_proxy::Event) it drains to
 //! [`Metrics::on_event`], calls [`Metrics::set_gauges`] and
-//! [`Metrics::set_trunk_calls`] on a regular tick (once a second is plenty),
+//! [`Metrics::set_trunk_calls`] and [`Metrics::set_routes`] on a regular
+//! tick (once a second is plenty),
 //! tells [`Metrics::set_max_calls`] the configured limits (at start and after
 //! a reload), and bumps the counters only it can see
 //! ([`Metrics::add_socket_drops`], [`Metrics::add_queue_drops`],
@@ -22,7 +23,7 @@
 //! | `lifeline_emergency_calls_total` | `rule` | emergency calls started: `sos-urn`, `number`, `resource-priority` |
 //! | `lifeline_emergency_calls_failed_total` | | emergency calls that ended `failed` or `no_route`: each one is on the callback list |
 //! | `lifeline_attempts_total` | `trunk` | INVITEs sent to a trunk (first tries and failovers) |
-//! | `lifeline_failovers_total` | `trunk`, `reason` | attempts given up: `no-response`, `no-progress`, `transport-error`, `transaction-timeout`, `trunk-down` (the trunk went Down while the attempt waited), `superseded` (a hedge that lost: the call was answered through another trunk), or `response-<status>` (`response-503`) |
+//! | `lifeline_failovers_total` | `trunk`, `reason` | attempts given up: `no-response`, `no-progress`, `transport-error`, `transaction-timeout`, `trunk-down` (the trunk went Down while the attempt waited), `superseded` (a hedge that lost: the call was answered through another trunk), or `response-<status>` (`response-503`); every reason but `response-<status>` is there from the start, at zero, for each trunk |
 //! | `lifeline_rescued_total` | `trunk`, `ringing` | calls moved off a trunk at once because it went Down while they waited (a call moved by one ICMP or TCP error that answered its own request counts as a failover, `reason="transport-error"`); `ringing="true"` if the caller already heard ringing from it |
 //! | `lifeline_hedged_total` | `trunk` | emergency calls given a parallel attempt on this trunk because they had not rung within `hedge_after` |
 //! | `lifeline_trunk_skipped_total` | `trunk`, `reason` | calls that passed this trunk over because it was full: `max_calls` or `max_cps` |
@@ -37,6 +38,7 @@
 //! | `lifeline_trunk_canary` | `trunk` | 1 while the trunk is in its canary (back up on probes after failing calls, taking a share of calls) |
 //! | `lifeline_trunk_calls` | `trunk` | calls on the trunk now (being set up, or answered and not ended): what `max_calls` limits |
 //! | `lifeline_trunk_max_calls` | `trunk` | the trunk's configured `max_calls`; absent when unlimited |
+//! | `lifeline_route_usable_trunks` | `route` | trunks of the route that take new calls now (up or suspect, not drained): 0 means ordinary calls on the route fail and emergency calls try down trunks (`/status`'s `usable: false`) |
 //! | `lifeline_setup_seconds` | `emergency` | INVITE arrival to 2xx forwarded, connected calls only (`"true"`/`"false"`) |
 //! | `lifeline_transactions` | `kind` | live `server` and `client` transactions |
 //! | `lifeline_transactions_lingering` | | of those, transactions past their final response kept only to absorb retransmissions (about 200 B each, 32 s at most; docs/PERFORMANCE.md) |
@@ -48,7 +50,10 @@
 //! | `lifeline_rejected_total` | `reason` | the same messages by reason alone, answered or dropped: `access` (a request from outside `access.callers`), `malformed`, `malformed response`, `control character`, `control character in response`, `unknown dialog`, `no route` ... |
 //! | `lifeline_messages_total` | `direction`, `kind` | SIP messages: `in` from the proxy's counters, `out` from the IO side's (every message sent, by [`Metrics::add_transmitted`]); `request` or `response` |
 //! | `lifeline_retransmissions_absorbed_total` | | request retransmissions answered by server transactions |
-//! | `lifeline_journal_dropped_total` | | journal records dropped (the writer fell behind) |
+//! | `lifeline_journal_dropped_total` | | journal records lost: the writer's queue was full, the writer had stopped, or the disk failed for longer than the backlog could hold |
+//! | `lifeline_journal_write_errors_total` | | failed journal writes or fsyncs (each retried after `retry_interval`) |
+//! | `lifeline_journal_failing` | | 1 while the last journal write or fsync failed: records wait in the backlog, not yet lost |
+//! | `lifeline_journal_backlog` | | records waiting to be made durable (queued, being written, or held while the disk fails): the writer's lag; records are lost once it reaches `queue_capacity` |
 //! | `lifeline_socket_drops_total` | | datagrams the kernel dropped at our sockets |
 //! | `lifeline_input_queue_drops_total` | | inputs dropped because the core's queue was full |
 //! | `lifeline_tcp_idle_closed_total` | | TCP connections closed after `tcp_idle_timeout` without traffic |
@@ -116,9 +121,9 @@ use families::SetupFamily;
 use gauges::Seen;
 pub(crate) use labels::Names;
 use labels::{
-    AdmissionLabels, CallLabels, DirectionLabels, FailoverLabels, KindLabels, MessageLabels,
-    ProgressLabels, RejectReasonLabels, RejectedLabels, RescueLabels, RuleLabels, SkipLabels,
-    StateChangeLabels, StateLabels, TcpClosedLabels, TrunkLabels,
+    AdmissionLabels, CallLabels, DirectionLabels, FailoverLabels, KindLabels, MessageLabels, Name,
+    ProgressLabels, RejectReasonLabels, RejectedLabels, RescueLabels, RouteLabels, RuleLabels,
+    SkipLabels, StateChangeLabels, StateLabels, TcpClosedLabels, TrunkLabels,
 };
 
 /// The `Content-Type` of [`Metrics::encode`]'s output (Prometheus text 0.0.4).
@@ -186,6 +191,10 @@ pub(crate) struct Metrics {
     canary: Family<TrunkLabels, Gauge>,
     trunk_calls: Family<TrunkLabels, Gauge>,
     trunk_max_calls: Family<TrunkLabels, Gauge>,
+    route_usable: Family<RouteLabels, Gauge>,
+    /// The routes `route_usable` has a series for, to remove those a reload
+    /// took away.
+    route_names: Mutex<Vec<Name>>,
     setup: SetupFamily,
     transactions: Family<KindLabels, Gauge>,
     calls_active: Gauge,
@@ -195,6 +204,9 @@ pub(crate) struct Metrics {
     messages: Family<MessageLabels, Counter>,
     retransmissions: Counter,
     journal_dropped: Counter,
+    journal_write_errors: Counter,
+    journal_failing: Gauge,
+    journal_backlog: Gauge,
     socket_drops: Counter,
     queue_drops: Counter,
     tcp_idle_closed: Counter,
@@ -235,6 +247,16 @@ impl Metrics {
     /// Journal records dropped since the last call.
     pub(crate) fn add_journal_dropped(&self, n: u64) {
         self.journal_dropped.inc_by(n);
+    }
+
+    /// Journal writes or fsyncs that failed since the last call, whether
+    /// the last one failed (the writer is retrying), and the records
+    /// waiting to be made durable ([`lifeline_journal::JournalStats::backlog`]).
+    pub(crate) fn set_journal(&self, new_errors: u64, failing: bool, backlog: u64) {
+        self.journal_write_errors.inc_by(new_errors);
+        self.journal_failing.set(i64::from(failing));
+        self.journal_backlog
+            .set(i64::try_from(backlog).unwrap_or(i64::MAX));
     }
 
     /// Datagrams the kernel dropped since the last call (e.g. the change in

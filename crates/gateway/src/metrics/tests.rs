@@ -336,6 +336,25 @@ fn failover_reasons_and_rejections_as_labels() {
     let b = Bench::new(true);
     let m = Metrics::new();
     let names = m.names(&b.proxy);
+    // Every fixed reason of every trunk is there from the start, at zero,
+    // so that rate() and increase() see a trunk's first failover.
+    let page = m.encode();
+    for trunk in ["primary", "backup"] {
+        for reason in [
+            "no-response",
+            "no-progress",
+            "transport-error",
+            "transaction-timeout",
+            "trunk-down",
+            "superseded",
+        ] {
+            assert_series(
+                &page,
+                &format!("lifeline_failovers_total{{trunk=\"{trunk}\",reason=\"{reason}\"}}"),
+                0.0,
+            );
+        }
+    }
     let primary = b.proxy.health().find("primary").unwrap();
     let now = b.now;
     for reason in [
@@ -817,4 +836,65 @@ fn admission_refusals_from_the_io_side_and_the_core_caps() {
     assert_series(&page, &series("max_calls", "reject"), 1.0);
     assert_series(&page, "lifeline_shedding", 1.0);
     assert_series(&page, "lifeline_input_queue_bytes", 4096.0);
+}
+
+#[test]
+fn usable_trunks_per_route_follow_state_drains_and_reloads() {
+    let route = |r: &str| format!("lifeline_route_usable_trunks{{route=\"{r}\"}}");
+    let mut b = Bench::new(true);
+    let m = Metrics::new();
+    // emergency: primary and backup; default: primary only. Both up.
+    m.set_routes(&b.proxy);
+    let page = m.encode();
+    assert_series(&page, &route("emergency"), 2.0);
+    assert_series(&page, &route("default"), 1.0);
+
+    // The scripted calls take the primary down (a 503, then no answer).
+    scripted_calls(&mut b);
+    let primary = b.proxy.health().find("primary").unwrap();
+    assert_eq!(
+        b.proxy.health().trunk(primary).unwrap().state,
+        lifeline_health::State::Down
+    );
+    m.set_routes(&b.proxy);
+    let page = m.encode();
+    assert_series(&page, &route("emergency"), 1.0);
+    assert_series(&page, &route("default"), 0.0);
+
+    // A drained trunk takes no new calls either, whatever its state.
+    let backup = b.proxy.health().find("backup").unwrap();
+    b.proxy.health_mut().drain(b.now, backup);
+    m.set_routes(&b.proxy);
+    assert_series(&m.encode(), &route("emergency"), 0.0);
+    b.proxy.health_mut().undrain(b.now, backup);
+    m.set_routes(&b.proxy);
+    assert_series(&m.encode(), &route("emergency"), 1.0);
+
+    // A reload without the default route: its series goes.
+    let reloaded = Bench::new(false);
+    m.set_routes(&reloaded.proxy);
+    let page = m.encode();
+    assert_series(&page, &route("emergency"), 2.0);
+    assert_eq!(value(&page, &route("default")), None, "{page}");
+}
+
+#[test]
+fn journal_write_errors_failing_and_backlog() {
+    let m = Metrics::new();
+    let page = m.encode();
+    assert_series(&page, "lifeline_journal_write_errors_total", 0.0);
+    assert_series(&page, "lifeline_journal_failing", 0.0);
+    assert_series(&page, "lifeline_journal_backlog", 0.0);
+    m.set_journal(2, true, 300);
+    let page = m.encode();
+    assert_series(&page, "lifeline_journal_write_errors_total", 2.0);
+    assert_series(&page, "lifeline_journal_failing", 1.0);
+    assert_series(&page, "lifeline_journal_backlog", 300.0);
+    // The disk came back: no new error, not failing, the backlog written;
+    // the error count stays.
+    m.set_journal(0, false, 0);
+    let page = m.encode();
+    assert_series(&page, "lifeline_journal_write_errors_total", 2.0);
+    assert_series(&page, "lifeline_journal_failing", 0.0);
+    assert_series(&page, "lifeline_journal_backlog", 0.0);
 }
