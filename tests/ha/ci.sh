@@ -54,13 +54,8 @@ if ! ip netns add "$probe" 2>/dev/null; then
 fi
 ip netns del "$probe"
 
-apt_install() {
-    command -v apt-get >/dev/null 2>&1 || return 1
-    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"; then
-        DEBIAN_FRONTEND=noninteractive apt-get update -q &&
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"
-    fi
-}
+# shellcheck source=tests/lib/ci.sh
+. tests/lib/ci.sh
 if ! command -v keepalived >/dev/null 2>&1; then
     echo "keepalived not found: installing it"
     apt_install keepalived >/dev/null || skip "keepalived, which apt-get could not install"
@@ -72,21 +67,8 @@ for pair in sipp:sip-tester tcpdump:tcpdump curl:curl; do
     fi
 done
 
-if [ -n "${HA_LIFELINE:-}" ]; then
-    LIFELINE=$HA_LIFELINE
-else
-    cargo build --release -p lifeline --quiet
-    LIFELINE="${CARGO_TARGET_DIR:-$PWD/target}/release/lifeline"
-fi
-
-OUT=${HA_OUT:-$(mktemp -d /tmp/lifeline-ha-ci.XXXXXX)}
-mkdir -p "$OUT"
-echo "logs: $OUT"
-
-field() { # NAME LINE: the value of NAME=... in a result line
-    printf '%s\n' "$2" | tr ' ' '\n' | awk -F= -v k="$1" '$1 == k { print $2; exit }'
-}
-isnum() { [[ $1 =~ ^[0-9]+$ ]]; }
+LIFELINE=$(ci_lifeline "${HA_LIFELINE:-}")
+OUT=$(ci_out "${HA_OUT:-}" lifeline-ha-ci)
 
 status=0
 rows=()

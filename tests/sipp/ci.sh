@@ -51,13 +51,8 @@ CALL_MS=1000
 FAULT_AT=3
 FAULT_FOR=7
 
-apt_install() {
-    command -v apt-get >/dev/null 2>&1 || return 1
-    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"; then
-        DEBIAN_FRONTEND=noninteractive apt-get update -q &&
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"
-    fi
-}
+# shellcheck source=tests/lib/ci.sh
+. tests/lib/ci.sh
 if ! command -v sipp >/dev/null 2>&1; then
     echo "sipp not found: installing sip-tester"
     apt_install sip-tester || { echo "ci.sh: cannot install SIPp (sip-tester)" >&2; exit 1; }
@@ -70,21 +65,8 @@ if ! command -v tcpdump >/dev/null 2>&1; then
     apt_install tcpdump || echo "ci.sh: cannot install tcpdump; switch times come from the trunks' logs" >&2
 fi
 
-if [ -n "${SIPP_LIFELINE:-}" ]; then
-    LIFELINE=$SIPP_LIFELINE
-else
-    cargo build --release -p lifeline --quiet
-    LIFELINE="${CARGO_TARGET_DIR:-$PWD/target}/release/lifeline"
-fi
-
-OUT=${SIPP_OUT:-$(mktemp -d /tmp/lifeline-sipp-ci.XXXXXX)}
-mkdir -p "$OUT"
-echo "logs: $OUT"
-
-field() { # NAME LINE: the value of NAME=... in a result line
-    printf '%s\n' "$2" | tr ' ' '\n' | awk -F= -v k="$1" '$1 == k { print $2; exit }'
-}
-isnum() { [[ $1 =~ ^[0-9]+$ ]]; }
+LIFELINE=$(ci_lifeline "${SIPP_LIFELINE:-}")
+OUT=$(ci_out "${SIPP_OUT:-}" lifeline-sipp-ci)
 
 status=0
 rows=()
