@@ -89,8 +89,12 @@ impl Overload {
 /// The kernel's count of UDP datagrams dropped for want of receive buffer
 /// (Linux `/proc/net/snmp`, `Udp: RcvbufErrors`), for every socket of the
 /// host: a rise means someone's socket overflowed, most likely ours.
+///
+/// Read as `/proc/self/net/snmp`, the file `/proc/net` links to: systemd's
+/// `ProcSubset=pid` (deploy/lifeline.service) hides `/proc/net` but not the
+/// process's own directory.
 fn udp_receive_errors() -> Option<u64> {
-    rcvbuf_errors(&std::fs::read_to_string("/proc/net/snmp").ok()?)
+    rcvbuf_errors(&std::fs::read_to_string("/proc/self/net/snmp").ok()?)
 }
 
 /// `RcvbufErrors` from the text of `/proc/net/snmp`: the first `Udp:` line
@@ -117,6 +121,14 @@ mod tests {
         assert_eq!(rcvbuf_errors(snmp), Some(7));
         assert_eq!(rcvbuf_errors("Udp: InDatagrams\nUdp: 1\n"), None);
         assert_eq!(rcvbuf_errors(""), None);
+    }
+
+    /// The path the gateway reads is there and holds the counter (a wrong
+    /// path would leave socket drops unseen, and overload undetected).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_kernel_counter_is_read() {
+        assert!(udp_receive_errors().is_some());
     }
 
     #[test]
