@@ -258,7 +258,10 @@ impl Gateway {
 
         // A connected socket per UDP trunk, on the UDP listener's address
         // (opened now so the first probe's ICMP is caught; reopened if a
-        // reload moves the trunk).
+        // reload moves the trunk). One that cannot be opened (no route to
+        // the trunk yet: `connect` fails) does not stop the gateway: the
+        // trunk is tried again at each send, which goes from the listener
+        // meanwhile, and its send errors are evidence against it.
         let mut trunk_sockets = Vec::new();
         for t in &cfg.trunks {
             let local = listeners
@@ -267,15 +270,25 @@ impl Gateway {
                 .map(|(l, _)| *l);
             let id = proxy.health().find(&t.name);
             let sock = match (t.peer.transport, local, id) {
-                (Transport::Udp, Some(local), Some(id)) => Some(TrunkSocket::open(
-                    &*opts.net,
-                    local,
-                    t.peer.addr,
-                    id,
-                    rt.handle(),
-                    &tx,
-                    &stats,
-                )?),
+                (Transport::Udp, Some(local), Some(id)) => {
+                    let opened = TrunkSocket::open(
+                        &*opts.net,
+                        local,
+                        t.peer.addr,
+                        id,
+                        rt.handle(),
+                        &tx,
+                        &stats,
+                    );
+                    match opened {
+                        Ok(s) => Some(s),
+                        Err(e) => {
+                            tracing::warn!(trunk = %t.name, peer = %t.peer.addr, error = %e,
+                                "cannot open a socket for the trunk; sending from the listener until it can be");
+                            None
+                        }
+                    }
+                }
                 _ => None,
             };
             trunk_sockets.push(sock);

@@ -466,7 +466,10 @@ impl Outbound {
         let s = match opened {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!(%peer, error = %e, "cannot open a socket for the trunk; sending from the listener");
+                // Tried at each send until it opens (at start it was logged
+                // at WARN; what reaches the trunk meanwhile, or not, shows
+                // in its state).
+                tracing::debug!(%peer, error = %e, "cannot open a socket for the trunk; sending from the listener");
                 return None;
             }
         };

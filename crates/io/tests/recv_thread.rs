@@ -6,11 +6,11 @@
 #![cfg(all(not(loom), target_os = "linux"))]
 
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lifeline_io::{Gateway, Options};
-use lifeline_kit::{one_route, Mode, Uas};
+use lifeline_kit::{one_route, unprobed, Caller, Mode, Uas};
 use lifeline_proxy::{Peer, Transport, TrunkConfig};
 use lifeline_sip::Message;
 
@@ -128,4 +128,45 @@ fn a_stopped_gateway_ends_its_receive_threads_and_frees_its_port() {
     drop(gw);
     wait_for_udp_threads(before);
     UdpSocket::bind(port).expect("the port is free after a drop");
+}
+
+/// Real UDP sockets, except that a socket connected to `unroutable` cannot
+/// be opened: `connect` fails as with no route to the trunk yet.
+#[derive(Debug)]
+struct NoRouteNet {
+    unroutable: SocketAddr,
+}
+
+impl lifeline_io::transport::DatagramNet for NoRouteNet {
+    fn bind(
+        &self,
+        rt: &tokio::runtime::Handle,
+        addr: SocketAddr,
+        connect: Option<SocketAddr>,
+    ) -> std::io::Result<Arc<dyn lifeline_io::transport::DatagramSocket>> {
+        if connect == Some(self.unroutable) {
+            return Err(std::io::ErrorKind::NetworkUnreachable.into());
+        }
+        lifeline_io::transport::real().bind(rt, addr, connect)
+    }
+}
+
+/// A trunk whose socket cannot be opened at start does not stop the
+/// gateway: it starts, and reaches the trunk from its listener.
+#[test]
+fn a_trunk_without_a_socket_at_start_does_not_stop_the_gateway() {
+    let trunk = Uas::start(Mode::Answer);
+    let at = trunk.addr();
+    let net = Arc::new(NoRouteNet { unroutable: at });
+    let gw = Gateway::start(Options {
+        net,
+        ..Options::new(
+            vec![(Transport::Udp, "127.0.0.1:0".parse().unwrap())],
+            move |adv| one_route(adv, vec![unprobed("no-socket", Peer::udp(at))]),
+        )
+    })
+    .expect("the gateway starts");
+    let mut caller = Caller::new(gw.bound.udp[0], "noroute");
+    assert_eq!(caller.call("sip:999@gw.example"), Some(200));
+    gw.shutdown(Duration::from_secs(1)).unwrap();
 }
