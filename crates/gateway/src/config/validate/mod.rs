@@ -28,6 +28,7 @@ use super::{Config, ConfigError, ConfigErrors, LogConfig, LogFormat, LogLevel};
 
 mod access;
 mod admin;
+mod capture;
 mod limits;
 mod routes;
 mod trunks;
@@ -476,6 +477,7 @@ impl Validator<'_> {
         };
         let limits = self.limits(raw.limits.as_ref());
         let log = self.log(raw.log.as_ref());
+        let capture = self.capture(raw.capture.as_ref());
         let (limits, tcp_limits) = limits?;
         Some(Config {
             listen: listen?,
@@ -493,6 +495,7 @@ impl Validator<'_> {
             limits,
             tcp_limits,
             log: log?,
+            capture: capture?,
             warnings: Vec::new(),
         })
     }
