@@ -145,6 +145,9 @@ usage: tests/sipp/run.sh [options]
   --kamailio-fr-timer MS      Kamailio tm fr_timer (default 500)
   --kamailio-fr-inv-timer MS  Kamailio tm fr_inv_timer (default 2000)
   --no-journal                lifeline without its journal
+  --hep ADDR:PORT             lifeline: capture SIP messages to this HEP collector
+                              (capture: in its configuration; for measuring its cost)
+  --hep-calls all|emergency|failed   which messages (default all)
   --no-capture                do not run tcpdump (switch timed from the trunk's log)
   --trace                     every SIPp also writes each message it sends and receives
                               (-trace_msg: NAME.messages.log in --out; for debugging)
@@ -153,7 +156,7 @@ EOF
 
 PROXY=lifeline FAULT=none RATE=100 DURATION=20 FAULT_AT='' FAULT_FOR='' CALL_MS=1000 RING_MS=1500
 LIMIT='' OUT='' LIFELINE='' IO_THREADS='' PROXY_CPUS='' SIPP_CPUS='' KAM_CHILDREN=4
-KAM_FR=500 KAM_FR_INV=2000 JOURNAL=1 CAPTURE=1 TRACE=0
+KAM_FR=500 KAM_FR_INV=2000 JOURNAL=1 CAPTURE=1 TRACE=0 HEP='' HEP_CALLS=all
 while [ $# -gt 0 ]; do
     case "$1" in
     --proxy) PROXY=$2; shift 2 ;;
@@ -174,6 +177,8 @@ while [ $# -gt 0 ]; do
     --kamailio-fr-timer) KAM_FR=$2; shift 2 ;;
     --kamailio-fr-inv-timer) KAM_FR_INV=$2; shift 2 ;;
     --no-journal) JOURNAL=0; shift ;;
+    --hep) HEP=$2; shift 2 ;;
+    --hep-calls) HEP_CALLS=$2; shift 2 ;;
     --no-capture) CAPTURE=0; shift ;;
     --trace) TRACE=1; shift ;;
     -h | --help) usage; exit 0 ;;
@@ -427,6 +432,7 @@ if [ "$PROXY" = lifeline ]; then
             echo "admin: $IP:$ADMIN_PORT"
         fi
         [ "$JOURNAL" = 1 ] && echo "journal: $OUT/journal"
+        [ -n "$HEP" ] && echo "capture: { hep: $HEP, calls: $HEP_CALLS }"
         # SIPp's caller is the originating network, and its trust domain:
         # its P-Asserted-Identity reaches the trunks as sent.
         echo "access: { callers: [$IP/32], trusted: [$IP/32] }"

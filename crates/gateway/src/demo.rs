@@ -261,6 +261,7 @@ fn run_inner(opts: DemoOptions) -> std::io::Result<bool> {
         net: lifeline_io::transport::real(),
         clock: lifeline_io::clock::system(),
         tcp: lifeline_io::TcpLimits::default(),
+        capture: None,
     })?;
     // The admin API, so /status and /metrics can be watched during the demo.
     let admin = obs

@@ -20,7 +20,8 @@ use lifeline_proxy::{AttemptFailure, CallRef, Event, Proxy, ProxyConfig, Transpo
 use crate::admin::{self, AccessBoard, AdminAccess, AdminCommand, AdminState, StatusBoard};
 use crate::metrics::{Metrics, Names};
 use lifeline_io::{
-    EventSink, Gateway, Input, InputTx, IoStats, Options, ProxyNames, SinkTick, Tick,
+    Capture, CaptureConfig, EventSink, Gateway, Input, InputTx, IoStats, Options, ProxyNames,
+    SinkTick, Tick,
 };
 
 /// Log output format: the one type, the configuration's (`--log-format`).
@@ -42,6 +43,8 @@ pub(crate) struct RunConfig {
     pub(crate) tcp_idle_timeout: Duration,
     /// `limits.tcp`.
     pub(crate) tcp_limits: lifeline_io::TcpLimits,
+    /// `capture:`: export SIP messages to a HEP collector.
+    pub(crate) capture: Option<CaptureConfig>,
     /// What the file has that is allowed but probably wrong, one line each
     /// (`file:line:column: warning: key: message`): logged at WARN.
     pub(crate) warnings: Vec<String>,
@@ -77,6 +80,7 @@ pub(crate) fn load_run_config(path: &Path) -> Result<RunConfig, String> {
         log_json: log.format == LogFormat::Json,
         tcp_idle_timeout: shared.tcp_idle_timeout(),
         tcp_limits: shared.tcp_limits(),
+        capture: shared.capture().cloned(),
         warnings: shared
             .warnings()
             .iter()
@@ -672,6 +676,7 @@ impl Observability {
             last_idle_closed = idle;
             metrics.set_tcp(io);
             metrics.set_admission(io);
+            metrics.set_capture(io);
             let busy = io.core_busy_ns.load(std::sync::atomic::Ordering::Relaxed);
             metrics.add_core_busy(busy.saturating_sub(last_busy) as f64 / 1e9);
             last_busy = busy;
@@ -765,8 +770,12 @@ fn daemon(config_path: &Path, cfg: RunConfig, io_threads: Option<usize>) -> std:
         net: lifeline_io::transport::real(),
         clock: lifeline_io::clock::system(),
         tcp: cfg.tcp_limits,
+        capture: cfg.capture.clone(),
     })?;
     gw.tcp_idle.send_replace(cfg.tcp_idle_timeout);
+    if let Some(c) = &cfg.capture {
+        tracing::info!(collector = %c.collector, calls = c.calls.as_str(), node_id = c.node_id, "capture: exporting SIP messages to the HEP collector");
+    }
     obs.metrics
         .set_max_calls(cfg.max_calls.iter().map(|(t, m)| (t.as_str(), *m)));
     // Signals, installed before the admin API answers: a SIGHUP or SIGTERM
@@ -797,13 +806,14 @@ fn daemon(config_path: &Path, cfg: RunConfig, io_threads: Option<usize>) -> std:
     let metrics = obs.metrics.clone();
     let access = obs.access.clone();
     let node_name = cfg.node_name.clone();
+    let capture = gw.capture().cloned();
     rt.spawn(async move {
         let (mut term, mut int, mut hup) = signals;
         loop {
             tokio::select! {
                 _ = term.recv() => { shutdown(&input, &board, "SIGTERM"); }
                 _ = int.recv() => { shutdown(&input, &board, "SIGINT"); }
-                _ = hup.recv() => { reload(&input, &path, &node_name, (&tcp_idle, &tcp_limits), &metrics, (admin, &access)).await; }
+                _ = hup.recv() => { reload(&input, &path, &node_name, (&tcp_idle, &tcp_limits), &metrics, (admin, &access), capture.as_deref()).await; }
             }
         }
     });
@@ -835,7 +845,8 @@ fn shutdown(input: &InputTx, board: &StatusBoard, why: &str) {
 /// Reload the configuration (SIGHUP). `node_name`: the running one (a new
 /// one takes a restart: the journal writes it). `admin`: the admin API's bound
 /// address, which stays (a new `admin.listen` takes a restart), and its
-/// access rules, replaced with the file's.
+/// access rules, replaced with the file's. `capture`: the running capture,
+/// if the gateway started with one, which takes the file's settings.
 async fn reload(
     input: &InputTx,
     path: &Path,
@@ -846,6 +857,7 @@ async fn reload(
     ),
     metrics: &Metrics,
     admin: (std::net::SocketAddr, &AccessBoard),
+    capture: Option<&Capture>,
 ) {
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
     let (admin_bound, access) = admin;
@@ -863,6 +875,7 @@ async fn reload(
             let (warnings, max_calls) = (cfg.warnings, cfg.max_calls);
             let (admin_listen, admin_access) = (cfg.admin, cfg.admin_access);
             let new_node = cfg.node_name;
+            let new_capture = cfg.capture;
             let (tx, rx) = crossbeam_channel::bounded(1);
             // The advertised address cannot change; reuse the proxy's own.
             let builder = cfg.proxy;
@@ -896,6 +909,7 @@ async fn reload(
                         if new_node != node_name {
                             tracing::warn!(node = %node_name, new = %new_node, "node_name changed: the journal takes it at the next restart");
                         }
+                        reload_capture(capture, new_capture);
                         tracing::warn!(file = %path.display(), "configuration reloaded");
                         log_warnings(&warnings);
                     }
@@ -908,6 +922,40 @@ async fn reload(
         }
     }
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+}
+
+/// Put the reloaded file's `capture:` in force: new settings for the
+/// running capture, or off. What only a restart changes (starting capture
+/// when the gateway started without it, the queue's size) is logged.
+fn reload_capture(running: Option<&Capture>, new: Option<CaptureConfig>) {
+    match (running, new) {
+        (Some(c), new) => {
+            let before = c.config();
+            if let Some(n) = &new {
+                if n.queue != c.queue() {
+                    tracing::warn!(
+                        queue = c.queue(),
+                        new = n.queue,
+                        "capture.queue changed: the queue keeps its size until the next restart"
+                    );
+                }
+            }
+            if before == new {
+                return;
+            }
+            match &new {
+                Some(n) => {
+                    tracing::info!(collector = %n.collector, calls = n.calls.as_str(), node_id = n.node_id, "capture: settings reloaded")
+                }
+                None => tracing::warn!("capture: turned off (no capture: in the file)"),
+            }
+            c.reconfigure(new);
+        }
+        (None, Some(n)) => {
+            tracing::warn!(collector = %n.collector, "capture: the gateway started without it; turning it on takes a restart");
+        }
+        (None, None) => {}
+    }
 }
 
 #[cfg(test)]

@@ -83,6 +83,32 @@ fn the_documented_access_example_passes() {
 }
 
 #[test]
+fn the_documented_capture_example_passes() {
+    let doc = std::fs::read_to_string(repo().join("docs/CONFIG.md")).unwrap();
+    let capture = yaml_block(&doc, "### `capture`");
+    assert!(capture.starts_with("capture:\n  hep: "), "{capture}");
+    let text = format!("{}{capture}", yaml_block(&doc, "## Example"));
+    let path = scratch("documented-capture.yaml", &text);
+    let o = check(&path);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        format!("{}: ok (2 trunks, 2 routes)\n", path.display())
+    );
+    assert_eq!(stderr(&o), "");
+    // And a mistake in it is refused with its place.
+    let bad = text.replace("calls: failed", "calls: failing");
+    let path = scratch("documented-capture-bad.yaml", &bad);
+    let o = check(&path);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains(": capture.calls: \"failing\" is not all, emergency or failed"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
 fn the_deprecated_trusted_resource_priority_still_loads_with_a_warning() {
     let path = scratch(
         "deprecated.yaml",

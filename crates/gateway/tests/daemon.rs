@@ -490,3 +490,144 @@ fn sigkill_during_load_leaves_every_finished_call_in_the_journal() {
         settled.len()
     );
 }
+
+/// One HEP3 packet's chunks, by type (vendor 0), read from the
+/// specification's layout: "HEP3", total length, then type-length-value
+/// chunks whose length counts their 6-byte header.
+fn hep_chunks(p: &[u8]) -> std::collections::HashMap<u16, Vec<u8>> {
+    assert_eq!(&p[..4], b"HEP3");
+    assert_eq!(u16::from_be_bytes([p[4], p[5]]) as usize, p.len());
+    let mut chunks = std::collections::HashMap::new();
+    let mut at = 6;
+    while at < p.len() {
+        let kind = u16::from_be_bytes([p[at + 2], p[at + 3]]);
+        let len = u16::from_be_bytes([p[at + 4], p[at + 5]]) as usize;
+        assert!(len >= 6 && at + len <= p.len());
+        chunks.insert(kind, p[at + 6..at + len].to_vec());
+        at += len;
+    }
+    chunks
+}
+
+/// What a collector received until `done` holds for it (10 s at most),
+/// or, with `quiet`, until nothing came for one read timeout: each
+/// packet's (Call-ID, first line, source port, node id).
+fn collect(
+    homer: &UdpSocket,
+    quiet: bool,
+    done: impl Fn(&[(String, String, u16, u32)]) -> bool,
+) -> Vec<(String, String, u16, u32)> {
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end && !done(&got) {
+        let Ok(n) = homer.recv(&mut buf) else {
+            if quiet {
+                break;
+            }
+            continue;
+        };
+        let c = hep_chunks(&buf[..n]);
+        let text = |k| String::from_utf8_lossy(c.get(&k).map_or(&[][..], |v| v)).into_owned();
+        let payload = text(15);
+        let port = c.get(&7).map_or(0, |v| u16::from_be_bytes([v[0], v[1]]));
+        let node = c
+            .get(&12)
+            .map_or(0, |v| u32::from_be_bytes([v[0], v[1], v[2], v[3]]));
+        let line = payload.lines().next().unwrap_or_default().to_string();
+        got.push((text(17), line, port, node));
+    }
+    got
+}
+
+#[test]
+fn capture_exports_to_a_hep_collector_and_a_reload_changes_it() {
+    let primary = Uas::start(Mode::Answer);
+    let backup = Uas::start(Mode::Answer);
+    let homer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let homer2 = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for h in [&homer, &homer2] {
+        h.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    }
+    let (first, second) = (primary.addr(), backup.addr());
+    let to = |collector: SocketAddr, calls: &str| {
+        format!(
+            "capture:\n  hep: {collector}\n  calls: {calls}\n  node_id: 2001\n  password: s3cret\n"
+        )
+    };
+    let first_capture = to(homer.local_addr().unwrap(), "all");
+    let d = Daemon::start(
+        "daemon-capture",
+        |sip, admin, dir| config_text(sip, admin, dir, first, second) + &first_capture,
+        |d| d.get("/status", None).status == 200,
+    );
+    d.wait_for(Daemon::ready_with_trunks);
+    assert!(
+        d.log().contains("capture: exporting SIP messages"),
+        "{}",
+        d.log()
+    );
+    let mut caller = Caller::new(d.sip, "hep");
+    let id = caller.invite("sip:999@lifeline");
+    assert_eq!(caller.pump(Duration::from_secs(5), Some(&id)), Some(200));
+    // The INVITE as the caller sent it, from the caller's port, node 2001;
+    // the call's BYE answered in the end.
+    let got = collect(&homer, false, |g| {
+        g.iter().any(|(c, l, _, _)| {
+            c == &id
+                && l.starts_with("SIP/2.0 200")
+                && g.iter()
+                    .any(|(c2, l2, _, _)| c2 == &id && l2.starts_with("BYE"))
+        })
+    });
+    let invite = got
+        .iter()
+        .find(|(c, l, port, _)| {
+            c == &id && l.starts_with("INVITE") && *port == caller.addr().port()
+        })
+        .unwrap_or_else(|| panic!("no INVITE from the caller: {got:#?}"));
+    assert_eq!(invite.3, 2001);
+    assert!(
+        got.iter()
+            .any(|(c, l, _, _)| c == &id && l.starts_with("BYE")),
+        "{got:#?}"
+    );
+    d.wait_for(|d| d.metric("lifeline_capture_messages_total") >= 8.0);
+    assert_eq!(
+        d.metric(r#"lifeline_capture_dropped_total{reason="queue_full"}"#),
+        0.0
+    );
+
+    // A reload: another collector, emergency calls only.
+    let text = config_text(d.sip, d.admin, &d.dir, first, second)
+        + &to(homer2.local_addr().unwrap(), "emergency");
+    d.reload(&text);
+    d.wait_for(|d| d.log().contains("capture: settings reloaded"));
+    let normal = caller.invite("sip:1234@lifeline");
+    assert_eq!(
+        caller.pump(Duration::from_secs(5), Some(&normal)),
+        Some(200)
+    );
+    let sos = caller.invite("urn:service:sos");
+    assert_eq!(caller.pump(Duration::from_secs(5), Some(&sos)), Some(200));
+    caller.pump(Duration::from_millis(300), None);
+    let got = collect(&homer2, false, |g| {
+        g.iter()
+            .filter(|(c, l, _, _)| c == &sos && l.starts_with("SIP/2.0 200"))
+            .count()
+            >= 4
+    });
+    assert!(got.iter().all(|(c, _, _, _)| c == &sos), "{got:#?}");
+    assert_eq!(
+        got.iter()
+            .filter(|(_, l, _, _)| l.starts_with("INVITE"))
+            .count(),
+        2
+    );
+    // The first collector hears nothing of the calls after the reload.
+    let old = collect(&homer, true, |_| false);
+    assert!(
+        old.iter().all(|(c, _, _, _)| c != &sos && c != &normal),
+        "{old:#?}"
+    );
+}

@@ -34,6 +34,7 @@ use lifeline_proxy::{Peer, Proxy, ProxyConfig, Transmit, TransportError, TrunkId
 use lifeline_sip::{Message, Verdict};
 
 use crate::admission::{Admit, Gate, INPUT_QUEUE_BYTES};
+use crate::capture::Capture;
 use crate::clock::Clock;
 use crate::combiner::Combiner;
 use crate::observe::{Observed, ProxyNames, Stage};
@@ -209,6 +210,12 @@ impl InputTx {
         )
     }
 
+    /// The capture, if configured: one load and a branch when it is not.
+    #[inline]
+    pub(crate) fn capture(&self) -> Option<&Capture> {
+        self.shared.capture.get().map(|c| &**c)
+    }
+
     /// `fut` as a task whose panic stops the engine (see
     /// [`Shared::fail`]) rather than ending only that task.
     pub(crate) fn supervise<F: Future<Output = ()>>(&self, fut: F) -> Supervised<F> {
@@ -237,6 +244,9 @@ pub(crate) struct Shared {
     admit: Admit,
     /// The origin of the timer thread's grid ([`TIMER_GRAIN`]).
     epoch: Instant,
+    /// Capture to a HEP collector, when configured (set once, before the
+    /// sockets start receiving).
+    pub(crate) capture: OnceLock<Arc<Capture>>,
 }
 
 /// What the core lock guards.
@@ -269,6 +279,7 @@ pub(crate) fn core_entry(stats: Arc<IoStats>, clock: Arc<dyn Clock>) -> (InputTx
         failure: OnceLock::new(),
         admit: Admit::new(),
         epoch: clock.now(),
+        capture: OnceLock::new(),
         clock,
     });
     (

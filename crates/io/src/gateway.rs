@@ -14,6 +14,7 @@ use lifeline_proxy::{Proxy, ProxyConfig, Transport};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::runtime::Runtime;
 
+use crate::capture::{Capture, CaptureConfig};
 use crate::clock::Clock;
 use crate::engine::{core_entry, Core, Input, InputTx, Shared, Tick};
 use crate::limits::{TcpGate, TcpLimits};
@@ -68,13 +69,18 @@ pub struct Options {
     /// to one. Changed on a running gateway through
     /// [`Gateway::tcp_limits`].
     pub tcp: TcpLimits,
+    /// Capture every SIP message to a HEP collector ([`crate::capture`]);
+    /// `None`: no capture, at the cost of one branch per message. Changed
+    /// on a running gateway through [`Gateway::capture`] (turning it on
+    /// takes a start with it).
+    pub capture: Option<CaptureConfig>,
 }
 
 impl Options {
     /// Listen on `listen` with the configuration `proxy_config` builds; the
     /// rest as in production: the first listener advertised, one IO thread,
     /// no sinks or ticks, a tick every 100 ms, the operating system's
-    /// sockets and clock, the default [`TcpLimits`]. Change any of it with
+    /// sockets and clock, the default [`TcpLimits`], no capture. Change any of it with
     /// struct update syntax.
     pub fn new(
         listen: Vec<(Transport, SocketAddr)>,
@@ -92,6 +98,7 @@ impl Options {
             net: crate::transport::real(),
             clock: crate::clock::system(),
             tcp: TcpLimits::default(),
+            capture: None,
         }
     }
 }
@@ -104,6 +111,7 @@ impl fmt::Debug for Options {
             .field("net", &self.net)
             .field("clock", &self.clock)
             .field("tcp", &self.tcp)
+            .field("capture", &self.capture)
             .finish_non_exhaustive()
     }
 }
@@ -187,14 +195,16 @@ pub struct Gateway {
     /// open is closed because a bound was lowered).
     pub tcp_limits: tokio::sync::watch::Sender<TcpLimits>,
     shared: Arc<Shared>,
+    capture: Option<Arc<Capture>>,
     core: Option<std::thread::JoinHandle<()>>,
     rt: Option<Runtime>,
     accepting: Arc<AtomicBool>,
 }
 
 impl Gateway {
-    /// Bind every socket and start the IO runtime and the timer thread.
-    pub fn start(opts: Options) -> io::Result<Gateway> {
+    /// Bind every socket and start the IO runtime and the timer thread
+    /// (and the capture thread, with [`Options::capture`]).
+    pub fn start(mut opts: Options) -> io::Result<Gateway> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(opts.io_threads.max(1))
             .thread_name("lifeline-io")
@@ -255,6 +265,18 @@ impl Gateway {
         tx.set_limits(&cfg);
         let proxy = Proxy::new(now, cfg.clone())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+
+        // Capture, before any socket receives: its thread, and the sink
+        // that tells it which calls started and how they ended.
+        let capture = match opts.capture.take() {
+            Some(c) => {
+                let c = Capture::start(c, advertise, stats.clone())?;
+                let _ = shared.capture.set(c.clone());
+                opts.sinks.push(c.sink());
+                Some(c)
+            }
+            None => None,
+        };
 
         // A connected socket per UDP trunk, on the UDP listener's address
         // (opened now so the first probe's ICMP is caught; reopened if a
@@ -338,10 +360,17 @@ impl Gateway {
             tcp_idle,
             tcp_limits,
             shared,
+            capture,
             core: Some(core),
             rt: Some(rt),
             accepting,
         })
+    }
+
+    /// The capture to a HEP collector, if the gateway started with one
+    /// ([`Options::capture`]): [`Capture::reconfigure`] changes or stops it.
+    pub fn capture(&self) -> Option<&Arc<Capture>> {
+        self.capture.as_ref()
     }
 
     /// The IO runtime, for the admin server and signal handling.
@@ -365,6 +394,10 @@ impl Gateway {
         }
         if let Some(rt) = self.rt.take() {
             rt.shutdown_timeout(Duration::from_secs(1));
+        }
+        // Nothing is captured any more: what is queued goes out.
+        if let Some(c) = &self.capture {
+            c.stop();
         }
         match self.failure() {
             Some(why) => Err(EngineFailed(why.to_string())),

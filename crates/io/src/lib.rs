@@ -42,7 +42,11 @@
 //! - starts ([`Gateway::start`]), runs work on the core ([`Input::Call`]:
 //!   reloads, admin commands), drains and stops ([`Gateway::shutdown`]);
 //! - reads the time through a [`clock::Clock`], so tests can move it (TCP
-//!   idle and message timeouts excepted: they run on tokio's timer).
+//!   idle and message timeouts excepted: they run on tokio's timer);
+//! - optionally captures every SIP message received and sent, with its
+//!   real addresses, to a Homer collector as HEP version 3 ([`capture`]):
+//!   a bounded queue to a thread of its own, never a wait on the call
+//!   path, drops counted.
 //!
 //! What it does not do: decide anything about a call (that is
 //! lifeline-proxy and lifeline-health, which it drives); read
@@ -70,12 +74,15 @@
 //! (`engine.rs`, `stream.rs`, `tcp_limits.rs`), the virtual network
 //! (`vnet.rs`), a manual clock (`clock.rs`), injected panics (`panic.rs`),
 //! the event stage's order and its independence from the core's lock
-//! (`event_stage.rs`), and a loom model of the combining lock (`loom.rs`:
+//! (`event_stage.rs`), capture to a HEP collector decoded by the test
+//! (`capture.rs`), and a loom model of the combining lock (`loom.rs`:
 //! `RUSTFLAGS="--cfg loom" cargo test -p lifeline-io --release --test loom`).
 #![warn(missing_docs)]
 
 #[cfg(not(loom))]
 pub mod admission;
+#[cfg(not(loom))]
+pub mod capture;
 pub mod clock;
 pub mod combiner;
 #[cfg(not(loom))]
@@ -97,6 +104,11 @@ mod stats;
 #[cfg(not(loom))]
 pub mod transport;
 
+#[cfg(not(loom))]
+pub use capture::{
+    Capture, CaptureCalls, CaptureConfig, CaptureDrop, CAPTURE_HOLD, CAPTURE_HOLD_BYTES,
+    CAPTURE_NODE_ID, CAPTURE_QUEUE,
+};
 #[cfg(not(loom))]
 pub use engine::{CoreFn, Input, InputTx, Received, Tick, INPUT_QUEUE, TIMER_GRAIN};
 #[cfg(not(loom))]

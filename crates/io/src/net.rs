@@ -307,7 +307,7 @@ impl Wire for Outbound {
                 }
                 continue;
             }
-            let Some((socket, connected)) = self.udp_socket(t.peer.addr, t.trunk) else {
+            let Some((socket, local, connected)) = self.udp_socket(t.peer.addr, t.trunk) else {
                 let e = io::Error::new(io::ErrorKind::AddrNotAvailable, "no UDP listener");
                 self.udp_outcome(&t, Err(e), refused);
                 continue;
@@ -328,6 +328,7 @@ impl Wire for Outbound {
                 None => {
                     runs.push(Run {
                         socket,
+                        local,
                         connected,
                         items: Vec::new(),
                     });
@@ -350,23 +351,27 @@ impl Wire for Outbound {
 /// UDP datagrams waiting to leave on one socket, in order.
 struct Run {
     socket: Arc<dyn DatagramSocket>,
+    /// The address it is bound to (a trunk's socket shares its listener's).
+    local: SocketAddr,
     /// A trunk's connected socket: its errors are about the trunk.
     connected: bool,
     items: Vec<Transmit>,
 }
 
 impl Outbound {
-    /// The socket a datagram to `to` leaves on: the trunk's connected
-    /// socket (`true`), else the listener of its address family.
+    /// The socket a datagram to `to` leaves on, and its address: the
+    /// trunk's connected socket (`true`; bound to its listener's address),
+    /// else the listener of its address family.
     fn udp_socket(
         &self,
         to: SocketAddr,
         trunk: Option<TrunkId>,
-    ) -> Option<(Arc<dyn DatagramSocket>, bool)> {
+    ) -> Option<(Arc<dyn DatagramSocket>, SocketAddr, bool)> {
+        let (local, listener) = self.listener_for(to)?;
         if let Some(s) = trunk.and_then(|t| self.trunk_socket(t, to)) {
-            return Some((s, true));
+            return Some((s, local, true));
         }
-        self.listener_for(to).map(|s| (s.clone(), false))
+        Some((listener.clone(), local, false))
     }
 
     /// Send what waits in `run` (and empty it). A datagram the socket
@@ -380,6 +385,9 @@ impl Outbound {
         while let Some(first) = rest.first() {
             if rest.len() == 1 {
                 let r = send_datagram(socket, &first.payload, first.peer.addr, &self.stats);
+                if r.is_ok() {
+                    self.capture_sent(run.local, rest);
+                }
                 self.udp_outcome(first, r, refused);
                 return;
             }
@@ -390,6 +398,7 @@ impl Outbound {
             self.stats
                 .send_datagrams
                 .fetch_add(sent as u64, Ordering::Relaxed);
+            self.capture_sent(run.local, rest.get(..sent).unwrap_or_default());
             let Some(failed) = rest.get(sent) else {
                 return;
             };
@@ -408,8 +417,20 @@ impl Outbound {
                     r => r,
                 },
             };
+            if r.is_ok() {
+                self.capture_sent(run.local, std::slice::from_ref(failed));
+            }
             self.udp_outcome(failed, r, refused);
             rest = rest.get(sent + 1..).unwrap_or_default();
+        }
+    }
+
+    /// Capture datagrams that left from `local` (when capture is on).
+    fn capture_sent(&self, local: SocketAddr, sent: &[Transmit]) {
+        if let Some(c) = self.input.capture() {
+            for t in sent {
+                c.message(Transport::Udp, local, t.peer.addr, &t.payload, false);
+            }
         }
     }
 
@@ -483,12 +504,12 @@ impl Outbound {
         Some(socket)
     }
 
-    fn listener_for(&self, to: SocketAddr) -> Option<&Arc<dyn DatagramSocket>> {
+    fn listener_for(&self, to: SocketAddr) -> Option<(SocketAddr, &Arc<dyn DatagramSocket>)> {
         self.listeners
             .iter()
             .find(|(l, _)| l.is_ipv4() == to.is_ipv4())
             .or_else(|| self.listeners.first())
-            .map(|(_, s)| s)
+            .map(|(l, s)| (*l, s))
     }
 
     /// Queue a message on the connection open to `addr`, or (to a trunk)
@@ -610,12 +631,23 @@ fn framing_error_log(peer: SocketAddr, e: &lifeline_sip::Error) {
     }
 }
 
-/// Queue one received datagram (or stream frame) for the core, unless
-/// admission answers (`reply`) or drops a new request first
-/// ([`crate::admission`]). The caller calls `InputTx::handle_queued` once
+/// Queue one received datagram (or stream frame), which arrived on
+/// `local`, for the core, unless admission answers (`reply`) or drops a
+/// new request first ([`crate::admission`]). Captured first, when capture
+/// is on ([`crate::capture`]). The caller calls `InputTx::handle_queued` once
 /// it has queued what one read brought, before it waits again.
-fn deliver(input: &InputTx, stats: &IoStats, from: Peer, data: Bytes, reply: &dyn Fn(Bytes)) {
+fn deliver(
+    input: &InputTx,
+    stats: &IoStats,
+    from: Peer,
+    local: SocketAddr,
+    data: Bytes,
+    reply: &dyn Fn(Bytes),
+) {
     stats.received.fetch_add(1, Ordering::Relaxed);
+    if let Some(c) = input.capture() {
+        c.message(from.transport, from.addr, local, &data, true);
+    }
     let (msg, verdict) = check_datagram(data);
     if let (Some(m), Verdict::Accept) = (&msg, &verdict) {
         if m.is_request() {
@@ -674,9 +706,10 @@ pub(crate) async fn recv_udp(
     // page faults on every receive and resident memory that grew with
     // the call rate.)
     let mut batch = RecvBatch::new(RECV_BATCH);
+    let local = local_addr(&*socket);
     loop {
         match socket.recv_batch(&mut batch).await {
-            Ok(n) => deliver_batch(&*socket, &batch, n, &input, &stats),
+            Ok(n) => deliver_batch(&*socket, local, &batch, n, &input, &stats),
             Err(e) => {
                 if receive_error(&e, trunk, &input, &stats) {
                     tokio::time::sleep(Duration::from_millis(1)).await;
@@ -686,11 +719,13 @@ pub(crate) async fn recv_udp(
     }
 }
 
-/// Deliver the `n` datagrams one receive put in `batch`, in order, then
-/// have the core take them in one go (what it answers leaves in one batch
-/// too). Admission's answers leave on `socket`.
+/// Deliver the `n` datagrams one receive put in `batch` (on `socket`,
+/// bound to `local`), in order, then have the core take them in one go
+/// (what it answers leaves in one batch too). Admission's answers leave on
+/// `socket`.
 fn deliver_batch(
     socket: &dyn DatagramSocket,
+    local: SocketAddr,
     batch: &RecvBatch,
     n: usize,
     input: &InputTx,
@@ -705,6 +740,8 @@ fn deliver_batch(
         let reply = |b: Bytes| {
             if send_one(socket, &b, from, stats).is_err() {
                 stats.send_errors.fetch_add(1, Ordering::Relaxed);
+            } else if let Some(c) = input.capture() {
+                c.message(Transport::Udp, local, from, &b, false);
             }
         };
         deliver(
@@ -714,11 +751,20 @@ fn deliver_batch(
                 addr: from,
                 transport: Transport::Udp,
             },
+            local,
             data,
             &reply,
         );
     }
     input.handle_queued();
+}
+
+/// The address `socket` is bound to (asked once per receive loop; the
+/// unspecified address if the kernel will not say).
+fn local_addr(socket: &dyn DatagramSocket) -> SocketAddr {
+    socket
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
 }
 
 /// A UDP receive failed with `e`. On a trunk's connected socket an ICMP
@@ -825,13 +871,14 @@ fn recv_udp_blocking(
     stop: &AtomicBool,
 ) {
     let mut batch = RecvBatch::new(RECV_BATCH);
+    let local = local_addr(socket);
     while !stop.load(Ordering::Acquire) {
         let r = socket.recv_batch_blocking(&mut batch);
         if stop.load(Ordering::Acquire) {
             break;
         }
         match r {
-            Ok(n) => deliver_batch(socket, &batch, n, input, stats),
+            Ok(n) => deliver_batch(socket, local, &batch, n, input, stats),
             // The receive timeout: look at `stop` again.
             Err(e)
                 if matches!(
@@ -892,6 +939,9 @@ async fn run_tcp(
         _slot,
     } = end;
     let mut idle = tcp.idle.clone();
+    let local = stream
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let (mut rd, mut wr) = stream.into_split();
     // Last traffic either way, in ms since `born`: written by both halves.
     let born = tokio::time::Instant::now();
@@ -900,6 +950,7 @@ async fn run_tcp(
         last.store(born.elapsed().as_millis() as u64, Ordering::Relaxed);
     };
     let wrote = last.clone();
+    let input = tcp.input.clone();
     let writer = tokio::spawn(tcp.input.supervise(async move {
         while let Some(b) = rx.recv().await {
             if wr.write_all(&b).await.is_err() {
@@ -907,6 +958,9 @@ async fn run_tcp(
             }
             queued.fetch_sub(b.len(), Ordering::AcqRel);
             touch(&wrote);
+            if let Some(c) = input.capture() {
+                c.message(Transport::Tcp, local, addr, &b, false);
+            }
         }
     }));
     let mut limit = *idle.borrow_and_update();
@@ -964,7 +1018,7 @@ async fn run_tcp(
                             let _ = tcp.enqueue(&mut c, addr, Some(id), b);
                         }
                     };
-                    deliver(&tcp.input, &tcp.stats, peer, m, &reply);
+                    deliver(&tcp.input, &tcp.stats, peer, local, m, &reply);
                 }
                 Ok(Some(lifeline_sip::Frame::KeepAlive)) => {
                     // RFC 5626: answer a CRLFCRLF ping with a CRLF pong.

@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use lifeline_proxy::Refusal;
 
+use crate::capture::CaptureDrop;
+
 /// Counters kept by the IO side. Each only grows, but for the gauge
 /// `tcp_open`.
 #[derive(Debug, Default)]
@@ -65,6 +67,14 @@ pub struct IoStats {
     /// New requests the IO threads refused, by [`Refusal`] (in the order of
     /// [`Refusal::ALL`]): answered 503 (`[i][1]`) or dropped (`[i][0]`).
     pub admission_refused: [[AtomicU64; 2]; Refusal::ALL.len()],
+    /// HEP packets handed to the kernel for the capture collector.
+    pub capture_exported: AtomicU64,
+    /// Captured messages not exported, by [`CaptureDrop`] (in the order of
+    /// [`CaptureDrop::ALL`]).
+    pub capture_dropped: [AtomicU64; CaptureDrop::ALL.len()],
+    /// Bytes of messages the capture holds for calls waiting for their
+    /// outcome (a gauge).
+    pub capture_held_bytes: AtomicUsize,
 }
 
 impl IoStats {
@@ -83,6 +93,28 @@ impl IoStats {
     pub(crate) fn refused(&self, why: Refusal, rejected: bool) {
         let i = Refusal::ALL.iter().position(|r| *r == why).unwrap_or(0);
         self.admission_refused[i][usize::from(rejected)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Captured messages not exported for `why`.
+    pub fn capture_dropped_count(&self, why: CaptureDrop) -> u64 {
+        let i = CaptureDrop::ALL.iter().position(|r| *r == why).unwrap_or(0);
+        self.capture_dropped[i].load(Ordering::Relaxed)
+    }
+
+    /// Count `n` captured messages not exported for `why`.
+    pub(crate) fn capture_drop(&self, why: CaptureDrop, n: u64) {
+        let i = CaptureDrop::ALL.iter().position(|r| *r == why).unwrap_or(0);
+        self.capture_dropped[i].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Count `n` HEP packets sent to the collector.
+    pub(crate) fn add_capture_exported(&self, n: u64) {
+        self.capture_exported.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The bytes the capture holds now.
+    pub(crate) fn set_capture_held(&self, bytes: usize) {
+        self.capture_held_bytes.store(bytes, Ordering::Relaxed);
     }
 
     /// Count one message sent.

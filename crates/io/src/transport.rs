@@ -57,7 +57,7 @@ pub const SOCKET_BUFFER: usize = 8 * 1024 * 1024;
 pub mod vnet;
 
 #[cfg(target_os = "linux")]
-mod mmsg;
+pub(crate) mod mmsg;
 
 /// The largest UDP payload, and so the size of one receive slot.
 pub const MAX_DATAGRAM: usize = 64 * 1024;

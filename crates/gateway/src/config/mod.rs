@@ -30,7 +30,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use crate::admin::AdminAccess;
-use lifeline_io::TcpLimits;
+use lifeline_io::{CaptureConfig, TcpLimits};
 use lifeline_proxy::{
     AccessConfig, AllFailed, EmergencyConfig, LimitsConfig, Proxy, ProxyConfig, RouteConfig,
     Timers, Transport, TrunkConfig,
@@ -69,6 +69,8 @@ pub(crate) struct Config {
     limits: LimitsConfig,
     tcp_limits: TcpLimits,
     log: LogConfig,
+    /// `capture:`, if set.
+    capture: Option<CaptureConfig>,
     /// Things that are allowed but probably wrong (an under-sized backup).
     warnings: Vec<ConfigError>,
 }
@@ -228,6 +230,11 @@ impl Config {
     /// never).
     pub(crate) fn tcp_idle_timeout(&self) -> Duration {
         self.tcp_idle_timeout
+    }
+
+    /// Capture to a HEP collector, if set.
+    pub(crate) fn capture(&self) -> Option<&CaptureConfig> {
+        self.capture.as_ref()
     }
 
     /// Log format and level.

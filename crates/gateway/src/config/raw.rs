@@ -132,6 +132,7 @@ pub(super) struct RawConfig {
     pub(super) tcp_idle_timeout: Opt,
     pub(super) limits: Option<Spanned<RawLimits>>,
     pub(super) log: Option<RawLog>,
+    pub(super) capture: Option<Spanned<RawCapture>>,
 }
 
 /// `admin:`, kept when written with no value (as [`Opt`] does), so that
@@ -447,6 +448,19 @@ pub(super) struct RawTcpLimits {
     pub(super) max_connections_per_ip: Opt,
     pub(super) message_timeout: Opt,
     pub(super) write_queue_bytes: Opt,
+}
+
+/// `capture: { hep, calls, node_id, password, queue, hold, hold_bytes }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawCapture {
+    pub(super) hep: Opt,
+    pub(super) calls: Opt,
+    pub(super) node_id: Opt,
+    pub(super) password: Opt,
+    pub(super) queue: Opt,
+    pub(super) hold: Opt,
+    pub(super) hold_bytes: Opt,
 }
 
 #[derive(Debug, Default, Deserialize)]

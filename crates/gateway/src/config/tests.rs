@@ -527,7 +527,7 @@ fn unknown_keys_are_refused_where_they_are() {
             min_with("admn: 127.0.0.1:9060\n"),
             "lifeline.yaml:10:1: admn: unknown field `admn`, expected one of listen, \
                  advertise, admin, journal, node_name, emergency, access, timers, trunks, routes, \
-                 all_failed, dialog_max_age, tcp_idle_timeout, limits, log",
+                 all_failed, dialog_max_age, tcp_idle_timeout, limits, log, capture",
         ),
         (
             MIN.replace("    address:", "    adress:"),
@@ -2020,4 +2020,117 @@ fn limits_errors() {
         "limits: {max_calls: 100, max_transactions: 50}\n",
     ));
     assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+}
+
+#[test]
+fn capture_every_key_and_the_defaults() {
+    use lifeline_io::{CaptureCalls, CaptureConfig};
+    assert_eq!(ok(MIN).capture, None, "no capture unless written");
+    let c = ok(&min_with("capture: { hep: 127.0.0.1:9061 }\n"));
+    let collector: SocketAddr = "127.0.0.1:9061".parse().unwrap();
+    assert_eq!(c.capture, Some(CaptureConfig::new(collector)));
+    let d = CaptureConfig::new(collector);
+    assert_eq!(
+        (d.calls, d.node_id, d.password, d.queue),
+        (CaptureCalls::All, 1, None, 8192)
+    );
+    let c = ok(&min_with(
+        "capture:
+  hep: \"[2001:db8::9]:9060\"
+  calls: failed
+  node_id: 2001
+  password: s3cret
+  queue: 100
+  hold: 2m
+  hold_bytes: 1048576
+",
+    ));
+    assert_eq!(
+        c.capture,
+        Some(CaptureConfig {
+            collector: "[2001:db8::9]:9060".parse().unwrap(),
+            calls: CaptureCalls::Failed,
+            node_id: 2001,
+            password: Some("s3cret".into()),
+            queue: 100,
+            hold: Duration::from_secs(120),
+            hold_bytes: 1_048_576,
+        })
+    );
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let c = ok(&min_with(
+        "capture: { hep: 127.0.0.1:9061, calls: emergency }\n",
+    ));
+    assert_eq!(c.capture.unwrap().calls, CaptureCalls::Emergency);
+    // Held only for emergency and failed: with all, a warning.
+    let c = ok(&min_with("capture: { hep: 127.0.0.1:9061, hold: 1m }\n"));
+    assert_eq!(
+        c.warnings
+            .iter()
+            .map(|w| Warning(w).to_string())
+            .collect::<Vec<_>>(),
+        [
+            "lifeline.yaml:10:39: warning: capture.hold: has no effect with `calls: all`: nothing \
+          is held, every message is exported as it comes"
+        ]
+    );
+}
+
+#[test]
+fn capture_errors() {
+    let cases = [
+        (
+            "capture: { calls: all }\n",
+            "lifeline.yaml:10:10: capture.hep: missing: write the HEP collector's ip:port, e.g. `hep: 127.0.0.1:9060`",
+        ),
+        (
+            "capture: { hep: homer.example:9060 }\n",
+            "lifeline.yaml:10:17: capture.hep: \"homer.example:9060\" is not ip:port",
+        ),
+        (
+            "capture: { hep: 0.0.0.0:9060 }\n",
+            "lifeline.yaml:10:17: capture.hep: 0.0.0.0:9060 is a wildcard: write the collector's address",
+        ),
+        (
+            "capture: { hep: 127.0.0.1:9060, calls: some }\n",
+            "lifeline.yaml:10:40: capture.calls: \"some\" is not all, emergency or failed",
+        ),
+        (
+            "capture: { hep: 127.0.0.1:9060, node_id: -1 }\n",
+            "lifeline.yaml:10:42: capture.node_id: -1 is not a capture agent id, 0 to 4294967295",
+        ),
+        (
+            "capture: { hep: 127.0.0.1:9060, password: \"\" }\n",
+            "lifeline.yaml:10:43: capture.password: is empty: write the collector's authentication key",
+        ),
+        (
+            "capture: { hep: 127.0.0.1:9060, queue: 0 }\n",
+            "lifeline.yaml:10:40: capture.queue: 0 is not 1 to 1048576 messages",
+        ),
+        (
+            "capture: { hep: 127.0.0.1:9060, calls: failed, hold: 500ms }\n",
+            "lifeline.yaml:10:54: capture.hold: 500ms: must be at least 1s",
+        ),
+        (
+            "capture: { hep: 127.0.0.1:9060, hold_bytes: 10 }\n",
+            "lifeline.yaml:10:45: capture.hold_bytes: 10 is not 65536 (64 KiB) to 1073741824 (1 GiB)",
+        ),
+        (
+            "capture: { hep: 127.0.0.1:9060, nodeid: 5 }\n",
+            "lifeline.yaml:10:33: capture.nodeid: unknown field `nodeid`, expected one of hep, calls, node_id, password, queue, hold, hold_bytes",
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (extra, want) in cases {
+        let got = error(&min_with(extra));
+        if !got.starts_with(want) {
+            wrong.push(format!("for {extra:?}:\n got: {got}\nwant: {want}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    // Every error in the section, not just the first.
+    let e = errors(&min_with(
+        "capture: { hep: 127.0.0.1:0, calls: x, queue: many }\n",
+    ));
+    assert_eq!(e.len(), 3, "{e:#?}");
 }

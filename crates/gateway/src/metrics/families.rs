@@ -15,10 +15,10 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Metric, Registry};
 
 use super::labels::{
-    AdmissionLabels, CallLabels, DirectionLabels, EmergencyLabels, FailoverLabels, KindLabels,
-    MessageLabels, ProgressLabels, Reason, RejectReasonLabels, RejectedLabels, RescueLabels,
-    RouteLabels, RuleLabels, SkipLabels, StateChangeLabels, StateLabels, TcpClosedLabels,
-    TrunkLabels, VersionLabels,
+    AdmissionLabels, CallLabels, CaptureDropLabels, DirectionLabels, EmergencyLabels,
+    FailoverLabels, KindLabels, MessageLabels, ProgressLabels, Reason, RejectReasonLabels,
+    RejectedLabels, RescueLabels, RouteLabels, RuleLabels, SkipLabels, StateChangeLabels,
+    StateLabels, TcpClosedLabels, TrunkLabels, VersionLabels,
 };
 use super::TCP_CLOSE_REASONS;
 use super::{Metrics, Names, Seen, Totals};
@@ -238,6 +238,17 @@ impl Metrics {
             "send_errors",
             "Sends that failed other than as evidence against a trunk",
         );
+        let capture_messages: Counter = registered(
+            &mut r,
+            "capture_messages",
+            "SIP messages exported to the HEP collector (capture): packets handed to the kernel",
+        );
+        let capture_dropped: Family<CaptureDropLabels, Counter> = registered(&mut r, "capture_dropped", "Captured SIP messages not exported, by reason: queue_full (the capture thread's queue), too_large, send_error, hold_full, hold_expired (calls: failed)");
+        let capture_held: Gauge = registered(
+            &mut r,
+            "capture_held_bytes",
+            "Bytes of captured messages held for calls waiting for their outcome (capture calls: emergency or failed)",
+        );
         let core_busy: Counter<f64, AtomicU64> = registered(&mut r, "core_busy_seconds", "Time the core (routing, one thread at a time) was busy; its rate is the core's utilisation");
         let untracked: Counter = registered(
             &mut r,
@@ -289,6 +300,11 @@ impl Metrics {
         for emergency in ["true", "false"] {
             drop(setup.get_or_create(&EmergencyLabels { emergency }));
         }
+        for why in lifeline_io::CaptureDrop::ALL {
+            drop(capture_dropped.get_or_create(&CaptureDropLabels {
+                reason: why.as_str(),
+            }));
+        }
         Arc::new(Self {
             registry: r,
             calls,
@@ -338,6 +354,9 @@ impl Metrics {
             udp_datagrams,
             send_errors,
             core_busy,
+            capture_messages,
+            capture_dropped,
+            capture_held,
             untracked,
             out_requests,
             out_responses,

@@ -10,8 +10,8 @@ use lifeline_proxy::{Proxy, Stats};
 use prometheus_client::metrics::counter::Counter;
 
 use super::labels::{
-    AdmissionLabels, DirectionLabels, KindLabels, MessageLabels, Name, ProgressLabels, RouteLabels,
-    StateLabels, TcpClosedLabels, TrunkLabels,
+    AdmissionLabels, CaptureDropLabels, DirectionLabels, KindLabels, MessageLabels, Name,
+    ProgressLabels, RouteLabels, StateLabels, TcpClosedLabels, TrunkLabels,
 };
 use super::Metrics;
 
@@ -34,6 +34,10 @@ pub(super) struct Seen {
     udp: [u64; 4],
     /// IoStats::admission_refused, as last seen.
     admission: [[u64; 2]; lifeline_proxy::Refusal::ALL.len()],
+    /// IoStats' capture counters, as last seen: exported, and dropped by
+    /// reason.
+    capture_exported: u64,
+    capture_dropped: [u64; lifeline_io::CaptureDrop::ALL.len()],
 }
 
 /// Add to `c` what a cumulative count gained since `old`, and remember
@@ -200,6 +204,32 @@ impl Metrics {
                     &c,
                 );
             }
+        }
+    }
+
+    /// Refresh the capture's series from the IO side's counters: what was
+    /// exported and dropped since the last call, and what is held. Call it
+    /// on the same tick as [`Metrics::set_gauges`].
+    pub(crate) fn set_capture(&self, io: &IoStats) {
+        self.capture_held
+            .set(i64::try_from(io.capture_held_bytes.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        count_since(
+            &mut seen.capture_exported,
+            io.capture_exported.load(Ordering::Relaxed),
+            &self.capture_messages,
+        );
+        for (i, why) in lifeline_io::CaptureDrop::ALL.into_iter().enumerate() {
+            let c = self
+                .capture_dropped
+                .get_or_create_owned(&CaptureDropLabels {
+                    reason: why.as_str(),
+                });
+            count_since(
+                &mut seen.capture_dropped[i],
+                io.capture_dropped_count(why),
+                &c,
+            );
         }
     }
 

@@ -177,6 +177,12 @@ pub(super) struct TcpClosedLabels {
     pub(super) reason: &'static str,
 }
 
+/// `lifeline_capture_dropped_total`: why a captured message was not exported.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(super) struct CaptureDropLabels {
+    pub(super) reason: &'static str,
+}
+
 /// `lifeline_rejected_total`: why, whatever the answer.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub(super) struct RejectReasonLabels {

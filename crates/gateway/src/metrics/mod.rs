@@ -10,7 +10,8 @@
 //! ([`Metrics::add_socket_drops`], [`Metrics::add_queue_drops`],
 //! [`Metrics::add_journal_dropped`], [`Metrics::add_tcp_idle_closed`], [`Metrics::add_transmitted`],
 //! [`Metrics::add_send_errors`]); [`Metrics::set_tcp`] reads the IO side's
-//! TCP gauge and counters on the same tick. The admin server calls [`Metrics::encode`] for
+//! TCP gauge and counters on the same tick, [`Metrics::set_capture`] its
+//! capture counters. The admin server calls [`Metrics::encode`] for
 //! `GET /metrics`. Everything on the event loop's path is an atomic increment
 //! behind a label lookup; nothing here reads a clock or blocks on the scraper
 //! for longer than a label-map read lock.
@@ -64,6 +65,9 @@
 //! | `lifeline_shedding` | | 1 while the gateway counts itself behind and sheds new non-emergency requests (the housekeeping check; the IO threads also shed on their own look at the queue) |
 //! | `lifeline_input_queue_bytes` | | bytes of the messages waiting for the core |
 //! | `lifeline_send_errors_total` | | sends that failed other than as evidence against a trunk (no socket for the address family, a caller's TCP connection gone, a full socket buffer) |
+//! | `lifeline_capture_messages_total` | | SIP messages exported to the HEP collector (`capture:`): packets handed to the kernel |
+//! | `lifeline_capture_dropped_total` | `reason` | captured messages not exported: `queue_full` (the capture thread's queue was full: the call path never waits), `too_large` (over one HEP packet), `send_error` (the send to the collector failed, or its host refused an earlier packet), `hold_full` (`hold_bytes` reached), `hold_expired` (no outcome within `hold`) |
+//! | `lifeline_capture_held_bytes` | | bytes held for calls waiting for their outcome (`calls: emergency` or `failed`) |
 //! | `lifeline_core_busy_seconds_total` | | time the core (routing, one thread at a time) was busy: its rate is the core's utilisation, the gateway's headroom |
 //! | `lifeline_metrics_untracked_calls_total` | | calls whose outcome could not be labelled (see below) |
 //! | `lifeline_build_info` | `version` | 1 |
@@ -121,9 +125,10 @@ use families::SetupFamily;
 use gauges::Seen;
 pub(crate) use labels::Names;
 use labels::{
-    AdmissionLabels, CallLabels, DirectionLabels, FailoverLabels, KindLabels, MessageLabels, Name,
-    ProgressLabels, RejectReasonLabels, RejectedLabels, RescueLabels, RouteLabels, RuleLabels,
-    SkipLabels, StateChangeLabels, StateLabels, TcpClosedLabels, TrunkLabels,
+    AdmissionLabels, CallLabels, CaptureDropLabels, DirectionLabels, FailoverLabels, KindLabels,
+    MessageLabels, Name, ProgressLabels, RejectReasonLabels, RejectedLabels, RescueLabels,
+    RouteLabels, RuleLabels, SkipLabels, StateChangeLabels, StateLabels, TcpClosedLabels,
+    TrunkLabels,
 };
 
 /// The `Content-Type` of [`Metrics::encode`]'s output (Prometheus text 0.0.4).
@@ -221,6 +226,9 @@ pub(crate) struct Metrics {
     udp_datagrams: Family<DirectionLabels, Counter>,
     send_errors: Counter,
     core_busy: Counter<f64, AtomicU64>,
+    capture_messages: Counter,
+    capture_dropped: Family<CaptureDropLabels, Counter>,
+    capture_held: Gauge,
     untracked: Counter,
     /// `lifeline_messages_total{direction="out"}` handles, resolved once.
     out_requests: Counter,

@@ -1,8 +1,8 @@
-//! `recvmmsg` and `sendmmsg` for [`RealSocket`](super::RealSocket) on
-//! Linux: many datagrams per syscall.
+//! `recvmmsg` and `sendmmsg` for [`RealSocket`](super::RealSocket) (and the
+//! capture thread's sends) on Linux: many datagrams per syscall.
 //!
 //! Receiving goes through nix's safe `recvmmsg`. Sending calls
-//! `libc::sendmmsg` here, the crate's only `unsafe`: nix's `sendmmsg`
+//! `libc::sendmmsg` here, in one `unsafe` block: nix's `sendmmsg`
 //! reports how many datagrams went out only through an iterator that
 //! decodes an address slot it never initialised for sends.
 //!
@@ -84,7 +84,7 @@ fn socket_addr(a: &SockaddrStorage) -> Option<SocketAddr> {
 /// and the addresses are not passed. Linux reports an error only when it
 /// is at the first datagram; after that it returns the count so far.
 #[allow(unsafe_code)]
-pub(super) fn send(
+pub(crate) fn send(
     socket: &impl AsRawFd,
     batch: &[(&[u8], SocketAddr)],
     connected: bool,

@@ -28,6 +28,7 @@ use super::{Config, ConfigError, ConfigErrors, LogConfig, LogFormat, LogLevel};
 
 mod access;
 mod admin;
+mod capture;
 mod limits;
 mod routes;
 mod trunks;
@@ -524,6 +525,7 @@ impl Validator<'_> {
         };
         let limits = self.limits(raw.limits.as_ref());
         let log = self.log(raw.log.as_ref());
+        let capture = self.capture(raw.capture.as_ref());
         let (limits, tcp_limits) = limits?;
         Some(Config {
             node_name: node_name?,
@@ -542,6 +544,7 @@ impl Validator<'_> {
             limits,
             tcp_limits,
             log: log?,
+            capture: capture?,
             warnings: Vec::new(),
         })
     }
