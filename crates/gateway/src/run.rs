@@ -968,7 +968,7 @@ mod tests {
         Event::CallStarted {
             call: CallRef(call),
             at,
-            info: Box::new(CallInfo {
+            info: std::sync::Arc::new(CallInfo {
                 call_id: Bytes::from(format!("c{call}")),
                 from_uri: Bytes::from_static(b"sip:a@example.com"),
                 from_display: None,

@@ -100,11 +100,13 @@ impl Health {
     /// [`handle_response`](Self::handle_response).
     pub fn probe_trunk(&self, msg: &Message) -> Option<TrunkId> {
         msg.status()?;
-        let (trunk, _, _) = msg
-            .top_via()
-            .ok()
-            .and_then(|v| v.branch())
-            .and_then(parse_branch)?;
+        self.probe_trunk_of_branch(msg.top_via().ok()?.branch()?)
+    }
+
+    /// [`probe_trunk`](Self::probe_trunk) for a response whose top Via
+    /// branch is `branch`, for a caller that has parsed that Via already.
+    pub fn probe_trunk_of_branch(&self, branch: &[u8]) -> Option<TrunkId> {
+        let (trunk, _, _) = parse_branch(branch)?;
         (self.trunks.len() > trunk as usize).then_some(TrunkId(trunk))
     }
 

@@ -63,6 +63,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use lifeline_proxy::{Peer, Transmit, Transport, TransportError, TrunkId};
 use lifeline_sip::{check_datagram, StreamFramer, Verdict};
+use smallvec::SmallVec;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::Notify;
@@ -298,7 +299,8 @@ impl Wire for Outbound {
         ts: &mut dyn Iterator<Item = Transmit>,
         refused: &mut dyn FnMut(TrunkId, TransportError),
     ) {
-        let mut runs: Vec<Run> = Vec::new();
+        // Inline: one send of a few datagrams allocates nothing here.
+        let mut runs: SmallVec<[Run; 2]> = SmallVec::new();
         for t in ts {
             self.stats.on_send(&t.payload);
             if t.peer.transport == Transport::Tcp {
@@ -330,7 +332,7 @@ impl Wire for Outbound {
                         socket,
                         local,
                         connected,
-                        items: Vec::new(),
+                        items: SmallVec::new(),
                     });
                     runs.len() - 1
                 }
@@ -355,7 +357,7 @@ struct Run {
     local: SocketAddr,
     /// A trunk's connected socket: its errors are about the trunk.
     connected: bool,
-    items: Vec<Transmit>,
+    items: SmallVec<[Transmit; 4]>,
 }
 
 impl Outbound {
@@ -391,7 +393,7 @@ impl Outbound {
                 self.udp_outcome(first, r, refused);
                 return;
             }
-            let batch: Vec<(&[u8], SocketAddr)> =
+            let batch: SmallVec<[(&[u8], SocketAddr); 8]> =
                 rest.iter().map(|t| (&t.payload[..], t.peer.addr)).collect();
             let BatchSent { sent, error } = socket.try_send_batch(&batch);
             self.stats.send_batches.fetch_add(1, Ordering::Relaxed);

@@ -87,6 +87,63 @@ fn a_burst_is_received_complete_in_order_and_in_fewer_calls() {
     }
 }
 
+/// Each datagram of one receive call comes with its own sender, IPv4 or
+/// IPv6, whether the call waited (the receive thread) or not; the largest
+/// UDP payload arrives whole.
+#[test]
+fn every_datagram_of_a_batch_has_its_own_sender_v4_and_v6() {
+    let rt = runtime();
+    for local in ["127.0.0.1:0", "[::1]:0"] {
+        let rx = transport::real()
+            .bind(rt.handle(), local.parse().unwrap(), None)
+            .unwrap();
+        let to = rx.local_addr().unwrap();
+        let senders: Vec<UdpSocket> = (0..5)
+            .map(|_| UdpSocket::bind(SocketAddr::new(to.ip(), 0)).unwrap())
+            .collect();
+        // IPv4's largest payload (65,535 less the IP and UDP headers).
+        let largest = vec![b'z'; 65_507];
+        let mut sent = Vec::new();
+        for (i, s) in senders.iter().enumerate().chain(senders.iter().enumerate()) {
+            let d = if sent.len() == 7 {
+                largest.clone()
+            } else {
+                datagram(sent.len())
+            };
+            s.send_to(&d, to).unwrap();
+            sent.push((d, senders[i].local_addr().unwrap()));
+        }
+        let mut got = Vec::new();
+        let mut batch = RecvBatch::new(RECV_BATCH);
+        // Blocking (the receive thread's call) first, then awaited.
+        let start = Instant::now();
+        while got.len() < sent.len() / 2 && start.elapsed() < PATIENCE {
+            if rx.blocking() {
+                if let Ok(n) = rx.recv_batch_blocking(&mut batch) {
+                    got.extend((0..n).map(|i| batch.datagram(i).unwrap()));
+                }
+            } else {
+                break;
+            }
+        }
+        rt.block_on(async {
+            while got.len() < sent.len() {
+                let n = tokio::time::timeout(PATIENCE, rx.recv_batch(&mut batch))
+                    .await
+                    .expect("did not hang")
+                    .unwrap();
+                got.extend((0..n).map(|i| batch.datagram(i).unwrap()));
+            }
+        });
+        assert_eq!(got.len(), sent.len(), "{local}");
+        for ((data, from), (want, want_from)) in got.iter().zip(&sent) {
+            assert_eq!(from, want_from, "{local}");
+            assert_eq!(data.len(), want.len(), "{local}");
+            assert_eq!(&data[..], &want[..], "{local}");
+        }
+    }
+}
+
 #[test]
 fn a_batch_to_several_destinations_arrives_complete_and_in_order() {
     let rt = runtime();

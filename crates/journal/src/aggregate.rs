@@ -213,7 +213,7 @@ impl Attempt {
 #[derive(Debug)]
 struct InProgress {
     started: Instant,
-    info: Box<CallInfo>,
+    info: Arc<CallInfo>,
     attempts: Vec<Attempt>,
     notes: Vec<CallNote>,
 }
@@ -328,6 +328,18 @@ pub struct CallAggregator {
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+/// Where a call came from, as a record gives it (`udp:192.0.2.1:5060`),
+/// written into one allocation of its final size or more.
+fn source_text(peer: Peer) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(56);
+    for c in peer.transport.via_token().chars() {
+        s.push(c.to_ascii_lowercase());
+    }
+    let _ = write!(s, ":{}", peer.addr);
+    s
 }
 
 impl CallAggregator {
@@ -780,11 +792,7 @@ impl CallAggregator {
                 pidf_lo: info.location.pidf_lo,
             },
             route: info.route.clone(),
-            source: format!(
-                "{}:{}",
-                info.source.transport.via_token().to_ascii_lowercase(),
-                info.source.addr
-            ),
+            source: source_text(info.source),
             attempts: Vec::new(),
             outcome,
             setup: None,

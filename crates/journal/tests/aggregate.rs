@@ -119,7 +119,7 @@ impl World {
         self.feed_at(ms, |at| Event::CallStarted {
             call: CallRef(call),
             at,
-            info: Box::new(info),
+            info: std::sync::Arc::new(info),
         });
     }
 
@@ -845,7 +845,7 @@ fn no_route(w: &mut World, call: u64, at: Instant, emergency: bool, source: Peer
     w.feed(Event::CallStarted {
         call: CallRef(call),
         at,
-        info: Box::new(info),
+        info: std::sync::Arc::new(info),
     });
     w.feed(Event::CallFailed {
         call: CallRef(call),

@@ -1,6 +1,7 @@
 //! What the proxy reports: call events for the journal and metrics, and the
 //! messages it sends.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -144,8 +145,9 @@ pub enum Event {
         call: CallRef,
         /// When.
         at: Instant,
-        /// Who called what, and from where.
-        info: Box<CallInfo>,
+        /// Who called what, and from where (shared: every sink that keeps
+        /// it, such as the journal's aggregation, keeps it without a copy).
+        info: Arc<CallInfo>,
     },
     /// The INVITE was sent to a trunk.
     AttemptStarted {

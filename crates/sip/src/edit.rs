@@ -5,6 +5,7 @@
 //! priority (Resource-Priority) are therefore never re-serialised.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use smallvec::SmallVec;
 
 use crate::error::{Error, ErrorKind};
 use crate::header::HeaderName;
@@ -23,11 +24,18 @@ struct Splice {
 /// A set of edits to one message. Build it, then [`write_to`](Self::write_to)
 /// or [`to_bytes`](Self::to_bytes). Each edit applies to the message as
 /// received (popping the top Via and pushing a new one are independent).
+///
+/// Built for every message a proxy forwards, and short-lived: the edits
+/// and the bytes they insert are kept inline (up to 8 edits and 256 bytes,
+/// what forwarding a request or a response takes), so building one
+/// allocates nothing.
 #[derive(Debug)]
 pub struct Edit<'m> {
     msg: &'m Message,
-    splices: Vec<Splice>,
-    arena: Vec<u8>,
+    /// Ordered by where they apply (`start`, then `end`); edits of the same
+    /// place in the order they were made.
+    splices: SmallVec<[Splice; 8]>,
+    arena: SmallVec<[u8; 256]>,
     /// The body's length once edited, if [`Edit::set_body`] replaced it.
     body_len: Option<usize>,
 }
@@ -45,8 +53,8 @@ impl<'m> Edit<'m> {
     pub fn new(msg: &'m Message) -> Self {
         Self {
             msg,
-            splices: Vec::new(),
-            arena: Vec::new(),
+            splices: SmallVec::new(),
+            arena: SmallVec::new(),
             body_len: None,
         }
     }
@@ -56,12 +64,18 @@ impl<'m> Edit<'m> {
         for p in parts {
             self.arena.extend_from_slice(p);
         }
-        self.splices.push(Splice {
-            start,
-            end,
-            ins_start,
-            ins_end: self.arena.len(),
-        });
+        let at = self
+            .splices
+            .partition_point(|s| (s.start, s.end) <= (start, end));
+        self.splices.insert(
+            at,
+            Splice {
+                start,
+                end,
+                ins_start,
+                ins_end: self.arena.len(),
+            },
+        );
     }
 
     /// Add a Via value on top (`SIP/2.0/UDP gw.example.net;branch=z9hG4bK...`).
@@ -210,12 +224,6 @@ impl<'m> Edit<'m> {
         self
     }
 
-    fn sorted(&self) -> Vec<Splice> {
-        let mut s = self.splices.clone();
-        s.sort_by_key(|s| (s.start, s.end));
-        s
-    }
-
     /// Length of the edited message.
     pub fn len(&self) -> usize {
         let src = self.msg.as_bytes().len();
@@ -233,7 +241,7 @@ impl<'m> Edit<'m> {
     pub fn write_to(&self, out: &mut impl BufMut) {
         let src: &[u8] = self.msg.as_bytes();
         let mut pos = 0;
-        for s in self.sorted() {
+        for s in &self.splices {
             if s.start < pos {
                 // Overlapping edits of the same bytes: the first one wins.
                 continue;

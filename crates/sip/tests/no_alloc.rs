@@ -1,6 +1,8 @@
 //! Parsing and reading a message must not touch the heap: `Message::parse`,
 //! iterating the headers, the typed accessors a proxy uses on every message
-//! and `validate` perform zero allocations.
+//! and `validate` perform zero allocations. Building the edits that forward
+//! a message (`Edit`) allocates nothing either: writing it out takes the
+//! one buffer it is written into.
 //!
 //! A counting `#[global_allocator]` wraps `std::alloc::System`. The counter is
 //! thread-local, so tests running on other threads (and the harness) do not
@@ -17,7 +19,7 @@ use std::hint::black_box;
 use std::path::Path;
 
 use bytes::Bytes;
-use lifeline_sip::{validate, Message};
+use lifeline_sip::{validate, Edit, Message};
 
 thread_local! {
     // const-initialised and without a destructor: reading it never allocates.
@@ -141,6 +143,41 @@ fn fixtures_shared_bytes() {
     for (name, data) in FIXTURES {
         let buf = Bytes::copy_from_slice(data);
         assert_eq!(allocations(|| read_everything(&buf)), 0, "{name}");
+    }
+}
+
+/// A proxy's edits of a request (Via and Record-Route pushed, Route
+/// popped, Max-Forwards decremented, Content-Length ensured) and of a
+/// response (top Via popped): building them and writing them into a buffer
+/// with room allocates nothing; `to_bytes` allocates its buffer alone.
+#[test]
+fn forwarding_edits() {
+    let via = b"SIP/2.0/UDP 127.0.10.1:5060;branch=z9hG4bK-lp0123456789abcdef.0123456789abcdef0123456789abcdef0;oc;oc-algo=\"loss\"";
+    let rr = b"<sip:127.0.10.1:5060;lr;ll=1234.0123456789abcdef0123456789abcdef>";
+    for (name, data) in FIXTURES {
+        let m = Message::parse(Bytes::from_static(data)).expect("parses");
+        let edit = || {
+            let mut e = Edit::new(&m);
+            if m.is_request() {
+                e.remove_first_route().decrement_max_forwards();
+                e.push_via(via).expect("via");
+                e.add_record_route(rr).expect("record-route");
+                e.ensure_content_length();
+            } else {
+                e.pop_via();
+            }
+            e
+        };
+        let mut out = Vec::with_capacity(2 * data.len() + 1024);
+        let n = allocations(|| {
+            out.clear();
+            let e = edit();
+            e.write_to(&mut out);
+            black_box(&out);
+        });
+        assert_eq!(n, 0, "{name}: build and write");
+        let n = allocations(|| drop(black_box(edit().to_bytes())));
+        assert_eq!(n, 1, "{name}: to_bytes");
     }
 }
 

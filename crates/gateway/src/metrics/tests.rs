@@ -239,7 +239,7 @@ fn started(call: u64, at: Instant, emergency: Option<EmergencyRule>, route: &str
     Event::CallStarted {
         call: CallRef(call),
         at,
-        info: Box::new(CallInfo {
+        info: std::sync::Arc::new(CallInfo {
             call_id: Bytes::from_static(b"x"),
             from_uri: Bytes::from_static(b"sip:a@b"),
             from_display: None,

@@ -1,17 +1,20 @@
 //! Calls: attempts, serial failover, rescue off dead trunks, hedging and
 //! capacity limits, the call's end.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use lifeline_health::{Outcome, Reason, State, TrunkId};
 use lifeline_sip::{HeaderName, Message, Uri};
+use smallvec::SmallVec;
 
 use super::load::share_order;
 use super::requests::{call_info, forward_edit};
+use super::text::Text;
 use super::{
-    Attempt, AttemptState, Call, CallState, ClientEntry, Dialog, Proxy, Target, LOOP_PREFIX,
-    REASON_TRANSPORT_ERROR, REASON_TRUNK_DOWN,
+    method_key, Attempt, AttemptState, Call, CallState, ClientEntry, Dialog, Proxy, Target,
+    LOOP_PREFIX, REASON_TRANSPORT_ERROR, REASON_TRUNK_DOWN,
 };
 use crate::classify::EmergencyRule;
 use crate::config::{Peer, Transport};
@@ -212,10 +215,10 @@ impl Proxy {
             tracked,
             emergency,
             target,
-            tried: Vec::new(),
+            tried: SmallVec::new(),
             order,
             ticket,
-            attempts: Vec::new(),
+            attempts: SmallVec::new(),
             winner: None,
             state: CallState::Routing,
             started: now,
@@ -236,7 +239,7 @@ impl Proxy {
             self.events.push_back(Event::CallStarted {
                 call: id,
                 at: now,
-                info: Box::new(info),
+                info: Arc::new(info),
             });
         }
         self.next_attempt(now, ck);
@@ -420,18 +423,25 @@ impl Proxy {
         // must not be guessable from any other one seen.
         let nonce = self.rng.token();
         let loop_hash = self.calls[ck].loop_hash;
-        let branch = format!(
-            "{LOOP_PREFIX}{loop_hash:016x}.{nonce:032x}{:x}",
-            self.calls[ck].attempts.len()
-        );
-        let advertise = self.advertise.clone();
+        let mut branch = Text::new();
+        branch
+            .push(LOOP_PREFIX)
+            .hex64(loop_hash)
+            .push(".")
+            .hex128(nonce)
+            .hex(self.calls[ck].attempts.len());
         // RFC 7339 §5.1: offer overload control (the loss algorithm) to
         // the trunk, which may then ask for less traffic in its responses.
-        let via = |t: Transport| {
-            format!(
-                "SIP/2.0/{} {advertise};branch={branch};oc;oc-algo=\"loss\"",
-                t.via_token()
-            )
+        let via = |t: Transport, advertise: &str| {
+            let mut via = Text::new();
+            via.push("SIP/2.0/")
+                .push(t.via_token())
+                .push(" ")
+                .push(advertise)
+                .push(";branch=")
+                .push(branch.as_bytes())
+                .push(";oc;oc-algo=\"loss\"");
+            via
         };
 
         // A dialog-creating INVITE gets our Record-Route with a token that
@@ -455,7 +465,15 @@ impl Proxy {
                 });
                 self.arm_dialog(dk);
                 dialog = Some((dk, dnonce));
-                record_route = Some(format!("<sip:{};lr;ll={dk}.{dnonce:032x}>", self.advertise));
+                let mut rr = Text::new();
+                rr.push("<sip:")
+                    .push(&self.advertise)
+                    .push(";lr;ll=")
+                    .dec(dk)
+                    .push(".")
+                    .hex128(dnonce)
+                    .push(">");
+                record_route = Some(rr);
             }
         }
 
@@ -464,11 +482,11 @@ impl Proxy {
             .next()
             .and_then(|r| r.ok())
             .is_some_and(|r| matches!(r.uri(), Uri::Sip(u) if self.is_us(&u.host, u.port)));
-        let rr = record_route.as_deref();
+        let rr = record_route.as_ref().map(Text::as_bytes);
         let mut e = forward_edit(
             &m,
             top_is_us,
-            &via(peer.transport),
+            via(peer.transport, &self.advertise).as_bytes(),
             rr,
             peer.transport.reliable(),
         );
@@ -481,7 +499,13 @@ impl Proxy {
             None => peer,
         };
         if peer != configured {
-            e = forward_edit(&m, top_is_us, &via(peer.transport), rr, true);
+            e = forward_edit(
+                &m,
+                top_is_us,
+                via(peer.transport, &self.advertise).as_bytes(),
+                rr,
+                true,
+            );
         }
         let out = match e.map(|e| Message::parse(e.to_bytes())) {
             Some(Ok(out)) => out,
@@ -496,8 +520,8 @@ impl Proxy {
             }
         };
         let payload = out.as_bytes().clone();
-        let branch = Bytes::from(branch);
-        let method_key = Bytes::copy_from_slice(m.method_bytes().unwrap_or_default());
+        let branch = branch.to_bytes();
+        let method_key = method_key(m.method_bytes().unwrap_or_default());
         let ai = self.calls[ck].attempts.len();
         let txn = ClientTxn::new(now, kind, out, peer, branch.clone(), self.cfg.timers);
         let serial = self.next_serial();

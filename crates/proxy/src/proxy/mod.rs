@@ -12,6 +12,7 @@ mod linger;
 mod load;
 mod requests;
 mod responses;
+mod text;
 mod timers;
 
 use std::cmp::Reverse;
@@ -26,6 +27,7 @@ use lifeline_sip::{
     check_datagram, ErrorKind, HeaderName, Message, MessageWriter, Method, Verdict,
 };
 use slab::Slab;
+use smallvec::SmallVec;
 
 use crate::classify::EmergencyRule;
 use crate::config::{ConfigError, Peer, ProxyConfig, RouteConfig, UnknownSource};
@@ -85,12 +87,17 @@ enum Obj {
     Dialog(usize),
 }
 
+/// A Via's sent-by as part of a key: host bytes (or the IPv4 octets) and
+/// port, inline up to 24 bytes (an IPv4 address takes 6): no allocation,
+/// and a clone of the key is a copy.
+type SentBy = smallvec::SmallVec<[u8; 24]>;
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum ServerKey {
     /// RFC 3261 §17.2.3: branch, sent-by, method (ACK matches INVITE).
     Branch {
         branch: Bytes,
-        sent_by: Bytes,
+        sent_by: SentBy,
         method: Bytes,
     },
     /// RFC 2543 fallback: Request-URI, From tag, Call-ID, CSeq, top Via, method.
@@ -223,13 +230,15 @@ struct Call {
     tracked: bool,
     emergency: Option<EmergencyRule>,
     target: Target,
-    tried: Vec<TrunkId>,
+    /// Inline for up to 4 trunks (the size of a `Vec`): no allocation.
+    tried: SmallVec<[TrunkId; 4]>,
     /// The route's trunks in this call's order, when the route shares load
     /// by weight (drawn once per call); `None`: the route's own order.
     order: Option<Box<[TrunkId]>>,
     /// The call's place among non-emergency calls (canary share).
     ticket: u64,
-    attempts: Vec<Attempt>,
+    /// Inline for the first attempt (most calls make one): no allocation.
+    attempts: SmallVec<[Attempt; 1]>,
     /// The attempt whose 2xx went to the caller.
     winner: Option<usize>,
     state: CallState,
@@ -968,7 +977,17 @@ impl Proxy {
 
     /// A To tag: 128 random bits.
     fn new_tag(&mut self) -> Bytes {
-        Bytes::from(format!("{:032x}", self.rng.token()))
+        text::Text::new().hex128(self.rng.token()).to_bytes()
+    }
+}
+
+/// A method as part of a transaction key: the static name of a known
+/// method (no allocation), else a copy of the bytes as written (methods
+/// are case-sensitive, so only an exact match is a known one).
+fn method_key(method: &[u8]) -> Bytes {
+    match Method::from_bytes(method).as_str() {
+        Some(name) => Bytes::from_static(name.as_bytes()),
+        None => Bytes::copy_from_slice(method),
     }
 }
 

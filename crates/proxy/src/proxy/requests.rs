@@ -2,6 +2,7 @@
 //! routing, the checks of §16.3 and routing of new calls, CANCEL.
 
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -9,8 +10,10 @@ use lifeline_health::TrunkId;
 use lifeline_sip::{Edit, Error, HeaderName, Host, Message, Method, Uri};
 
 use super::linger::Found;
+use super::text::Text;
 use super::{
-    AttemptState, CallState, Proxy, ServerEntry, ServerKey, Target, ACK_PREFIX, LOOP_PREFIX,
+    method_key, AttemptState, CallState, Proxy, SentBy, ServerEntry, ServerKey, Target, ACK_PREFIX,
+    LOOP_PREFIX,
 };
 use crate::access::strip_untrusted;
 use crate::admission::{class_of, Class, LimitsConfig, Refusal};
@@ -215,20 +218,25 @@ impl Proxy {
             self.hash_key.hash(&mut h);
             m.top_via().ok().and_then(|v| v.branch()).hash(&mut h);
             m.call_id().hash(&mut h);
-            format!("{ACK_PREFIX}{:016x}", h.finish())
+            let mut branch = Text::new();
+            branch.push(ACK_PREFIX).hex64(h.finish());
+            branch
         };
         let via = |t: Transport| {
-            format!(
-                "SIP/2.0/{} {};branch={branch}",
-                t.via_token(),
-                self.advertise
-            )
+            let mut via = Text::new();
+            via.push("SIP/2.0/")
+                .push(t.via_token())
+                .push(" ")
+                .push(&self.advertise)
+                .push(";branch=")
+                .push(branch.as_bytes());
+            via
         };
         let (mut peer, trunk) = target;
         let Some(mut e) = forward_edit(
             &m,
             true,
-            &via(peer.transport),
+            via(peer.transport).as_bytes(),
             None,
             peer.transport.reliable(),
         ) else {
@@ -237,7 +245,8 @@ impl Proxy {
         let wire = self.wire_peer(peer, trunk, e.len());
         if wire != peer {
             peer = wire;
-            let Some(tcp) = forward_edit(&m, true, &via(peer.transport), None, true) else {
+            let Some(tcp) = forward_edit(&m, true, via(peer.transport).as_bytes(), None, true)
+            else {
                 return;
             };
             e = tcp;
@@ -490,7 +499,7 @@ impl Proxy {
                 self.events.push_back(Event::CallStarted {
                     call,
                     at: now,
-                    info: Box::new(call_info(&m, emergency, "", from)),
+                    info: Arc::new(call_info(&m, emergency, "", from)),
                 });
                 self.events.push_back(Event::CallFailed {
                     call,
@@ -564,7 +573,8 @@ impl Proxy {
         if !m.vias().flatten().any(|v| ours(&v)) {
             return false;
         }
-        let want = format!("{LOOP_PREFIX}{:016x}.", self.loop_hash(m));
+        let mut want = Text::new();
+        want.push(LOOP_PREFIX).hex64(self.loop_hash(m)).push(".");
         m.vias()
             .flatten()
             .any(|v| ours(&v) && v.branch().is_some_and(|b| b.starts_with(want.as_bytes())))
@@ -639,10 +649,10 @@ impl Proxy {
 fn server_key(m: &Message, method_override: Option<&'static [u8]>) -> Option<ServerKey> {
     let bytes = m.as_bytes();
     let via = m.top_via().ok()?;
-    let method = Bytes::copy_from_slice(method_override.unwrap_or(m.method_bytes()?));
+    let method = method_key(method_override.unwrap_or(m.method_bytes()?));
     if via.is_rfc3261_branch() {
         // The sent-by as a key: host bytes (or the IPv4 octets) and port.
-        let mut sent_by = Vec::with_capacity(24);
+        let mut sent_by = SentBy::new();
         match via.host {
             Host::Domain(d) => sent_by.extend(d.iter().map(u8::to_ascii_lowercase)),
             Host::Ipv4(ip) => sent_by.extend_from_slice(&ip.octets()),
@@ -651,7 +661,7 @@ fn server_key(m: &Message, method_override: Option<&'static [u8]>) -> Option<Ser
         sent_by.extend_from_slice(&via.port.unwrap_or(0).to_be_bytes());
         return Some(ServerKey::Branch {
             branch: bytes.slice_ref(via.branch()?),
-            sent_by: Bytes::from(sent_by),
+            sent_by,
             method,
         });
     }
@@ -678,8 +688,8 @@ fn server_key(m: &Message, method_override: Option<&'static [u8]>) -> Option<Ser
 pub(super) fn forward_edit<'m>(
     m: &'m Message,
     pop_route: bool,
-    via: &str,
-    record_route: Option<&str>,
+    via: &[u8],
+    record_route: Option<&[u8]>,
     reliable: bool,
 ) -> Option<Edit<'m>> {
     let mut e = Edit::new(m);
@@ -687,9 +697,9 @@ pub(super) fn forward_edit<'m>(
         e.remove_first_route();
     }
     e.decrement_max_forwards();
-    e.push_via(via.as_bytes()).ok()?;
+    e.push_via(via).ok()?;
     if let Some(rr) = record_route {
-        e.add_record_route(rr.as_bytes()).ok()?;
+        e.add_record_route(rr).ok()?;
     }
     if reliable {
         e.ensure_content_length();

@@ -9,7 +9,8 @@ use lifeline_sip::{Edit, HeaderName, Message, MessageWriter, Uri};
 
 use super::linger::Found;
 use super::{
-    AttemptState, CallState, DialogRef, Origin, Proxy, Target, DUPLICATE_PREFIX, REASON_ELSEWHERE,
+    method_key, AttemptState, CallState, DialogRef, Origin, Proxy, Target, DUPLICATE_PREFIX,
+    REASON_ELSEWHERE,
 };
 use crate::config::{Peer, RouteConfig};
 use crate::events::{AttemptFailure, CallFailure, Event};
@@ -17,9 +18,14 @@ use crate::transaction::{ClientEvent, Kind};
 
 impl Proxy {
     pub(super) fn handle_response(&mut self, now: Instant, from: Peer, m: Message) {
+        // The top Via is parsed once, here, for both matches below.
+        let branch = m.top_via().ok().and_then(|v| v.branch());
         // A probe's answer counts only from the trunk probed (health then
         // matches its 128-bit nonce).
-        if let Some(t) = self.health.probe_trunk(&m) {
+        let probe = branch
+            .filter(|_| m.status().is_some())
+            .and_then(|b| self.health.probe_trunk_of_branch(b));
+        if let Some(t) = probe {
             match self.trunk_peers.get(t.index()) {
                 Some(&to) if same_peer(to, from) => {
                     self.health.handle_response(now, &m);
@@ -28,8 +34,8 @@ impl Proxy {
             }
             return;
         }
-        let key = match (m.top_via().ok().and_then(|v| v.branch()), m.cseq().ok()) {
-            (Some(b), Some(c)) => (m.as_bytes().slice_ref(b), Bytes::copy_from_slice(c.method)),
+        let key = match (branch, m.cseq().ok()) {
+            (Some(b), Some(c)) => (m.as_bytes().slice_ref(b), method_key(c.method)),
             _ => {
                 self.stats.responses_dropped += 1;
                 return;
