@@ -10,7 +10,9 @@
 #      --step-seconds each; a step with failures is run once more, and the
 #      climb stops at the second failure. Then the same with the proxy
 #      pinned to core 0 and SIPp to core 1 (taskset).
-#   3. CPU seconds per 1,000 calls and memory at --cpu-rate calls/s.
+#   3. CPU seconds per 1,000 calls and memory at --cpu-rate calls/s,
+#      --cpu-rounds times, alternating; Kamailio with each UDP worker count
+#      in --cpu-kamailio-children.
 #   4. Every fault (kill, ring-kill, hang, 503, stall, flap) at --fault-rate
 #      calls/s, lifeline then Kamailio: for ring-kill (calls ringing on the
 #      primary when it is killed) compare ringing_at_kill, rescued and
@@ -29,7 +31,8 @@ RUN="$HERE/../run.sh"
 ROOT=$(cd "$HERE/../../.." && pwd)
 
 LIFELINE='' OUT='' STEPS="200 500 1000 1500 2000 3000 4000 5000" STEP_S=20
-CORES_RATES="2000 4000" MEMORY_RATES="500 3000" MEMORY_S=60 CPU_RATE=500 CPU_S=30 FAULT_RATE=100 FAULT_S=20 PARTS="baseline maxrate pinned cpu memory faults cores"
+CORES_RATES="2000 4000" MEMORY_RATES="500 3000" MEMORY_S=60 CPU_RATE=500 CPU_S=30 CPU_ROUNDS=2
+CPU_CHILDREN="4" FAULT_RATE=100 FAULT_S=20 PARTS="baseline maxrate pinned cpu memory faults cores"
 while [ $# -gt 0 ]; do
     case "$1" in
     --lifeline) LIFELINE=$2; shift 2 ;;
@@ -37,6 +40,8 @@ while [ $# -gt 0 ]; do
     --steps) STEPS=$2; shift 2 ;;
     --step-seconds) STEP_S=$2; shift 2 ;;
     --cpu-rate) CPU_RATE=$2; shift 2 ;;
+    --cpu-rounds) CPU_ROUNDS=$2; shift 2 ;;
+    --cpu-kamailio-children) CPU_CHILDREN=$2; shift 2 ;;
     --fault-rate) FAULT_RATE=$2; shift 2 ;;
     --fault-seconds) FAULT_S=$2; shift 2 ;;
     --cores-rates) CORES_RATES=$2; shift 2 ;;
@@ -44,7 +49,7 @@ while [ $# -gt 0 ]; do
     --memory-seconds) MEMORY_S=$2; shift 2 ;;
     --parts) PARTS=$2; shift 2 ;;
     *) echo "usage: compare.sh [--lifeline PATH] [--out DIR] [--steps \"200 500 ...\"] [--step-seconds S]" >&2
-       echo "       [--cpu-rate N] [--fault-rate N] [--fault-seconds S] [--cores-rates \"2000 4000\"]" >&2
+       echo "       [--cpu-rate N] [--cpu-rounds N] [--cpu-kamailio-children \"4 2\"] [--fault-rate N] [--fault-seconds S] [--cores-rates \"2000 4000\"]" >&2
        echo "       [--memory-rates \"500 3000\"] [--memory-seconds S] [--parts \"baseline maxrate pinned cpu memory faults cores\"]" >&2
        exit 2 ;;
     esac
@@ -107,11 +112,15 @@ for part in $PARTS; do
         climb "pinned kamailio cpu0 (sipp cpu1)" --proxy kamailio --proxy-cpus 0 --sipp-cpus 1
         ;;
     cpu)
-        # Twice each, alternating, for the spread.
-        for round in 1 2; do
-            for p in lifeline kamailio; do
-                run "cpu $p round=$round" --proxy "$p" --lifeline "$LIFELINE" --rate "$CPU_RATE" \
-                    --duration "$CPU_S"
+        # --cpu-rounds times each, alternating, for the spread; Kamailio
+        # once per --cpu-kamailio-children count (its UDP workers: on 2
+        # cores, 2 cost less CPU per call than the default 4).
+        for round in $(seq "$CPU_ROUNDS"); do
+            run "cpu lifeline round=$round" --proxy lifeline --lifeline "$LIFELINE" \
+                --rate "$CPU_RATE" --duration "$CPU_S"
+            for c in $CPU_CHILDREN; do
+                run "cpu kamailio children=$c round=$round" --proxy kamailio \
+                    --kamailio-children "$c" --rate "$CPU_RATE" --duration "$CPU_S"
             done
         done
         ;;
