@@ -322,7 +322,7 @@ impl Shared {
                 },
                 |held_since| {
                     self.busy(held_since);
-                    self.stage.run();
+                    self.stage.run(&self.stats.stage_waits);
                     self.send_queued();
                 },
             );
@@ -492,7 +492,7 @@ impl Shared {
             slot.timer_at = Some(wake);
             drop(slot);
             self.busy(now);
-            self.stage.run();
+            self.stage.run(&self.stats.stage_waits);
             self.send_queued();
             if self.core.pending() {
                 continue;

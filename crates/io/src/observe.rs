@@ -220,8 +220,9 @@ impl Stage {
 
     /// Observe what is queued if no other thread is: the one that is takes
     /// these too before it stops.
-    /// Past [`STAGE_BACKLOG`] queued, wait for the thread that is at it.
-    pub(crate) fn run(&self) {
+    /// Past [`STAGE_BACKLOG`] queued, wait for the thread that is at it
+    /// (counted in `waits`, before the wait).
+    pub(crate) fn run(&self, waits: &AtomicU64) {
         self.queue
             .combine(|observers| self.drain(observers), |()| {});
         let backlog = self
@@ -229,6 +230,7 @@ impl Stage {
             .load(Ordering::Relaxed)
             .saturating_sub(self.observed.load(Ordering::Acquire));
         if backlog > STAGE_BACKLOG as u64 {
+            waits.fetch_add(1, Ordering::Relaxed);
             let mut observers = self.queue.lock();
             self.drain(&mut observers);
         }

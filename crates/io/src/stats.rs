@@ -56,6 +56,10 @@ pub struct IoStats {
     pub tcp_write_queue_overflows: AtomicU64,
     /// Time the core was held (routing, by one thread at a time), ns.
     pub core_busy_ns: AtomicU64,
+    /// Times a thread letting go of the core waited for the event stage,
+    /// which was more than [`STAGE_BACKLOG`](crate::observe::STAGE_BACKLOG)
+    /// items behind (a sink stuck or too slow).
+    pub stage_waits: AtomicU64,
     /// TCP connections closed because their bytes did not frame as SIP.
     pub tcp_framing_errors: AtomicU64,
     /// Whether the core is behind and new non-emergency requests are shed
