@@ -51,6 +51,19 @@ fn error(text: &str) -> String {
     e.into_iter().next().unwrap()
 }
 
+/// Each `(extra, want)`: the minimal file with `extra` appended is refused
+/// with one error starting with `want`; every mismatch is reported.
+fn assert_each_refused(cases: &[(&str, &str)]) {
+    let mut wrong = Vec::new();
+    for (extra, want) in cases {
+        let got = error(&min_with(extra));
+        if !got.starts_with(want) {
+            wrong.push(format!("for {extra:?}:\n got: {got}\nwant: {want}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
 /// A minimal valid file; tests append or replace lines.
 const MIN: &str = "\
 listen:
@@ -2007,14 +2020,7 @@ fn limits_errors() {
             "lifeline.yaml:10:10: limits.per_source_emergancy: unknown field `per_source_emergancy`, expected one of per_source, per_source_emergency, over_limit, max_calls, max_transactions, tcp",
         ),
     ];
-    let mut wrong = Vec::new();
-    for (extra, want) in cases {
-        let got = error(&min_with(extra));
-        if !got.starts_with(want) {
-            wrong.push(format!("for {extra:?}:\n got: {got}\nwant: {want}"));
-        }
-    }
-    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    assert_each_refused(&cases);
     // Allowed, but transactions would run out before calls do.
     let c = ok(&min_with(
         "limits: {max_calls: 100, max_transactions: 50}\n",
@@ -2120,14 +2126,7 @@ fn capture_errors() {
             "lifeline.yaml:10:33: capture.nodeid: unknown field `nodeid`, expected one of hep, calls, node_id, password, queue, hold, hold_bytes",
         ),
     ];
-    let mut wrong = Vec::new();
-    for (extra, want) in cases {
-        let got = error(&min_with(extra));
-        if !got.starts_with(want) {
-            wrong.push(format!("for {extra:?}:\n got: {got}\nwant: {want}"));
-        }
-    }
-    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    assert_each_refused(&cases);
     // Every error in the section, not just the first.
     let e = errors(&min_with(
         "capture: { hep: 127.0.0.1:0, calls: x, queue: many }\n",
