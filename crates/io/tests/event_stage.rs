@@ -162,15 +162,14 @@ fn sinks_see_every_event_once_in_the_order_the_core_produced_them() {
 
 /// A sink that counts the rejections it sees and blocks on the first
 /// until released (for at most 10 s, so a failure is a failed assertion,
-/// not a hung test); `entered` says it is blocking.
+/// not a hung test), and its handles: `entered` says it is blocking.
 struct Stuck {
-    sink: EventSink,
     entered: mpsc::Receiver<()>,
     release: mpsc::Sender<()>,
     seen: Arc<AtomicU64>,
 }
 
-fn stuck_sink() -> Stuck {
+fn stuck_sink() -> (EventSink, Stuck) {
     let (entered_tx, entered) = mpsc::channel::<()>();
     let (release, release_rx) = mpsc::channel::<()>();
     let (entered_tx, release_rx) = (Mutex::new(entered_tx), Mutex::new(release_rx));
@@ -185,12 +184,14 @@ fn stuck_sink() -> Stuck {
                 .recv_timeout(Duration::from_secs(10));
         }
     });
-    Stuck {
+    (
         sink,
-        entered,
-        release,
-        seen,
-    }
+        Stuck {
+            entered,
+            release,
+            seen,
+        },
+    )
 }
 
 /// A thread that feeds the core `n` rejections in one input: it routes
@@ -208,16 +209,23 @@ fn feed(gw: &Gateway, core: &Log, first: u32, n: u32, done: mpsc::Sender<()>) ->
     })
 }
 
-#[test]
-fn a_sink_that_blocks_does_not_hold_the_core() {
-    let stuck = stuck_sink();
-    let gw = gateway(1, vec![stuck.sink], vec![], vec![]);
+/// A gateway whose one sink is stuck in its first event (fed by the
+/// thread returned, which the caller joins).
+fn stuck_gateway() -> (Stuck, Gateway, Log, JoinHandle<()>) {
+    let (sink, stuck) = stuck_sink();
+    let gw = gateway(1, vec![sink], vec![], vec![]);
     let core: Log = Arc::default();
     let feeder = feed(&gw, &core, 1, 1, mpsc::channel().0);
     stuck
         .entered
         .recv_timeout(Duration::from_secs(5))
         .expect("the sink ran");
+    (stuck, gw, core, feeder)
+}
+
+#[test]
+fn a_sink_that_blocks_does_not_hold_the_core() {
+    let (stuck, gw, _, feeder) = stuck_gateway();
 
     // While it blocks, the core takes another input and answers.
     let (tx, rx) = mpsc::channel();
@@ -233,14 +241,7 @@ fn a_sink_that_blocks_does_not_hold_the_core() {
 
 #[test]
 fn past_its_backlog_the_stage_is_waited_for() {
-    let stuck = stuck_sink();
-    let gw = gateway(1, vec![stuck.sink], vec![], vec![]);
-    let core: Log = Arc::default();
-    let feeder = feed(&gw, &core, 1, 1, mpsc::channel().0);
-    stuck
-        .entered
-        .recv_timeout(Duration::from_secs(5))
-        .expect("the sink ran");
+    let (stuck, gw, core, feeder) = stuck_gateway();
 
     // More events than the stage may hold, while its sink is stuck: the
     // thread that routed them (the feeder, or another that held the core
