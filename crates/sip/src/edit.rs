@@ -131,8 +131,8 @@ impl<'m> Edit<'m> {
 
     /// Set Max-Forwards to `n`, adding the header if it is absent.
     pub fn set_max_forwards(&mut self, n: u8) -> &mut Self {
-        let mut digits = [0u8; 3];
-        let text = fmt_u8(n, &mut digits);
+        let mut digits = itoa::Buffer::new();
+        let text = digits.format(n).as_bytes();
         match self.msg.header(HeaderName::MaxForwards) {
             Some(h) => {
                 let v = h.value_offset;
@@ -190,8 +190,8 @@ impl<'m> Edit<'m> {
         let end = start + self.msg.body().len();
         self.splice(start, end, &[body]);
         if let Some(h) = self.msg.header(HeaderName::ContentLength) {
-            let mut digits = [0u8; 10];
-            let text = fmt_u32(body.len() as u32, &mut digits);
+            let mut digits = itoa::Buffer::new();
+            let text = digits.format(body.len()).as_bytes();
             let v = h.value_offset;
             self.splice(v, v + h.value.len(), &[text]);
         }
@@ -203,9 +203,9 @@ impl<'m> Edit<'m> {
     /// must carry it on a stream transport).
     pub fn ensure_content_length(&mut self) -> &mut Self {
         if self.msg.content_length().is_none() {
-            let mut digits = [0u8; 10];
+            let mut digits = itoa::Buffer::new();
             let len = self.body_len.unwrap_or(self.msg.body().len());
-            let text = fmt_u32(len as u32, &mut digits);
+            let text = digits.format(len).as_bytes();
             let at = self.msg.header_section().1;
             self.splice(at, at, &[b"Content-Length: ", text, b"\r\n"]);
         }
@@ -261,32 +261,6 @@ impl<'m> Edit<'m> {
         let mut out = BytesMut::with_capacity(self.len());
         self.write_to(&mut out);
         out.freeze()
-    }
-}
-
-fn fmt_u8(n: u8, buf: &mut [u8; 3]) -> &[u8] {
-    let mut i = 3;
-    let mut n = n;
-    loop {
-        i -= 1;
-        buf[i] = b'0' + n % 10;
-        n /= 10;
-        if n == 0 {
-            return &buf[i..];
-        }
-    }
-}
-
-fn fmt_u32(n: u32, buf: &mut [u8; 10]) -> &[u8] {
-    let mut i = 10;
-    let mut n = n;
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[i..];
-        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! Values the proxy writes into every forwarded message (Via, Record-Route,
 //! branches, tags), built in a buffer on the stack with hand-written hex
-//! and decimal digits: `format!` costs a heap allocation or three (the
+//! digits and `itoa`'s decimal ones: `format!` costs a heap allocation or three (the
 //! string grows as it is written) and the formatting machinery, on every
 //! call.
 
@@ -44,18 +44,7 @@ impl Text {
 
     /// Append `v` in decimal (`{v}`).
     pub(super) fn dec(&mut self, v: usize) -> &mut Self {
-        let mut buf = [0u8; 20];
-        let mut i = buf.len();
-        let mut v = v;
-        loop {
-            i -= 1;
-            buf[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
-        }
-        self.push(&buf[i..])
+        self.push(itoa::Buffer::new().format(v))
     }
 
     /// The last `n` hex digits of `v`, most significant first.
